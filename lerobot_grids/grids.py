@@ -1,0 +1,195 @@
+"""GridS: the Differentiable Grid Sampler ("See What Matters", ICML 2026, §3).
+
+Dense visual tokens of one camera, laid out on an ``H x W`` grid, are reduced to ``K`` tokens read at
+learned continuous points by bilinear interpolation. Pure torch: nothing here knows about LeRobot.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
+
+SAMPLERS = ("grids", "dense", "random", "topk")
+POOLINGS = ("mean", "max")
+INTERPOLATIONS = ("bilinear", "nearest")
+
+
+@dataclass
+class GridSConfig:
+    """Settings of one GridS sampler.
+
+    Attributes:
+        num_tokens: K, tokens kept per camera (paper: 16, 4 or 1).
+        sampler: ``grids`` (the paper's method), ``dense`` (all tokens pass unchanged: the baseline),
+            ``random`` or ``topk`` (K tokens chosen uniformly at random or by largest L2 norm: the
+            discrete baselines of Tab. 10 at the same budget).
+        pooling: global pooling of the dense tokens before the point predictor, eq. 1 (``mean``) or
+            the global max pooling ablation of Tab. 12.
+        interpolation: ``bilinear`` (eq. 2-3) or the ``nearest`` ablation of Tab. 12, which has no
+            gradient with respect to the points.
+        coord_injection: add a coordinate-encoder embedding of each point to its sample (§3.2;
+            switched off in the Tab. 12 ablation).
+        predictor_hidden_dim: hidden width of the point-predicting MLP.
+        coord_encoder_hidden_dim: hidden width of the coordinate encoder.
+    """
+
+    num_tokens: int = 16
+    sampler: str = "grids"
+    pooling: str = "mean"
+    interpolation: str = "bilinear"
+    coord_injection: bool = True
+    predictor_hidden_dim: int = 256
+    coord_encoder_hidden_dim: int = 256
+
+    def __post_init__(self):
+        _check_choice("sampler", self.sampler, SAMPLERS)
+        _check_choice("pooling", self.pooling, POOLINGS)
+        _check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        if self.num_tokens < 1:
+            raise ValueError(
+                f"GridS num_tokens must be at least 1, got {self.num_tokens}. "
+                "Set --policy.grids.num_tokens to the number of tokens to keep per camera (paper: 16, 4 or 1)."
+            )
+        for name in ("predictor_hidden_dim", "coord_encoder_hidden_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"GridS {name} must be at least 1, got {getattr(self, name)}.")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(
+            f"Unknown GridS {name} {value!r}: choose one of {', '.join(choices)} (--policy.grids.{name}=...)."
+        )
+
+
+def bilinear_sample(feature_map: Tensor, points: Tensor, mode: str = "bilinear") -> Tensor:
+    """Read ``feature_map`` at continuous ``points`` (eq. 2-3), differentiable in both (eq. 4).
+
+    Args:
+        feature_map: ``[B, H, W, C]`` dense tokens on their grid.
+        points: ``[B, K, 2]`` points ``(x, y)`` in ``[0, 1]``, x along the width; ``(0, 0)`` is the
+            centre of the top-left token and ``(1, 1)`` the centre of the bottom-right one.
+        mode: ``bilinear`` or ``nearest``.
+
+    Returns:
+        ``[B, K, C]`` the interpolated tokens.
+    """
+    # grid_sample with align_corners=True maps -1 and +1 to the centres of the corner tokens.
+    grid = (points * 2 - 1).unsqueeze(1).to(feature_map.dtype)  # [B, 1, K, 2]
+    sampled = F.grid_sample(
+        feature_map.permute(0, 3, 1, 2), grid, mode=mode, padding_mode="border", align_corners=True
+    )  # [B, C, 1, K]
+    return sampled.squeeze(2).transpose(1, 2)
+
+
+def grid_centres(grid_hw: tuple[int, int], device=None, dtype=None) -> Tensor:
+    """``[H*W, 2]`` the ``(x, y)`` point of every token centre, in row-major token order."""
+    height, width = grid_hw
+    ys = torch.linspace(0, 1, height, device=device, dtype=dtype)
+    xs = torch.linspace(0, 1, width, device=device, dtype=dtype)
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([xx.flatten(), yy.flatten()], dim=-1)
+
+
+def mean_pairwise_distance(points: Tensor) -> Tensor:
+    """Mean Euclidean distance between the distinct points of each item, averaged over the batch.
+
+    A collapse indicator: 0 when all K points fall into one spot (and for K=1).
+    """
+    num_points = points.shape[1]
+    if num_points < 2:
+        return points.new_zeros(())
+    distances = torch.cdist(points.float(), points.float())
+    return distances.sum(dim=(1, 2)).mean() / (num_points * (num_points - 1))
+
+
+def _spread_points(num_points: int) -> Tensor:
+    """``[K, 2]`` a low-discrepancy layout (golden-ratio lattice) used as the predictor's initial points."""
+    index = torch.arange(num_points, dtype=torch.float64)
+    xs = (index + 0.5) / num_points
+    ys = torch.frac(0.5 + index * (math.sqrt(5) - 1) / 2)
+    return torch.stack([xs, ys], dim=-1).clamp(0.05, 0.95)
+
+
+class GridSampler(nn.Module):
+    """Dense tokens of one camera in, K tokens out (§3.2).
+
+    Tokens keep their dtype (a bfloat16 backbone stays bfloat16); the predictor and the coordinate
+    encoder run in their own parameters' dtype.
+
+    ``grids``: the global context ``z`` (eq. 1, mean or max pooling) goes through a LayerNorm (it keeps
+    the sigmoid away from saturation, as in the authors' code) and an MLP whose sigmoid gives K points
+    ``P = sigmoid(MLP(z))``; each point reads the grid by bilinear interpolation (eq. 2-3) and, with
+    ``coord_injection``, gets a coordinate-encoder embedding of ``P`` added. The MLP starts from spread
+    points and the coordinate encoder from zero, so training starts from plain samples of the
+    pretrained tokens.
+    """
+
+    def __init__(self, dim: int, config: GridSConfig):
+        super().__init__()
+        self.config = config
+        self.dim = dim
+        if config.sampler == "dense":
+            return
+        if config.sampler == "grids":
+            self.context_norm = nn.LayerNorm(dim)
+            self.point_predictor = nn.Sequential(
+                nn.Linear(dim, config.predictor_hidden_dim),
+                nn.GELU(),
+                nn.Linear(config.predictor_hidden_dim, 2 * config.num_tokens),
+            )
+            with torch.no_grad():
+                self.point_predictor[-1].bias.copy_(torch.logit(_spread_points(config.num_tokens)).flatten())
+        if config.coord_injection:
+            self.coord_encoder = nn.Sequential(
+                nn.Linear(2, config.coord_encoder_hidden_dim),
+                nn.GELU(),
+                nn.Linear(config.coord_encoder_hidden_dim, dim),
+            )
+            nn.init.zeros_(self.coord_encoder[-1].weight)
+            nn.init.zeros_(self.coord_encoder[-1].bias)
+
+    def output_tokens(self, grid_hw: tuple[int, int]) -> int:
+        """Number of tokens ``forward`` returns for a grid of ``grid_hw``."""
+        return grid_hw[0] * grid_hw[1] if self.config.sampler == "dense" else self.config.num_tokens
+
+    def forward(self, tokens: Tensor, grid_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """Sample ``tokens [B, H*W, C]`` of an ``H x W`` grid.
+
+        Returns:
+            ``(tokens [B, K, C], points [B, K, 2])``; for ``dense``, all ``H*W`` tokens unchanged and
+            their centres.
+        """
+        batch, num_tokens, _ = tokens.shape
+        height, width = grid_hw
+        if height * width != num_tokens:
+            raise ValueError(f"GridS got {num_tokens} tokens for a {height}x{width} grid ({height * width} tokens).")
+        if self.config.sampler == "dense":
+            return tokens, grid_centres(grid_hw, tokens.device, tokens.dtype).expand(batch, -1, -1)
+        if self.config.num_tokens > num_tokens and self.config.sampler in ("random", "topk"):
+            raise ValueError(
+                f"GridS sampler {self.config.sampler!r} cannot pick {self.config.num_tokens} tokens from a "
+                f"{height}x{width} grid of {num_tokens}: set --policy.grids.num_tokens to at most {num_tokens}."
+            )
+
+        if self.config.sampler == "grids":
+            context = tokens.mean(dim=1) if self.config.pooling == "mean" else tokens.amax(dim=1)
+            context = context.to(self.context_norm.weight.dtype)
+            logits = self.point_predictor(self.context_norm(context))
+            points = torch.sigmoid(logits).view(batch, self.config.num_tokens, 2)
+            sampled = bilinear_sample(tokens.view(batch, height, width, -1), points, self.config.interpolation)
+        else:
+            if self.config.sampler == "random":
+                scores = torch.rand(batch, num_tokens, device=tokens.device)
+            else:
+                scores = tokens.float().norm(dim=-1)
+            index = scores.topk(self.config.num_tokens, dim=1).indices
+            sampled = tokens.gather(1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+            points = grid_centres(grid_hw, tokens.device, tokens.dtype)[index]
+
+        if self.config.coord_injection:
+            position = self.coord_encoder(points.to(self.coord_encoder[0].weight.dtype))
+            sampled = sampled + position.to(sampled.dtype)
+        return sampled, points

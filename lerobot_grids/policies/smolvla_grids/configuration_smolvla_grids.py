@@ -1,0 +1,26 @@
+"""Configuration of ``smolvla_grids``: SmolVLA with GridS at the backbone's ``embed_image``."""
+
+from dataclasses import dataclass, field
+
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
+
+from lerobot_grids.grids import GridSConfig
+
+
+@PreTrainedConfig.register_subclass("smolvla_grids")
+@dataclass
+class SmolVLAGridsConfig(SmolVLAConfig):
+    """Every ``smolvla`` option, plus:
+
+    Attributes:
+        grids: the GridS sampler applied to each camera's tokens (``--policy.grids.num_tokens=16``,
+            ``--policy.grids.sampler=dense`` for the unpruned baseline, ...).
+        init_from: Hub repo id or local folder of a dense ``smolvla`` checkpoint (for example
+            ``lerobot/smolvla_base``) whose weights initialise every dense parameter of a fresh
+            policy; only the GridS parameters start new. Ignored when loading a ``smolvla_grids``
+            checkpoint (``--policy.path``), whose own weights are used.
+    """
+
+    grids: GridSConfig = field(default_factory=GridSConfig)
+    init_from: str | None = None

@@ -1,0 +1,8 @@
+"""Entry module for LeRobot's plugin discovery.
+
+``register_third_party_plugins()`` (run by lerobot-train, lerobot-eval, lerobot-record, ...) imports
+every installed distribution whose name starts with ``lerobot_policy_`` as a module of that name;
+importing this one registers the ``smolvla_grids`` policy type.
+"""
+
+import lerobot_grids.policies  # noqa: F401
