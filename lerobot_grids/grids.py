@@ -155,6 +155,16 @@ class GridSampler(nn.Module):
         """Number of tokens ``forward`` returns for a grid of ``grid_hw``."""
         return grid_hw[0] * grid_hw[1] if self.config.sampler == "dense" else self.config.num_tokens
 
+    def check_grid(self, grid_hw: tuple[int, int]) -> None:
+        """Refuse a discrete sampler (``random``, ``topk``) asked for more tokens than the grid has."""
+        height, width = grid_hw
+        if self.config.sampler in ("random", "topk") and self.config.num_tokens > height * width:
+            raise ValueError(
+                f"GridS sampler {self.config.sampler!r} cannot pick {self.config.num_tokens} tokens from a "
+                f"{height}x{width} grid of {height * width}: set --policy.grids.num_tokens to at most "
+                f"{height * width}."
+            )
+
     def forward(self, tokens: Tensor, grid_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
         """Sample ``tokens [B, H*W, C]`` of an ``H x W`` grid.
 
@@ -168,11 +178,7 @@ class GridSampler(nn.Module):
             raise ValueError(f"GridS got {num_tokens} tokens for a {height}x{width} grid ({height * width} tokens).")
         if self.config.sampler == "dense":
             return tokens, grid_centres(grid_hw, tokens.device, tokens.dtype).expand(batch, -1, -1)
-        if self.config.num_tokens > num_tokens and self.config.sampler in ("random", "topk"):
-            raise ValueError(
-                f"GridS sampler {self.config.sampler!r} cannot pick {self.config.num_tokens} tokens from a "
-                f"{height}x{width} grid of {num_tokens}: set --policy.grids.num_tokens to at most {num_tokens}."
-            )
+        self.check_grid(grid_hw)
 
         if self.config.sampler == "grids":
             context = tokens.mean(dim=1) if self.config.pooling == "mean" else tokens.amax(dim=1)

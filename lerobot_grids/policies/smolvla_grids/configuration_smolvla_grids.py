@@ -24,3 +24,8 @@ class SmolVLAGridsConfig(SmolVLAConfig):
 
     grids: GridSConfig = field(default_factory=GridSConfig)
     init_from: str | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.grids, dict):  # as from make_policy_config("smolvla_grids", grids={...})
+            self.grids = GridSConfig(**self.grids)

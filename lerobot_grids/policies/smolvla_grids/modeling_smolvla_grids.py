@@ -45,13 +45,14 @@ class SmolVLMWithExpertGridSModel(SmolVLMWithExpertModel):
         backbone.sampled_points = []
         return backbone
 
-    def grid_hw(self, image: Tensor) -> tuple[int, int]:
-        """Token grid of the connector output: the vision patches, merged by the pixel shuffle."""
+    def grid_hw(self, image_hw: tuple[int, int]) -> tuple[int, int]:
+        """Token grid of the connector output for an image of ``image_hw``: the vision patches, merged by
+        the pixel shuffle."""
         stride = self.config.vision_config.patch_size * self.config.scale_factor
-        return image.shape[-2] // stride, image.shape[-1] // stride
+        return image_hw[0] // stride, image_hw[1] // stride
 
     def embed_image(self, image: Tensor) -> Tensor:
-        tokens, points = self.grids(super().embed_image(image), self.grid_hw(image))
+        tokens, points = self.grids(super().embed_image(image), self.grid_hw(image.shape[-2:]))
         self.sampled_points.append(points.detach())
         return tokens
 
@@ -66,7 +67,10 @@ class SmolVLAGridsPolicy(SmolVLAPolicy):
         super().__init__(config, **kwargs)
         # Outside the VLM, so SmolVLA's freezing (train_expert_only, freeze_vision_encoder) never
         # freezes the sampler: it is always trained.
-        SmolVLMWithExpertGridSModel.add_grids(self.model.vlm_with_expert, config.grids)
+        backbone = SmolVLMWithExpertGridSModel.add_grids(self.model.vlm_with_expert, config.grids)
+        if config.resize_imgs_with_padding is not None:  # images reach the backbone at this size
+            width, height = config.resize_imgs_with_padding
+            backbone.grids.check_grid(backbone.grid_hw((height, width)))
         self._collapse_reported = False
         if config.init_from:
             self.load_dense_weights(config.init_from)

@@ -1,0 +1,140 @@
+"""``smolvla_grids`` through LeRobot's real command-line tools, installed as a plugin (no extra flags)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import DATASET_REPO_ID, REPO_ROOT, make_config
+from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+from safetensors.torch import load_file
+
+from lerobot_grids.backbones import TINY_SMOLVLM
+
+LEROBOT_TRAIN = Path(sys.executable).with_name("lerobot-train")
+
+
+def lerobot_train(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [str(LEROBOT_TRAIN), *args], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"lerobot-train failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def _tiny_args(dataset_root: Path, output_dir: Path, steps: int) -> list[str]:
+    return [
+        f"--policy.vlm_model_name={TINY_SMOLVLM}",
+        "--policy.load_vlm_weights=false",
+        "--policy.resize_imgs_with_padding=[128,128]",
+        "--policy.chunk_size=4",
+        "--policy.n_action_steps=4",
+        "--policy.device=cpu",
+        "--policy.push_to_hub=false",
+        f"--dataset.repo_id={DATASET_REPO_ID}",
+        f"--dataset.root={dataset_root}",
+        f"--output_dir={output_dir}",
+        f"--steps={steps}",
+        "--batch_size=2",
+        "--save_freq=2",
+        "--log_freq=1",
+        "--num_workers=0",
+        "--wandb.enable=false",
+    ]
+
+
+def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return load_file(checkpoint / "pretrained_model" / "model.safetensors")
+
+
+def test_train_resume_and_continue_from_a_checkpoint(dataset_root, tmp_path):
+    run = tmp_path / "run"
+    lerobot_train("--policy.type=smolvla_grids", "--policy.grids.num_tokens=4", *_tiny_args(dataset_root, run, 2))
+    first = run / "checkpoints" / "000002"
+    config = json.loads((first / "pretrained_model" / "config.json").read_text())
+    assert config["type"] == "smolvla_grids" and config["grids"]["num_tokens"] == 4
+    initial = _weights(first)
+    assert any(name.startswith("model.vlm_with_expert.grids.") for name in initial)
+
+    # Resume: LeRobot reloads policy, optimizer and step from the checkpoint and goes on to step 4.
+    lerobot_train(f"--config_path={first / 'pretrained_model' / 'train_config.json'}", "--resume=true", "--steps=4")
+    resumed = _weights(run / "checkpoints" / "000004")
+    predictor = "model.vlm_with_expert.grids.point_predictor.0.weight"
+    assert not torch.equal(initial[predictor], resumed[predictor])  # the sampler kept training
+
+    # A new run from the checkpoint with --policy.path, as any LeRobot policy.
+    finetune = tmp_path / "finetune"
+    args = [a for a in _tiny_args(dataset_root, finetune, 2) if not a.startswith("--policy.")]
+    lerobot_train(f"--policy.path={run / 'checkpoints' / 'last' / 'pretrained_model'}", "--policy.push_to_hub=false", *args)
+    assert json.loads((finetune / "checkpoints" / "last" / "pretrained_model" / "config.json").read_text())["grids"]["num_tokens"] == 4
+
+    # The same checkpoint with other GridS settings is refused, naming both values, before any training.
+    refused = tmp_path / "refused"
+    args = [a for a in _tiny_args(dataset_root, refused, 2) if not a.startswith("--policy.")]
+    result = lerobot_train(f"--policy.path={run / 'checkpoints' / 'last' / 'pretrained_model'}",
+                           "--policy.grids.num_tokens=8", "--policy.push_to_hub=false", *args, check=False)
+    assert result.returncode != 0
+    assert "grids.num_tokens: checkpoint 4, requested 8" in result.stderr
+    assert not (refused / "checkpoints").exists()
+
+
+def test_train_from_a_dense_smolvla_checkpoint_with_init_from(dataset_root, tmp_path):
+    torch.manual_seed(3)
+    SmolVLAPolicy(make_config("smolvla", dataset_root=dataset_root)).save_pretrained(tmp_path / "dense")
+    run = tmp_path / "run"
+    lerobot_train("--policy.type=smolvla_grids", f"--policy.init_from={tmp_path / 'dense'}",
+                  "--policy.train_expert_only=true", *_tiny_args(dataset_root, run, 2))
+    dense = load_file(tmp_path / "dense" / "model.safetensors")
+    trained = _weights(run / "checkpoints" / "000002")
+    # The frozen VLM is exactly the dense checkpoint's; the GridS parameters are new and trained.
+    vlm = [name for name in dense if name.startswith("model.vlm_with_expert.vlm.")]
+    assert vlm and all(torch.equal(dense[name], trained[name]) for name in vlm)
+    assert set(trained) - set(dense) == {name for name in trained if name.startswith("model.vlm_with_expert.grids.")}
+
+
+def test_the_shipped_backbones_are_what_our_code_makes(tmp_path):
+    from lerobot_grids.backbones import write_shipped_backbones
+
+    write_shipped_backbones(tmp_path)
+    for shipped in (TINY_SMOLVLM.parent).iterdir():
+        for file in shipped.iterdir():
+            assert (tmp_path / shipped.name / file.name).read_bytes() == file.read_bytes(), file
+
+
+def test_training_recipes_parse_with_lerobot_config_parser():
+    import draccus
+    from lerobot.configs.train import TrainPipelineConfig
+
+    for recipe in sorted((REPO_ROOT / "policies").glob("*.json")):
+        config = draccus.parse(TrainPipelineConfig, config_path=recipe, args=["--dataset.repo_id=user/data"])
+        assert config.policy.type == "smolvla_grids", recipe
+    appendix_b = draccus.parse(
+        TrainPipelineConfig, config_path=REPO_ROOT / "policies" / "smolvla_grids_so100.json",
+        args=["--dataset.repo_id=user/data"],
+    )
+    # Paper Appendix B, Tab. 5, SmolVLA column.
+    assert (appendix_b.batch_size, appendix_b.steps, appendix_b.policy.chunk_size) == (16, 50_000, 50)
+    assert appendix_b.policy.optimizer_lr == 1e-4 and appendix_b.policy.scheduler_decay_lr == 2.5e-6
+    assert appendix_b.policy.grids.num_tokens == 16
+
+
+def test_demo_dataset_is_a_valid_so100_lerobot_dataset(dataset_root):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from lerobot_grids.demo_dataset import SO100_JOINTS, make_so100_demo_dataset
+
+    dataset = LeRobotDataset(DATASET_REPO_ID, root=dataset_root)
+    assert dataset.meta.robot_type == "so100_follower"
+    assert dataset.meta.features["observation.state"]["names"] == SO100_JOINTS
+    assert dataset.meta.camera_keys == ["observation.images.front", "observation.images.wrist"]
+    frame = dataset[3]
+    assert frame["observation.images.front"].shape == (3, 48, 64)
+    assert frame["task"] == "Pick up the green cube and place it into the green bowl."
+    assert dataset.meta.total_episodes == 2 and dataset.num_frames == 16
+    with pytest.raises(FileExistsError, match="nothing is overwritten"):
+        make_so100_demo_dataset(dataset_root)
+    assert LeRobotDataset(DATASET_REPO_ID, root=dataset_root).num_frames == 16

@@ -1,0 +1,224 @@
+"""The ``smolvla_grids`` policy inside LeRobot: factory, equivalence to smolvla, training, loading, pushing."""
+
+import json
+import subprocess
+import sys
+
+import draccus
+import pytest
+import torch
+from conftest import make_batch, make_config
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.configs.train import TrainPipelineConfig
+from lerobot.policies.act.configuration_act import ACTConfig
+from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+from safetensors.torch import load_file
+
+from lerobot_grids.grids import GridSampler
+from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
+from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
+
+
+def _noise_and_time(config, batch_size=2, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(batch_size, config.chunk_size, config.max_action_dim, generator=generator)
+    return noise, torch.rand(batch_size, generator=generator) * 0.9 + 0.05
+
+
+def test_plugin_discovery_registers_the_policy_type():
+    """What lerobot-train does first: discover installed lerobot_policy_* distributions and import them."""
+    code = (
+        "from lerobot.utils.import_utils import register_third_party_plugins\n"
+        "from lerobot.configs.policies import PreTrainedConfig\n"
+        "assert 'smolvla_grids' not in PreTrainedConfig.get_known_choices()\n"
+        "register_third_party_plugins()\n"
+        "from lerobot.policies.factory import get_policy_class, make_policy_config\n"
+        "config = make_policy_config('smolvla_grids', grids={'num_tokens': 4})\n"
+        "print(type(config).__name__, get_policy_class('smolvla_grids').__name__, config.grids.num_tokens)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["SmolVLAGridsConfig", "SmolVLAGridsPolicy", "4"]
+
+
+def test_command_line_sets_nested_grids_options_and_refuses_bad_ones():
+    args = ["--policy.type=smolvla_grids", "--policy.grids.num_tokens=4", "--policy.grids.sampler=topk",
+            "--dataset.repo_id=user/data"]
+    config = draccus.parse(TrainPipelineConfig, args=args)
+    assert isinstance(config.policy, SmolVLAGridsConfig)
+    assert (config.policy.grids.num_tokens, config.policy.grids.sampler) == (4, "topk")
+    with pytest.raises(Exception) as error:  # draccus wraps our error; the user sees it as the cause
+        draccus.parse(TrainPipelineConfig, args=[*args[:1], "--policy.grids.num_tokens=0", args[-1]])
+    causes = []
+    cause = error.value
+    while cause is not None:
+        causes.append(str(cause))
+        cause = cause.__cause__
+    assert any("GridS num_tokens must be at least 1, got 0" in message for message in causes)
+
+
+def test_processor_factory_of_the_policy_type(dataset_root):
+    from lerobot_grids.policies.smolvla_grids.processor_smolvla_grids import make_smolvla_grids_pre_post_processors
+
+    config = make_config(dataset_root=dataset_root)
+    assert get_policy_class("smolvla_grids") is SmolVLAGridsPolicy
+    ours = make_smolvla_grids_pre_post_processors(config)
+    factory = make_pre_post_processors(config)
+    assert [type(step) for step in ours[0].steps] == [type(step) for step in factory[0].steps]
+
+
+def test_dense_sampler_computes_exactly_what_smolvla_computes(dataset_root):
+    torch.manual_seed(0)
+    dense = SmolVLAPolicy(make_config("smolvla", dataset_root=dataset_root))
+    grids = SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, grids={"sampler": "dense"}))
+    grids.load_state_dict(dense.state_dict(), strict=True)  # no extra parameters, same names
+    batch = make_batch(dense.config, dataset_root)
+    noise, time = _noise_and_time(dense.config)
+    dense_loss, _ = dense.forward(dict(batch), noise=noise, time=time)
+    grids_loss, _ = grids.forward(dict(batch), noise=noise, time=time)
+    assert torch.equal(dense_loss, grids_loss)
+    dense_actions = dense.predict_action_chunk(dict(batch), noise=noise)
+    grids_actions = grids.predict_action_chunk(dict(batch), noise=noise)
+    assert torch.equal(dense_actions, grids_actions)
+
+
+def test_grids_feeds_k_tokens_per_camera_to_the_language_model(dataset_root):
+    config = make_config(dataset_root=dataset_root, grids={"num_tokens": 3})
+    policy = SmolVLAGridsPolicy(config)
+    batch = make_batch(config, dataset_root)
+    images, masks = policy.prepare_images(batch)
+    dense_images, _ = SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, grids={"sampler": "dense"})).prepare_images(batch)
+    tokens = batch["observation.language.tokens"]
+    prefix, _, _ = policy.model.embed_prefix(images, masks, tokens, batch["observation.language.attention_mask"],
+                                             state=policy.prepare_state(batch))
+    # 2 cameras x 3 GridS tokens + language tokens + 1 state token; the dense grid at 128x128 is 4x4.
+    assert prefix.shape[1] == 2 * 3 + tokens.shape[1] + 1
+    assert policy.model.vlm_with_expert.grid_hw(dense_images[0].shape[-2:]) == (4, 4)
+    points = policy.sampled_points()
+    assert list(points) == ["observation.images.front", "observation.images.wrist"]
+    assert points["observation.images.front"].shape == (2, 3, 2)
+
+
+def test_grids_parameters_train_while_smolvla_freezes_the_vlm(dataset_root):
+    config = make_config(dataset_root=dataset_root, train_expert_only=True, freeze_vision_encoder=True)
+    policy = SmolVLAGridsPolicy(config)
+    policy.train()
+    grids_parameters = dict(policy.grids.named_parameters())
+    assert grids_parameters and all(p.requires_grad for p in grids_parameters.values())
+    assert not any(p.requires_grad for p in policy.model.vlm_with_expert.vlm.parameters())
+    optimised = {id(p) for p in policy.get_optim_params() if p.requires_grad}
+    assert all(id(p) in optimised for p in grids_parameters.values())
+
+    before = {name: p.detach().clone() for name, p in grids_parameters.items()}
+    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-3)
+    loss, output = policy.forward(make_batch(config, dataset_root))
+    loss.backward()
+    assert policy.grids.point_predictor[0].weight.grad.abs().sum() > 0
+    optimizer.step()
+    assert any(not torch.equal(before[name], p) for name, p in grids_parameters.items())
+    # The collapse indicator of each camera is in the output dict that lerobot-train logs.
+    assert set(output) >= {"grids_point_spread/front", "grids_point_spread/wrist"}
+    assert 0 < output["grids_point_spread/front"] < 1.5
+
+
+def test_collapsed_points_are_reported(dataset_root, caplog):
+    policy = SmolVLAGridsPolicy(make_config(dataset_root=dataset_root))
+    with torch.no_grad():  # every point at the image centre, whatever the input
+        policy.grids.point_predictor[-1].weight.zero_()
+        policy.grids.point_predictor[-1].bias.zero_()
+    _, output = policy.forward(make_batch(policy.config, dataset_root))
+    assert output["grids_point_spread/front"] == 0
+    assert "collapsed" in caplog.text
+
+
+def test_init_from_dense_checkpoint_loads_every_dense_weight(dataset_root, tmp_path):
+    torch.manual_seed(1)
+    dense = SmolVLAPolicy(make_config("smolvla", dataset_root=dataset_root))
+    dense.save_pretrained(tmp_path / "dense")
+    policy = SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, init_from=str(tmp_path / "dense")))
+    grids_state = policy.state_dict()
+    for name, tensor in dense.state_dict().items():
+        assert torch.equal(grids_state[name], tensor), name
+    new = sorted(set(grids_state) - set(dense.state_dict()))
+    assert new and all(name.startswith("model.vlm_with_expert.grids.") for name in new)
+
+
+def test_init_from_refuses_other_architectures_and_policy_types(dataset_root, tmp_path):
+    SmolVLAPolicy(make_config("smolvla", dataset_root=dataset_root, num_vlm_layers=2)).save_pretrained(tmp_path / "short")
+    with pytest.raises(ValueError, match=r"Missing from the checkpoint: \['model.vlm_with_expert.lm_expert.layers.2"):
+        SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, init_from=str(tmp_path / "short")))
+    ACTConfig(pretrained_backbone_weights=None).save_pretrained(tmp_path / "act")
+    with pytest.raises(ValueError, match="is a 'act' checkpoint, not a dense 'smolvla' one"):
+        SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, init_from=str(tmp_path / "act")))
+
+
+def test_save_and_load_round_trip(dataset_root, tmp_path):
+    torch.manual_seed(2)
+    config = make_config(dataset_root=dataset_root, grids={"num_tokens": 5, "pooling": "max"})
+    policy = SmolVLAGridsPolicy(config)
+    policy.save_pretrained(tmp_path / "ckpt")
+    saved = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert saved["type"] == "smolvla_grids"
+    assert saved["grids"]["num_tokens"] == 5 and saved["grids"]["pooling"] == "max"
+    loaded = SmolVLAGridsPolicy.from_pretrained(tmp_path / "ckpt")
+    assert loaded.config.grids == config.grids
+    for name, tensor in policy.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    batch = make_batch(config, dataset_root)
+    noise, _ = _noise_and_time(config)
+    assert torch.equal(policy.predict_action_chunk(dict(batch), noise=noise),
+                       loaded.predict_action_chunk(dict(batch), noise=noise))
+
+
+@pytest.mark.parametrize(
+    ("requested", "message"),
+    [
+        ({"num_tokens": 8}, "grids.num_tokens: checkpoint 5, requested 8"),
+        ({"num_tokens": 5, "sampler": "dense"}, "grids.sampler: checkpoint 'grids', requested 'dense'"),
+    ],
+)
+def test_loading_with_other_grids_settings_is_refused(dataset_root, tmp_path, requested, message):
+    SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, grids={"num_tokens": 5})).save_pretrained(tmp_path / "ckpt")
+    with pytest.raises(ValueError, match=message):
+        SmolVLAGridsPolicy.from_pretrained(tmp_path / "ckpt", config=make_config(dataset_root=dataset_root, grids=requested))
+
+
+def test_loading_a_dense_checkpoint_as_smolvla_grids_points_to_init_from(dataset_root, tmp_path):
+    SmolVLAPolicy(make_config("smolvla", dataset_root=dataset_root)).save_pretrained(tmp_path / "dense")
+    with pytest.raises(ValueError, match="--policy.init_from="):
+        SmolVLAGridsPolicy.from_pretrained(tmp_path / "dense")
+
+
+def test_batch_missing_a_camera_is_refused(dataset_root):
+    policy = SmolVLAGridsPolicy(make_config(dataset_root=dataset_root))
+    batch = make_batch(policy.config, dataset_root)
+    del batch["observation.images.wrist"]
+    with pytest.raises(ValueError, match=r"no image for camera\(s\) \['observation.images.wrist'\]"):
+        policy.forward(batch)
+
+
+def test_discrete_sampler_with_more_tokens_than_the_grid_is_refused_when_built(dataset_root):
+    with pytest.raises(ValueError, match="cannot pick 17 tokens from a 4x4 grid of 16"):
+        SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, grids={"sampler": "topk", "num_tokens": 17}))
+
+
+def test_push_to_hub_uploads_config_weights_processors_and_card(dataset_root, tmp_path, fake_hub):
+    config = make_config(dataset_root=dataset_root, grids={"num_tokens": 4}, repo_id="user/so100_grids")
+    policy = SmolVLAGridsPolicy(config)
+    train_config = TrainPipelineConfig(dataset=draccus.decode(TrainPipelineConfig, {"dataset": {"repo_id": "user/so100"}}).dataset, policy=config)
+    policy.push_model_to_hub(train_config)  # LeRobot's own push, as lerobot-train calls it
+    preprocessor, postprocessor = make_pre_post_processors(config)
+    preprocessor.push_to_hub(config.repo_id)
+    postprocessor.push_to_hub(config.repo_id)
+
+    files = fake_hub.files["user/so100_grids"]
+    assert json.loads(files["config.json"])["type"] == "smolvla_grids"
+    assert json.loads(files["config.json"])["grids"]["num_tokens"] == 4
+    (tmp_path / "model.safetensors").write_bytes(files["model.safetensors"])
+    weights = load_file(tmp_path / "model.safetensors")
+    assert torch.equal(weights["model.vlm_with_expert.grids.point_predictor.2.bias"],
+                       policy.grids.point_predictor[2].bias)
+    assert {"policy_preprocessor.json", "policy_postprocessor.json", "train_config.json"} <= set(files)
+    card = files["README.md"].decode()
+    assert "GridS token pruning" in card and "| `num_tokens` | `4` |" in card
+    assert "smolvla_grids" in card and fake_hub.validated_cards
