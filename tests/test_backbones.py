@@ -1,0 +1,33 @@
+"""The offline SmolVLM backbone folders shipped with the package."""
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, SmolVLMForConditionalGeneration
+
+from lerobot_grids.backbones import SMOLVLM2_500M, TINY_SMOLVLM, write_shipped_backbones
+
+
+def test_the_shipped_backbones_are_what_our_code_makes(tmp_path):
+    write_shipped_backbones(tmp_path)
+    for shipped in (TINY_SMOLVLM, SMOLVLM2_500M):
+        files = sorted(path.name for path in shipped.iterdir())
+        assert files == sorted(path.name for path in (tmp_path / shipped.name).iterdir())
+        for name in files:
+            assert (tmp_path / shipped.name / name).read_bytes() == (shipped / name).read_bytes(), name
+
+
+def test_tokenizer_has_smolvla_image_tokens_and_encodes_any_text():
+    tokenizer = AutoTokenizer.from_pretrained(TINY_SMOLVLM)
+    for attribute in ("fake_image_token_id", "global_image_token_id", "image_token_id"):
+        assert isinstance(getattr(tokenizer, attribute), int)
+    text = "Stack the green cube onto the blue cube.\nÜnïcödé 42"
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
+
+
+def test_full_size_architecture_is_smolvlm2_500m():
+    """507M parameters as published for SmolVLM2-500M; 512x512 input gives 8x8 = 64 tokens per image."""
+    config = AutoConfig.from_pretrained(SMOLVLM2_500M)
+    with torch.device("meta"):
+        model = SmolVLMForConditionalGeneration(config)
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6) == 507
+    vision = config.vision_config
+    assert vision.image_size // vision.patch_size // config.scale_factor == 8
