@@ -1,0 +1,156 @@
+"""What every GridS policy type adds to its LeRobot policy class, whatever the backbone.
+
+A GridS policy's backbone has a ``grids`` :class:`GridSampler` and a ``sampled_points`` list that its
+``embed_image`` appends one ``[B, K, 2]`` tensor to per camera; its config has ``grids`` and
+``init_from`` fields.
+"""
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from huggingface_hub import hf_hub_download
+from huggingface_hub.constants import CONFIG_NAME, SAFETENSORS_SINGLE_FILE
+from huggingface_hub.repocard import ModelCard
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.utils.constants import OBS_IMAGES
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from lerobot_grids.grids import GridSConfig, mean_pairwise_distance
+
+# Below this mean pairwise distance (in units of the image side) the K points count as collapsed.
+COLLAPSE_THRESHOLD = 0.02
+HUB_KWARGS = ("force_download", "resume_download", "proxies", "token", "cache_dir", "local_files_only", "revision")
+
+
+def checkpoint_file(source: str, filename: str) -> str:
+    """``filename`` of a checkpoint given as a local folder or a Hub repo id."""
+    return os.path.join(source, filename) if os.path.isdir(source) else hf_hub_download(source, filename)
+
+
+def check_same_grids(saved: PreTrainedConfig, requested: PreTrainedConfig, source: str | Path) -> None:
+    """Refuse to load a GridS checkpoint with other GridS settings than it was trained with."""
+    differences = [
+        f"grids.{name}: checkpoint {getattr(saved.grids, name)!r}, requested {getattr(requested.grids, name)!r}"
+        for name in GridSConfig.__dataclass_fields__
+        if getattr(saved.grids, name) != getattr(requested.grids, name)
+    ]
+    if differences:
+        raise ValueError(
+            f"The {saved.type} checkpoint {source} was trained with other GridS settings than requested "
+            f"({'; '.join(differences)}). Drop the --policy.grids.* overrides to use the checkpoint as "
+            "trained, or train a new policy with the settings you want."
+        )
+
+
+class GridSPolicyMixin:
+    """Methods shared by ``smolvla_grids`` and ``pi0_grids`` (put before the LeRobot policy class)."""
+
+    grids_prefix: str  # state-dict prefix of the GridS parameters
+    dense_type: str  # the LeRobot policy type whose checkpoints ``init_from`` accepts
+
+    @property
+    def grids_backbone(self) -> nn.Module:
+        raise NotImplementedError
+
+    @classmethod
+    def load_grids_config(cls, pretrained_name_or_path, config: PreTrainedConfig | None, kwargs: dict):
+        """The config to build a checkpoint's policy with: the saved one, or ``config`` if its GridS
+        settings are the checkpoint's. Its ``init_from`` is cleared: the checkpoint's weights are used."""
+        saved = PreTrainedConfig.from_pretrained(
+            pretrained_name_or_path, **{key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
+        )
+        if not isinstance(saved, cls.config_class):
+            raise ValueError(
+                f"{pretrained_name_or_path} is a {saved.type!r} checkpoint, not a {cls.name} one. To start "
+                f"{cls.name} from dense {cls.dense_type} weights, use --policy.type={cls.name} "
+                f"--policy.init_from={pretrained_name_or_path}."
+            )
+        if config is None:
+            config = saved
+        check_same_grids(saved, config, pretrained_name_or_path)
+        config.init_from = None
+        return config
+
+    def load_dense_weights(self, source: str | Path) -> None:
+        """Load every dense weight of a checkpoint of ``dense_type`` (Hub repo id or local folder).
+
+        Only the GridS parameters may be absent from it; any other missing or unexpected key is an error.
+        """
+        source = str(source)
+        dense_type = json.loads(Path(checkpoint_file(source, CONFIG_NAME)).read_text()).get("type")
+        if dense_type != self.dense_type:
+            raise ValueError(
+                f"--policy.init_from={source} is a {dense_type!r} checkpoint, not a dense {self.dense_type!r} one. "
+                f"To continue training a {self.name} checkpoint, use --policy.path instead."
+            )
+        state_dict = self.dense_state_dict(load_file(checkpoint_file(source, SAFETENSORS_SINGLE_FILE)))
+        missing, unexpected = self.load_state_dict(state_dict, strict=False)
+        # A tied parameter (saved once under another name) is loaded through its twin.
+        own = self.state_dict(keep_vars=True)
+        loaded = {own[key].data_ptr() for key in state_dict if key in own}
+        missing = [key for key in missing if own[key].data_ptr() not in loaded]
+        not_grids = sorted(key for key in missing if not key.startswith(self.grids_prefix))
+        if not_grids or unexpected:
+            raise ValueError(
+                f"The {self.dense_type} checkpoint {source} does not match this policy's architecture. "
+                f"Missing from the checkpoint: {not_grids or 'none'}. Not in this policy: "
+                f"{sorted(unexpected) or 'none'}. Set the architecture options to the checkpoint's values."
+            )
+        logging.info("Initialised %s from %s; new GridS parameters: %d", self.name, source, len(missing))
+
+    def dense_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A dense checkpoint's state dict in this policy's key names."""
+        return state_dict
+
+    def check_cameras(self, batch: dict) -> None:
+        """Refuse a batch that lacks a camera the policy was trained with (LeRobot would pad it silently)."""
+        empty_cameras = f"{OBS_IMAGES}.empty_camera_"
+        missing = [key for key in self.config.image_features if key not in batch and not key.startswith(empty_cameras)]
+        if missing:
+            present = [key for key in batch if key.startswith(OBS_IMAGES)]
+            raise ValueError(
+                f"The batch has no image for camera(s) {missing}: this policy was trained with "
+                f"{list(self.config.image_features)} and got {present}. Give every camera the policy was "
+                "trained with, under the same key (rename keys with --rename_map)."
+            )
+        self.grids_backbone.sampled_points.clear()
+
+    def sampled_points(self) -> dict[str, Tensor]:
+        """``{camera key: [B, K, 2] points}`` of the last forward or action chunk, ``(x, y)`` in ``[0, 1]``."""
+        return dict(zip(self.config.image_features, self.grids_backbone.sampled_points, strict=True))
+
+    def report_point_spread(self, loss_dict: dict) -> dict:
+        """Add ``grids_point_spread/<camera>`` to the output dict lerobot-train logs: the mean pairwise
+        distance of the K sampled points, which falls to 0 when they collapse into one spot."""
+        if self.config.grids.sampler != "grids" or self.config.grids.num_tokens < 2:
+            return loss_dict
+        for key, points in self.sampled_points().items():
+            spread = mean_pairwise_distance(points).item()
+            loss_dict[f"grids_point_spread/{key.removeprefix(OBS_IMAGES + '.')}"] = spread
+            if spread < COLLAPSE_THRESHOLD and not getattr(self, "_collapse_reported", False):
+                self._collapse_reported = True
+                logging.warning(
+                    "GridS points of %s have collapsed into one spot (mean pairwise distance %.4f): the K "
+                    "tokens read the same features. Lower the learning rate or check the data.",
+                    key,
+                    spread,
+                )
+        return loss_dict
+
+    def generate_model_card(
+        self, dataset_repo_id: str, model_type: str, license: str | None, tags: list[str] | None
+    ) -> ModelCard:
+        card = super().generate_model_card(dataset_repo_id, model_type, license, [*(tags or []), "grids"])
+        settings = "\n".join(f"| `{name}` | `{value}` |" for name, value in vars(self.config.grids).items())
+        card.text += (
+            "\n## GridS token pruning\n\n"
+            f"This {self.dense_type} policy feeds each camera to its language model as K tokens read by the "
+            "Differentiable Grid Sampler (GridS, \"See What Matters\", ICML 2026) at learned continuous "
+            "points, instead of the dense image tokens. Load it with the `lerobot_policy_grids` package "
+            "installed (`pip install lerobot_policy_grids`).\n\n"
+            f"| GridS setting | value |\n|---|---|\n{settings}\n"
+        )
+        return card
