@@ -1,7 +1,8 @@
-"""Offline SmolVLM backbone folders for ``--policy.vlm_model_name`` (no weights, nothing downloaded).
+"""Offline backbone folders for ``--policy.vlm_model_name`` and ``--policy.tokenizer_name`` (no weights,
+nothing downloaded).
 
 SmolVLA reads the backbone's config and processor (tokenizer) from ``vlm_model_name`` even with
-``--policy.load_vlm_weights=false``. Two folders made by this module ship with the package:
+``--policy.load_vlm_weights=false``; pi0 reads its tokenizer from ``tokenizer_name``. Folders made by this module ship with the package:
 
 - ``tiny_smolvlm``: the SmolVLM architecture at toy width and depth, with a small byte-level BPE
   tokenizer trained here, for tests and the CPU demo. A 256x256 input (``--policy.
@@ -10,20 +11,23 @@ SmolVLA reads the backbone's config and processor (tokenizer) from ``vlm_model_n
 - ``smolvlm2_500m``: the architecture of ``HuggingFaceTB/SmolVLM2-500M-Video-Instruct`` (the default
   backbone of SmolVLA) for benchmarks with random weights, with the same tokenizer files as the tiny
   folder (the benchmark never reads text, only token counts).
+- ``tiny_paligemma_tokenizer``: a small tokenizer with PaliGemma's special tokens, for ``pi0_grids``
+  offline (``--policy.tokenizer_name``; pi0's own is ``google/paligemma-3b-pt-224`` on the Hub).
 
-Regenerate both with ``python -m lerobot_grids.backbones``.
+Regenerate them with ``python -m lerobot_grids.backbones``.
 """
 
 import argparse
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast, SmolVLMConfig, SmolVLMImageProcessor, SmolVLMProcessor
 from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
 
 BACKBONES_DIR = Path(__file__).parent / "assets"
 TINY_SMOLVLM = BACKBONES_DIR / "tiny_smolvlm"
 SMOLVLM2_500M = BACKBONES_DIR / "smolvlm2_500m"
+TINY_PALIGEMMA_TOKENIZER = BACKBONES_DIR / "tiny_paligemma_tokenizer"
 
 # Special tokens of SmolVLM's tokenizer that SmolVLA and SmolVLMProcessor look up by attribute.
 IMAGE_TOKENS = {
@@ -45,12 +49,14 @@ _TOKENIZER_CORPUS = [
 ]
 
 
-def train_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer (any text encodes, no unknown token) with SmolVLM's image tokens."""
+def train_tokenizer(
+    special_tokens: list[str], vocab_size: int = 512, prepend_bos: bool = False, **special_token_kwargs
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (any text encodes, no unknown token) learnt on a few task sentences,
+    with ``special_tokens`` first; with ``prepend_bos``, every text starts with the ``bos_token``."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    special_tokens = [PAD_TOKEN, "<|im_start|>", *IMAGE_TOKENS.values(), "<video>"]
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=special_tokens,
@@ -58,13 +64,30 @@ def train_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
         show_progress=False,
     )
     tokenizer.train_from_iterator(_TOKENIZER_CORPUS, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
+    if prepend_bos:
+        bos_token = special_token_kwargs["bos_token"]
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{bos_token} $A", pair=f"{bos_token} $A $B", special_tokens=[(bos_token, tokenizer.token_to_id(bos_token))]
+        )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=8192, **special_token_kwargs)
+
+
+def tiny_smolvlm_tokenizer() -> PreTrainedTokenizerFast:
+    """SmolVLM's special tokens, with the image tokens SmolVLA and SmolVLMProcessor look up by attribute."""
+    return train_tokenizer(
+        [PAD_TOKEN, "<|im_start|>", *IMAGE_TOKENS.values(), "<video>"],
+        bos_token="<|im_start|>",
         pad_token=PAD_TOKEN,
         eos_token=PAD_TOKEN,
-        bos_token="<|im_start|>",
         extra_special_tokens=IMAGE_TOKENS,
-        model_max_length=8192,
+    )
+
+
+def tiny_paligemma_tokenizer() -> PreTrainedTokenizerFast:
+    """PaliGemma's special tokens at Gemma's ids (``<pad>`` 0, ``<eos>`` 1, ``<bos>`` 2, ``<unk>`` 3) and
+    its ``<bos>`` before every prompt; ids stay below 512 (``--policy.vocab_size=512``)."""
+    return train_tokenizer(
+        ["<pad>", "<eos>", "<bos>", "<unk>"], prepend_bos=True, bos_token="<bos>", pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
     )
 
 
@@ -149,9 +172,10 @@ def write_backbone(folder: Path, config: SmolVLMConfig, tokenizer: PreTrainedTok
 
 
 def write_shipped_backbones(root: Path = BACKBONES_DIR) -> None:
-    tokenizer = train_tokenizer()
+    tokenizer = tiny_smolvlm_tokenizer()
     write_backbone(Path(root) / TINY_SMOLVLM.name, tiny_smolvlm_config(len(tokenizer)), tokenizer)
     write_backbone(Path(root) / SMOLVLM2_500M.name, smolvlm2_500m_config(), tokenizer)
+    tiny_paligemma_tokenizer().save_pretrained(Path(root) / TINY_PALIGEMMA_TOKENIZER.name)
 
 
 def main() -> None:

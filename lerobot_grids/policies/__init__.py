@@ -4,6 +4,7 @@ The factory finds ``<Name>Policy`` in the ``modeling_*`` module and ``make_<type
 in the ``processor_*`` module next to each ``configuration_*`` module, importing them only when used.
 """
 
+from lerobot_grids.policies.pi0_grids import PI0GridsConfig
 from lerobot_grids.policies.smolvla_grids import SmolVLAGridsConfig
 
-__all__ = ["SmolVLAGridsConfig"]
+__all__ = ["PI0GridsConfig", "SmolVLAGridsConfig"]

@@ -1,0 +1,102 @@
+"""``pi0_grids``: pi0 whose cameras reach the language model as K GridS tokens each (paper Tab. 1).
+
+GridS sits at the PaliGemma backbone's ``embed_image`` (16x16 SigLIP tokens at 224x224 in, K out).
+Everything else is LeRobot's pi0 (``PI0Pytorch``'s prefix/suffix embedding, flow-matching loss and
+denoising loop, ``PI0Policy``'s batch handling), running on stock transformers through
+:mod:`lerobot_grids.policies.pi0_grids.paligemma_with_expert`. State-dict keys are ``PI0Policy``'s, so
+dense pi0 checkpoints load as they are (``--policy.init_from``).
+"""
+
+from pathlib import Path
+
+import torch
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.policies.pi0.modeling_pi0 import PI0Policy, PI0Pytorch
+from lerobot.policies.pretrained import PreTrainedPolicy
+from lerobot.policies.rtc.modeling_rtc import RTCProcessor
+from torch import Tensor, nn
+
+from lerobot_grids.grids import GridSampler
+from lerobot_grids.policies.grids_policy import GridSPolicyMixin
+from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PI0GridsConfig
+from lerobot_grids.policies.pi0_grids.paligemma_with_expert import PaliGemmaWithExpertGridSModel, gemma_config
+
+
+class PI0GridsPytorch(PI0Pytorch):
+    """LeRobot's ``PI0Pytorch`` on the GridS backbone.
+
+    Built here rather than by ``PI0Pytorch.__init__``, which refuses stock transformers and hard-codes
+    pi0's sizes; the modules and their names are the same.
+    """
+
+    def __init__(self, config: PI0GridsConfig, rtc_processor: RTCProcessor | None = None):
+        nn.Module.__init__(self)
+        self.config = config
+        self.rtc_processor = rtc_processor
+        self.paligemma_with_expert = PaliGemmaWithExpertGridSModel(config)
+        width = gemma_config(config.action_expert_variant).width
+        self.action_in_proj = nn.Linear(config.max_action_dim, width)
+        self.action_out_proj = nn.Linear(width, config.max_action_dim)
+        self.state_proj = nn.Linear(config.max_state_dim, width)
+        self.action_time_mlp_in = nn.Linear(2 * width, width)
+        self.action_time_mlp_out = nn.Linear(width, width)
+        self.gradient_checkpointing_enabled = False
+        if config.compile_model:
+            torch.set_float32_matmul_precision("high")
+            self.sample_actions = torch.compile(self.sample_actions, mode=config.compile_mode)
+            self.forward = torch.compile(self.forward, mode=config.compile_mode)
+
+
+class PI0GridsPolicy(GridSPolicyMixin, PI0Policy):
+    """pi0 with GridS token pruning, trained end to end with pi0's flow-matching loss (§3.4)."""
+
+    config_class = PI0GridsConfig
+    name = "pi0_grids"
+    dense_type = "pi0"
+    grids_prefix = "model.paligemma_with_expert.grids."
+
+    def __init__(self, config: PI0GridsConfig, **kwargs):
+        # PI0Policy.__init__ would build PI0Pytorch, which refuses stock transformers; the rest is its own.
+        PreTrainedPolicy.__init__(self, config)
+        config.validate_features()
+        self.config = config
+        self.init_rtc_processor()
+        self.model = PI0GridsPytorch(config, rtc_processor=self.rtc_processor)
+        if config.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self.model.to(config.device)
+        self.reset()
+        grid = config.image_resolution[0] // self.grids_backbone.patch_size
+        self.grids.check_grid((grid, grid))
+        if config.init_from:
+            self.load_dense_weights(config.init_from)
+
+    @property
+    def grids_backbone(self) -> PaliGemmaWithExpertGridSModel:
+        return self.model.paligemma_with_expert
+
+    @property
+    def grids(self) -> GridSampler:
+        return self.grids_backbone.grids
+
+    @classmethod
+    def from_pretrained(cls, pretrained_name_or_path: str | Path, *, config: PreTrainedConfig | None = None, **kwargs):
+        """Load a ``pi0_grids`` checkpoint (LeRobot's generic loader: our checkpoints need none of
+        ``PI0Policy.from_pretrained``'s key fixes); a requested ``config`` must keep its GridS settings."""
+        config = cls.load_grids_config(pretrained_name_or_path, config, kwargs)
+        return super(PI0Policy, cls).from_pretrained(pretrained_name_or_path, config=config, **kwargs)
+
+    def dense_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Keys of a dense pi0 checkpoint as ``PI0Policy.from_pretrained`` maps them: openpi's renames,
+        then the ``model.`` prefix where it is missing."""
+        fixed = self._fix_pytorch_state_dict_keys(state_dict, self.config)
+        return {key if key.startswith("model.") else f"model.{key}": value for key, value in fixed.items()}
+
+    def _preprocess_images(self, batch: dict[str, Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        self.check_cameras(batch)
+        return super()._preprocess_images(batch)
+
+    def forward(self, batch: dict[str, Tensor], reduction: str = "mean") -> tuple[Tensor, dict]:
+        """pi0's loss; the output dict adds ``grids_point_spread/<camera>`` (the collapse indicator)."""
+        loss, loss_dict = super().forward(batch, reduction=reduction)
+        return loss, self.report_point_spread(loss_dict)
