@@ -21,8 +21,10 @@ from lerobot.configs.types import FeatureType  # noqa: E402
 from lerobot.policies.factory import make_pre_post_processors  # noqa: E402
 
 import lerobot_grids.policies  # noqa: E402, F401  (registers the policy types)
-from lerobot_grids.backbones import TINY_SMOLVLM  # noqa: E402
+from lerobot_grids.backbones import TINY_PALIGEMMA_TOKENIZER, TINY_SMOLVLM  # noqa: E402
 from lerobot_grids.demo_dataset import make_so100_demo_dataset  # noqa: E402
+from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PI0GridsConfig  # noqa: E402
+from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_pre_post_processors  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATASET_REPO_ID = "local/so100_grids_test"
@@ -31,6 +33,21 @@ TINY_POLICY_OPTIONS = {
     "vlm_model_name": str(TINY_SMOLVLM),
     "load_vlm_weights": False,
     "resize_imgs_with_padding": (128, 128),
+    "chunk_size": 4,
+    "n_action_steps": 4,
+    "device": "cpu",
+    "push_to_hub": False,
+}
+
+TINY_PI0_OPTIONS = {
+    "paligemma_variant": "gemma_tiny",
+    "action_expert_variant": "gemma_tiny_expert",
+    "vision_variant": "siglip_tiny",
+    "tokenizer_name": str(TINY_PALIGEMMA_TOKENIZER),
+    "vocab_size": 512,
+    "image_resolution": (112, 112),
+    "tokenizer_max_length": 16,
+    "num_inference_steps": 3,
     "chunk_size": 4,
     "n_action_steps": 4,
     "device": "cpu",
@@ -47,7 +64,8 @@ def dataset_root(tmp_path_factory) -> Path:
 
 def make_config(policy_type: str = "smolvla_grids", dataset_root: Path | None = None, **options) -> PreTrainedConfig:
     """A tiny policy config whose features are those of the test dataset."""
-    config = PreTrainedConfig.get_choice_class(policy_type)(**{**TINY_POLICY_OPTIONS, **options})
+    tiny = TINY_PI0_OPTIONS if policy_type.startswith("pi0") else TINY_POLICY_OPTIONS
+    config = PreTrainedConfig.get_choice_class(policy_type)(**{**tiny, **options})
     if dataset_root is not None:
         features = dataset_to_policy_features(LeRobotDataset(DATASET_REPO_ID, root=dataset_root).meta.features)
         config.output_features = {k: f for k, f in features.items() if f.type is FeatureType.ACTION}
@@ -62,7 +80,10 @@ def make_batch(config: PreTrainedConfig, dataset_root: Path, size: int = 2) -> d
         DATASET_REPO_ID, root=dataset_root, delta_timestamps=resolve_delta_timestamps(config, meta)
     )
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=size, shuffle=False)))
-    preprocessor, _ = make_pre_post_processors(config, dataset_stats=meta.stats)
+    if isinstance(config, PI0GridsConfig):  # LeRobot's factory would give pi0's processors (see README)
+        preprocessor, _ = make_pi0_grids_pre_post_processors(config, dataset_stats=meta.stats)
+    else:
+        preprocessor, _ = make_pre_post_processors(config, dataset_stats=meta.stats)
     return preprocessor(batch)
 
 
