@@ -96,21 +96,52 @@ def test_train_from_a_dense_smolvla_checkpoint_with_init_from(dataset_root, tmp_
     assert set(trained) - set(dense) == {name for name in trained if name.startswith("model.vlm_with_expert.grids.")}
 
 
-def test_training_recipes_parse_with_lerobot_config_parser():
+def test_pi0_grids_trains_and_resumes_with_lerobot_train(dataset_root, tmp_path):
+    """From a pi0_grids checkpoint folder whose processors carry the offline tokenizer (see README)."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy
+    from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_pre_post_processors
+
+    config = make_config("pi0_grids", dataset_root=dataset_root, grids={"num_tokens": 4})
+    start = tmp_path / "start"
+    PI0GridsPolicy(config).save_pretrained(start)
+    stats = LeRobotDataset(DATASET_REPO_ID, root=dataset_root).meta.stats
+    for processor in make_pi0_grids_pre_post_processors(config, dataset_stats=stats):
+        processor.save_pretrained(start)
+
+    run = tmp_path / "run"
+    args = [a for a in _tiny_args(dataset_root, run, 2) if not a.startswith("--policy.")]
+    lerobot_train(f"--policy.path={start}", *args)
+    first = run / "checkpoints" / "000002" / "pretrained_model"
+    assert json.loads((first / "config.json").read_text())["type"] == "pi0_grids"
+    assert json.loads((first / "policy_preprocessor.json").read_text())["steps"][3]["config"]["tokenizer_name"] == config.tokenizer_name
+    lerobot_train(f"--config_path={first / 'train_config.json'}", "--resume=true", "--steps=3")
+    predictor = "model.paligemma_with_expert.grids.point_predictor.0.weight"
+    assert not torch.equal(_weights(run / "checkpoints" / "000002")[predictor],
+                           _weights(run / "checkpoints" / "000003")[predictor])
+
+
+@pytest.mark.parametrize(
+    ("recipe", "expected"),
+    [
+        # Paper Appendix B, Tab. 5: (batch, steps, chunk, lr, warm-up, decay steps, decay lr, grad clip).
+        ("smolvla_grids_so100.json", (16, 50_000, 50, 1e-4, 1_000, 50_000, 2.5e-6, 10)),
+        ("pi0_grids_libero.json", (32, 30_000, 10, 5e-5, 10_000, 30_000, 5e-5, 1.0)),
+        ("pi0_grids_aloha.json", (32, 30_000, 10, 5e-5, 1_000, 15_000, 2.5e-6, 1.0)),
+    ],
+)
+def test_paper_training_recipes_parse_with_lerobot_config_parser(recipe, expected):
     import draccus
     from lerobot.configs.train import TrainPipelineConfig
 
-    for recipe in sorted((REPO_ROOT / "policies").glob("*.json")):
-        config = draccus.parse(TrainPipelineConfig, config_path=recipe, args=["--dataset.repo_id=user/data"])
-        assert config.policy.type == "smolvla_grids", recipe
-    appendix_b = draccus.parse(
-        TrainPipelineConfig, config_path=REPO_ROOT / "policies" / "smolvla_grids_so100.json",
-        args=["--dataset.repo_id=user/data"],
-    )
-    # Paper Appendix B, Tab. 5, SmolVLA column.
-    assert (appendix_b.batch_size, appendix_b.steps, appendix_b.policy.chunk_size) == (16, 50_000, 50)
-    assert appendix_b.policy.optimizer_lr == 1e-4 and appendix_b.policy.scheduler_decay_lr == 2.5e-6
-    assert appendix_b.policy.grids.num_tokens == 16
+    config = draccus.parse(TrainPipelineConfig, config_path=REPO_ROOT / "policies" / recipe,
+                           args=["--dataset.repo_id=user/data"])
+    policy = config.policy
+    assert (config.batch_size, config.steps, policy.chunk_size, policy.optimizer_lr, policy.scheduler_warmup_steps,
+            policy.scheduler_decay_steps, policy.scheduler_decay_lr, policy.optimizer_grad_clip_norm) == expected
+    assert policy.optimizer_betas == (0.9, 0.95) and policy.optimizer_weight_decay == 1e-10
+    assert policy.grids.num_tokens == 16 and policy.init_from is not None
 
 
 def test_demo_dataset_is_a_valid_so100_lerobot_dataset(dataset_root):

@@ -242,3 +242,22 @@ def test_batch_missing_a_camera_is_refused(dataset_root):
     del batch["observation.images.front"]
     with pytest.raises(ValueError, match=r"no image for camera\(s\) \['observation.images.front'\]"):
         policy.forward(batch)
+
+
+def test_backbone_runs_unchanged_with_openpi_patched_norms(dataset_root):
+    """Where openpi's patched transformers is installed, Gemma norms return (tensor, gate=None)."""
+    from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
+
+    class PatchedNorm(GemmaRMSNorm):  # the patched interface: norm(x, cond=None) -> (normed, gate)
+        def forward(self, x, cond=None):
+            return super().forward(x), None
+
+    policy = _float64_policy(dataset_root)
+    backbone = policy.model.paligemma_with_expert
+    embeds, _, mask, positions = _prefix_inputs(policy)
+    (stock, _), _ = backbone.forward(mask, positions, None, [embeds, None], use_cache=True)
+    norms = [module for module in backbone.modules() if isinstance(module, GemmaRMSNorm)]
+    for module in norms:
+        module.__class__ = PatchedNorm
+    (patched, _), _ = backbone.forward(mask, positions, None, [embeds, None], use_cache=True)
+    assert norms and torch.equal(stock, patched)

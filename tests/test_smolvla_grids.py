@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import make_batch, make_config
 from lerobot.configs.policies import PreTrainedConfig
+from lerobot.configs.default import DatasetConfig
 from lerobot.configs.train import TrainPipelineConfig
 from lerobot.policies.act.configuration_act import ACTConfig
 from lerobot.policies.factory import get_policy_class, make_pre_post_processors
@@ -26,7 +27,7 @@ def _noise_and_time(config, batch_size=2, seed=0):
     return noise, torch.rand(batch_size, generator=generator) * 0.9 + 0.05
 
 
-def test_plugin_discovery_registers_the_policy_type():
+def test_plugin_discovery_registers_the_policy_types():
     """What lerobot-train does first: discover installed lerobot_policy_* distributions and import them."""
     code = (
         "from lerobot.utils.import_utils import register_third_party_plugins\n"
@@ -34,11 +35,12 @@ def test_plugin_discovery_registers_the_policy_type():
         "assert 'smolvla_grids' not in PreTrainedConfig.get_known_choices()\n"
         "register_third_party_plugins()\n"
         "from lerobot.policies.factory import get_policy_class, make_policy_config\n"
-        "config = make_policy_config('smolvla_grids', grids={'num_tokens': 4})\n"
-        "print(type(config).__name__, get_policy_class('smolvla_grids').__name__, config.grids.num_tokens)\n"
+        "for name in ('smolvla_grids', 'pi0_grids'):\n"
+        "    config = make_policy_config(name, grids={'num_tokens': 4})\n"
+        "    print(type(config).__name__, get_policy_class(name).__name__, config.grids.num_tokens)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["SmolVLAGridsConfig", "SmolVLAGridsPolicy", "4"]
+    assert result.stdout.split() == ["SmolVLAGridsConfig", "SmolVLAGridsPolicy", "4", "PI0GridsConfig", "PI0GridsPolicy", "4"]
 
 
 def test_command_line_sets_nested_grids_options_and_refuses_bad_ones():
@@ -202,23 +204,27 @@ def test_discrete_sampler_with_more_tokens_than_the_grid_is_refused_when_built(d
         SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, grids={"sampler": "topk", "num_tokens": 17}))
 
 
-def test_push_to_hub_uploads_config_weights_processors_and_card(dataset_root, tmp_path, fake_hub):
-    config = make_config(dataset_root=dataset_root, grids={"num_tokens": 4}, repo_id="user/so100_grids")
-    policy = SmolVLAGridsPolicy(config)
-    train_config = TrainPipelineConfig(dataset=draccus.decode(TrainPipelineConfig, {"dataset": {"repo_id": "user/so100"}}).dataset, policy=config)
+@pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids"])
+def test_push_to_hub_uploads_config_weights_processors_and_card(dataset_root, tmp_path, fake_hub, policy_type):
+    from lerobot.policies.factory import get_policy_class
+
+    from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_pre_post_processors
+
+    config = make_config(policy_type, dataset_root=dataset_root, grids={"num_tokens": 4}, repo_id="user/so100_grids")
+    policy = get_policy_class(policy_type)(config)
+    train_config = TrainPipelineConfig(dataset=DatasetConfig(repo_id="user/so100"), policy=config)
     policy.push_model_to_hub(train_config)  # LeRobot's own push, as lerobot-train calls it
-    preprocessor, postprocessor = make_pre_post_processors(config)
-    preprocessor.push_to_hub(config.repo_id)
-    postprocessor.push_to_hub(config.repo_id)
+    make_processors = make_pi0_grids_pre_post_processors if policy_type == "pi0_grids" else make_pre_post_processors
+    for processor in make_processors(config):
+        processor.push_to_hub(config.repo_id)
 
     files = fake_hub.files["user/so100_grids"]
-    assert json.loads(files["config.json"])["type"] == "smolvla_grids"
-    assert json.loads(files["config.json"])["grids"]["num_tokens"] == 4
+    saved_config = json.loads(files["config.json"])
+    assert saved_config["type"] == policy_type and saved_config["grids"]["num_tokens"] == 4
     (tmp_path / "model.safetensors").write_bytes(files["model.safetensors"])
     weights = load_file(tmp_path / "model.safetensors")
-    assert torch.equal(weights["model.vlm_with_expert.grids.point_predictor.2.bias"],
-                       policy.grids.point_predictor[2].bias)
+    assert torch.equal(weights[policy.grids_prefix + "point_predictor.2.bias"], policy.grids.point_predictor[2].bias)
     assert {"policy_preprocessor.json", "policy_postprocessor.json", "train_config.json"} <= set(files)
     card = files["README.md"].decode()
     assert "GridS token pruning" in card and "| `num_tokens` | `4` |" in card
-    assert "smolvla_grids" in card and fake_hub.validated_cards
+    assert policy_type in card and fake_hub.validated_cards

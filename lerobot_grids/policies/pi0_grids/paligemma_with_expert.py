@@ -16,8 +16,9 @@ of that patch, without adaptive RMS norm (which only pi05 uses):
 
 This module gives pi0's backbone those semantics by implementing its ``forward`` and ``embed_image``
 on stock transformers modules, used as they are (attention, MLP, norms, rotary embedding); nothing in
-transformers is patched, so every other model in the process keeps stock behaviour. Parameter names
-are those of LeRobot's ``PaliGemmaWithExpertModel``.
+transformers is patched, so every other model in the process keeps stock behaviour. Where openpi's
+patched transformers is installed, the same code runs unchanged (its norms' ``(tensor, None)`` is
+unpacked by :func:`rms_norm`). Parameter names are those of LeRobot's ``PaliGemmaWithExpertModel``.
 """
 
 import torch
@@ -52,6 +53,13 @@ def _hf_text_config(spec: GemmaConfig, vocab_size: int) -> dict:
         "hidden_activation": "gelu_pytorch_tanh",
         "vocab_size": vocab_size,
     }
+
+
+def rms_norm(norm: nn.Module, states: Tensor) -> Tensor:
+    """A Gemma RMS norm without condition: stock transformers returns the tensor, openpi's patched
+    transformers ``(tensor, None)``; either way the tensor, so the backbone runs with or without the patch."""
+    normed = norm(states)
+    return normed[0] if isinstance(normed, tuple) else normed
 
 
 def _to_dtype_of(module: nn.Module):
@@ -152,7 +160,7 @@ class PaliGemmaWithExpertGridSModel(PaliGemmaWithExpertModel):
                 hidden, key_value = self._joint_layer(*arguments)
             if cache is not None:
                 cache.append(key_value)
-        outputs = iter(model.norm(states) for (model, _), states in zip(streams, hidden, strict=True))
+        outputs = iter(rms_norm(model.norm, states) for (model, _), states in zip(streams, hidden, strict=True))
         return [next(outputs) if embeds is not None else None for embeds in inputs_embeds], cache
 
     @staticmethod
@@ -165,7 +173,7 @@ class PaliGemmaWithExpertGridSModel(PaliGemmaWithExpertModel):
         past: tuple[Tensor, Tensor] | None,
     ) -> tuple[list[Tensor], tuple[Tensor, Tensor]]:
         """One pre-norm Gemma layer over the concatenated token streams, each with its own weights."""
-        normed = [layer.input_layernorm(states) for layer, states in zip(layers, hidden, strict=True)]
+        normed = [rms_norm(layer.input_layernorm, states) for layer, states in zip(layers, hidden, strict=True)]
 
         def heads(projection: str) -> Tensor:  # [B, heads, tokens of all streams, head_dim]
             return torch.cat(
@@ -189,7 +197,7 @@ class PaliGemmaWithExpertGridSModel(PaliGemmaWithExpertModel):
             end = start + states.shape[1]
             output_projection = layer.self_attn.o_proj
             states = states + output_projection(attended[:, start:end].to(output_projection.weight.dtype))
-            mlp_input = layer.post_attention_layernorm(states).to(layer.mlp.up_proj.weight.dtype)
+            mlp_input = rms_norm(layer.post_attention_layernorm, states).to(layer.mlp.up_proj.weight.dtype)
             outputs.append(states + layer.mlp(mlp_input))
             start = end
         return outputs, (key, value)
