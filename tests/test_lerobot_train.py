@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATASET_REPO_ID, REPO_ROOT, make_config
+from conftest import DATASET_REPO_ID, REPO_ROOT, TINY_PI0_OPTIONS, make_config
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 from safetensors.torch import load_file
 
@@ -97,25 +97,28 @@ def test_train_from_a_dense_smolvla_checkpoint_with_init_from(dataset_root, tmp_
 
 
 def test_pi0_grids_trains_and_resumes_with_lerobot_train(dataset_root, tmp_path):
-    """From a pi0_grids checkpoint folder whose processors carry the offline tokenizer (see README)."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy
-    from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_pre_post_processors
-
-    config = make_config("pi0_grids", dataset_root=dataset_root, grids={"num_tokens": 4})
+    """A fresh pi0_grids policy from lerobot-grids-init (its processors carry the configured offline
+    tokenizer, see README), trained and resumed by lerobot-train."""
     start = tmp_path / "start"
-    PI0GridsPolicy(config).save_pretrained(start)
-    stats = LeRobotDataset(DATASET_REPO_ID, root=dataset_root).meta.stats
-    for processor in make_pi0_grids_pre_post_processors(config, dataset_stats=stats):
-        processor.save_pretrained(start)
+    tokenizer = TINY_PI0_OPTIONS["tokenizer_name"]
+    policy_args = [
+        "--policy.type=pi0_grids", "--policy.paligemma_variant=gemma_tiny", "--policy.vision_variant=siglip_tiny",
+        "--policy.action_expert_variant=gemma_tiny_expert", "--policy.vocab_size=512", "--policy.grids.num_tokens=4",
+        f"--policy.tokenizer_name={tokenizer}", "--policy.image_resolution=[112,112]", "--policy.tokenizer_max_length=16",
+        "--policy.chunk_size=4", "--policy.n_action_steps=4", "--policy.device=cpu", "--policy.push_to_hub=false",
+    ]
+    data_args = [f"--dataset.repo_id={DATASET_REPO_ID}", f"--dataset.root={dataset_root}"]
+    command = [str(LEROBOT_TRAIN.with_name("lerobot-grids-init")), *policy_args, *data_args, f"--output_dir={start}"]
+    subprocess.run(command, check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    refused = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert refused.returncode != 0 and "nothing is overwritten" in refused.stderr
 
     run = tmp_path / "run"
-    args = [a for a in _tiny_args(dataset_root, run, 2) if not a.startswith("--policy.")]
-    lerobot_train(f"--policy.path={start}", *args)
+    lerobot_train(f"--policy.path={start}", *[a for a in _tiny_args(dataset_root, run, 2) if not a.startswith("--policy.")])
     first = run / "checkpoints" / "000002" / "pretrained_model"
     assert json.loads((first / "config.json").read_text())["type"] == "pi0_grids"
-    assert json.loads((first / "policy_preprocessor.json").read_text())["steps"][3]["config"]["tokenizer_name"] == config.tokenizer_name
+    tokenizer_step = json.loads((first / "policy_preprocessor.json").read_text())["steps"][3]
+    assert tokenizer_step["config"]["tokenizer_name"] == tokenizer
     lerobot_train(f"--config_path={first / 'train_config.json'}", "--resume=true", "--steps=3")
     predictor = "model.paligemma_with_expert.grids.point_predictor.0.weight"
     assert not torch.equal(_weights(run / "checkpoints" / "000002")[predictor],
