@@ -4,8 +4,8 @@ import base64
 import json
 import os
 import re
-from urllib.parse import parse_qs
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 import responses
@@ -14,10 +14,10 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 from lerobot.configs.policies import PreTrainedConfig  # noqa: E402
+from lerobot.configs.types import FeatureType  # noqa: E402
+from lerobot.datasets.factory import resolve_delta_timestamps  # noqa: E402
 from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
 from lerobot.datasets.utils import dataset_to_policy_features  # noqa: E402
-from lerobot.datasets.factory import resolve_delta_timestamps  # noqa: E402
-from lerobot.configs.types import FeatureType  # noqa: E402
 from lerobot.policies.factory import make_pre_post_processors  # noqa: E402
 
 import lerobot_grids.policies  # noqa: E402, F401  (registers the policy types)

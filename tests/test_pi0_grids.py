@@ -14,6 +14,7 @@ from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PI0GridsCon
 from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy, PI0GridsPytorch
 from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_pre_post_processors
 
+
 def _float64_policy(dataset_root, dtype=torch.float64, **options) -> PI0GridsPolicy:
     torch.manual_seed(0)
     policy = PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, **options)).to(dtype)

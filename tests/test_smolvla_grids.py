@@ -8,7 +8,6 @@ import draccus
 import pytest
 import torch
 from conftest import make_batch, make_config
-from lerobot.configs.policies import PreTrainedConfig
 from lerobot.configs.default import DatasetConfig
 from lerobot.configs.train import TrainPipelineConfig
 from lerobot.policies.act.configuration_act import ACTConfig
@@ -16,7 +15,6 @@ from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 from safetensors.torch import load_file
 
-from lerobot_grids.grids import GridSampler
 from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 

@@ -18,7 +18,7 @@ from lerobot.utils.constants import OBS_IMAGES
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from lerobot_grids.grids import GridSConfig, mean_pairwise_distance
+from lerobot_grids.grids import GridSampler, GridSConfig, mean_pairwise_distance
 
 # Below this mean pairwise distance (in units of the image side) the K points count as collapsed.
 COLLAPSE_THRESHOLD = 0.02
@@ -53,7 +53,12 @@ class GridSPolicyMixin:
 
     @property
     def grids_backbone(self) -> nn.Module:
+        """The backbone module holding ``grids`` and ``sampled_points``."""
         raise NotImplementedError
+
+    @property
+    def grids(self) -> GridSampler:
+        return self.grids_backbone.grids
 
     @classmethod
     def load_grids_config(cls, pretrained_name_or_path, config: PreTrainedConfig | None, kwargs: dict):
@@ -105,8 +110,9 @@ class GridSPolicyMixin:
         """A dense checkpoint's state dict in this policy's key names."""
         return state_dict
 
-    def check_cameras(self, batch: dict) -> None:
-        """Refuse a batch that lacks a camera the policy was trained with (LeRobot would pad it silently)."""
+    def start_images(self, batch: dict) -> None:
+        """Before a batch's images are embedded: refuse a batch that lacks a camera the policy was trained
+        with (LeRobot would pad it silently), and start a new record of sampled points."""
         empty_cameras = f"{OBS_IMAGES}.empty_camera_"
         missing = [key for key in self.config.image_features if key not in batch and not key.startswith(empty_cameras)]
         if missing:

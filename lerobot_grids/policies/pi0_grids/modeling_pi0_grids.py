@@ -16,7 +16,6 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.policies.rtc.modeling_rtc import RTCProcessor
 from torch import Tensor, nn
 
-from lerobot_grids.grids import GridSampler
 from lerobot_grids.policies.grids_policy import GridSPolicyMixin
 from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PI0GridsConfig
 from lerobot_grids.policies.pi0_grids.paligemma_with_expert import PaliGemmaWithExpertGridSModel, gemma_config
@@ -75,10 +74,6 @@ class PI0GridsPolicy(GridSPolicyMixin, PI0Policy):
     def grids_backbone(self) -> PaliGemmaWithExpertGridSModel:
         return self.model.paligemma_with_expert
 
-    @property
-    def grids(self) -> GridSampler:
-        return self.grids_backbone.grids
-
     @classmethod
     def from_pretrained(cls, pretrained_name_or_path: str | Path, *, config: PreTrainedConfig | None = None, **kwargs):
         """Load a ``pi0_grids`` checkpoint (LeRobot's generic loader: our checkpoints need none of
@@ -93,7 +88,7 @@ class PI0GridsPolicy(GridSPolicyMixin, PI0Policy):
         return {key if key.startswith("model.") else f"model.{key}": value for key, value in fixed.items()}
 
     def _preprocess_images(self, batch: dict[str, Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-        self.check_cameras(batch)
+        self.start_images(batch)
         return super()._preprocess_images(batch)
 
     def forward(self, batch: dict[str, Tensor], reduction: str = "mean") -> tuple[Tensor, dict]:

@@ -30,7 +30,11 @@ from transformers.models.gemma.modeling_gemma import GemmaForCausalLM, apply_rot
 from transformers.models.paligemma.modeling_paligemma import PaliGemmaForConditionalGeneration
 
 from lerobot_grids.grids import GridSampler
-from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import SIGLIP_VARIANTS, TINY_GEMMA_VARIANTS, PI0GridsConfig
+from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import (
+    SIGLIP_VARIANTS,
+    TINY_GEMMA_VARIANTS,
+    PI0GridsConfig,
+)
 
 KVCache = list[tuple[Tensor, Tensor]]
 

@@ -69,10 +69,6 @@ class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
     def grids_backbone(self) -> SmolVLMWithExpertGridSModel:
         return self.model.vlm_with_expert
 
-    @property
-    def grids(self) -> GridSampler:
-        return self.grids_backbone.grids
-
     @classmethod
     def from_pretrained(cls, pretrained_name_or_path: str | Path, *, config: PreTrainedConfig | None = None, **kwargs):
         """Load a ``smolvla_grids`` checkpoint; a requested ``config`` must keep the checkpoint's GridS settings."""
@@ -80,7 +76,7 @@ class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
         return super().from_pretrained(pretrained_name_or_path, config=config, **kwargs)
 
     def prepare_images(self, batch):
-        self.check_cameras(batch)
+        self.start_images(batch)
         return super().prepare_images(batch)
 
     def forward(self, batch, noise=None, time=None, reduction: str = "mean"):
