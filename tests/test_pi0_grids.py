@@ -262,3 +262,39 @@ def test_backbone_runs_unchanged_with_openpi_patched_norms(dataset_root):
         module.__class__ = PatchedNorm
     (patched, _), _ = backbone.forward(mask, positions, None, [embeds, None], use_cache=True)
     assert norms and torch.equal(stock, patched)
+
+
+def test_dense_training_loss_is_exactly_lerobot_pi0s(dataset_root, monkeypatch):
+    """sampler=dense against LeRobot's own pi0 joint forward (``compute_layer_complete``) on the same
+    weights and noise. That code needs the patched interface (norms returning ``(x, gate)``,
+    ``modeling_gemma._gated_residual``), given here inside this test only. Inference is tied to the
+    same computation by test_training_and_inference_paths_give_the_same_velocity."""
+    import types
+
+    from lerobot.policies.pi0.modeling_pi0 import PaliGemmaWithExpertModel
+    from transformers.models.gemma import modeling_gemma
+    from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
+
+    policy = _float64_policy(dataset_root, dtype=torch.float32, grids={"sampler": "dense"})
+    model = policy.model
+    batch = make_batch(policy.config, dataset_root)
+    images, masks = policy._preprocess_images(batch)
+    inputs = (images, masks, batch["observation.language.tokens"], batch["observation.language.attention_mask"],
+              policy.prepare_state(batch), policy.prepare_action(batch))
+    generator = torch.Generator().manual_seed(6)
+    noise, time = torch.randn(2, 4, 32, generator=generator), torch.tensor([0.2, 0.9])
+    ours = model.forward(*inputs, noise=noise, time=time)
+
+    class PatchedNorm(GemmaRMSNorm):
+        def forward(self, x, cond=None):
+            return super().forward(x), None
+
+    monkeypatch.setattr(modeling_gemma, "_gated_residual", lambda x, y, gate: x + y, raising=False)
+    backbone = model.paligemma_with_expert
+    for module in backbone.modules():
+        if isinstance(module, GemmaRMSNorm):
+            monkeypatch.setattr(module, "__class__", PatchedNorm)
+    monkeypatch.setattr(backbone, "forward", types.MethodType(PaliGemmaWithExpertModel.forward, backbone))
+    assert backbone.forward.__func__ is PaliGemmaWithExpertModel.forward  # LeRobot's code runs now
+    lerobot = model.forward(*inputs, noise=noise, time=time)
+    assert torch.equal(ours, lerobot)
