@@ -3,12 +3,12 @@
 import torch
 from transformers import AutoConfig, AutoTokenizer, SmolVLMForConditionalGeneration
 
-from lerobot_grids.backbones import SMOLVLM2_500M, TINY_SMOLVLM, write_shipped_backbones
+from lerobot_grids.backbones import SMOLVLM2_500M, TINY_PALIGEMMA_TOKENIZER, TINY_SMOLVLM, write_shipped_backbones
 
 
 def test_the_shipped_backbones_are_what_our_code_makes(tmp_path):
     write_shipped_backbones(tmp_path)
-    for shipped in (TINY_SMOLVLM, SMOLVLM2_500M):
+    for shipped in (TINY_SMOLVLM, SMOLVLM2_500M, TINY_PALIGEMMA_TOKENIZER):
         files = sorted(path.name for path in shipped.iterdir())
         assert files == sorted(path.name for path in (tmp_path / shipped.name).iterdir())
         for name in files:
@@ -31,3 +31,10 @@ def test_full_size_architecture_is_smolvlm2_500m():
     assert round(sum(p.numel() for p in model.parameters()) / 1e6) == 507
     vision = config.vision_config
     assert vision.image_size // vision.patch_size // config.scale_factor == 8
+
+
+def test_paligemma_tokenizer_has_gemma_special_ids_and_starts_with_bos():
+    tokenizer = AutoTokenizer.from_pretrained(TINY_PALIGEMMA_TOKENIZER)
+    assert (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id) == (0, 1, 2, 3)
+    ids = tokenizer("Transfer the pen into the container.\n")["input_ids"]
+    assert ids[0] == 2 and max(ids) < 512 and len(tokenizer) <= 512

@@ -7,7 +7,7 @@ import torch
 from conftest import make_batch, make_config
 from lerobot.policies.pi0.configuration_pi0 import PI0Config
 from lerobot.policies.pi0.modeling_pi0 import PI0Pytorch, make_att_2d_masks
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from transformers.cache_utils import DynamicCache
 
 from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PI0GridsConfig
@@ -184,6 +184,14 @@ def test_init_from_refuses_other_checkpoints(dataset_root, tmp_path):
     _write_dense_pi0_checkpoint(small, tmp_path / "other", openpi_names=False)
     with pytest.raises(RuntimeError, match="size mismatch for model.state_proj.weight"):
         PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, init_from=str(tmp_path / "other")))
+    missing = tmp_path / "missing"
+    _write_dense_pi0_checkpoint(small.__class__(make_config("pi0_grids", dataset_root=dataset_root, grids={"sampler": "dense"})),
+                                missing, openpi_names=False)
+    state = load_file(missing / "model.safetensors")
+    del state["model.state_proj.bias"]
+    save_file(state, missing / "model.safetensors")
+    with pytest.raises(ValueError, match=r"Missing from the checkpoint: \['model.state_proj.bias'\]"):
+        PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, init_from=str(missing)))
     (tmp_path / "smolvla").mkdir()
     (tmp_path / "smolvla" / "config.json").write_text(json.dumps({"type": "smolvla"}))
     with pytest.raises(ValueError, match="is a 'smolvla' checkpoint, not a dense 'pi0' one"):
