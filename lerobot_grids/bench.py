@@ -1,0 +1,382 @@
+"""``lerobot-grids-bench``: FLOPs, latency and memory of GridS against the dense policy, in one run.
+
+What the paper reports in Tab. 1 (FLOPs), Tab. 4 (training step time) and Fig. 6 (speed-up against batch
+size), for LeRobot's policies at full size with random weights (nothing is downloaded):
+
+- ``smolvla``: SmolVLA on the SmolVLM2-500M architecture, two 512x512 cameras (8x8 = 64 tokens each);
+- ``pi0``: pi0 with ``gemma_2b`` + ``gemma_300m`` and So400m, two 224x224 cameras (16x16 = 256 each);
+- ``smolvla_tiny`` / ``pi0_tiny``: the toy architectures, for tests.
+
+All variants share one model and its weights; only the sampler changes: ``dense`` (every token), GridS
+with K tokens per camera, and ``no image tokens`` (the images still go through the vision tower but no
+token reaches the language model: the Amdahl bound of any pruning after the vision tower). FLOPs come
+from ``torch.utils.flop_counter.FlopCounterMode`` at batch 1 (they scale linearly with the batch), split
+by phase; pi0 is counted on fake tensors (shapes without data, so no memory), SmolVLA, whose vision
+embeddings read tensor values, on real ones. Times are
+medians of repeats measured alternately over the variants in one process, after warm-up, reported as
+speed-ups against dense.
+"""
+
+import argparse
+import json
+import logging
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import nullcontext
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from lerobot.configs.types import FeatureType, PolicyFeature
+from torch import Tensor, nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from lerobot_grids.backbones import SMOLVLM2_500M, TINY_SMOLVLM
+from lerobot_grids.grids import GridSampler, GridSConfig
+from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PI0GridsConfig
+from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy
+from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
+from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
+
+CAMERAS = ("observation.images.front", "observation.images.wrist")
+LANGUAGE_TOKENS = 48  # both policies' default tokenizer_max_length
+DENSE, NO_IMAGE_TOKENS = "dense", "no image tokens"
+ARCHITECTURES: dict[str, Callable[[], SmolVLAGridsConfig | PI0GridsConfig]] = {
+    "smolvla": lambda: SmolVLAGridsConfig(vlm_model_name=str(SMOLVLM2_500M), load_vlm_weights=False),
+    "pi0": lambda: PI0GridsConfig(),
+    "smolvla_tiny": lambda: SmolVLAGridsConfig(
+        vlm_model_name=str(TINY_SMOLVLM), load_vlm_weights=False, resize_imgs_with_padding=(128, 128)
+    ),
+    "pi0_tiny": lambda: PI0GridsConfig(
+        paligemma_variant="gemma_tiny", action_expert_variant="gemma_tiny_expert", vision_variant="siglip_tiny",
+        vocab_size=512, image_resolution=(112, 112),
+    ),
+}
+
+
+class NoImageTokens(nn.Module):
+    """A sampler that keeps no token: the images reach the vision tower and stop there."""
+
+    def forward(self, tokens: Tensor, grid_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        return tokens[:, :0], tokens.new_zeros(tokens.shape[0], 0, 2)
+
+
+def build_policy(architecture: str, device: str) -> SmolVLAGridsPolicy | PI0GridsPolicy:
+    """The architecture with random weights, two cameras and SO-100's 6 joints, on ``device``."""
+    config = ARCHITECTURES[architecture]()
+    config.device = device
+    image_size = image_resolution(config)
+    config.input_features = {camera: PolicyFeature(FeatureType.VISUAL, (3, image_size, image_size)) for camera in CAMERAS}
+    config.input_features["observation.state"] = PolicyFeature(FeatureType.STATE, (6,))
+    config.output_features = {"action": PolicyFeature(FeatureType.ACTION, (6,))}
+    policy_class = PI0GridsPolicy if isinstance(config, PI0GridsConfig) else SmolVLAGridsPolicy
+    with torch.device(device):
+        config.grids = GridSConfig(sampler=DENSE)
+        return policy_class(config).to(device)
+
+
+def on_fake_tensors(module: nn.Module) -> nn.Module:
+    """Replace a meta-device module's parameters and buffers by CPU fake tensors of the same shapes (call
+    inside a ``FakeTensorMode``); the meta device alone cannot run everything (autocast, for one)."""
+    for submodule in module.modules():
+        for name, parameter in submodule.named_parameters(recurse=False):
+            fake = torch.empty(parameter.shape, dtype=parameter.dtype, device="cpu")
+            submodule._parameters[name] = nn.Parameter(fake, requires_grad=parameter.requires_grad)
+        for name, buffer in submodule.named_buffers(recurse=False):
+            submodule._buffers[name] = torch.zeros(buffer.shape, dtype=buffer.dtype, device="cpu")
+    return module
+
+
+def image_resolution(config) -> int:
+    return config.image_resolution[0] if isinstance(config, PI0GridsConfig) else config.resize_imgs_with_padding[0]
+
+
+def make_samplers(policy, ks: list[int]) -> dict[str, nn.Module]:
+    """``dense``, ``K=k`` for each k, and ``no image tokens``, on the policy's device."""
+    backbone = policy.grids_backbone
+    device = next(policy.parameters()).device
+    samplers = {DENSE: backbone.grids}
+    for k in ks:
+        samplers[f"K={k}"] = GridSampler(backbone.grids.dim, GridSConfig(num_tokens=k)).to(device)
+    samplers[NO_IMAGE_TOKENS] = NoImageTokens()
+    return samplers
+
+
+def make_inputs(policy, batch_size: int, device: str) -> dict[str, Tensor | list[Tensor]]:
+    """Random model inputs of one batch: images in [-1, 1], a full-length instruction, state and actions."""
+    config = policy.config
+    size = image_resolution(config)
+    with torch.device(device):
+        return {
+            "images": [torch.rand(batch_size, 3, size, size) * 2 - 1 for _ in CAMERAS],
+            "img_masks": [torch.ones(batch_size, dtype=torch.bool) for _ in CAMERAS],
+            "lang_tokens": torch.randint(0, 200, (batch_size, LANGUAGE_TOKENS)),
+            "lang_masks": torch.ones(batch_size, LANGUAGE_TOKENS, dtype=torch.bool),
+            "state": torch.randn(batch_size, config.max_state_dim),
+            "actions": torch.randn(batch_size, config.chunk_size, config.max_action_dim),
+            "noise": torch.randn(batch_size, config.chunk_size, config.max_action_dim),
+            "time": torch.rand(batch_size) * 0.9 + 0.05,
+        }
+
+
+def inference_call(policy, inputs: dict) -> Tensor:
+    """One action chunk: vision, prefix, and every denoising step."""
+    with torch.no_grad():
+        return policy.model.sample_actions(
+            inputs["images"], inputs["img_masks"], inputs["lang_tokens"], inputs["lang_masks"], inputs["state"],
+            noise=inputs["noise"],
+        )
+
+
+def training_loss(policy, inputs: dict) -> Tensor:
+    losses = policy.model.forward(
+        inputs["images"], inputs["img_masks"], inputs["lang_tokens"], inputs["lang_masks"], inputs["state"],
+        inputs["actions"], noise=inputs["noise"], time=inputs["time"],
+    )
+    return losses.mean()
+
+
+def vision_modules(policy) -> list[nn.Module]:
+    backbone = policy.grids_backbone
+    if isinstance(policy, PI0GridsPolicy):
+        return [backbone.paligemma.model.vision_tower, backbone.paligemma.model.multi_modal_projector]
+    return [backbone.get_vlm_model().vision_model, backbone.get_vlm_model().connector]
+
+
+def count_flops(policy, inputs: dict, training: bool) -> dict[str, int]:
+    """FLOPs of one inference call or training step (forward and backward), split by phase.
+
+    Phases: ``vision`` (tower and projection), ``grids`` (the sampler), the transformer passes by which
+    streams they carry (``language model prefix``, ``action expert``, or ``joint`` in training), the
+    ``backward`` pass, and ``other`` (embeddings, projections, loss).
+    """
+    phases: dict[str, int] = defaultdict(int)
+    counter = FlopCounterMode(display=False)
+    starts: list[int] = []
+
+    def start(*_):
+        starts.append(counter.get_total_flops())
+
+    def stop(phase: str):
+        def hook(*_):
+            phases[phase] += counter.get_total_flops() - starts.pop()
+
+        return hook
+
+    handles = []
+    for module in vision_modules(policy):
+        handles += [module.register_forward_pre_hook(start), module.register_forward_hook(stop("vision"))]
+    grids = policy.grids_backbone.grids
+    handles += [grids.register_forward_pre_hook(start), grids.register_forward_hook(stop("grids"))]
+    backbone_forward = policy.grids_backbone.forward
+
+    def tracked_forward(*args, inputs_embeds, **kwargs):  # pi0 and SmolVLA call it directly, not through hooks
+        prefix, suffix = inputs_embeds
+        phase = "joint" if prefix is not None and suffix is not None else "language model prefix" if suffix is None else "action expert"
+        before = counter.get_total_flops()
+        output = backbone_forward(*args, inputs_embeds=inputs_embeds, **kwargs)
+        phases[phase] += counter.get_total_flops() - before
+        return output
+
+    policy.grids_backbone.forward = tracked_forward
+    try:
+        with counter:
+            if training:
+                loss = training_loss(policy, inputs)
+                before = counter.get_total_flops()
+                loss.backward()
+                phases["backward"] += counter.get_total_flops() - before
+            else:
+                inference_call(policy, inputs)
+    finally:
+        del policy.grids_backbone.forward
+        for handle in handles:
+            handle.remove()
+    total = counter.get_total_flops()
+    return {"total": total, **phases, "other": total - sum(phases.values())}
+
+
+def prefix_tokens(policy, inputs: dict) -> int:
+    """Tokens entering the language model per sample: image tokens of every camera, then the language."""
+    with torch.no_grad():
+        images = [image[:1] for image in inputs["images"]]
+        embeddings, _, _ = policy.model.embed_prefix(
+            images, [mask[:1] for mask in inputs["img_masks"]], inputs["lang_tokens"][:1], inputs["lang_masks"][:1],
+            **({"state": inputs["state"][:1]} if isinstance(policy, SmolVLAGridsPolicy) else {}),
+        )
+    return embeddings.shape[1]
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(call: Callable[[], object], device: str) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    call()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def benchmark(
+    architecture: str,
+    ks: list[int],
+    batch_sizes: list[int],
+    train_batch_size: int | None,
+    repeats: int,
+    warmup: int,
+    device: str,
+    fake_flops: bool,
+    latency: bool = True,
+) -> dict:
+    """FLOPs (batch 1), prefix tokens and, with ``latency``, times and peak memory of every variant."""
+    results: dict = {"architecture": architecture, "device": device, "variants": {}}
+    # Fake tensors carry shapes and devices but no data: a model of any size is counted in no memory.
+    policy = build_policy(architecture, "meta" if fake_flops else device)
+    samplers = make_samplers(policy, ks)
+    flop_device = "cpu" if fake_flops else device
+    with FakeTensorMode(allow_non_fake_inputs=True) if fake_flops else nullcontext():
+        if fake_flops:
+            on_fake_tensors(policy)
+            samplers = {name: on_fake_tensors(sampler) for name, sampler in samplers.items()}
+        one = make_inputs(policy, 1, flop_device)
+        for name, sampler in samplers.items():
+            policy.grids_backbone.grids = sampler
+            results["variants"][name] = {
+                "prefix_tokens": prefix_tokens(policy, one),
+                "flops_inference": count_flops(policy, one, training=False),
+                "flops_training_step": count_flops(policy, one, training=True),
+            }
+            policy.zero_grad(set_to_none=True)
+    if not latency:
+        return results
+
+    if fake_flops:
+        policy = build_policy(architecture, device)
+        samplers = make_samplers(policy, ks)
+    measurements = [(f"inference_b{b}", b, False) for b in batch_sizes]
+    if train_batch_size:
+        measurements.append((f"training_step_b{train_batch_size}", train_batch_size, True))
+    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-6)
+    for label, batch_size, training in measurements:
+        inputs = make_inputs(policy, batch_size, device)
+
+        def call(training=training, inputs=inputs):
+            if training:
+                optimizer.zero_grad(set_to_none=True)
+                training_loss(policy, inputs).backward()
+                optimizer.step()
+            else:
+                inference_call(policy, inputs)
+
+        times = defaultdict(list)
+        for repeat in range(warmup + repeats):
+            for name, sampler in samplers.items():  # alternate, so drifts hit every variant alike
+                policy.grids_backbone.grids = sampler
+                if device.startswith("cuda"):
+                    torch.cuda.reset_peak_memory_stats()
+                seconds = timed(call, device)
+                if repeat >= warmup:
+                    times[name].append(seconds)
+                    if device.startswith("cuda"):
+                        results["variants"][name][f"peak_memory_mb_{label}"] = torch.cuda.max_memory_allocated() / 2**20
+        dense = statistics.median(times[DENSE])
+        for name, values in times.items():
+            results["variants"][name][f"seconds_{label}"] = statistics.median(values)
+            results["variants"][name][f"speedup_{label}"] = dense / statistics.median(values)
+    return results
+
+
+def markdown_table(results: dict) -> str:
+    variants = results["variants"]
+    timing = sorted({key for v in variants.values() for key in v if key.startswith("speedup_")})
+    memory = sorted({key for v in variants.values() for key in v if key.startswith("peak_memory_mb_")})
+    dense = variants[DENSE]
+    header = ["variant", "prefix tokens", "inference GFLOPs (vision / LM prefix / expert)", "vs dense",
+              "training-step GFLOPs", "vs dense", *[f"speed-up {k.removeprefix('speedup_')}" for k in timing],
+              *[f"peak MB {k.removeprefix('peak_memory_mb_')}" for k in memory]]
+    rows = []
+    for name, v in variants.items():
+        inference, training = v["flops_inference"], v["flops_training_step"]
+        split = " / ".join(f"{inference.get(p, 0) / 1e9:.4g}" for p in ("vision", "language model prefix", "action expert"))
+        rows.append([
+            name, str(v["prefix_tokens"]), f"{inference['total'] / 1e9:.4g} ({split})",
+            f"{dense['flops_inference']['total'] / inference['total']:.2f}x", f"{training['total'] / 1e9:.4g}",
+            f"{dense['flops_training_step']['total'] / training['total']:.2f}x",
+            *[f"{v[k]:.2f}x" for k in timing], *[f"{v[k]:.0f}" for k in memory],
+        ])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def plot_speedups(all_results: list[dict], path: Path) -> None:
+    """Speed-up of each variant against dense, per inference batch size (paper Fig. 6)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(all_results), figsize=(5 * len(all_results), 4), squeeze=False)
+    for axis, results in zip(axes[0], all_results, strict=True):
+        for name, v in results["variants"].items():
+            sizes = sorted(int(k.removeprefix("speedup_inference_b")) for k in v if k.startswith("speedup_inference_b"))
+            axis.plot(sizes, [v[f"speedup_inference_b{b}"] for b in sizes], marker="o", label=name)
+        axis.set(title=f"{results['architecture']} on {results['device']}", xlabel="batch size",
+                 ylabel="inference speed-up vs dense")
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["smolvla", "pi0"], choices=sorted(ARCHITECTURES))
+    parser.add_argument("--ks", nargs="+", type=int, default=[1, 4, 16, 32], help="GridS tokens per camera")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], help="inference batch sizes")
+    parser.add_argument("--train-batch-size", type=int, default=8, help="0 to skip timing training steps")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-latency", dest="latency_models", action="store_const", const=[],
+                        help="count FLOPs and tokens only")
+    parser.add_argument("--latency-models", nargs="*", default=None,
+                        help="models to time (default: all; pi0 needs a GPU with ~40 GB)")
+    parser.add_argument("--output-dir", type=Path, default=None, help="new folder (default outputs/bench/<time>)")
+    args = parser.parse_args(argv)
+    output_dir = args.output_dir or Path("outputs/bench") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    if output_dir.exists():
+        raise FileExistsError(f"{output_dir} already exists; choose a new --output-dir (nothing is overwritten).")
+    if any(k < 1 for k in args.ks):
+        raise ValueError(f"--ks must be at least 1, got {args.ks}.")
+    latency_models = args.models if args.latency_models is None else args.latency_models
+    all_results = []
+    for model in args.models:
+        logging.info("Benchmarking %s on %s", model, args.device)
+        all_results.append(benchmark(
+            model, args.ks, args.batch_sizes, args.train_batch_size, args.repeats, args.warmup, args.device,
+            # SmolVLM's vision embeddings read tensor values, so SmolVLA is counted on real tensors.
+            fake_flops=model.startswith("pi0"), latency=model in latency_models,
+        ))
+    output_dir.mkdir(parents=True)
+    command = "lerobot-grids-bench " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+    (output_dir / "results.json").write_text(json.dumps({"command": command, "results": all_results}, indent=2))
+    report = [f"Command: `{command}`", ""]
+    for results in all_results:
+        report += [f"### {results['architecture']} ({results['device']})", "", markdown_table(results), ""]
+    (output_dir / "report.md").write_text("\n".join(report))
+    if any(k.startswith("speedup_inference") for r in all_results for v in r["variants"].values() for k in v):
+        plot_speedups([r for r in all_results if r["architecture"] in latency_models], output_dir / "speedup.png")
+    print("\n".join(report))
+    print(f"Wrote {output_dir}")
+    return output_dir
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    main()

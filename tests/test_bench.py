@@ -1,0 +1,80 @@
+"""``lerobot-grids-bench`` at toy size: FLOP accounting against a hand count, the report files."""
+
+import json
+
+import pytest
+
+from lerobot_grids import bench
+from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import TINY_GEMMA_VARIANTS
+
+
+def hand_count_prefix_flops(tokens: int) -> int:
+    """FLOPs of the prefix pass of ``gemma_tiny`` over ``tokens`` tokens: per layer, the q/k/v/o
+    projections, the gated MLP (gate, up, down) and the attention products QK^T and AV; once, the rotary
+    embedding's outer product of inverse frequencies and positions (2 FLOPs per multiply-add; norms,
+    softmax and the rotation itself are elementwise, not matrix products)."""
+    spec = TINY_GEMMA_VARIANTS["gemma_tiny"]
+    width, heads, kv_heads, head_dim, mlp = (spec[k] for k in ("width", "num_heads", "num_kv_heads", "head_dim", "mlp_dim"))
+    projections = 2 * tokens * width * head_dim * (2 * heads + 2 * kv_heads)
+    mlp_flops = 3 * 2 * tokens * width * mlp
+    attention = 2 * 2 * heads * tokens * tokens * head_dim
+    rotary = 2 * (head_dim // 2) * tokens
+    return spec["depth"] * (projections + mlp_flops + attention) + rotary
+
+
+@pytest.fixture(scope="module")
+def pi0_tiny_results():
+    return bench.benchmark("pi0_tiny", ks=[4], batch_sizes=[1, 2], train_batch_size=2, repeats=1, warmup=0,
+                           device="cpu", fake_flops=True)
+
+
+def test_prefix_flops_match_a_hand_count(pi0_tiny_results):
+    variants = pi0_tiny_results["variants"]
+    # Two 112x112 cameras: 8x8 = 64 SigLIP tokens each when dense, 4 each with K=4; 48 language tokens.
+    assert variants["dense"]["prefix_tokens"] == 2 * 64 + 48
+    assert variants["K=4"]["prefix_tokens"] == 2 * 4 + 48
+    assert variants["no image tokens"]["prefix_tokens"] == 48
+    for variant in variants.values():
+        counted = variant["flops_inference"]["language model prefix"]
+        assert counted == hand_count_prefix_flops(variant["prefix_tokens"])
+
+
+def test_phases_add_up_and_vision_does_not_depend_on_the_sampler(pi0_tiny_results):
+    variants = pi0_tiny_results["variants"]
+    for variant in variants.values():
+        for kind in ("flops_inference", "flops_training_step"):
+            flops = variant[kind]
+            assert flops["total"] == sum(value for phase, value in flops.items() if phase != "total")
+            assert flops["other"] >= 0
+        assert variant["flops_inference"]["vision"] == variants["dense"]["flops_inference"]["vision"] > 0
+        assert variant["flops_training_step"]["backward"] > 0
+    # Fewer tokens, fewer FLOPs; dense is the reference of every ratio.
+    totals = [variants[name]["flops_inference"]["total"] for name in ("dense", "K=4", "no image tokens")]
+    assert totals[0] > totals[1] > totals[2]
+    assert variants["dense"]["speedup_inference_b1"] == 1.0
+    assert all(v["seconds_training_step_b2"] > 0 for v in variants.values())
+
+
+def test_fake_and_real_tensors_count_the_same_flops():
+    fake = bench.benchmark("pi0_tiny", ks=[2], batch_sizes=[1], train_batch_size=0, repeats=1, warmup=0,
+                           device="cpu", fake_flops=True, latency=False)
+    real = bench.benchmark("pi0_tiny", ks=[2], batch_sizes=[1], train_batch_size=0, repeats=1, warmup=0,
+                           device="cpu", fake_flops=False, latency=False)
+    assert fake["variants"] == real["variants"]
+
+
+def test_command_writes_json_markdown_and_plot_and_never_overwrites(tmp_path):
+    output = tmp_path / "bench"
+    args = ["--models", "smolvla_tiny", "--ks", "2", "--batch-sizes", "1", "2", "--train-batch-size", "0",
+            "--repeats", "1", "--warmup", "0", "--device", "cpu", "--output-dir", str(output)]
+    bench.main(args)
+    results = json.loads((output / "results.json").read_text())
+    variants = results["results"][0]["variants"]
+    assert set(variants) == {"dense", "K=2", "no image tokens"}
+    # SmolVLA tiny at 128x128: a 4x4 grid per camera, 48 language tokens and 1 state token.
+    assert [variants[v]["prefix_tokens"] for v in ("dense", "K=2", "no image tokens")] == [81, 53, 49]
+    report = (output / "report.md").read_text()
+    assert "lerobot-grids-bench --models smolvla_tiny" in report and "| K=2 | 53 |" in report
+    assert (output / "speedup.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(FileExistsError, match="nothing is overwritten"):
+        bench.main(args)
