@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> Path:
                         help="models to time (default: all; pi0 needs a GPU with ~40 GB)")
     parser.add_argument("--output-dir", type=Path, default=None, help="new folder (default outputs/bench/<time>)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
     output_dir = args.output_dir or Path("outputs/bench") / datetime.now().strftime("%Y%m%d-%H%M%S")
     if output_dir.exists():
         raise FileExistsError(f"{output_dir} already exists; choose a new --output-dir (nothing is overwritten).")
@@ -378,5 +379,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
     main()

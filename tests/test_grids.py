@@ -183,3 +183,17 @@ def test_discrete_samplers_refuse_more_tokens_than_the_grid_has(sampler_name):
     sampler = GridSampler(4, GridSConfig(num_tokens=17, sampler=sampler_name))
     with pytest.raises(ValueError, match="cannot pick 17 tokens from a 4x4 grid of 16"):
         sampler(torch.randn(1, 16, 4), (4, 4))
+
+
+def test_information_retention_is_max_cosine_to_any_sample():
+    from lerobot_grids.retention import information_retention, token_self_similarity
+
+    dense = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [-1.0, 0.0]]])
+    sampled = torch.tensor([[[3.0, 0.0], [0.0, 1.0]]])
+    expected = torch.tensor([[1.0, 1.0, 2**-0.5, 0.0]])
+    torch.testing.assert_close(information_retention(dense, sampled), expected)
+    # Sampling a token exactly keeps it fully; every token keeps itself.
+    torch.testing.assert_close(information_retention(dense, dense), torch.ones(1, 4))
+    similarity = token_self_similarity(dense)
+    torch.testing.assert_close(similarity.diagonal(dim1=1, dim2=2), torch.ones(1, 4))
+    torch.testing.assert_close(similarity[0, 0, 3], torch.tensor(-1.0))

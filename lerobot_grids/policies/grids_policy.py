@@ -1,8 +1,9 @@
 """What every GridS policy type adds to its LeRobot policy class, whatever the backbone.
 
-A GridS policy's backbone has a ``grids`` :class:`GridSampler` and a ``sampled_points`` list that its
-``embed_image`` appends one ``[B, K, 2]`` tensor to per camera; its config has ``grids`` and
-``init_from`` fields.
+A GridS policy's backbone has a ``grids`` :class:`GridSampler`, a ``dense_image_tokens(image)`` giving
+the dense tokens and their grid, and a ``sampled_points`` list that its ``embed_image`` appends one
+``[B, K, 2]`` tensor to per camera; the policy has ``model_images(batch)``, the camera images as the
+backbone receives them; its config has ``grids`` and ``init_from`` fields.
 """
 
 import json

@@ -87,6 +87,10 @@ class PI0GridsPolicy(GridSPolicyMixin, PI0Policy):
         fixed = self._fix_pytorch_state_dict_keys(state_dict, self.config)
         return {key if key.startswith("model.") else f"model.{key}": value for key, value in fixed.items()}
 
+    def model_images(self, batch: dict) -> list[Tensor]:
+        """Each camera's image as the backbone receives it (resized with padding, in [-1, 1])."""
+        return self._preprocess_images(batch)[0]
+
     def _preprocess_images(self, batch: dict[str, Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         self.start_images(batch)
         return super()._preprocess_images(batch)

@@ -121,12 +121,14 @@ class PaliGemmaWithExpertGridSModel(PaliGemmaWithExpertModel):
     def patch_size(self) -> int:
         return self.paligemma.config.vision_config.patch_size
 
-    def embed_image(self, image: Tensor) -> Tensor:
-        """SigLIP tokens projected to the language width, unscaled (openpi patch, 3.), then GridS."""
+    def dense_image_tokens(self, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """SigLIP tokens projected to the language width, unscaled (openpi patch, 3.), and their grid."""
         model = self.paligemma.model
         tokens = model.multi_modal_projector(model.vision_tower(image).last_hidden_state)
-        grid_hw = (image.shape[-2] // self.patch_size, image.shape[-1] // self.patch_size)
-        tokens, points = self.grids(tokens, grid_hw)
+        return tokens, (image.shape[-2] // self.patch_size, image.shape[-1] // self.patch_size)
+
+    def embed_image(self, image: Tensor) -> Tensor:
+        tokens, points = self.grids(*self.dense_image_tokens(image))
         self.sampled_points.append(points.detach())
         return tokens
 

@@ -40,8 +40,12 @@ class SmolVLMWithExpertGridSModel(SmolVLMWithExpertModel):
         stride = self.config.vision_config.patch_size * self.config.scale_factor
         return image_hw[0] // stride, image_hw[1] // stride
 
+    def dense_image_tokens(self, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """SmolVLA's ``[B, H*W, C]`` connector tokens of ``image`` and their grid ``(H, W)``."""
+        return super().embed_image(image), self.grid_hw(image.shape[-2:])
+
     def embed_image(self, image: Tensor) -> Tensor:
-        tokens, points = self.grids(super().embed_image(image), self.grid_hw(image.shape[-2:]))
+        tokens, points = self.grids(*self.dense_image_tokens(image))
         self.sampled_points.append(points.detach())
         return tokens
 
@@ -74,6 +78,10 @@ class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
         """Load a ``smolvla_grids`` checkpoint; a requested ``config`` must keep the checkpoint's GridS settings."""
         config = cls.load_grids_config(pretrained_name_or_path, config, kwargs)
         return super().from_pretrained(pretrained_name_or_path, config=config, **kwargs)
+
+    def model_images(self, batch: dict) -> list[Tensor]:
+        """Each camera's image as the backbone receives it (resized with padding, in [-1, 1])."""
+        return self.prepare_images(batch)[0]
 
     def prepare_images(self, batch):
         self.start_images(batch)

@@ -1,0 +1,170 @@
+"""``lerobot-grids-viz``: where a GridS policy looks, on the frames of a LeRobotDataset episode.
+
+For a ``smolvla_grids`` or ``pi0_grids`` checkpoint (local folder or Hub repo id) and one episode, writes
+per camera, on each frame as the policy sees it (resized with padding):
+
+- ``points_<camera>.mp4`` and ``points_<camera>.png`` (a strip): the K sampled points drawn on the frame;
+- ``retention_<camera>.png``: the information-retention map (App. I eq. 5) over the frame, and in
+  ``summary.json`` its mean per frame and over the episode;
+- ``self_similarity_<camera>.png``: the token self-similarity of the dense tokens and of the K tokens
+  that reach the language model (Fig. 7 right), on the first frame.
+
+A checkpoint of a ``lerobot-train`` run needs no other argument: the dataset is read from the run's
+``train_config.json`` beside the weights. Nothing is computed past the image embedding, so a checkpoint
+takes seconds.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import imageio.v3 as iio
+import numpy as np
+import torch
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+from lerobot.utils.constants import OBS_IMAGES
+from torch import Tensor
+
+import lerobot_grids.policies  # noqa: F401  (registers the policy types)
+from lerobot_grids.grids import bilinear_sample
+from lerobot_grids.policies.grids_policy import checkpoint_file
+from lerobot_grids.retention import information_retention, token_self_similarity
+
+TRAIN_CONFIG = "train_config.json"
+POINT_RGB = (255, 40, 200)
+
+
+def load_policy(source: str, device: str):
+    config = PreTrainedConfig.from_pretrained(source)
+    config.device = device
+    policy = get_policy_class(config.type).from_pretrained(source, config=config)
+    if not hasattr(policy, "grids_backbone"):
+        raise ValueError(f"{source} is a {config.type!r} checkpoint: lerobot-grids-viz shows smolvla_grids and pi0_grids.")
+    preprocessor, _ = make_pre_post_processors(policy.config, pretrained_path=source)
+    return policy.eval(), preprocessor
+
+
+def dataset_of_run(source: str) -> tuple[str, str | None]:
+    """The dataset a lerobot-train checkpoint was trained on, from its train_config.json."""
+    dataset = json.loads(Path(checkpoint_file(source, TRAIN_CONFIG)).read_text())["dataset"]
+    return dataset["repo_id"], dataset.get("root")
+
+
+def to_rgb(image: Tensor) -> np.ndarray:
+    """A ``[3, H, W]`` model input in [-1, 1] as an ``H x W x 3`` uint8 picture."""
+    return ((image.float().permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+
+
+def draw_points(picture: np.ndarray, points: Tensor, grid_hw: tuple[int, int]) -> np.ndarray:
+    """The points (``(0, 0)`` top-left token centre, ``(1, 1)`` bottom-right) as dots on the picture."""
+    height, width = picture.shape[:2]
+    rows, cols = grid_hw
+    drawn = picture.copy()
+    radius = max(2, min(height, width) // 60)
+    for x, y in points.tolist():
+        centre = (int((x * (cols - 1) + 0.5) * width / cols), int((y * (rows - 1) + 0.5) * height / rows))
+        cv2.circle(drawn, centre, radius, POINT_RGB, thickness=-1)
+        cv2.circle(drawn, centre, radius, (255, 255, 255), thickness=1)
+    return drawn
+
+
+def overlay_map(picture: np.ndarray, values: Tensor, grid_hw: tuple[int, int]) -> np.ndarray:
+    """A ``[H*W]`` map in [0, 1] over the picture, red (0) to green (1)."""
+    grid = values.view(*grid_hw).clamp(0, 1).cpu().numpy()
+    heat = cv2.resize(grid, picture.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+    colour = np.stack([(1 - heat) * 255, heat * 255, np.zeros_like(heat)], axis=-1).astype(np.uint8)
+    return cv2.addWeighted(picture, 0.5, colour, 0.5, 0)
+
+
+def strip(pictures: list[np.ndarray], count: int = 8) -> np.ndarray:
+    chosen = np.linspace(0, len(pictures) - 1, min(count, len(pictures))).round().astype(int)
+    return np.concatenate([pictures[i] for i in chosen], axis=1)
+
+
+def save_self_similarity(dense: Tensor, sampled: Tensor, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    for axis, tokens, name in zip(axes, (dense, sampled), ("dense tokens", "tokens to the language model"), strict=True):
+        image = axis.imshow(token_self_similarity(tokens[None])[0].cpu().numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
+        axis.set(title=f"{name} ({tokens.shape[0]})", xlabel="token", ylabel="token")
+    figure.colorbar(image, ax=axes, shrink=0.8, label="cosine similarity")
+    figure.suptitle(title)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+@torch.no_grad()
+def visualise(source: str, output_dir: Path, repo_id: str | None = None, root: str | None = None,
+              episode: int = 0, max_frames: int = 64, device: str = "cpu", fps: int = 10) -> dict:
+    if output_dir.exists():
+        raise FileExistsError(f"{output_dir} already exists; choose a new --output-dir (nothing is overwritten).")
+    policy, preprocessor = load_policy(source, device)
+    if repo_id is None:
+        repo_id, root = dataset_of_run(source)
+    dataset = LeRobotDataset(repo_id, root=root, episodes=[episode])
+    cameras = [key for key in policy.config.image_features if key in dataset.meta.camera_keys]
+    frames = np.linspace(0, dataset.num_frames - 1, min(max_frames, dataset.num_frames)).round().astype(int)
+    backbone, interpolation = policy.grids_backbone, policy.config.grids.interpolation
+    drawn = {camera: [] for camera in cameras}
+    retained = {camera: [] for camera in cameras}
+    retention_means = {camera: [] for camera in cameras}
+    for index in frames:
+        batch = preprocessor(dataset[int(index)])
+        for camera, image in zip(policy.config.image_features, policy.model_images(batch), strict=False):
+            dense, grid_hw = backbone.dense_image_tokens(image)
+            tokens, points = backbone.grids(dense, grid_hw)
+            # Eq. 5 compares the dense tokens with what was read from them (before coordinate encoding).
+            read = bilinear_sample(dense.view(1, *grid_hw, -1), points.to(dense.dtype), interpolation)
+            retention = information_retention(dense, read)[0]
+            picture = to_rgb(image[0])
+            drawn[camera].append(draw_points(picture, points[0], grid_hw))
+            retained[camera].append(overlay_map(picture, retention, grid_hw))
+            retention_means[camera].append(retention.mean().item())
+            if index == frames[0]:
+                name = camera.removeprefix(f"{OBS_IMAGES}.")
+                output_dir.mkdir(parents=True, exist_ok=True)
+                save_self_similarity(dense[0], tokens[0], output_dir / f"self_similarity_{name}.png",
+                                     f"{name}, frame {index}")
+    summary = {"checkpoint": source, "dataset": repo_id, "episode": episode, "frames": frames.tolist(),
+               "grids": vars(policy.config.grids), "cameras": {}}
+    for camera in cameras:
+        name = camera.removeprefix(f"{OBS_IMAGES}.")
+        iio.imwrite(output_dir / f"points_{name}.mp4", np.stack(drawn[camera]), fps=fps, codec="libx264")
+        iio.imwrite(output_dir / f"points_{name}.png", strip(drawn[camera]))
+        iio.imwrite(output_dir / f"retention_{name}.png", strip(retained[camera]))
+        summary["cameras"][camera] = {
+            "retention_per_frame": retention_means[camera],
+            "retention_mean": float(np.mean(retention_means[camera])),
+        }
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="smolvla_grids / pi0_grids checkpoint: local folder or Hub repo id")
+    parser.add_argument("--dataset-repo-id", help="default: the dataset of the checkpoint's training run")
+    parser.add_argument("--dataset-root")
+    parser.add_argument("--episode", type=int, default=0)
+    parser.add_argument("--max-frames", type=int, default=64, help="frames taken evenly over the episode")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--output-dir", type=Path, help="new folder (default: <checkpoint>/../grids_viz_episode_<n>)")
+    args = parser.parse_args(argv)
+    default_parent = Path(args.checkpoint).parent if Path(args.checkpoint).is_dir() else Path("outputs/viz") / args.checkpoint
+    output_dir = args.output_dir or default_parent / f"grids_viz_episode_{args.episode}"
+    summary = visualise(args.checkpoint, output_dir, args.dataset_repo_id, args.dataset_root, args.episode,
+                        args.max_frames, args.device)
+    for camera, values in summary["cameras"].items():
+        print(f"{camera}: mean information retention {values['retention_mean']:.3f}")
+    print(f"Wrote {output_dir}")
+
+
+if __name__ == "__main__":
+    main()

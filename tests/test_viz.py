@@ -1,0 +1,58 @@
+"""``lerobot-grids-viz`` on checkpoints of the offline dataset."""
+
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from conftest import DATASET_REPO_ID, make_config
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from test_lerobot_train import _tiny_args, lerobot_train
+
+from lerobot_grids import viz
+from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy
+from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_pre_post_processors
+
+
+def test_points_are_drawn_at_their_token_centres():
+    picture = np.zeros((128, 128, 3), dtype=np.uint8)
+    drawn = viz.draw_points(picture, torch.tensor([[0.0, 0.0], [1.0, 1.0 / 3]]), (4, 4))
+    # A 4x4 grid over 128 pixels: token centres at 16, 48, 80, 112.
+    assert tuple(drawn[16, 16]) == viz.POINT_RGB and tuple(drawn[48, 112]) == viz.POINT_RGB
+    assert tuple(drawn[80, 80]) == (0, 0, 0)
+
+
+def test_a_training_checkpoint_needs_no_other_argument(dataset_root, tmp_path):
+    run = tmp_path / "run"
+    lerobot_train("--policy.type=smolvla_grids", "--policy.grids.num_tokens=3", *_tiny_args(dataset_root, run, 2))
+    checkpoint = run / "checkpoints" / "last" / "pretrained_model"
+    viz.main([str(checkpoint), "--max-frames", "5"])
+    output = checkpoint.parent / "grids_viz_episode_0"
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["dataset"] == DATASET_REPO_ID and len(summary["frames"]) == 5
+    for camera in ("front", "wrist"):
+        assert iio.imread(output / f"points_{camera}.mp4").shape[:2] == (5, 128)  # 5 frames of 128x128
+        assert iio.imread(output / f"points_{camera}.png").shape == (128, 5 * 128, 3)
+        assert iio.imread(output / f"retention_{camera}.png").shape == (128, 5 * 128, 3)
+        assert (output / f"self_similarity_{camera}.png").read_bytes()[:4] == b"\x89PNG"
+        retention = summary["cameras"][f"observation.images.{camera}"]
+        assert len(retention["retention_per_frame"]) == 5 and -1 <= retention["retention_mean"] <= 1
+    with pytest.raises(FileExistsError, match="nothing is overwritten"):
+        viz.main([str(checkpoint)])
+
+
+def test_dense_pi0_keeps_all_information(dataset_root, tmp_path):
+    """With every token kept, each dense token is its own sample: retention 1 everywhere."""
+    config = make_config("pi0_grids", dataset_root=dataset_root, grids={"sampler": "dense"})
+    checkpoint = tmp_path / "pi0"
+    PI0GridsPolicy(config).save_pretrained(checkpoint)
+    stats = LeRobotDataset(DATASET_REPO_ID, root=dataset_root).meta.stats
+    for processor in make_pi0_grids_pre_post_processors(config, dataset_stats=stats):
+        processor.save_pretrained(checkpoint)
+    summary = viz.visualise(str(checkpoint), tmp_path / "viz", DATASET_REPO_ID, str(dataset_root), episode=1,
+                            max_frames=3)
+    for camera in summary["cameras"].values():
+        assert camera["retention_mean"] == pytest.approx(1.0, abs=1e-5)
+    # 64 points (the 8x8 token centres) drawn on each 112x112 frame.
+    assert iio.imread(tmp_path / "viz" / "points_front.png").shape == (112, 3 * 112, 3)
