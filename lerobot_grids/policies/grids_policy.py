@@ -15,7 +15,8 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.constants import CONFIG_NAME, SAFETENSORS_SINGLE_FILE
 from huggingface_hub.repocard import ModelCard
 from lerobot.configs.policies import PreTrainedConfig
-from lerobot.utils.constants import OBS_IMAGES
+from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
+import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
@@ -106,6 +107,41 @@ class GridSPolicyMixin:
                 f"{sorted(unexpected) or 'none'}. Set the architecture options to the checkpoint's values."
             )
         logging.info("Initialised %s from %s; new GridS parameters: %d", self.name, source, len(missing))
+
+    def check_robot_features(self, dataset_meta) -> None:
+        """Refuse data (a training dataset, or the robot's features that lerobot-record passes as a dataset)
+        whose state, action or camera count differ from the policy's, before anything runs. Camera names
+        are checked on the first batch (``start_images``): LeRobot may rename them (``--rename_map``)."""
+        features = dataset_meta.features
+        mismatches = []
+        for key, kind in ((OBS_STATE, "state"), (ACTION, "action")):
+            ours = self.config.input_features.get(key) or self.config.output_features.get(key)
+            theirs = tuple(features[key]["shape"]) if key in features else None
+            if ours is not None and tuple(ours.shape) != theirs:
+                mismatches.append(f"{kind} {key}: policy {tuple(ours.shape)}, robot/dataset {theirs}")
+        cameras = [key for key in self.config.image_features if not key.startswith(f"{OBS_IMAGES}.empty_camera_")]
+        if len(cameras) != len(dataset_meta.camera_keys):
+            mismatches.append(f"cameras: policy {cameras}, robot/dataset {dataset_meta.camera_keys}")
+        if mismatches:
+            raise ValueError(
+                f"This {self.name} policy does not fit the robot or dataset it was given: {'; '.join(mismatches)}. "
+                "Use a policy trained with this robot's joints and cameras."
+            )
+
+    def check_finite(self, actions: Tensor) -> Tensor:
+        """Refuse to hand out a non-finite action: it would be sent to the motors."""
+        if not torch.isfinite(actions).all():
+            raise RuntimeError(
+                f"The {self.name} policy produced a non-finite action ({actions.flatten().tolist()[:8]}...); it was "
+                "not sent. Check the checkpoint (NaN weights?) and the inputs (normalisation statistics)."
+            )
+        return actions
+
+    def select_action(self, batch: dict, **kwargs) -> Tensor:
+        return self.check_finite(super().select_action(batch, **kwargs))
+
+    def predict_action_chunk(self, batch: dict, **kwargs) -> Tensor:
+        return self.check_finite(super().predict_action_chunk(batch, **kwargs))
 
     def dense_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         """A dense checkpoint's state dict in this policy's key names."""

@@ -67,6 +67,8 @@ class PI0GridsPolicy(GridSPolicyMixin, PI0Policy):
         self.reset()
         grid = config.image_resolution[0] // self.grids_backbone.patch_size
         self.grids.check_grid((grid, grid))
+        if kwargs.get("dataset_meta") is not None:  # given by LeRobot's make_policy
+            self.check_robot_features(kwargs["dataset_meta"])
         if config.init_from:
             self.load_dense_weights(config.init_from)
 

@@ -66,6 +66,8 @@ class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
         if config.resize_imgs_with_padding is not None:  # images reach the backbone at this size
             width, height = config.resize_imgs_with_padding
             backbone.grids.check_grid(backbone.grid_hw((height, width)))
+        if kwargs.get("dataset_meta") is not None:  # given by LeRobot's make_policy
+            self.check_robot_features(kwargs["dataset_meta"])
         if config.init_from:
             self.load_dense_weights(config.init_from)
 

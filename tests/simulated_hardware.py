@@ -1,0 +1,269 @@
+"""Hardware simulated at the I/O boundary only, for LeRobot's real robot and camera classes.
+
+- :class:`SimulatedFeetechBus`: Feetech STS3215 servos on a pseudo-terminal. LeRobot's
+  ``FeetechMotorsBus`` opens the terminal's device path with pyserial like a USB serial adapter and speaks
+  the Feetech protocol to it; a thread on the other end answers as the servos would (ping, read,
+  write, sync read, sync write) from a control table per servo, with the addresses of LeRobot's own
+  table.
+- :class:`SimulatedRealSense`: the part of ``pyrealsense2`` (librealsense's Python binding) that
+  LeRobot's ``RealSenseCamera`` calls, with devices that deliver RGB frames at the resolutions and
+  frame rates their real counterparts support.
+"""
+
+import os
+import threading
+import time
+import tty
+from types import SimpleNamespace
+
+import numpy as np
+from lerobot.motors.feetech.tables import MODEL_NUMBER_TABLE, STS_SMS_SERIES_CONTROL_TABLE
+
+INST_PING, INST_READ, INST_WRITE, INST_SYNC_READ, INST_SYNC_WRITE = 0x01, 0x02, 0x03, 0x82, 0x83
+BROADCAST_ID = 0xFE
+SO100_MOTOR_IDS = {"shoulder_pan": 1, "shoulder_lift": 2, "elbow_flex": 3, "wrist_flex": 4, "wrist_roll": 5, "gripper": 6}
+
+
+def _checksum(body: list[int]) -> int:
+    return ~sum(body) & 0xFF
+
+
+class SimulatedFeetechBus:
+    """Six STS3215 servos (ids 1-6, as on an SO-100 arm) behind a pseudo-terminal.
+
+    ``port`` is the device path to give LeRobot. A servo's present position follows its goal position
+    at once. ``goal_writes`` records every goal position the bus received, per motor id;
+    ``set_present(id, value)`` moves a servo by hand (a leader arm).
+    """
+
+    def __init__(self, calibration: dict[int, tuple[int, int, int]] | None = None):
+        """``calibration``: ``{id: (homing_offset, min_position, max_position)}`` in the servos' EEPROM;
+        by default SO-100's six servos with ranges 1000-3000."""
+        calibration = calibration or {motor_id: (0, 1000, 3000) for motor_id in SO100_MOTOR_IDS.values()}
+        self.tables = {motor_id: bytearray(256) for motor_id in calibration}
+        for motor_id, (offset, low, high) in calibration.items():
+            self._poke(motor_id, "Model_Number", MODEL_NUMBER_TABLE["sts3215"])
+            self._poke(motor_id, "Firmware_Major_Version", 3)
+            self._poke(motor_id, "Firmware_Minor_Version", 10)
+            self._poke(motor_id, "ID", motor_id)
+            self._poke(motor_id, "Homing_Offset", abs(offset) | (0x800 if offset < 0 else 0))
+            self._poke(motor_id, "Min_Position_Limit", low)
+            self._poke(motor_id, "Max_Position_Limit", high)
+            self._poke(motor_id, "Present_Position", (low + high) // 2)
+        self.goal_writes: dict[int, list[int]] = {motor_id: [] for motor_id in calibration}
+        self._master, slave = os.openpty()
+        tty.setraw(slave)
+        self.port = os.ttyname(slave)
+        self._slave = slave
+        self._running = True
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _poke(self, motor_id: int, name: str, value: int) -> None:
+        address, length = STS_SMS_SERIES_CONTROL_TABLE[name]
+        self.tables[motor_id][address : address + length] = value.to_bytes(length, "little")
+
+    def present(self, motor_id: int) -> int:
+        address, length = STS_SMS_SERIES_CONTROL_TABLE["Present_Position"]
+        return int.from_bytes(self.tables[motor_id][address : address + length], "little")
+
+    def set_present(self, motor_id: int, value: int) -> None:
+        self._poke(motor_id, "Present_Position", value)
+
+    def close(self) -> None:
+        self._running = False
+        os.close(self._master)
+        os.close(self._slave)
+
+    def _status(self, motor_id: int, data: bytes = b"") -> bytes:
+        body = [motor_id, len(data) + 2, 0, *data]
+        return bytes([0xFF, 0xFF, *body, _checksum(body)])
+
+    def _write(self, motor_id: int, address: int, data: bytes) -> None:
+        table = self.tables[motor_id]
+        table[address : address + len(data)] = data
+        goal_address, goal_length = STS_SMS_SERIES_CONTROL_TABLE["Goal_Position"]
+        if address == goal_address and len(data) >= goal_length:
+            goal = int.from_bytes(data[:goal_length], "little")
+            self.goal_writes[motor_id].append(goal)
+            self._poke(motor_id, "Present_Position", goal)
+
+    def _answer(self, motor_id: int, instruction: int, params: bytes) -> bytes:
+        ids = [motor_id] if motor_id != BROADCAST_ID else sorted(self.tables)
+        if instruction == INST_PING:
+            return b"".join(self._status(i) for i in ids)
+        if instruction == INST_READ and motor_id in self.tables:
+            address, length = params[0], params[1]
+            return self._status(motor_id, bytes(self.tables[motor_id][address : address + length]))
+        if instruction == INST_WRITE and motor_id in self.tables:
+            self._write(motor_id, params[0], params[1:])
+            return self._status(motor_id)
+        if instruction == INST_SYNC_READ:
+            address, length = params[0], params[1]
+            return b"".join(
+                self._status(i, bytes(self.tables[i][address : address + length])) for i in params[2:] if i in self.tables
+            )
+        if instruction == INST_SYNC_WRITE:
+            address, length = params[0], params[1]
+            for start in range(2, len(params), length + 1):
+                if params[start] in self.tables:
+                    self._write(params[start], address, params[start + 1 : start + 1 + length])
+        return b""
+
+    def _serve(self) -> None:
+        buffer = b""
+        while self._running:
+            try:
+                buffer += os.read(self._master, 1024)
+            except OSError:
+                return
+            while True:
+                start = buffer.find(b"\xff\xff")
+                if start < 0 or len(buffer) < start + 4:
+                    break
+                length = buffer[start + 3]
+                end = start + 4 + length
+                if len(buffer) < end:
+                    break
+                packet, buffer = buffer[start:end], buffer[end:]
+                motor_id, instruction, params = packet[2], packet[4], packet[5:-1]
+                reply = self._answer(motor_id, instruction, params)
+                if reply:
+                    os.write(self._master, reply)
+
+
+def write_calibration(folder, arm_id: str, bus: "SimulatedFeetechBus") -> None:
+    """LeRobot's calibration file of an SO-100 arm, matching the servos' EEPROM (no interactive calibration)."""
+    import json
+    from pathlib import Path
+
+    def peek(motor_id: int, name: str) -> int:
+        address, length = STS_SMS_SERIES_CONTROL_TABLE[name]
+        return int.from_bytes(bus.tables[motor_id][address : address + length], "little")
+
+    calibration = {}
+    for name, motor_id in SO100_MOTOR_IDS.items():
+        offset = peek(motor_id, "Homing_Offset")  # sign-magnitude, sign at bit 11
+        calibration[name] = {
+            "id": motor_id, "drive_mode": 0, "homing_offset": -(offset & 0x7FF) if offset & 0x800 else offset,
+            "range_min": peek(motor_id, "Min_Position_Limit"), "range_max": peek(motor_id, "Max_Position_Limit"),
+        }
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / f"{arm_id}.json").write_text(json.dumps(calibration))
+
+
+# Colour profiles (width, height, fps) of the RGB sensors, from Intel's datasheets (a subset).
+REALSENSE_COLOR_PROFILES = {
+    "Intel RealSense D435": {(640, 480, 30), (640, 480, 15), (1280, 720, 30), (848, 480, 30), (424, 240, 30)},
+    "Intel RealSense D405": {(640, 480, 30), (640, 480, 15), (1280, 720, 30), (848, 480, 30), (424, 240, 30)},
+}
+
+
+class SimulatedRealSense:
+    """A stand-in for the ``pyrealsense2`` module with the given devices ``{serial: name}`` plugged in."""
+
+    def __init__(self, devices: dict[str, str]):
+        self.devices = devices
+        module = self
+        self.camera_info = SimpleNamespace(
+            name="name", serial_number="serial_number", firmware_version="firmware_version",
+            usb_type_descriptor="usb_type_descriptor", physical_port="physical_port", product_id="product_id",
+            product_line="product_line",
+        )
+        self.stream = SimpleNamespace(color="color", depth="depth")
+        self.format = SimpleNamespace(rgb8="rgb8", z16="z16")
+
+        class Device:
+            def __init__(self, serial: str):
+                self.info = {"name": module.devices[serial], "serial_number": serial, "firmware_version": "5.16.0.1",
+                             "usb_type_descriptor": "3.2", "physical_port": f"/dev/video-{serial}",
+                             "product_id": "0B07", "product_line": "D400"}
+
+            def get_info(self, key):
+                return self.info[key]
+
+            def query_sensors(self):
+                default = SimpleNamespace(
+                    is_video_stream_profile=lambda: True, is_default=lambda: True, stream_name=lambda: "Color",
+                    format=lambda: SimpleNamespace(name="rgb8"), width=lambda: 640, height=lambda: 480, fps=lambda: 30,
+                )
+                default.as_video_stream_profile = lambda: default
+                return [SimpleNamespace(get_stream_profiles=lambda: [default])]
+
+        class Context:
+            def query_devices(self):
+                return [Device(serial) for serial in module.devices]
+
+        class Config:
+            def __init__(self):
+                self.serial, self.color = None, None
+
+            def enable_device(self, serial):
+                self.serial = serial
+
+            def enable_stream(self, stream, width=None, height=None, fmt=None, fps=None):
+                if stream == "color":
+                    self.color = (width, height, fps)
+
+        class VideoProfile:
+            def __init__(self, width, height, fps):
+                self._width, self._height, self._fps = width, height, fps
+
+            def as_video_stream_profile(self):
+                return self
+
+            def width(self):
+                return self._width
+
+            def height(self):
+                return self._height
+
+            def fps(self):
+                return self._fps
+
+        class Frame:
+            def __init__(self, data):
+                self.data = data
+
+            def get_data(self):
+                return self.data
+
+        class Frames:
+            def __init__(self, data):
+                self.color = Frame(data)
+
+            def get_color_frame(self):
+                return self.color
+
+        class Pipeline:
+            def __init__(self):
+                self.profile = None
+                self.count = 0
+
+            def start(self, config):
+                if config.serial not in module.devices:
+                    raise RuntimeError("No device connected")
+                name = module.devices[config.serial]
+                width, height, fps = config.color or (640, 480, 30)
+                if (width, height, fps) not in REALSENSE_COLOR_PROFILES[name]:
+                    raise RuntimeError("Couldn't resolve requests")
+                self.profile = SimpleNamespace(get_stream=lambda stream: VideoProfile(width, height, fps))
+                self.serial = config.serial
+                return self.profile
+
+            def try_wait_for_frames(self, timeout_ms=0):
+                return True, self.wait_for_frames(timeout_ms)
+
+            def wait_for_frames(self, timeout_ms=0):
+                time.sleep(0.001)
+                self.count += 1
+                width, height, _ = (self.profile.get_stream("color").width(), self.profile.get_stream("color").height(), 0)
+                image = np.full((height, width, 3), (self.count * 7) % 255, dtype=np.uint8)
+                image[..., 1] = int(self.serial[-1]) * 20  # each camera its own colour
+                return Frames(image)
+
+            def stop(self):
+                self.profile = None
+
+        self.context, self.config, self.pipeline = Context, Config, Pipeline
+        self.pipeline_profile = SimpleNamespace

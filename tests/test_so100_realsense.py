@@ -1,0 +1,155 @@
+"""The SO-100 + RealSense workflow through LeRobot's own commands, with the shipped configs.
+
+LeRobot's SO100Follower / SO100Leader talk to simulated Feetech servos on pseudo-terminals, and its
+RealSense camera to simulated devices (tests/simulated_hardware.py); the commands run as users run them.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import DATASET_REPO_ID, REPO_ROOT, make_config
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.policies.factory import make_pre_post_processors
+from simulated_hardware import SO100_MOTOR_IDS, SimulatedFeetechBus, write_calibration
+
+from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
+
+LAUNCHER = Path(__file__).with_name("with_simulated_cameras.py")
+BOTH_CAMERAS = "111=Intel RealSense D435,222=Intel RealSense D405"
+TASK = "Pick up the green cube and place it into the green bowl."
+
+
+@pytest.fixture
+def arms(tmp_path):
+    follower, leader = SimulatedFeetechBus(), SimulatedFeetechBus()
+    write_calibration(tmp_path / "calibration", "so100_follower", follower)
+    write_calibration(tmp_path / "calibration", "so100_leader", leader)
+    yield follower, leader
+    follower.close()
+    leader.close()
+
+
+def run(command: str, *args: str, cameras: str = BOTH_CAMERAS) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIMULATED_REALSENSE": cameras}
+    return subprocess.run([sys.executable, str(LAUNCHER), command, *args], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=REPO_ROOT)
+
+
+def ports(tmp_path, follower, leader=None) -> list[str]:
+    args = [f"--robot.port={follower.port}", f"--robot.calibration_dir={tmp_path / 'calibration'}"]
+    if leader is not None:
+        args += [f"--teleop.port={leader.port}", f"--teleop.calibration_dir={tmp_path / 'calibration'}"]
+    return args
+
+
+def short_episode(root: Path, repo_id: str) -> list[str]:
+    return [f"--dataset.repo_id={repo_id}", f"--dataset.root={root}", "--dataset.num_episodes=1",
+            "--dataset.episode_time_s=2", "--dataset.reset_time_s=0", "--dataset.fps=10"]
+
+
+def test_teleoperated_recording_writes_a_valid_dataset(arms, tmp_path):
+    follower, leader = arms
+    for motor_id in SO100_MOTOR_IDS.values():
+        leader.set_present(motor_id, 2100)  # the operator holds the leader arm here
+    result = run("lerobot-record", "--config_path=datasets/so100_pick_place.yaml", *ports(tmp_path, follower, leader),
+                 *short_episode(tmp_path / "recorded", "local/so100_pick_place"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    # PyAV decodes (torchcodec needs FFmpeg installed on the system).
+    dataset = LeRobotDataset("local/so100_pick_place", root=tmp_path / "recorded", video_backend="pyav")
+    assert dataset.meta.camera_keys == ["observation.images.front", "observation.images.wrist"]
+    assert dataset.meta.total_episodes == 1 and dataset.num_frames >= 10
+    frame = dataset[0]
+    assert frame["observation.images.front"].shape == (3, 480, 640)
+    assert frame["task"] == TASK
+    # The leader's 2100 of 1000-3000: 100 steps (of 4095 per turn) above the middle, 8.79 degrees, for the
+    # joints; 55 % of its range for the gripper.
+    expected = torch.tensor([100 * 360 / 4095] * 5 + [55.0])
+    torch.testing.assert_close(frame["action"], expected, atol=0.05, rtol=0)
+    assert len(frame["observation.state"]) == 6
+    assert all(2100 in writes for writes in follower.goal_writes.values())  # the follower followed
+
+
+@pytest.fixture(scope="module")
+def checkpoint(dataset_root, tmp_path_factory):
+    """A smolvla_grids policy for the SO-100 features (joints, cameras front and wrist)."""
+    folder = tmp_path_factory.mktemp("ckpt") / "smolvla_grids"
+    config = make_config(dataset_root=dataset_root, grids={"num_tokens": 4})
+    SmolVLAGridsPolicy(config).save_pretrained(folder)
+    stats = LeRobotDataset(DATASET_REPO_ID, root=dataset_root).meta.stats
+    for processor in make_pre_post_processors(config, dataset_stats=stats):
+        processor.save_pretrained(folder)
+    return folder
+
+
+def deploy(tmp_path, follower, policy: Path, *extra: str, cameras: str = BOTH_CAMERAS):
+    return run("lerobot-record", "--config_path=robot_configs/deploy.yaml", f"--policy.path={policy}",
+               f"--dataset.single_task={TASK}", *ports(tmp_path, follower),
+               *short_episode(tmp_path / "eval", "local/eval_so100"), *extra, cameras=cameras)
+
+
+def test_deployment_sends_actions_within_the_joint_limits(arms, tmp_path, checkpoint):
+    follower, _ = arms
+    result = deploy(tmp_path, follower, checkpoint)
+    assert result.returncode == 0, result.stderr[-3000:]
+    writes = [goal for goals in follower.goal_writes.values() for goal in goals]
+    assert len(writes) >= 6 * 5 and all(1000 <= goal <= 3000 for goal in writes)
+
+
+def test_a_policy_for_other_features_is_refused_before_any_motor_command(arms, tmp_path, checkpoint):
+    follower, _ = arms
+    config = SmolVLAGridsPolicy.from_pretrained(checkpoint).config
+    config.input_features["observation.state"].shape = (7,)  # a 7-joint arm's policy
+    other = tmp_path / "seven_joints"
+    SmolVLAGridsPolicy(config).save_pretrained(other)
+    for name in ("policy_preprocessor.json", "policy_postprocessor.json"):
+        (other / name).write_text((checkpoint / name).read_text())
+    for stats in checkpoint.glob("*.safetensors"):
+        if stats.name != "model.safetensors":
+            (other / stats.name).write_bytes(stats.read_bytes())
+    result = deploy(tmp_path, follower, other)
+    assert result.returncode != 0
+    assert "state observation.state: policy (7,), robot/dataset (6,)" in result.stderr
+    assert not any(follower.goal_writes.values())
+
+
+def test_a_non_finite_action_is_never_written_to_the_bus(arms, tmp_path, checkpoint):
+    follower, _ = arms
+    policy = SmolVLAGridsPolicy.from_pretrained(checkpoint)
+    with torch.no_grad():
+        policy.model.action_out_proj.bias.fill_(float("nan"))
+    broken = tmp_path / "nan"
+    policy.save_pretrained(broken)
+    for file in checkpoint.iterdir():
+        if file.name.startswith("policy_"):
+            (broken / file.name).write_bytes(file.read_bytes())
+    result = deploy(tmp_path, follower, broken)
+    assert result.returncode != 0 and "non-finite action" in result.stderr
+    assert not any(follower.goal_writes.values())
+
+
+def test_a_missing_camera_and_an_unsupported_resolution_are_named(arms, tmp_path, checkpoint):
+    follower, _ = arms
+    result = deploy(tmp_path, follower, checkpoint, cameras="111=Intel RealSense D435")
+    assert result.returncode != 0
+    assert "No RealSense camera named 'Intel RealSense D405' is connected" in result.stderr
+    camera = "{type: intelrealsense_by_name, serial_number_or_name: Intel RealSense %s, width: %d, height: %d, fps: 30}"
+    cameras = f"{{front: {camera % ('D435', 1920, 1080)}, wrist: {camera % ('D405', 640, 480)}}}"
+    result = deploy(tmp_path, follower, checkpoint, f"--robot.cameras={cameras}")
+    assert result.returncode != 0
+    assert "did not start an RGB stream of 1920x1080 at 30 fps" in result.stderr
+    assert not any(follower.goal_writes.values())
+
+
+def test_camera_check_says_which_camera_is_which_and_what_is_missing():
+    result = run("lerobot-grids-cameras")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Intel RealSense D435, serial 111 -> front" in result.stdout
+    assert "Intel RealSense D405, serial 222 -> wrist" in result.stdout
+    result = run("lerobot-grids-cameras", cameras="111=Intel RealSense D435")
+    assert result.returncode == 1
+    assert "MISSING wrist: no camera named or numbered 'Intel RealSense D405'" in result.stdout
+    assert "set cameras: wrist: serial_number_or_name: to a connected camera's serial number" in result.stdout
