@@ -153,3 +153,36 @@ def test_camera_check_says_which_camera_is_which_and_what_is_missing():
     assert result.returncode == 1
     assert "MISSING wrist: no camera named or numbered 'Intel RealSense D405'" in result.stdout
     assert "set cameras: wrist: serial_number_or_name: to a connected camera's serial number" in result.stdout
+
+
+def test_async_server_and_robot_client_run_a_grids_policy_over_loopback(arms, tmp_path, checkpoint):
+    """LeRobot's robot client (SO-100 + cameras) and its policy server, started by our entry point."""
+    import socket
+    import time
+
+    follower, _ = arms
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIMULATED_REALSENSE": BOTH_CAMERAS}
+    server = subprocess.Popen([str(Path(sys.executable).with_name("lerobot-grids-policy-server")), "--host=127.0.0.1",
+                               f"--port={port}", "--fps=10"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    client = subprocess.Popen(
+        [sys.executable, str(LAUNCHER), "-m", "lerobot.async_inference.robot_client",
+         "--config_path=robot_configs/async_client.yaml", f"--server_address=127.0.0.1:{port}",
+         f"--pretrained_name_or_path={checkpoint}", "--actions_per_chunk=4", "--fps=10", f"--task={TASK}",
+         *ports(tmp_path, follower)],
+        env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and len(follower.goal_writes[1]) < 3 and client.poll() is None:
+            time.sleep(0.5)
+    finally:
+        client.terminate()
+        server.terminate()
+        client_log = client.communicate(timeout=30)[0].decode()
+        server_log = server.communicate(timeout=30)[0].decode()
+    assert len(follower.goal_writes[1]) >= 3, client_log[-3000:] + server_log[-3000:]
+    assert "smolvla_grids" in server_log
+    assert all(1000 <= goal <= 3000 for goals in follower.goal_writes.values() for goal in goals)

@@ -1,4 +1,5 @@
-"""Run a LeRobot command with simulated RealSense devices: ``python with_simulated_cameras.py lerobot-record ...``.
+"""Run a LeRobot command with simulated RealSense devices: ``python with_simulated_cameras.py lerobot-record ...``
+(a console script) or ``python with_simulated_cameras.py -m lerobot.async_inference.robot_client ...`` (a module).
 
 The devices are ``SIMULATED_REALSENSE="<serial>=<name>,..."``; LeRobot's RealSenseCamera (and ours) read
 frames from them instead of librealsense. Everything else (motors on their serial ports, the command
@@ -6,6 +7,7 @@ itself) is real.
 """
 
 import os
+import runpy
 import sys
 from importlib.metadata import entry_points
 
@@ -14,7 +16,10 @@ from simulated_hardware import SimulatedRealSense
 
 devices = dict(item.split("=", 1) for item in os.environ.get("SIMULATED_REALSENSE", "").split(",") if item)
 camera_realsense.rs = SimulatedRealSense(devices)
-command = sys.argv[1]
-sys.argv = sys.argv[1:]
-(entry_point,) = entry_points(group="console_scripts", name=command)
-sys.exit(entry_point.load()())
+if sys.argv[1] == "-m":
+    sys.argv = sys.argv[2:]
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+else:
+    sys.argv = sys.argv[1:]
+    (entry_point,) = entry_points(group="console_scripts", name=sys.argv[0])
+    sys.exit(entry_point.load()())
