@@ -73,6 +73,31 @@ def test_teleoperated_recording_writes_a_valid_dataset(arms, tmp_path):
     assert all(2100 in writes for writes in follower.goal_writes.values())  # the follower followed
 
 
+def test_teleoperation_moves_the_follower_with_the_leader(arms, tmp_path):
+    follower, leader = arms
+    leader.set_present(SO100_MOTOR_IDS["elbow_flex"], 2500)
+    result = run("lerobot-teleoperate", "--config_path=robot_configs/teleoperate.yaml", "--teleop_time_s=1",
+                 *ports(tmp_path, follower, leader))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert follower.goal_writes[SO100_MOTOR_IDS["elbow_flex"]][-1] == 2500
+
+
+@pytest.mark.parametrize(("recipe", "episodes"), [("pick_place", 83), ("transfer_pen", 74), ("stack_cubes", 75)])
+def test_task_recipes_are_lerobot_record_configs(recipe, episodes):
+    import draccus
+    from lerobot.scripts.lerobot_record import RecordConfig
+    from lerobot.utils.import_utils import register_third_party_plugins
+
+    register_third_party_plugins()  # what lerobot-record does first: finds our camera type by the plugin
+
+    config = draccus.parse(RecordConfig, config_path=REPO_ROOT / "datasets" / f"so100_{recipe}.yaml",
+                           args=["--dataset.repo_id=user/data"])
+    assert config.dataset.num_episodes == episodes and config.dataset.single_task
+    assert config.robot.type == "so100_follower" and config.teleop.type == "so100_leader"
+    assert {key: camera.serial_number_or_name for key, camera in config.robot.cameras.items()} == {
+        "front": "Intel RealSense D435", "wrist": "Intel RealSense D405"}
+
+
 @pytest.fixture(scope="module")
 def checkpoint(dataset_root, tmp_path_factory):
     """A smolvla_grids policy for the SO-100 features (joints, cameras front and wrist)."""
@@ -166,13 +191,14 @@ def test_async_server_and_robot_client_run_a_grids_policy_over_loopback(arms, tm
         port = probe.getsockname()[1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIMULATED_REALSENSE": BOTH_CAMERAS}
     server = subprocess.Popen([str(Path(sys.executable).with_name("lerobot-grids-policy-server")), "--host=127.0.0.1",
-                               f"--port={port}", "--fps=10"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               f"--port={port}", "--fps=10"], env=env, cwd=tmp_path,  # LeRobot writes logs/ to cwd
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     client = subprocess.Popen(
         [sys.executable, str(LAUNCHER), "-m", "lerobot.async_inference.robot_client",
-         "--config_path=robot_configs/async_client.yaml", f"--server_address=127.0.0.1:{port}",
+         f"--config_path={REPO_ROOT / 'robot_configs' / 'async_client.yaml'}", f"--server_address=127.0.0.1:{port}",
          f"--pretrained_name_or_path={checkpoint}", "--actions_per_chunk=4", "--fps=10", f"--task={TASK}",
          *ports(tmp_path, follower)],
-        env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 180
