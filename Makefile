@@ -2,11 +2,10 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-TINY_SMOLVLM := $(CURDIR)/lerobot_grids/assets/tiny_smolvlm
 # Every demo run writes to a new folder: nothing recorded or trained is ever overwritten.
 DEMO_DIR := outputs/demo/$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: install test demo
+.PHONY: install test demo demo-quick
 
 install: $(INSTALLED)
 
@@ -20,9 +19,7 @@ test: $(INSTALLED)
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest tests
 
 demo: $(INSTALLED)
-	HF_HUB_OFFLINE=1 $(VENV)/bin/lerobot-grids-demo-dataset --root $(DEMO_DIR)/dataset
-	HF_HUB_OFFLINE=1 $(VENV)/bin/lerobot-train --config_path=policies/smolvla_grids_cpu_demo.json \
-		--policy.vlm_model_name=$(TINY_SMOLVLM) \
-		--dataset.repo_id=local/so100_grids_demo --dataset.root=$(DEMO_DIR)/dataset \
-		--output_dir=$(DEMO_DIR)/train
-	@echo "Checkpoint: $(DEMO_DIR)/train/checkpoints/last/pretrained_model"
+	HF_HUB_OFFLINE=1 $(VENV)/bin/lerobot-grids-demo --output-dir $(DEMO_DIR)
+
+demo-quick: $(INSTALLED)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/lerobot-grids-demo --quick --output-dir $(DEMO_DIR)

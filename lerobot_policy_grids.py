@@ -3,7 +3,7 @@
 ``register_third_party_plugins()`` (run by lerobot-train, lerobot-eval, lerobot-record, LeRobot's async
 robot client, ...) imports every installed distribution whose name starts with ``lerobot_policy_`` as
 a module of that name. Importing this one registers the ``smolvla_grids`` and ``pi0_grids`` policy
-types, the ``intelrealsense_by_name`` camera type, and LeRobot's SO-100 follower and leader types that
+types, the ``intelrealsense_by_name`` camera type, the ``grids_tabletop`` env type, and LeRobot's SO-100 follower and leader types that
 the shipped robot configs use (LeRobot's async robot client does not import them itself).
 """
 
@@ -11,4 +11,5 @@ import lerobot.robots.so_follower  # noqa: F401
 import lerobot.teleoperators.so_leader  # noqa: F401
 
 import lerobot_grids.cameras  # noqa: F401
+import lerobot_grids.envs  # noqa: F401
 import lerobot_grids.policies  # noqa: F401

@@ -1,0 +1,14 @@
+"""Simulated tasks: the gymnasium environment and its LeRobot env config (``--env.type=grids_tabletop``)."""
+
+import gymnasium as gym
+
+from lerobot_grids.envs.configuration_tabletop import GYM_NAMESPACE, GridSTabletopEnv
+from lerobot_grids.envs.tabletop import GridSTabletop
+
+# No wrappers (the episode length is the env's own): lerobot-eval reads the instruction from the env's
+# ``task_description`` attribute, which gymnasium's wrappers would hide.
+if f"{GYM_NAMESPACE}/GridSTabletop-v0" not in gym.registry:
+    gym.register(f"{GYM_NAMESPACE}/GridSTabletop-v0", entry_point=GridSTabletop, order_enforce=False,
+                 disable_env_checker=True)
+
+__all__ = ["GridSTabletop", "GridSTabletopEnv"]
