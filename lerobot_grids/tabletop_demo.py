@@ -70,7 +70,7 @@ class DemoScale:
 
 FULL = DemoScale(episodes=200, steps=1000, batch_size=32, ks=(16, 4, 1), eval_episodes=50, pointing_scenes=20,
                  margin=10.0)
-QUICK = DemoScale(episodes=60, steps=300, batch_size=16, ks=(16, 4), eval_episodes=20, pointing_scenes=5,
+QUICK = DemoScale(episodes=60, steps=200, batch_size=16, ks=(16, 4), eval_episodes=20, pointing_scenes=5,
                   margin=15.0)
 
 

@@ -47,10 +47,10 @@ def load_policy(source: str, device: str):
     return policy.eval(), preprocessor
 
 
-def dataset_of_run(source: str) -> tuple[str, str | None]:
-    """The dataset a lerobot-train checkpoint was trained on, from its train_config.json."""
+def dataset_of_run(source: str) -> tuple[str, str | None, str | None]:
+    """The dataset a lerobot-train checkpoint was trained on, and its video backend, from its train_config.json."""
     dataset = json.loads(Path(checkpoint_file(source, TRAIN_CONFIG)).read_text())["dataset"]
-    return dataset["repo_id"], dataset.get("root")
+    return dataset["repo_id"], dataset.get("root"), dataset.get("video_backend")
 
 
 def to_rgb(image: Tensor) -> np.ndarray:
@@ -102,13 +102,15 @@ def save_self_similarity(dense: Tensor, sampled: Tensor, path: Path, title: str)
 
 @torch.no_grad()
 def visualise(source: str, output_dir: Path, repo_id: str | None = None, root: str | None = None,
-              episode: int = 0, max_frames: int = 64, device: str = "cpu", fps: int = 10) -> dict:
+              episode: int = 0, max_frames: int = 64, device: str = "cpu", fps: int = 10,
+              video_backend: str | None = None) -> dict:
     if output_dir.exists():
         raise FileExistsError(f"{output_dir} already exists; choose a new --output-dir (nothing is overwritten).")
     policy, preprocessor = load_policy(source, device)
     if repo_id is None:
-        repo_id, root = dataset_of_run(source)
-    dataset = LeRobotDataset(repo_id, root=root, episodes=[episode])
+        repo_id, root, run_backend = dataset_of_run(source)
+        video_backend = video_backend or run_backend
+    dataset = LeRobotDataset(repo_id, root=root, episodes=[episode], video_backend=video_backend)
     cameras = [key for key in policy.config.image_features if key in dataset.meta.camera_keys]
     frames = np.linspace(0, dataset.num_frames - 1, min(max_frames, dataset.num_frames)).round().astype(int)
     backbone, interpolation = policy.grids_backbone, policy.config.grids.interpolation
@@ -153,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset-repo-id", help="default: the dataset of the checkpoint's training run")
     parser.add_argument("--dataset-root")
     parser.add_argument("--episode", type=int, default=0)
+    parser.add_argument("--video-backend", help="pyav or torchcodec (default: the training run's, else LeRobot's)")
     parser.add_argument("--max-frames", type=int, default=64, help="frames taken evenly over the episode")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output-dir", type=Path, help="new folder (default: <checkpoint>/../grids_viz_episode_<n>)")
@@ -160,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     default_parent = Path(args.checkpoint).parent if Path(args.checkpoint).is_dir() else Path("outputs/viz") / args.checkpoint
     output_dir = args.output_dir or default_parent / f"grids_viz_episode_{args.episode}"
     summary = visualise(args.checkpoint, output_dir, args.dataset_repo_id, args.dataset_root, args.episode,
-                        args.max_frames, args.device)
+                        args.max_frames, args.device, video_backend=args.video_backend)
     for camera, values in summary["cameras"].items():
         print(f"{camera}: mean information retention {values['retention_mean']:.3f}")
     print(f"Wrote {output_dir}")

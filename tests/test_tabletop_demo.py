@@ -111,3 +111,12 @@ def test_wilson_interval_and_checks():
 
 def test_parse_number_reads_lerobot_step_counts():
     assert [_parse_number(text) for text in ("50", "950", "1K", "1.5K", "2M")] == [50, 950, 1000, 1500, 2_000_000]
+
+
+def test_viz_reads_a_demo_checkpoint_video_dataset_with_the_run_backend(demo, tmp_path):
+    from lerobot_grids.viz import visualise
+
+    _, results = demo
+    summary = visualise(results["checkpoints"]["grids_k4"], tmp_path / "viz", max_frames=4)
+    assert summary["dataset"] == "local/grids_tabletop" and len(summary["frames"]) == 4
+    assert (tmp_path / "viz" / "points_front.png").is_file()
