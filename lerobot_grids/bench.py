@@ -359,17 +359,20 @@ def main(argv: list[str] | None = None) -> Path:
     all_results = []
     for model in args.models:
         logging.info("Benchmarking %s on %s", model, args.device)
+        started = time.monotonic()
         all_results.append(benchmark(
             model, args.ks, args.batch_sizes, args.train_batch_size, args.repeats, args.warmup, args.device,
             # SmolVLM's vision embeddings read tensor values, so SmolVLA is counted on real tensors.
             fake_flops=model.startswith("pi0"), latency=model in latency_models,
         ))
+        all_results[-1]["benchmark_minutes"] = round((time.monotonic() - started) / 60, 1)
     output_dir.mkdir(parents=True)
     command = "lerobot-grids-bench " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
     (output_dir / "results.json").write_text(json.dumps({"command": command, "results": all_results}, indent=2))
     report = [f"Command: `{command}`", ""]
     for results in all_results:
-        report += [f"### {results['architecture']} ({results['device']})", "", markdown_table(results), ""]
+        report += [f"### {results['architecture']} ({results['device']}, {results['benchmark_minutes']} min)", "",
+                   markdown_table(results), ""]
     (output_dir / "report.md").write_text("\n".join(report))
     if any(k.startswith("speedup_inference") for r in all_results for v in r["variants"].values() for k in v):
         plot_speedups([r for r in all_results if r["architecture"] in latency_models], output_dir / "speedup.png")

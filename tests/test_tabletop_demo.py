@@ -14,7 +14,6 @@ from lerobot_grids.tabletop_demo import (
     OOD_VARIANTS,
     DemoScale,
     _hits,
-    _parse_number,
     checks,
     run_demo,
     wilson_interval,
@@ -104,13 +103,10 @@ def test_wilson_interval_and_checks():
                "pointing": {"grids_k16": {"on_target": 3.0, "random_on_target": 0.5}}}
     assert [check["holds"] for check in checks(results, TINY)] == [True, True, True]
     results["success"]["grids_k16"]["default"] = 69.0  # 11 points behind dense: outside a 10-point margin
-    results["success"]["dense"]["blank"] = 60.0  # the images barely matter
     results["pointing"]["grids_k16"]["on_target"] = 0.4
-    assert [check["holds"] for check in checks(results, TINY)] == [False, False, False]
-
-
-def test_parse_number_reads_lerobot_step_counts():
-    assert [_parse_number(text) for text in ("50", "950", "1K", "1.5K", "2M")] == [50, 950, 1000, 1500, 2_000_000]
+    assert [check["holds"] for check in checks(results, TINY)] == [True, False, False]
+    results["success"] = {"dense": {"default": 4.0, "blank": 0.0}, "grids_k16": {"default": 0.0}}
+    assert [check["holds"] for check in checks(results, TINY)][:2] == [False, False]  # nothing learned, no match
 
 
 def test_viz_reads_a_demo_checkpoint_video_dataset_with_the_run_backend(demo, tmp_path):
