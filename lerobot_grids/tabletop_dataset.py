@@ -9,7 +9,6 @@ others are for out-of-distribution evaluation). Episode ``i`` is the scene of ``
 import argparse
 from pathlib import Path
 
-import numpy as np
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 from tqdm import tqdm

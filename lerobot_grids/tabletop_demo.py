@@ -44,7 +44,6 @@ from lerobot.envs.utils import preprocess_observation
 from lerobot.utils.constants import OBS_IMAGES
 from tqdm import tqdm
 
-import lerobot_grids.envs  # noqa: F401  (registers the env type)
 from lerobot_grids.envs import GridSTabletopEnv
 from lerobot_grids.envs.tabletop import VARIANTS, GridSTabletop
 from lerobot_grids.tabletop_dataset import REPO_ID, record_expert_episodes

@@ -15,7 +15,7 @@ def run_expert(env: GridSTabletop, seed: int) -> dict:
     return {**info, "reward": reward}
 
 
-@pytest.mark.parametrize("variant", [variant for variant in VARIANTS])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_the_scripted_expert_solves_every_scene_of_every_variant(variant):
     env = GridSTabletop(variant=variant)
     assert all(run_expert(env, seed)["is_success"] for seed in range(30))

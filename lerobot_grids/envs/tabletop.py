@@ -86,13 +86,14 @@ class GridSTabletop(gym.Env):
         super().reset(seed=seed)
         rng = self.np_random
         names = list(rng.permutation(list(COLOURS))[: self.num_blocks])
-        self.blocks = [Block(xy, COLOURS[name]) for xy, name in zip(self._free_places(self.num_blocks), names)]
+        places = self._free_places(self.num_blocks)
+        self.blocks = [Block(xy, COLOURS[name]) for xy, name in zip(places, names, strict=True)]
         self.target = int(rng.integers(self.num_blocks))
         self.task_description = self.task = INSTRUCTION.format(names[self.target])
         self.gripper_xy = np.float32([rng.uniform(-0.2, 0.2), -0.95])
         if self.variant == "distractors":  # drawn last: the scene itself is the default variant's
             extra = self._free_places(len(UNSEEN_COLOURS), [block.xy for block in self.blocks])
-            self.blocks += [Block(xy, rgb, round=True) for xy, rgb in zip(extra, UNSEEN_COLOURS)]
+            self.blocks += [Block(xy, rgb, round=True) for xy, rgb in zip(extra, UNSEEN_COLOURS, strict=True)]
         self.gripper_open, self.held, self.steps = 1.0, None, 0
         self._table = self._draw_table()
         return self._observation(), {"is_success": False}
