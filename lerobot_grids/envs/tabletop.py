@@ -165,10 +165,9 @@ class GridSTabletop(gym.Env):
             self._draw_block(canvas, self._block_xy(index), block)
         return canvas
 
-    def front_image(self) -> np.ndarray:
+    def _front_image(self, canvas: np.ndarray) -> np.ndarray:
         size = self.image_size
         background = (40, 70, 50) if self.variant == "texture" else (205, 205, 215)
-        canvas = self._blocks_on(self._table)
         image = cv2.warpPerspective(canvas, self._canvas_to_front, (size, size), flags=cv2.INTER_AREA,
                                     borderMode=cv2.BORDER_CONSTANT, borderValue=background)
         # The arm: from the robot's base below the near edge to the gripper, drawn over the table.
@@ -181,13 +180,12 @@ class GridSTabletop(gym.Env):
             cv2.line(image, (gripper[0] + side * opening, gripper[1]), tip, (20, 20, 20), max(1, size // 64))
         return self._light(image)
 
-    def wrist_image(self) -> np.ndarray:
+    def _wrist_image(self, canvas: np.ndarray) -> np.ndarray:
         size = self.image_size
         scale = size / (2 * WRIST_HALF_WIDTH)
         x, y = self.gripper_xy
         # Table (x, y) -> wrist pixel: centred on the gripper, far side up.
         table_to_wrist = np.float64([[scale, 0, size / 2 - scale * x], [0, -scale, size / 2 + scale * y], [0, 0, 1]])
-        canvas = self._blocks_on(self._table)
         image = cv2.warpPerspective(canvas, table_to_wrist @ np.linalg.inv(_table_to_canvas()), (size, size),
                                     flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT, borderValue=(90, 90, 90))
         opening = int(size / 8 * (0.3 + self.gripper_open))
@@ -215,14 +213,13 @@ class GridSTabletop(gym.Env):
         return warped[..., 0] > 0
 
     def _observation(self) -> dict:
-        return {
-            "pixels": {"front": self.front_image(), "wrist": self.wrist_image()},
-            "agent_pos": np.float32([*self.gripper_xy, self.gripper_open]),
-        }
+        canvas = self._blocks_on(self._table)  # both cameras see the same table
+        self._pixels = {"front": self._front_image(canvas), "wrist": self._wrist_image(canvas)}
+        return {"pixels": self._pixels, "agent_pos": np.float32([*self.gripper_xy, self.gripper_open])}
 
     def render(self) -> np.ndarray:
-        observation = self._observation()["pixels"]
-        return np.concatenate([observation["front"], observation["wrist"]], axis=1)
+        """The last observation's front and wrist images side by side (what lerobot-eval saves as video)."""
+        return np.concatenate([self._pixels["front"], self._pixels["wrist"]], axis=1)
 
 
 def _table_to_canvas() -> np.ndarray:
