@@ -32,6 +32,7 @@ import torch
 from lerobot.configs.types import FeatureType, PolicyFeature
 from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from lerobot_grids.backbones import SMOLVLM2_500M, TINY_SMOLVLM
@@ -152,6 +153,10 @@ def count_flops(policy, inputs: dict, training: bool) -> dict[str, int]:
     Phases: ``vision`` (tower and projection), ``grids`` (the sampler), the transformer passes by which
     streams they carry (``language model prefix``, ``action expert``, or ``joint`` in training), the
     ``backward`` pass, and ``other`` (embeddings, projections, loss).
+
+    Attention through ``scaled_dot_product_attention`` runs its math backend here, whose matrix products
+    the counter sees on every device (it has no formula for the CPU flash kernel, so SigLIP's attention
+    would go uncounted on CPU).
     """
     phases: dict[str, int] = defaultdict(int)
     counter = FlopCounterMode(display=False)
@@ -183,7 +188,7 @@ def count_flops(policy, inputs: dict, training: bool) -> dict[str, int]:
 
     policy.grids_backbone.forward = tracked_forward
     try:
-        with counter:
+        with counter, sdpa_kernel(SDPBackend.MATH):
             if training:
                 loss = training_loss(policy, inputs)
                 before = counter.get_total_flops()

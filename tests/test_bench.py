@@ -55,6 +55,21 @@ def test_phases_add_up_and_vision_does_not_depend_on_the_sampler(pi0_tiny_result
     assert all(v["seconds_training_step_b2"] > 0 for v in variants.values())
 
 
+def test_smolvla_vision_flops_match_a_hand_count_with_attention():
+    """SmolVLM's vision tower on one 128x128 camera of ``tiny_smolvlm``: the 16x16 patch embedding, per
+    layer the q/k/v/o projections, the MLP and the attention products QK^T and AV (SDPA, whose CPU kernel
+    the counter does not know: counted through the math backend), then the connector's projection of the
+    2x2 pixel-shuffled tokens to the language model's width."""
+    results = bench.benchmark("smolvla_tiny", ks=[2], batch_sizes=[1], train_batch_size=0, repeats=1, warmup=0,
+                              device="cpu", fake_flops=False, latency=False)
+    patches, width, mlp, layers, patch, text_width = 8 * 8, 32, 64, 2, 16, 64
+    per_layer = 4 * 2 * patches * width * width + 2 * 2 * patches * width * mlp + 2 * 2 * patches * patches * width
+    connector = 2 * (patches // 4) * (4 * width) * text_width
+    one_camera = 2 * patches * (3 * patch * patch) * width + layers * per_layer + connector
+    # SmolVLA's inference call embeds each of the two cameras once.
+    assert results["variants"]["dense"]["flops_inference"]["vision"] == 2 * one_camera
+
+
 def test_fake_and_real_tensors_count_the_same_flops():
     fake = bench.benchmark("pi0_tiny", ks=[2], batch_sizes=[1], train_batch_size=0, repeats=1, warmup=0,
                            device="cpu", fake_flops=True, latency=False)
