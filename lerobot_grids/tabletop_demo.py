@@ -67,7 +67,7 @@ class DemoScale:
     margin: float  # percentage points GridS K=16 may trail dense in distribution
 
 
-FULL = DemoScale(episodes=200, steps=1000, batch_size=32, ks=(16, 4, 1), eval_episodes=50, pointing_scenes=20,
+FULL = DemoScale(episodes=200, steps=800, batch_size=32, ks=(16, 4, 1), eval_episodes=50, pointing_scenes=20,
                  margin=10.0)
 QUICK = DemoScale(episodes=60, steps=200, batch_size=16, ks=(16, 4), eval_episodes=20, pointing_scenes=5,
                   margin=15.0)
