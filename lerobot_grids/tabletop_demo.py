@@ -6,7 +6,9 @@ One run, offline on a CPU, into a new folder (never an earlier run's):
    (``lerobot-grids-tabletop-dataset``);
 2. trains, with ``lerobot-train`` and the recipe ``policies/smolvla_grids_tabletop.json``, the dense
    baseline (``--policy.grids.sampler=dense``, all 64 tokens per camera) and GridS with K = 16, 4 (and
-   1) tokens per camera, the same steps and seed for each (paper Tab. 1 and 3);
+   1) tokens per camera, the same steps and seed for each (paper Tab. 1 and 3), each starting
+   (``--policy.init_from``) from the grounding-pretrained tiny SmolVLM that ships with the package
+   (:mod:`lerobot_grids.tabletop_pretrain`), as the paper's policies start from a pretrained VLM;
 3. evaluates every policy with LeRobot's evaluation loop (``lerobot-eval``'s ``eval_main``) in
    distribution and on each out-of-distribution variant (Fig. 5, App. E), and the dense policy with the
    images blanked: the floor of a policy that ignores them;
@@ -44,13 +46,14 @@ from lerobot.envs.utils import preprocess_observation
 from lerobot.utils.constants import OBS_IMAGES
 from tqdm import tqdm
 
+from lerobot_grids.backbones import TINY_SMOLVLM
 from lerobot_grids.envs import GridSTabletopEnv
 from lerobot_grids.envs.tabletop import VARIANTS, GridSTabletop
 from lerobot_grids.tabletop_dataset import REPO_ID, record_expert_episodes
+from lerobot_grids.tabletop_pretrain import PRETRAINED_TABLETOP_SMOLVLA
 from lerobot_grids.viz import draw_points, load_policy, to_rgb
 
 RECIPE = Path("policies/smolvla_grids_tabletop.json")
-TINY_SMOLVLM = Path(__file__).parent / "assets" / "tiny_smolvlm"
 OOD_VARIANTS = [variant for variant in VARIANTS if variant not in ("default", "blank")]
 EVAL_SEED = 1000  # lerobot-eval's default; the dataset's scenes are seeds 0 .. episodes - 1
 FRONT = f"{OBS_IMAGES}.front"
@@ -90,7 +93,8 @@ def train(name: str, overrides: list[str], dataset_root: Path, output_dir: Path,
     log_freq = max(1, min(50, scale.steps // 20))
     command = [
         sys.executable, "-m", "lerobot.scripts.lerobot_train", f"--config_path={recipe}",
-        f"--policy.vlm_model_name={TINY_SMOLVLM}", f"--dataset.repo_id={REPO_ID}", f"--dataset.root={dataset_root}",
+        f"--policy.vlm_model_name={TINY_SMOLVLM}", f"--policy.init_from={PRETRAINED_TABLETOP_SMOLVLA}",
+        f"--dataset.repo_id={REPO_ID}", f"--dataset.root={dataset_root}",
         f"--output_dir={output_dir}", f"--steps={scale.steps}", f"--save_freq={scale.steps}",
         f"--batch_size={scale.batch_size}", f"--policy.scheduler_decay_steps={scale.steps}",
         f"--log_freq={log_freq}", f"--seed={seed}", *overrides,
