@@ -292,7 +292,9 @@ def write_report(results: dict, output_dir: Path) -> str:
         f"Command: `{results['command']}`; {results['machine']}; total {results['seconds'] / 60:.1f} min.",
         f"Dataset: {scale['episodes']} expert episodes of the `default` variant (scenes 0-{scale['episodes'] - 1}). "
         f"Training: `lerobot-train`, recipe `{results['recipe']}`, {scale['steps']} steps, batch {scale['batch_size']}, "
-        "the same seed for every policy. Evaluation: LeRobot's `lerobot-eval` loop, "
+        f"the same seed for every policy, each starting from the grounding-pretrained tiny SmolVLM "
+        f"(`--policy.init_from={PRETRAINED_TABLETOP_SMOLVLA.relative_to(PRETRAINED_TABLETOP_SMOLVLA.parents[2])}`). "
+        "Evaluation: LeRobot's `lerobot-eval` loop, "
         f"{n} unseen scenes per variant (seeds {EVAL_SEED}-{EVAL_SEED + n - 1}).",
         "",
         "## Success rate (%)",
