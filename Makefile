@@ -27,4 +27,4 @@ demo-quick: $(INSTALLED)
 # Writes the grounding-pretrained tiny SmolVLM that make demo starts from (shipped in
 # lerobot_grids/assets/grids_tabletop_smolvla) anew, into a new folder; ~10 min on 2 CPU cores.
 pretrain: $(INSTALLED)
-	HF_HUB_OFFLINE=1 $(VENV)/bin/lerobot-grids-tabletop-pretrain --steps 1500 --output-dir outputs/pretrain/$(shell date +%Y%m%d-%H%M%S)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/lerobot-grids-tabletop-pretrain --output-dir outputs/pretrain/$(shell date +%Y%m%d-%H%M%S)

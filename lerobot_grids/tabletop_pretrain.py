@@ -41,7 +41,7 @@ from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy, make_att_2d_masks
 from lerobot.utils.constants import OBS_IMAGES, OBS_STATE
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -106,7 +106,7 @@ def colour_cover(images: np.ndarray, grid_hw: tuple[int, int]) -> Tensor:
 
 
 class GroundingHeads(nn.Module):
-    """Linear read-outs of the VLM's last layer for the three pretraining tasks (module docstring)."""
+    """Linear read-outs of the hidden states entering the VLM's last layer, one per pretraining task (module docstring)."""
 
     def __init__(self, dim: int, num_colours: int = len(COLOURS)):
         super().__init__()
@@ -175,11 +175,13 @@ class TabletopGrounding(nn.Module):
         position_loss = F.mse_loss(position, target_xy[:, None].expand_as(position))
         position = position.mean(dim=1)  # what an expert attending evenly to them reads
         loss = colour_loss + referring_loss + position_loss
+        position_error = (position - target_xy).norm(dim=-1).mean()
         return loss, {"loss": loss.item(), "colour": colour_loss.item(), "referring": referring_loss.item(),
-                      "position": position_loss.item(), "referring_hits": referring_hits.item(), "position_error": (position - target_xy).norm(dim=-1).mean().item()}
+                      "position": position_loss.item(), "referring_hits": referring_hits.item(),
+                      "position_error": position_error.item()}
 
 
-def pretrain(output_dir: Path, steps: int = 2000, batch_size: int = 32, lr: float = 3e-3, scenes_per_refresh: int = 64,
+def pretrain(output_dir: Path, steps: int = 1500, batch_size: int = 32, lr: float = 3e-3, scenes_per_refresh: int = 64,
              frames_per_scene: int = 4, refresh_every: int = 25, validation_scenes: int = 50, seed: int = 0,
              progress: bool = True) -> dict:
     """Pretrain and save a dense ``smolvla`` checkpoint (and the heads, and the metrics) into a new ``output_dir``.
@@ -247,8 +249,6 @@ def mean_guess_error(scenes: dict) -> float:
 
 def load_grounding(checkpoint: str | Path) -> TabletopGrounding:
     """A pretrained checkpoint folder with its heads, to measure how well it grounds."""
-    from safetensors.torch import load_file
-
     config = PreTrainedConfig.from_pretrained(checkpoint)
     config.vlm_model_name = str(TINY_SMOLVLM)  # the backbone's architecture and tokenizer ship with the package
     policy = SmolVLAPolicy.from_pretrained(checkpoint, config=config)
@@ -260,7 +260,7 @@ def load_grounding(checkpoint: str | Path) -> TabletopGrounding:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", type=Path, required=True, help="new folder for the checkpoint")
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
