@@ -58,7 +58,8 @@ METRICS_FILE = "pretraining.json"
 
 
 def tabletop_smolvla_config(image_size: int = 128, **options) -> SmolVLAConfig:
-    """The dense ``smolvla`` of the demo's recipe (``policies/smolvla_grids_tabletop.json``) for the tabletop features."""
+    """A dense ``smolvla`` with the architecture of the demo's recipe (``policies/smolvla_grids_tabletop.json``) for
+    the tabletop features."""
     camera = PolicyFeature(type=FeatureType.VISUAL, shape=(3, image_size, image_size))
     vector = PolicyFeature(type=FeatureType.STATE, shape=(3,))
     defaults = dict(vlm_model_name=str(TINY_SMOLVLM), load_vlm_weights=False, resize_imgs_with_padding=(256, 256),
@@ -83,7 +84,7 @@ def record_scenes(first_seed: int, scenes: int, frames_per_scene: int, rng: np.r
             if step in keep:
                 for camera in CAMERAS:
                     images[camera].append(observation["pixels"][camera])
-                colour.append(list(COLOURS).index(env.task_description.split()[3]))
+                colour.append(list(COLOURS.values()).index(env.blocks[env.target].rgb))
                 target_xy.append(env.blocks[env.target].xy)
                 instructions.append(env.task_description)
             observation, *_ = env.step(env.expert_action())
