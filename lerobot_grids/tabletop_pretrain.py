@@ -1,31 +1,38 @@
-"""``lerobot-grids-tabletop-pretrain``: ground the demo's tiny SmolVLM in tabletop scenes.
+"""``lerobot-grids-tabletop-pretrain``: the base policy the demo fine-tunes, pretrained on tabletop scenes.
 
-The paper fine-tunes VLAs whose VLM was pretrained on web-scale image-text data, so a named object is
-already found by the VLM when policy training starts. The demo's tiny SmolVLM (``assets/tiny_smolvlm``)
-has no such weights and the demo may not download any; trained from scratch on 200 expert episodes it
-memorises the scenes instead of learning where the named block is. This command stands in for that
-pretraining: on fresh scenes of the ``default`` variant (seeds from ``PRETRAIN_SEED``, never a training
-or evaluation scene of the demo), the VLM of a dense ``smolvla`` policy learns, through SmolVLA's own
-prefix (both cameras, the instruction, bidirectional attention), three grounding tasks read by linear
-heads from the hidden states entering its last text layer:
+The paper fine-tunes VLAs that were pretrained first: a VLM on web-scale image-text data, then the
+whole policy on robot data (SmolVLA's base on community SO-100 datasets), so a named object is already
+found, and reached, when fine-tuning starts. The demo's tiny SmolVLM (``assets/tiny_smolvlm``) has no
+such weights and the demo may not download any; trained from scratch on 200 expert episodes it
+memorises the scenes instead of learning where the named block is. This command stands in for both
+pretraining stages, on fresh scenes of the ``default`` variant (seeds from ``PRETRAIN_SEED``, never a
+training or evaluation scene of the demo), through SmolVLA's own prefix (both cameras, the instruction)
+and LeRobot's own SmolVLA processors:
 
-- colour: which block colours each image token covers (per token, both cameras);
-- referring: whether each image token covers the block the instruction names;
-- position: the named block's table position, from every image token and from the prefix's last token.
+1. **Grounding** (the VLM). Three tasks read by linear heads from the hidden states entering the VLM's
+   last text layer, the instruction worded as the demo's (``Pick up the red block.``) or as the reach
+   task's (``Touch the red block.``):
 
-Why there, and on every token: SmolVLA's action expert attends, layer by layer, to keys and values made
-from each VLM layer's *input*, so what the VLM works out in its last layer never reaches the expert, and
-the input of the last layer is the deepest it reads. A position carried by every image token is read by
-any attention pattern; one carried by a single token must first be found. Variants that ground as well
-but that a policy, VLM frozen, did not learn to read in the demo's budget (first predicted goal against
-the named block on 50 unseen scenes, 0.5-0.6 table units = the mean guess): heads on the last layer's
-output; the position on the prefix's last token only; heads at the middle layer, whose upper layers then
-stay untrained. With this recipe the first goal came within 0.25-0.32 table units (README).
+   - colour: which block colours each image token covers (per token, both cameras);
+   - referring: whether each image token covers the block the instruction names;
+   - position: the named block's table position, from every image token and from the prefix's last token.
 
-The heads are dropped afterwards (like a detection head of a pretrained backbone); the action expert is
-never trained here. The result is a dense ``smolvla`` checkpoint in float32 for
-``--policy.init_from`` (``lerobot_grids/assets/grids_tabletop_smolvla`` is the one ``make demo``
-uses; ``make pretrain`` writes it anew into a new folder).
+   Why there, and on every token: SmolVLA's action expert attends, layer by layer, to keys and values made
+   from each VLM layer's *input*, so what the VLM works out in its last layer never reaches the expert,
+   and the input of the last layer is the deepest it reads. A position carried by every image token is
+   read by any attention pattern; one carried by a single token must first be found. The state is not
+   given (zero), so the position comes from the images.
+2. **Reach** (the action expert, VLM frozen as in SmolVLA's default fine-tuning). SmolVLA's own flow
+   matching loss on another task than the demo's: ``Touch the <colour> block.``, the scripted expert's
+   path to the named block with the gripper kept open. The demo's task (``Pick up``: close the gripper
+   on the block, hold it) is never trained here; this policy never closes its gripper.
+
+The heads are dropped afterwards (like a detection head of a pretrained backbone). The result is a
+dense ``smolvla`` checkpoint in float32 with its processors, for ``--policy.init_from``
+(``lerobot_grids/assets/grids_tabletop_smolvla`` is the one ``make demo`` uses; ``make pretrain``
+writes it anew into a new folder). Its normalisation statistics are those of the demo's task (the
+``Pick up`` expert on pretraining scenes), so the expert sees the actions on the scale it will be
+fine-tuned on.
 """
 
 import argparse
@@ -38,23 +45,28 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.configs.types import FeatureType, PolicyFeature
+from lerobot.datasets.compute_stats import get_feature_stats
+from lerobot.policies.factory import make_pre_post_processors
 from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy, make_att_2d_masks
-from lerobot.utils.constants import OBS_IMAGES, OBS_STATE
+from lerobot.processor import PolicyProcessorPipeline
+from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from lerobot_grids.backbones import BACKBONES_DIR, TINY_SMOLVLM
-from lerobot_grids.envs.tabletop import COLOURS, GridSTabletop
+from lerobot_grids.envs.tabletop import COLOURS, INSTRUCTION, GridSTabletop
 
 # What ``make pretrain`` wrote, shipped with the package: every policy of ``make demo`` starts from it.
 PRETRAINED_TABLETOP_SMOLVLA = BACKBONES_DIR / "grids_tabletop_smolvla"
 PRETRAIN_SEED = 10_000_000  # scenes from here on: the demo records seeds 0.. and evaluates from 1000
+TOUCH_INSTRUCTION = "Touch the {} block."  # the reach stage's task
 CAMERAS = ("front", "wrist")
 BLOCK_COLOUR_DISTANCE = 40  # a pixel this close (RGB) to a block colour belongs to that block
 HEADS_FILE = "grounding_heads.safetensors"
 METRICS_FILE = "pretraining.json"
+VLM_PREFIX = "model.vlm_with_expert.vlm."  # state-dict prefix of the VLM's parameters
 
 
 def tabletop_smolvla_config(image_size: int = 128, **options) -> SmolVLAConfig:
@@ -66,34 +78,72 @@ def tabletop_smolvla_config(image_size: int = 128, **options) -> SmolVLAConfig:
                     tokenizer_max_length=16, chunk_size=10, n_action_steps=5, device="cpu", push_to_hub=False)
     return SmolVLAConfig(
         input_features={f"{OBS_IMAGES}.{camera_name}": camera for camera_name in CAMERAS} | {OBS_STATE: vector},
-        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(3,))},
+        output_features={ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(3,))},
         **(defaults | options),
     )
 
 
-def record_scenes(first_seed: int, scenes: int, frames_per_scene: int, rng: np.random.Generator) -> dict:
-    """Frames of ``scenes`` fresh ``default`` scenes, ``frames_per_scene`` of each taken at random along the
-    scripted expert's path (so the wrist camera sees the table near the start and the blocks near the end)."""
+def record_scenes(first_seed: int, scenes: int, frames_per_scene: int | None, rng: np.random.Generator,
+                  instructions: tuple[str, ...] = (INSTRUCTION, TOUCH_INSTRUCTION), touch: bool = False,
+                  chunk_size: int = 10) -> dict:
+    """Frames of ``scenes`` fresh ``default`` scenes, ``frames_per_scene`` of each (``None``: all) taken at random
+    along the scripted expert's path, so the wrist camera sees the table near the start and the blocks near the end.
+
+    Each scene's instruction is one of ``instructions`` at random, naming the target block's colour. The expert
+    picks the named block up (the demo's task), or with ``touch`` goes to it and keeps the gripper open (the
+    reach task). ``action`` holds, per frame, the expert's next ``chunk_size`` actions, the last one repeated
+    past the episode's end, as LeRobot's dataset gives an action chunk.
+    """
     env = GridSTabletop()
-    images = {camera: [] for camera in CAMERAS}
-    colour, target_xy, instructions = [], [], []
+    frames = {key: [] for key in ("front", "wrist", "named_colour", "target_xy", "instruction", "state", "action")}
     for scene in range(scenes):
         observation, _ = env.reset(seed=first_seed + scene)
-        keep = set(rng.choice(env.episode_length, frames_per_scene, replace=False).tolist())
-        for step in range(env.episode_length):
-            if step in keep:
-                for camera in CAMERAS:
-                    images[camera].append(observation["pixels"][camera])
-                colour.append(list(COLOURS.values()).index(env.blocks[env.target].rgb))
-                target_xy.append(env.blocks[env.target].xy)
-                instructions.append(env.task_description)
-            observation, *_ = env.step(env.expert_action())
+        colour = list(COLOURS.values()).index(env.blocks[env.target].rgb)
+        instruction = instructions[rng.integers(len(instructions))].format(list(COLOURS)[colour])
+        observations, actions = [], []
+        for _ in range(env.episode_length):
+            action = env.expert_action()
+            if touch:
+                action[2] = 1.0
+            observations.append(observation)
+            actions.append(action)
+            observation, *_ = env.step(action)
+        keep = range(env.episode_length) if frames_per_scene is None else sorted(
+            rng.choice(env.episode_length, frames_per_scene, replace=False).tolist())
+        for step in keep:
+            for camera in CAMERAS:
+                frames[camera].append(observations[step]["pixels"][camera])
+            frames["state"].append(observations[step]["agent_pos"])
+            frames["action"].append(np.stack([actions[min(step + i, len(actions) - 1)] for i in range(chunk_size)]))
+            frames["named_colour"].append(colour)
+            frames["target_xy"].append(env.blocks[env.target].xy)
+            frames["instruction"].append(instruction)
     return {
-        "images": {camera: np.stack(frames) for camera, frames in images.items()},
-        "named_colour": np.array(colour),
-        "target_xy": np.stack(target_xy).astype(np.float32),
-        "instruction": instructions,
+        "images": {camera: np.stack(frames[camera]) for camera in CAMERAS},
+        "named_colour": np.array(frames["named_colour"]),
+        "target_xy": np.stack(frames["target_xy"]).astype(np.float32),
+        "instruction": frames["instruction"],
+        "state": np.stack(frames["state"]).astype(np.float32),
+        "action": np.stack(frames["action"]).astype(np.float32),
     }
+
+
+def task_stats(scenes: dict) -> dict[str, dict[str, np.ndarray]]:
+    """Normalisation statistics of the state and action of :func:`record_scenes` frames, by LeRobot's own
+    feature statistics (as a LeRobotDataset of the same episodes would have them)."""
+    return {OBS_STATE: get_feature_stats(scenes["state"], axis=0, keepdims=False),
+            ACTION: get_feature_stats(scenes["action"][:, 0], axis=0, keepdims=False)}
+
+
+def policy_batch(scenes: dict, index: np.ndarray, preprocessor: PolicyProcessorPipeline) -> dict:
+    """Frames ``index`` of :func:`record_scenes` as lerobot-train feeds them to the policy: a dataset batch
+    (images in [0, 1], the task) through the policy's preprocessor (tokenised, normalised)."""
+    batch = {f"{OBS_IMAGES}.{camera}": torch.from_numpy(scenes["images"][camera][index]).permute(0, 3, 1, 2).float() / 255
+             for camera in CAMERAS}
+    batch[OBS_STATE] = torch.from_numpy(scenes["state"][index])
+    batch[ACTION] = torch.from_numpy(scenes["action"][index])
+    batch["task"] = [scenes["instruction"][i] for i in index]
+    return preprocessor(batch)
 
 
 def colour_cover(images: np.ndarray, grid_hw: tuple[int, int]) -> Tensor:
@@ -107,7 +157,7 @@ def colour_cover(images: np.ndarray, grid_hw: tuple[int, int]) -> Tensor:
 
 
 class GroundingHeads(nn.Module):
-    """Linear read-outs of the hidden states entering the VLM's last layer, one per pretraining task (module docstring)."""
+    """Linear read-outs of the hidden states entering the VLM's last layer, one per grounding task (module docstring)."""
 
     def __init__(self, dim: int, num_colours: int = len(COLOURS)):
         super().__init__()
@@ -120,9 +170,9 @@ class TabletopGrounding(nn.Module):
     """A dense SmolVLA policy's VLM and the grounding heads; ``forward`` gives the losses and the
     position error of one batch of :func:`record_scenes` frames."""
 
-    def __init__(self, policy: SmolVLAPolicy):
+    def __init__(self, policy: SmolVLAPolicy, preprocessor: PolicyProcessorPipeline):
         super().__init__()
-        self.policy = policy
+        self.policy, self.preprocessor = policy, preprocessor
         backbone = policy.model.vlm_with_expert
         self.heads = GroundingHeads(backbone.config.text_config.hidden_size)
         self.read_layer = len(backbone.get_vlm_model().text_model.layers) - 1
@@ -141,15 +191,11 @@ class TabletopGrounding(nn.Module):
         """``referring_hits`` is the fraction of frames whose front-camera token most likely to be the named
         block does cover it; ``position_error`` the mean distance of the read-out position (table units)."""
         policy, model = self.policy, self.policy.model
-        batch = {f"{OBS_IMAGES}.{camera}": torch.from_numpy(scenes["images"][camera][index]).permute(0, 3, 1, 2).float() / 255
-                 for camera in CAMERAS}
+        batch = policy_batch(scenes, index, self.preprocessor)
         images, image_masks = policy.prepare_images(batch)
-        tokens = model.vlm_with_expert.processor.tokenizer(
-            [scenes["instruction"][i] for i in index], padding="max_length", max_length=policy.config.tokenizer_max_length,
-            truncation=True, return_tensors="pt")
         state = torch.zeros(len(index), policy.config.max_state_dim)  # no state: positions come from the images
         embeddings, pad_masks, att_masks = model.embed_prefix(
-            images, image_masks, tokens["input_ids"], tokens["attention_mask"].bool(), state=state)
+            images, image_masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], state=state)
         captured = []  # the hidden states entering the last layer (module docstring)
         read_layer = model.vlm_with_expert.get_vlm_model().text_model.layers[self.read_layer]
         hook = read_layer.input_layernorm.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
@@ -182,10 +228,29 @@ class TabletopGrounding(nn.Module):
                       "position_error": position_error.item()}
 
 
-def pretrain(output_dir: Path, steps: int = 1500, batch_size: int = 32, lr: float = 3e-3, scenes_per_refresh: int = 64,
-             frames_per_scene: int = 4, refresh_every: int = 25, validation_scenes: int = 50, seed: int = 0,
-             progress: bool = True) -> dict:
-    """Pretrain and save a dense ``smolvla`` checkpoint (and the heads, and the metrics) into a new ``output_dir``.
+def expert_parameters(policy: SmolVLAPolicy) -> list[nn.Parameter]:
+    """What the reach stage trains: everything but the VLM (SmolVLA's ``train_expert_only``)."""
+    return [parameter for name, parameter in policy.named_parameters() if not name.startswith(VLM_PREFIX)]
+
+
+@torch.no_grad()
+def goal_error(policy: SmolVLAPolicy, preprocessor: PolicyProcessorPipeline, postprocessor: PolicyProcessorPipeline,
+               scenes: dict) -> float:
+    """Mean distance (table units) from the named block to the first goal of the action chunk the policy predicts."""
+    was_training = policy.training
+    batch = policy_batch(scenes, np.arange(len(scenes["instruction"])), preprocessor)
+    batch.pop(ACTION)
+    goals = postprocessor(policy.predict_action_chunk(batch))[:, 0, :2]
+    policy.reset()
+    policy.train(was_training)
+    return float((goals - torch.from_numpy(scenes["target_xy"])).norm(dim=-1).mean())
+
+
+def pretrain(output_dir: Path, steps: int = 1500, reach_steps: int = 2500, batch_size: int = 32, lr: float = 3e-3,
+             reach_lr: float = 1e-3, scenes_per_refresh: int = 64, frames_per_scene: int = 4, refresh_every: int = 25,
+             validation_scenes: int = 50, stats_scenes: int = 200, seed: int = 0, progress: bool = True) -> dict:
+    """Pretrain and save a dense ``smolvla`` checkpoint (with its processors, the heads and the metrics) into a new
+    ``output_dir``: ``steps`` of grounding, then ``reach_steps`` of reach (module docstring).
 
     Every ``refresh_every`` steps, ``scenes_per_refresh`` fresh scenes replace the pool batches are drawn
     from; the validation scenes are other fresh scenes, one frame each.
@@ -193,41 +258,69 @@ def pretrain(output_dir: Path, steps: int = 1500, batch_size: int = 32, lr: floa
     output_dir = Path(output_dir)
     if output_dir.exists():
         raise FileExistsError(f"{output_dir} already exists; choose a new --output-dir (nothing is overwritten).")
-    if steps < 1 or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be positive, got steps={steps}, batch_size={batch_size}.")
+    if steps < 1 or reach_steps < 0 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be positive and reach_steps not negative, got steps={steps}, "
+                         f"reach_steps={reach_steps}, batch_size={batch_size}.")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    started = time.monotonic()
+    next_seed = PRETRAIN_SEED
+
+    def fresh_scenes(count: int, frames: int | None, **options) -> dict:
+        nonlocal next_seed
+        next_seed += count
+        return record_scenes(next_seed - count, count, frames, rng, **options)
+
     policy = SmolVLAPolicy(tabletop_smolvla_config())
-    grounding = TabletopGrounding(policy)
-    parameters = grounding.trained_parameters()
-    for parameter in parameters:
-        parameter.requires_grad_(True)  # SmolVLA freezes parts of the VLM by default; pretraining trains all of it
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.05)
-    validation = record_scenes(PRETRAIN_SEED, validation_scenes, 1, rng)
-    next_seed = PRETRAIN_SEED + validation_scenes
-    history, started = [], time.monotonic()
-    grounding.train()
-    for step in tqdm(range(steps), desc="Pretraining the tiny SmolVLM on grounding", unit="step", disable=not progress):
-        if step % refresh_every == 0:
-            pool = record_scenes(next_seed, scenes_per_refresh, frames_per_scene, rng)
-            next_seed += scenes_per_refresh
-        loss, metrics = grounding(pool, rng.integers(0, len(pool["instruction"]), batch_size))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
-        schedule.step()
-        if (step + 1) % max(1, steps // 20) == 0 or step + 1 == steps:
-            history.append({"step": step + 1, "train": metrics, "validation": validate(grounding, validation)})
+    stats = task_stats(fresh_scenes(stats_scenes, None, instructions=(INSTRUCTION,)))
+    preprocessor, postprocessor = make_pre_post_processors(policy.config, dataset_stats=stats)
+    grounding = TabletopGrounding(policy, preprocessor)
+    validation = fresh_scenes(validation_scenes, 1)
+    reach_validation = fresh_scenes(validation_scenes, 1, instructions=(TOUCH_INSTRUCTION,), touch=True)
+
+    def train(parameters: list[nn.Parameter], loss_of, stage_steps: int, stage_lr: float, validate, desc: str,
+              **scene_options) -> list[dict]:
+        if stage_steps == 0:
+            return []
+        for parameter in policy.parameters():
+            parameter.requires_grad_(False)
+        for parameter in parameters:
+            parameter.requires_grad_(True)
+        optimizer = torch.optim.AdamW(parameters, lr=stage_lr, weight_decay=0.01)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=stage_lr, total_steps=stage_steps,
+                                                       pct_start=max(0.05, 2 / stage_steps))  # 5% warm-up
+        history = []
+        policy.train()
+        for step in tqdm(range(stage_steps), desc=desc, unit="step", disable=not progress):
+            if step % refresh_every == 0:
+                pool = fresh_scenes(scenes_per_refresh, frames_per_scene, **scene_options)
+            loss, metrics = loss_of(pool, rng.integers(0, len(pool["instruction"]), batch_size))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            optimizer.zero_grad()
+            schedule.step()
+            if (step + 1) % max(1, stage_steps // 20) == 0 or step + 1 == stage_steps:
+                history.append({"step": step + 1, "train": metrics, "validation": validate()})
+        return history
+
+    grounding_history = train(grounding.trained_parameters(), grounding, steps, lr, lambda: validate(grounding, validation),
+                              "Pretraining 1/2: grounding the tiny SmolVLM")
+    reach_history = train(expert_parameters(policy), lambda pool, index: policy.forward(policy_batch(pool, index, preprocessor)),
+                          reach_steps, reach_lr, lambda: {"goal_error": goal_error(policy, preprocessor, postprocessor, reach_validation)},
+                          "Pretraining 2/2: reach, action expert", instructions=(TOUCH_INSTRUCTION,), touch=True)
 
     output_dir.mkdir(parents=True)
     policy.save_pretrained(output_dir)
+    preprocessor.save_pretrained(output_dir)
+    postprocessor.save_pretrained(output_dir)
     save_file(grounding.heads.state_dict(), output_dir / HEADS_FILE)
     results = {
-        "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "scenes_seen": next_seed - PRETRAIN_SEED,
-        "first_scene_seed": PRETRAIN_SEED, "seconds": round(time.monotonic() - started), "history": history,
-        "before": {"position_error_of_mean_guess": mean_guess_error(validation)},
+        "steps": steps, "reach_steps": reach_steps, "batch_size": batch_size, "lr": lr, "reach_lr": reach_lr,
+        "seed": seed, "scenes_seen": next_seed - PRETRAIN_SEED, "first_scene_seed": PRETRAIN_SEED,
+        "seconds": round(time.monotonic() - started), "history": grounding_history, "reach_history": reach_history,
+        "before": {"position_error_of_mean_guess": mean_guess_error(validation),
+                   "goal_error_of_mean_guess": mean_guess_error(reach_validation)},
     }
     (output_dir / METRICS_FILE).write_text(json.dumps(results, indent=2))
     return results
@@ -248,28 +341,36 @@ def mean_guess_error(scenes: dict) -> float:
     return float(np.linalg.norm(target - target.mean(0), axis=1).mean())
 
 
-def load_grounding(checkpoint: str | Path) -> TabletopGrounding:
-    """A pretrained checkpoint folder with its heads, to measure how well it grounds."""
+def load_pretrained(checkpoint: str | Path) -> tuple[TabletopGrounding, PolicyProcessorPipeline]:
+    """A pretrained checkpoint folder with its heads and processors, to measure how well it grounds and reaches."""
     config = PreTrainedConfig.from_pretrained(checkpoint)
     config.vlm_model_name = str(TINY_SMOLVLM)  # the backbone's architecture and tokenizer ship with the package
     policy = SmolVLAPolicy.from_pretrained(checkpoint, config=config)
-    grounding = TabletopGrounding(policy)
+    preprocessor, postprocessor = make_pre_post_processors(
+        config, pretrained_path=str(checkpoint),
+        preprocessor_overrides={"tokenizer_processor": {"tokenizer_name": str(TINY_SMOLVLM)}})
+    grounding = TabletopGrounding(policy, preprocessor)
     grounding.heads.load_state_dict(load_file(Path(checkpoint) / HEADS_FILE))
-    return grounding.eval()
+    return grounding.eval(), postprocessor
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", type=Path, required=True, help="new folder for the checkpoint")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=1500, help="grounding steps")
+    parser.add_argument("--reach-steps", type=int, default=2500)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=3e-3, help="grounding learning rate")
+    parser.add_argument("--reach-lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    results = pretrain(args.output_dir, args.steps, args.batch_size, args.lr, seed=args.seed)
-    last = results["history"][-1]["validation"]
-    print(f"Wrote {args.output_dir}: validation position error {last['position_error']:.3f} "
-          f"(mean guess {results['before']['position_error_of_mean_guess']:.3f}), referring loss {last['referring']:.4f}")
+    results = pretrain(args.output_dir, args.steps, args.reach_steps, args.batch_size, args.lr, args.reach_lr,
+                       seed=args.seed)
+    grounded, reached = results["history"][-1]["validation"], results["reach_history"][-1:]
+    print(f"Wrote {args.output_dir}: validation position error {grounded['position_error']:.3f} "
+          f"(mean guess {results['before']['position_error_of_mean_guess']:.3f}), referring loss "
+          f"{grounded['referring']:.4f}" + (f", reach goal error {reached[0]['validation']['goal_error']:.3f} (mean guess "
+                                            f"{results['before']['goal_error_of_mean_guess']:.3f})" if reached else ""))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Grounding pretraining of the demo's tiny SmolVLM, and the pretrained checkpoint the demo starts from."""
+"""Pretraining of the demo's base policy (grounding, then reach), and the pretrained checkpoint the demo starts from."""
 
 import json
 
@@ -9,7 +9,7 @@ from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 from safetensors.torch import load_file
 
 from lerobot_grids.backbones import TINY_SMOLVLM
-from lerobot_grids.envs.tabletop import COLOURS, GridSTabletop
+from lerobot_grids.envs.tabletop import COLOURS, INSTRUCTION, GridSTabletop
 from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 from lerobot_grids.tabletop_pretrain import (
@@ -17,13 +17,19 @@ from lerobot_grids.tabletop_pretrain import (
     METRICS_FILE,
     PRETRAIN_SEED,
     PRETRAINED_TABLETOP_SMOLVLA,
+    TOUCH_INSTRUCTION,
+    VLM_PREFIX,
     colour_cover,
-    load_grounding,
+    goal_error,
+    load_pretrained,
     mean_guess_error,
+    policy_batch,
     pretrain,
     record_scenes,
     tabletop_smolvla_config,
 )
+
+SMALL = dict(batch_size=8, scenes_per_refresh=8, refresh_every=10, validation_scenes=16, stats_scenes=8, progress=False)
 
 
 def test_colour_cover_is_the_fraction_of_each_token_in_each_block_colour():
@@ -37,21 +43,35 @@ def test_colour_cover_is_the_fraction_of_each_token_in_each_block_colour():
     torch.testing.assert_close(cover, expected)
 
 
-def test_scenes_are_fresh_default_scenes_with_the_named_block():
-    scenes = record_scenes(PRETRAIN_SEED, 3, 2, np.random.default_rng(0))
-    assert scenes["images"]["front"].shape == (6, 128, 128, 3) and len(scenes["instruction"]) == 6
+def test_scenes_are_fresh_default_scenes_with_the_named_block_and_the_experts_action_chunks():
+    scenes = record_scenes(PRETRAIN_SEED, 3, None, np.random.default_rng(0), instructions=(INSTRUCTION,))
+    assert scenes["images"]["front"].shape == (60, 128, 128, 3) and len(scenes["instruction"]) == 60
+    assert scenes["action"].shape == (60, 10, 3) and scenes["state"].shape == (60, 3)
     env = GridSTabletop()
-    env.reset(seed=PRETRAIN_SEED + 1)
-    assert scenes["instruction"][2] == env.task_description
-    np.testing.assert_array_equal(scenes["target_xy"][2], env.blocks[env.target].xy)
-    assert list(COLOURS)[scenes["named_colour"][2]] in env.task_description
+    observation, _ = env.reset(seed=PRETRAIN_SEED + 1)
+    assert scenes["instruction"][20] == env.task_description
+    np.testing.assert_array_equal(scenes["target_xy"][20], env.blocks[env.target].xy)
+    assert list(COLOURS)[scenes["named_colour"][20]] in env.task_description
+    actions = []
+    for _ in range(env.episode_length):
+        actions.append(env.expert_action())
+        env.step(actions[-1])
+    np.testing.assert_array_equal(scenes["state"][20], observation["agent_pos"])
+    np.testing.assert_array_equal(scenes["action"][20], np.stack(actions[:10]))
+    np.testing.assert_array_equal(scenes["action"][39, -1], actions[-1])  # past the end: the last action
+    assert actions[-1][2] == 0  # the pick expert closes the gripper...
+
+    touch = record_scenes(PRETRAIN_SEED, 3, 2, np.random.default_rng(0), instructions=(TOUCH_INSTRUCTION,), touch=True)
+    assert len(touch["instruction"]) == 6 and touch["instruction"][0].startswith("Touch the ")
+    assert (touch["action"][..., 2] == 1).all()  # ...the reach expert never does
+    mixed = record_scenes(PRETRAIN_SEED, 40, 1, np.random.default_rng(0))
+    assert {instruction.split()[0] for instruction in mixed["instruction"]} == {"Pick", "Touch"}
 
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("pretrain") / "checkpoint"
-    return output_dir, pretrain(output_dir, steps=40, batch_size=8, scenes_per_refresh=8, refresh_every=10,
-                                validation_scenes=16, progress=False)
+    return output_dir, pretrain(output_dir, steps=40, reach_steps=20, **SMALL)
 
 
 def test_pretraining_writes_a_dense_smolvla_checkpoint_that_smolvla_grids_starts_from(pretrained):
@@ -59,7 +79,8 @@ def test_pretraining_writes_a_dense_smolvla_checkpoint_that_smolvla_grids_starts
     assert json.loads((output_dir / "config.json").read_text())["type"] == "smolvla"
     assert set(load_file(output_dir / HEADS_FILE)) == {"colour.weight", "colour.bias", "referring.weight",
                                                         "referring.bias", "position.weight", "position.bias"}
-    assert json.loads((output_dir / METRICS_FILE).read_text())["steps"] == 40 == results["steps"]
+    metrics = json.loads((output_dir / METRICS_FILE).read_text())
+    assert metrics["steps"] == 40 == results["steps"] and len(metrics["reach_history"]) == 20
     weights = load_file(output_dir / "model.safetensors")
     assert all(tensor.dtype == torch.float32 for tensor in weights.values())
     config = tabletop_smolvla_config()
@@ -71,7 +92,20 @@ def test_pretraining_writes_a_dense_smolvla_checkpoint_that_smolvla_grids_starts
         torch.testing.assert_close(own[key], tensor)
 
 
-def test_pretraining_learns_the_colours_and_trains_the_vlm_only(pretrained):
+def test_the_checkpoint_carries_the_pick_tasks_normalisation(pretrained):
+    """The processors saved beside the weights normalise with the statistics of the demo's task (the pick
+    expert: the gripper closes about half the time), not the reach task's (gripper always open)."""
+    output_dir, _ = pretrained
+    grounding, postprocessor = load_pretrained(output_dir)
+    stats = grounding.preprocessor.steps[-1].stats["action"]
+    assert 0.2 < float(stats["mean"][2]) < 0.8 and float(stats["std"][2]) > 0.3, stats
+    scenes = record_scenes(1000, 1, 1, np.random.default_rng(0), instructions=(INSTRUCTION,))
+    normalised = policy_batch(scenes, np.arange(1), grounding.preprocessor)["action"]
+    assert not torch.allclose(normalised, torch.from_numpy(scenes["action"]))
+    torch.testing.assert_close(postprocessor(normalised), torch.from_numpy(scenes["action"]))
+
+
+def test_grounding_trains_the_vlm_below_its_last_layer_and_reach_only_the_expert(pretrained, tmp_path):
     output_dir, results = pretrained
     first, last = results["history"][0]["validation"], results["history"][-1]["validation"]
     assert last["colour"] < 0.5 * first["colour"], (first, last)
@@ -79,8 +113,17 @@ def test_pretraining_learns_the_colours_and_trains_the_vlm_only(pretrained):
     fresh = SmolVLAPolicy(tabletop_smolvla_config()).state_dict()
     trained = load_file(output_dir / "model.safetensors")
     changed = {key for key, tensor in trained.items() if not torch.equal(tensor, fresh[key])}
-    assert any(key.startswith("model.vlm_with_expert.vlm.model.vision_model.") for key in changed)
-    assert not any("lm_expert" in key or "action_" in key or "layers.3." in key for key in changed), sorted(changed)
+    assert any(key.startswith(f"{VLM_PREFIX}model.vision_model.") for key in changed)
+    assert any("lm_expert" in key for key in changed) and any(key.startswith("model.action_") for key in changed)
+    last_layer = f"text_model.layers.{len(SmolVLAPolicy(tabletop_smolvla_config()).model.vlm_with_expert.get_vlm_model().text_model.layers) - 1}."
+    assert not any(key.startswith(VLM_PREFIX) and last_layer in key for key in changed), sorted(changed)
+    # The reach stage leaves the VLM as grounding left it: the same run without reach has the same VLM.
+    pretrain(tmp_path / "grounding_only", steps=40, reach_steps=0, **SMALL)
+    grounded = load_file(tmp_path / "grounding_only" / "model.safetensors")
+    for key, tensor in grounded.items():
+        if key.startswith(VLM_PREFIX):
+            torch.testing.assert_close(trained[key], tensor, rtol=0, atol=0, msg=key)
+    assert any(not torch.equal(trained[key], grounded[key]) for key in grounded if "lm_expert" in key)
 
 
 def test_pretraining_refuses_an_existing_folder(tmp_path):
@@ -89,16 +132,20 @@ def test_pretraining_refuses_an_existing_folder(tmp_path):
         pretrain(tmp_path / "taken", steps=1)
 
 
-def test_the_shipped_checkpoint_finds_the_named_block_in_unseen_scenes():
-    """The demo's starting point grounds: on evaluation scenes (never pretrained on), the VLM's token most
-    likely to be the named block lies on it, and the position read-out beats the mean guess by far."""
-    grounding = load_grounding(PRETRAINED_TABLETOP_SMOLVLA)
+def test_the_shipped_checkpoint_finds_and_reaches_the_named_block_in_unseen_scenes():
+    """The demo's starting point grounds and reaches: on evaluation scenes (never pretrained on), the VLM's
+    token most likely to be the named block lies on it, the position read-out beats the mean guess by far,
+    and so does the policy's first goal when asked to touch the named block."""
+    grounding, postprocessor = load_pretrained(PRETRAINED_TABLETOP_SMOLVLA)
     assert grounding.policy.config.vlm_model_name == str(TINY_SMOLVLM)
-    scenes = record_scenes(1000, 40, 1, np.random.default_rng(0))
+    scenes = record_scenes(1000, 40, 1, np.random.default_rng(0), instructions=(INSTRUCTION,))
     with torch.no_grad():
         _, metrics = grounding(scenes, np.arange(40))
     mean_guess = mean_guess_error(scenes)
     assert metrics["position_error"] < 0.4 * mean_guess, (metrics, mean_guess)
     assert metrics["referring_hits"] >= 0.9, metrics
+    touch = record_scenes(1000, 40, 1, np.random.default_rng(0), instructions=(TOUCH_INSTRUCTION,), touch=True)
+    error = goal_error(grounding.policy, grounding.preprocessor, postprocessor, touch)
+    assert error < 0.4 * mean_guess_error(touch), (error, mean_guess_error(touch))
     pretraining = json.loads((PRETRAINED_TABLETOP_SMOLVLA / METRICS_FILE).read_text())
     assert pretraining["first_scene_seed"] == PRETRAIN_SEED > 1000 + 40
