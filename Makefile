@@ -24,7 +24,8 @@ demo: $(INSTALLED)
 demo-quick: $(INSTALLED)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/lerobot-grids-demo --quick --output-dir $(DEMO_DIR)
 
-# Writes the grounding-pretrained tiny SmolVLM that make demo starts from (shipped in
-# lerobot_grids/assets/grids_tabletop_smolvla) anew, into a new folder; ~8 min on 2 CPU cores.
+# Writes the pretrained base policy that make demo starts from (grounded tiny SmolVLM, action expert
+# pretrained to reach; shipped in lerobot_grids/assets/grids_tabletop_smolvla) anew, into a new folder;
+# ~31 min on 2 CPU cores.
 pretrain: $(INSTALLED)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/lerobot-grids-tabletop-pretrain --output-dir outputs/pretrain/$(shell date +%Y%m%d-%H%M%S)

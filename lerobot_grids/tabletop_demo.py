@@ -7,8 +7,9 @@ One run, offline on a CPU, into a new folder (never an earlier run's):
 2. trains, with ``lerobot-train`` and the recipe ``policies/smolvla_grids_tabletop.json``, the dense
    baseline (``--policy.grids.sampler=dense``, all 64 tokens per camera) and GridS with K = 16, 4 (and
    1) tokens per camera, the same steps and seed for each (paper Tab. 1 and 3), each starting
-   (``--policy.init_from``) from the grounding-pretrained tiny SmolVLM that ships with the package
-   (:mod:`lerobot_grids.tabletop_pretrain`), as the paper's policies start from a pretrained VLM;
+   (``--policy.init_from``) from the pretrained base policy that ships with the package
+   (:mod:`lerobot_grids.tabletop_pretrain`: a grounded tiny SmolVLM and an action expert pretrained to
+   reach, never to pick), as the paper's policies start from a pretrained SmolVLA;
 3. evaluates every policy with LeRobot's evaluation loop (``lerobot-eval``'s ``eval_main``) in
    distribution and on each out-of-distribution variant (Fig. 5, App. E), and the dense policy with the
    images blanked: the floor of a policy that ignores them;
@@ -292,7 +293,8 @@ def write_report(results: dict, output_dir: Path) -> str:
         f"Command: `{results['command']}`; {results['machine']}; total {results['seconds'] / 60:.1f} min.",
         f"Dataset: {scale['episodes']} expert episodes of the `default` variant (scenes 0-{scale['episodes'] - 1}). "
         f"Training: `lerobot-train`, recipe `{results['recipe']}`, {scale['steps']} steps, batch {scale['batch_size']}, "
-        f"the same seed for every policy, each starting from the grounding-pretrained tiny SmolVLM "
+        f"the same seed for every policy, each starting from the pretrained base policy (grounding, then reach; "
+        f"never trained to pick) "
         f"(`--policy.init_from={PRETRAINED_TABLETOP_SMOLVLA.relative_to(PRETRAINED_TABLETOP_SMOLVLA.parents[2])}`). "
         "Evaluation: LeRobot's `lerobot-eval` loop, "
         f"{n} unseen scenes per variant (seeds {EVAL_SEED}-{EVAL_SEED + n - 1}).",
