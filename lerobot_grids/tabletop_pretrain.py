@@ -278,7 +278,7 @@ def pretrain(output_dir: Path, steps: int = 1500, reach_steps: int = 2500, batch
     validation = fresh_scenes(validation_scenes, 1)
     reach_validation = fresh_scenes(validation_scenes, 1, instructions=(TOUCH_INSTRUCTION,), touch=True)
 
-    def train(parameters: list[nn.Parameter], loss_of, stage_steps: int, stage_lr: float, validate, desc: str,
+    def train(parameters: list[nn.Parameter], loss_of, stage_steps: int, stage_lr: float, metrics_of, desc: str,
               **scene_options) -> list[dict]:
         if stage_steps == 0:
             return []
@@ -301,7 +301,7 @@ def pretrain(output_dir: Path, steps: int = 1500, reach_steps: int = 2500, batch
             optimizer.zero_grad()
             schedule.step()
             if (step + 1) % max(1, stage_steps // 20) == 0 or step + 1 == stage_steps:
-                history.append({"step": step + 1, "train": metrics, "validation": validate()})
+                history.append({"step": step + 1, "train": metrics, "validation": metrics_of()})
         return history
 
     grounding_history = train(grounding.trained_parameters(), grounding, steps, lr, lambda: validate(grounding, validation),
