@@ -46,6 +46,7 @@ import torch.nn.functional as F  # noqa: N812
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.datasets.compute_stats import get_feature_stats
+from lerobot.envs.utils import preprocess_observation
 from lerobot.policies.factory import make_pre_post_processors
 from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy, make_att_2d_masks
@@ -138,9 +139,10 @@ def task_stats(scenes: dict) -> dict[str, dict[str, np.ndarray]]:
 def policy_batch(scenes: dict, index: np.ndarray, preprocessor: PolicyProcessorPipeline) -> dict:
     """Frames ``index`` of :func:`record_scenes` as lerobot-train feeds them to the policy: a dataset batch
     (images in [0, 1], the task) through the policy's preprocessor (tokenised, normalised)."""
-    batch = {f"{OBS_IMAGES}.{camera}": torch.from_numpy(scenes["images"][camera][index]).permute(0, 3, 1, 2).float() / 255
-             for camera in CAMERAS}
-    batch[OBS_STATE] = torch.from_numpy(scenes["state"][index])
+    batch = preprocess_observation({  # lerobot-eval's conversion of env observations
+        "pixels": {camera: scenes["images"][camera][index] for camera in CAMERAS},
+        "agent_pos": scenes["state"][index],
+    })
     batch[ACTION] = torch.from_numpy(scenes["action"][index])
     batch["task"] = [scenes["instruction"][i] for i in index]
     return preprocessor(batch)

@@ -110,12 +110,13 @@ def test_grounding_trains_the_vlm_below_its_last_layer_and_reach_only_the_expert
     first, last = results["history"][0]["validation"], results["history"][-1]["validation"]
     assert last["colour"] < 0.5 * first["colour"], (first, last)
     torch.manual_seed(0)  # pretrain's seed: the same untrained weights
-    fresh = SmolVLAPolicy(tabletop_smolvla_config()).state_dict()
+    untrained = SmolVLAPolicy(tabletop_smolvla_config())
+    fresh = untrained.state_dict()
     trained = load_file(output_dir / "model.safetensors")
     changed = {key for key, tensor in trained.items() if not torch.equal(tensor, fresh[key])}
     assert any(key.startswith(f"{VLM_PREFIX}model.vision_model.") for key in changed)
     assert any("lm_expert" in key for key in changed) and any(key.startswith("model.action_") for key in changed)
-    last_layer = f"text_model.layers.{len(SmolVLAPolicy(tabletop_smolvla_config()).model.vlm_with_expert.get_vlm_model().text_model.layers) - 1}."
+    last_layer = f"text_model.layers.{len(untrained.model.vlm_with_expert.get_vlm_model().text_model.layers) - 1}."
     assert not any(key.startswith(VLM_PREFIX) and last_layer in key for key in changed), sorted(changed)
     # The reach stage leaves the VLM as grounding left it: the same run without reach has the same VLM.
     pretrain(tmp_path / "grounding_only", steps=40, reach_steps=0, **SMALL)
