@@ -105,8 +105,8 @@ def mean_pairwise_distance(points: Tensor) -> Tensor:
     return distances.sum(dim=(1, 2)).mean() / (num_points * (num_points - 1))
 
 
-def _spread_points(num_points: int) -> Tensor:
-    """``[K, 2]`` a low-discrepancy layout (golden-ratio lattice) used as the predictor's initial points."""
+def spread_points(num_points: int) -> Tensor:
+    """``[K, 2]`` a low-discrepancy layout (golden-ratio lattice): the points the predictor starts from."""
     index = torch.arange(num_points, dtype=torch.float64)
     xs = (index + 0.5) / num_points
     ys = torch.frac(0.5 + index * (math.sqrt(5) - 1) / 2)
@@ -141,7 +141,7 @@ class GridSampler(nn.Module):
                 nn.Linear(config.predictor_hidden_dim, 2 * config.num_tokens),
             )
             with torch.no_grad():
-                self.point_predictor[-1].bias.copy_(torch.logit(_spread_points(config.num_tokens)).flatten())
+                self.point_predictor[-1].bias.copy_(torch.logit(spread_points(config.num_tokens)).flatten())
         if config.coord_injection:
             self.coord_encoder = nn.Sequential(
                 nn.Linear(2, config.coord_encoder_hidden_dim),

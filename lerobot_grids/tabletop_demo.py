@@ -50,6 +50,7 @@ from tqdm import tqdm
 from lerobot_grids.backbones import TINY_SMOLVLM
 from lerobot_grids.envs import GridSTabletopEnv
 from lerobot_grids.envs.tabletop import VARIANTS, GridSTabletop
+from lerobot_grids.grids import spread_points
 from lerobot_grids.tabletop_dataset import REPO_ID, record_expert_episodes
 from lerobot_grids.tabletop_pretrain import PRETRAINED_TABLETOP_SMOLVLA
 from lerobot_grids.viz import draw_points, load_policy, to_rgb
@@ -71,7 +72,7 @@ class DemoScale:
     margin: float  # percentage points GridS K=16 may trail dense in distribution
 
 
-FULL = DemoScale(episodes=200, steps=800, batch_size=32, ks=(16, 4, 1), eval_episodes=50, pointing_scenes=20,
+FULL = DemoScale(episodes=200, steps=800, batch_size=32, ks=(16, 4, 1), eval_episodes=200, pointing_scenes=20,
                  margin=10.0)
 QUICK = DemoScale(episodes=60, steps=200, batch_size=16, ks=(16, 4), eval_episodes=20, pointing_scenes=5,
                   margin=15.0)
@@ -152,13 +153,15 @@ def eval_command(checkpoint: Path, variant: str, episodes: int) -> str:
 @torch.no_grad()
 def pointing(checkpoint: Path, scenes: int, pictures: int = 4) -> tuple[dict, list[np.ndarray]]:
     """How often the front camera's sampled points lie on the named block (and within one token of it),
-    along the expert's path in unseen ``default`` scenes, against uniformly random points; and the first
-    frames of ``pictures`` scenes with the points drawn."""
+    along the expert's path in unseen ``default`` scenes, against uniformly random points and against the
+    layout the sampler starts from (:func:`spread_points`, before any training); and the first frames of
+    ``pictures`` scenes with the points drawn."""
     policy, preprocessor = load_policy(str(checkpoint), "cpu")
     camera = list(policy.config.image_features).index(FRONT)
     backbone = policy.grids_backbone
     env, generator = GridSTabletop(), torch.Generator().manual_seed(0)
-    counts = {"on_target": 0, "near_target": 0, "random_on_target": 0, "random_near_target": 0, "points": 0}
+    counts = {f"{name}{where}_target": 0 for name in ("", "random_", "start_") for where in ("on", "near")}
+    counts["points"] = 0
     drawn = []
     for scene in range(scenes):
         observation, _ = env.reset(seed=EVAL_SEED + scene)
@@ -175,7 +178,9 @@ def pointing(checkpoint: Path, scenes: int, pictures: int = 4) -> tuple[dict, li
         image = policy.model_images(batch)[camera]
         dense, grid_hw = backbone.dense_image_tokens(image)
         points = backbone.grids(dense, grid_hw)[1].float()
-        for name, sampled in (("", points), ("random_", torch.rand(points.shape, generator=generator))):
+        start = spread_points(points.shape[1]).to(points).expand_as(points)
+        uniform = torch.rand(points.shape, generator=generator)
+        for name, sampled in (("", points), ("random_", uniform), ("start_", start)):
             on, near = _hits(sampled, np.stack(masks), grid_hw)
             counts[f"{name}on_target"] += on
             counts[f"{name}near_target"] += near
@@ -322,12 +327,14 @@ def write_report(results: dict, output_dir: Path) -> str:
         "",
         "## Where the sampler looks (front camera, along the expert's path)",
         "",
-        "| policy | points on the named block | random points on it | within one token of it | random within one token |",
-        "|---|---|---|---|---|",
+        "| policy | points on the named block | random points on it | starting layout on it "
+        "| within one token of it | random within one token | starting layout within one token |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, rates in results["pointing"].items():
-        lines.append(f"| {label(name)} | {rates['on_target']:.1f}% | {rates['random_on_target']:.1f}% | "
-                     f"{rates['near_target']:.1f}% | {rates['random_near_target']:.1f}% |")
+        lines.append(f"| {label(name)} | " + " | ".join(
+            f"{rates[key]:.1f}%" for key in ("on_target", "random_on_target", "start_on_target",
+                                             "near_target", "random_near_target", "start_near_target")) + " |")
     lines += ["", "## Checks", ""]
     lines += [f"- [{'x' if check['holds'] else ' '}] {check['claim']} ({check['numbers']})" for check in results["checks"]]
     lines += [

@@ -50,8 +50,10 @@ def test_demo_trains_evaluates_and_reports_every_policy_on_every_variant(demo):
     assert rates["points"] == TINY.pointing_scenes * 20 * 4  # scenes x frames x K
     assert 0 <= rates["random_on_target"] < 3  # the named block covers under 1% of the front view
     assert rates["random_on_target"] <= rates["random_near_target"] <= 100
+    assert rates["start_on_target"] <= rates["start_near_target"] <= 100
     report = (output_dir / "report.md").read_text()
     assert "| GridS K=4 | 4 |" in report and "| dense | 64 |" in report and "images blanked" in report
+    assert "starting layout on it" in report
     assert "lerobot-eval --policy.path=" in report and "--env.type=grids_tabletop" in report
     for picture in ("success.png", "loss.png", "points.png"):
         assert (output_dir / picture).stat().st_size > 1000
