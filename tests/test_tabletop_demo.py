@@ -17,6 +17,7 @@ from lerobot_grids.tabletop_demo import (
     checks,
     run_demo,
     wilson_interval,
+    write_report,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -118,3 +119,19 @@ def test_viz_reads_a_demo_checkpoint_video_dataset_with_the_run_backend(demo, tm
     summary = visualise(results["checkpoints"]["grids_k4"], tmp_path / "viz", max_frames=4)
     assert summary["dataset"] == "local/grids_tabletop" and len(summary["frames"]) == 4
     assert (tmp_path / "viz" / "points_front.png").is_file()
+
+
+def test_readme_and_stored_report_show_the_stored_full_run(tmp_path):
+    """The README's demo tables are the latest stored full run's, as its report renders them, and the
+    run's checks are what its own numbers give: no figure in the README that the run does not show."""
+    stored = REPO_ROOT / "docs" / "demo" / "cpu-2core"
+    results = json.loads((stored / "results.json").read_text())
+    scale = DemoScale(**{**results["scale"], "ks": tuple(results["scale"]["ks"])})
+    assert checks(results, scale) == results["checks"]
+    rendered = write_report(results, tmp_path)
+    assert rendered == (stored / "report.md").read_text()
+    table_rows = [line for line in rendered.splitlines() if line.startswith("| ")]
+    assert len(table_rows) == 1 + len(results["success"]) + 1 + 1 + len(results["pointing"])  # headers and rows
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert all(row in readme.splitlines() for row in table_rows)
+    assert f"total {results['seconds'] / 60:.1f} min" in rendered and f"{results['seconds'] / 60:.1f} min" in readme
