@@ -14,7 +14,7 @@ One run, offline on a CPU, into a new folder (never an earlier run's):
    distribution and on each out-of-distribution variant (Fig. 5, App. E), and the dense policy with the
    images blanked: the floor of a policy that ignores them;
 4. measures where the sampler looks: how often a sampled point of the front camera lies on the named
-   block along the expert's path, against uniformly random points;
+   block along the expert's path, against uniformly random points and the layout the sampler starts from;
 5. writes ``report.md`` (tables, the checks below, the equivalent ``lerobot-eval`` commands),
    ``results.json`` and ``success.png``, ``loss.png``, ``points.png``.
 
