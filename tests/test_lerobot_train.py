@@ -145,6 +145,7 @@ def test_paper_training_recipes_parse_with_lerobot_config_parser(recipe, expecte
             policy.scheduler_decay_steps, policy.scheduler_decay_lr, policy.optimizer_grad_clip_norm) == expected
     assert policy.optimizer_betas == (0.9, 0.95) and policy.optimizer_weight_decay == 1e-10
     assert policy.grids.num_tokens == 16 and policy.init_from is not None
+    assert not policy.train_expert_only  # the language model adapts to the sampled tokens (paper App. J)
 
 
 def test_demo_dataset_is_a_valid_so100_lerobot_dataset(dataset_root):
