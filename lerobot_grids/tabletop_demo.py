@@ -59,6 +59,7 @@ RECIPE = Path("policies/smolvla_grids_tabletop.json")
 OOD_VARIANTS = [variant for variant in VARIANTS if variant not in ("default", "blank")]
 EVAL_SEED = 1000  # lerobot-eval's default; the dataset's scenes are seeds 0 .. episodes - 1
 FRONT = f"{OBS_IMAGES}.front"
+POINT_SOURCES = ("", "random_", "start_")  # the sampler's points, uniformly random ones, its starting layout
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def pointing(checkpoint: Path, scenes: int, pictures: int = 4) -> tuple[dict, li
     camera = list(policy.config.image_features).index(FRONT)
     backbone = policy.grids_backbone
     env, generator = GridSTabletop(), torch.Generator().manual_seed(0)
-    counts = {f"{name}{where}_target": 0 for name in ("", "random_", "start_") for where in ("on", "near")}
+    counts = {f"{name}{where}_target": 0 for where in ("on", "near") for name in POINT_SOURCES}
     counts["points"] = 0
     drawn = []
     for scene in range(scenes):
@@ -180,8 +181,9 @@ def pointing(checkpoint: Path, scenes: int, pictures: int = 4) -> tuple[dict, li
         points = backbone.grids(dense, grid_hw)[1].float()
         start = spread_points(points.shape[1]).to(points).expand_as(points)
         uniform = torch.rand(points.shape, generator=generator)
-        for name, sampled in (("", points), ("random_", uniform), ("start_", start)):
-            on, near = _hits(sampled, np.stack(masks), grid_hw)
+        target_masks = np.stack(masks)
+        for name, sampled in zip(POINT_SOURCES, (points, uniform, start), strict=True):
+            on, near = _hits(sampled, target_masks, grid_hw)
             counts[f"{name}on_target"] += on
             counts[f"{name}near_target"] += near
         counts["points"] += points.shape[0] * points.shape[1]
@@ -333,8 +335,7 @@ def write_report(results: dict, output_dir: Path) -> str:
     ]
     for name, rates in results["pointing"].items():
         lines.append(f"| {label(name)} | " + " | ".join(
-            f"{rates[key]:.1f}%" for key in ("on_target", "random_on_target", "start_on_target",
-                                             "near_target", "random_near_target", "start_near_target")) + " |")
+            f"{rates[f'{source}{where}_target']:.1f}%" for where in ("on", "near") for source in POINT_SOURCES) + " |")
     lines += ["", "## Checks", ""]
     lines += [f"- [{'x' if check['holds'] else ' '}] {check['claim']} ({check['numbers']})" for check in results["checks"]]
     lines += [
