@@ -8,7 +8,6 @@ configuration that depends on where the cube is, so actions can only be predicte
 Images are stored as PNG frames (no video encoding, so no ffmpeg is needed).
 """
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -117,21 +116,3 @@ def make_so100_demo_dataset(
         dataset.save_episode()
     dataset.finalize()
     return dataset
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, required=True, help="new folder to write the dataset into")
-    parser.add_argument("--repo-id", default="local/so100_grids_demo")
-    parser.add_argument("--episodes", type=int, default=4)
-    parser.add_argument("--episode-length", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    dataset = make_so100_demo_dataset(
-        args.root, args.repo_id, num_episodes=args.episodes, episode_length=args.episode_length, seed=args.seed
-    )
-    print(f"Wrote {dataset.meta.total_episodes} episodes ({dataset.meta.total_frames} frames) to {args.root}")
-
-
-if __name__ == "__main__":
-    main()

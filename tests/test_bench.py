@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from lerobot_grids import bench
+from lerobot_grids.evidence import bench
 from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import TINY_GEMMA_VARIANTS
+from lerobot_grids.scripts import lerobot_grids_bench
 
 
 def hand_count_prefix_flops(tokens: int) -> int:
@@ -82,7 +83,7 @@ def test_command_writes_json_markdown_and_plot_and_never_overwrites(tmp_path):
     output = tmp_path / "bench"
     args = ["--models", "smolvla_tiny", "--ks", "2", "--batch-sizes", "1", "2", "--train-batch-size", "0",
             "--repeats", "1", "--warmup", "0", "--device", "cpu", "--output-dir", str(output)]
-    bench.main(args)
+    lerobot_grids_bench.main(args)
     results = json.loads((output / "results.json").read_text())
     variants = results["results"][0]["variants"]
     assert set(variants) == {"dense", "K=2", "no image tokens"}
@@ -92,4 +93,4 @@ def test_command_writes_json_markdown_and_plot_and_never_overwrites(tmp_path):
     assert "lerobot-grids-bench --models smolvla_tiny" in report and "| K=2 | 53 |" in report
     assert (output / "speedup.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(FileExistsError, match="nothing is overwritten"):
-        bench.main(args)
+        lerobot_grids_bench.main(args)

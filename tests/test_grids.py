@@ -186,7 +186,7 @@ def test_discrete_samplers_refuse_more_tokens_than_the_grid_has(sampler_name):
 
 
 def test_information_retention_is_max_cosine_to_any_sample():
-    from lerobot_grids.retention import information_retention, token_self_similarity
+    from lerobot_grids.evidence.retention import information_retention, token_self_similarity
 
     dense = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [-1.0, 0.0]]])
     sampled = torch.tensor([[[3.0, 0.0], [0.0, 1.0]]])

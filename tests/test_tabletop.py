@@ -107,7 +107,7 @@ def test_lerobot_builds_the_env_from_its_config_and_reads_the_instruction():
 def test_expert_dataset_is_a_lerobot_dataset_with_videos(tmp_path):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from lerobot_grids.tabletop_dataset import record_expert_episodes
+    from lerobot_grids.envs.tabletop_dataset import record_expert_episodes
 
     record_expert_episodes(tmp_path / "data", num_episodes=3, progress=False)
     dataset = LeRobotDataset("local/grids_tabletop", root=tmp_path / "data", video_backend="pyav")

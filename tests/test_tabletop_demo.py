@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from lerobot_grids.tabletop_demo import (
+from lerobot_grids.evidence.demo import (
     OOD_VARIANTS,
     DemoScale,
     _hits,
@@ -113,7 +113,7 @@ def test_wilson_interval_and_checks():
 
 
 def test_viz_reads_a_demo_checkpoint_video_dataset_with_the_run_backend(demo, tmp_path):
-    from lerobot_grids.viz import visualise
+    from lerobot_grids.evidence.viz import visualise
 
     _, results = demo
     summary = visualise(results["checkpoints"]["grids_k4"], tmp_path / "viz", max_frames=4)

@@ -12,7 +12,7 @@ from lerobot_grids.backbones import TINY_SMOLVLM
 from lerobot_grids.envs.tabletop import COLOURS, INSTRUCTION, GridSTabletop
 from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
-from lerobot_grids.tabletop_pretrain import (
+from lerobot_grids.envs.tabletop_pretrain import (
     HEADS_FILE,
     METRICS_FILE,
     PRETRAIN_SEED,

@@ -10,9 +10,10 @@ from conftest import DATASET_REPO_ID, make_config
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from test_lerobot_train import _tiny_args, lerobot_train
 
-from lerobot_grids import viz
+from lerobot_grids.evidence import viz
 from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy
 from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_pre_post_processors
+from lerobot_grids.scripts import lerobot_grids_viz
 
 
 def test_points_are_drawn_at_their_token_centres():
@@ -27,7 +28,7 @@ def test_a_training_checkpoint_needs_no_other_argument(dataset_root, tmp_path):
     run = tmp_path / "run"
     lerobot_train("--policy.type=smolvla_grids", "--policy.grids.num_tokens=3", *_tiny_args(dataset_root, run, 2))
     checkpoint = run / "checkpoints" / "last" / "pretrained_model"
-    viz.main([str(checkpoint), "--max-frames", "5"])
+    lerobot_grids_viz.main([str(checkpoint), "--max-frames", "5"])
     output = checkpoint.parent / "grids_viz_episode_0"
     summary = json.loads((output / "summary.json").read_text())
     assert summary["dataset"] == DATASET_REPO_ID and len(summary["frames"]) == 5
@@ -39,7 +40,7 @@ def test_a_training_checkpoint_needs_no_other_argument(dataset_root, tmp_path):
         retention = summary["cameras"][f"observation.images.{camera}"]
         assert len(retention["retention_per_frame"]) == 5 and -1 <= retention["retention_mean"] <= 1
     with pytest.raises(FileExistsError, match="nothing is overwritten"):
-        viz.main([str(checkpoint)])
+        lerobot_grids_viz.main([str(checkpoint)])
 
 
 def test_dense_pi0_keeps_all_information(dataset_root, tmp_path):

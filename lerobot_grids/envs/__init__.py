@@ -1,4 +1,9 @@
-"""Simulated tasks: the gymnasium environment and its LeRobot env config (``--env.type=grids_tabletop``)."""
+"""Simulated tasks: the gymnasium environment and its LeRobot env config (``--env.type=grids_tabletop``).
+
+The tabletop task's modules: ``tabletop`` (the env and its scripted expert), ``configuration_tabletop``,
+``tabletop_dataset`` (the expert recorded into a LeRobotDataset) and ``tabletop_pretrain`` (the demo's
+pretrained base policy, trained on fresh scenes of the task).
+"""
 
 import gymnasium as gym
 

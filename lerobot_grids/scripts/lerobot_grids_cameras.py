@@ -19,7 +19,7 @@ from lerobot.utils.import_utils import register_third_party_plugins
 import lerobot_grids.cameras  # noqa: F401  (registers intelrealsense_by_name)
 from lerobot_grids.cameras.realsense_by_name import COMMON_COLOR_PROFILES, RealSenseByNameCamera
 
-DEFAULT_ROBOT_CONFIG = Path(__file__).resolve().parents[1] / "robot_configs" / "so100_follower.yaml"
+DEFAULT_ROBOT_CONFIG = Path(__file__).resolve().parents[2] / "robot_configs" / "so100_follower.yaml"
 REALSENSE_TYPES = ("intelrealsense", "intelrealsense_by_name")
 
 

@@ -1,10 +1,10 @@
-"""``lerobot-grids-tabletop-pretrain``: the base policy the demo fine-tunes, pretrained on tabletop scenes.
+"""The base policy the demo fine-tunes, pretrained on tabletop scenes (behind ``lerobot-grids-tabletop-pretrain``).
 
 The paper fine-tunes VLAs that were pretrained first: a VLM on web-scale image-text data, then the
 whole policy on robot data (SmolVLA's base on community SO-100 datasets), so a named object is already
 found, and reached, when fine-tuning starts. The demo's tiny SmolVLM (``assets/tiny_smolvlm``) has no
 such weights and the demo may not download any; trained from scratch on 200 expert episodes it
-memorises the scenes instead of learning where the named block is. This command stands in for both
+memorises the scenes instead of learning where the named block is. :func:`pretrain` stands in for both
 pretraining stages, on fresh scenes of the ``default`` variant (seeds from ``PRETRAIN_SEED``, never a
 training or evaluation scene of the demo), through SmolVLA's own prefix (both cameras, the instruction)
 and LeRobot's own SmolVLA processors:
@@ -35,7 +35,6 @@ writes it anew into a new folder). Its normalisation statistics are those of the
 fine-tuned on.
 """
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -354,26 +353,3 @@ def load_pretrained(checkpoint: str | Path) -> tuple[TabletopGrounding, PolicyPr
     grounding = TabletopGrounding(policy, preprocessor)
     grounding.heads.load_state_dict(load_file(Path(checkpoint) / HEADS_FILE))
     return grounding.eval(), postprocessor
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", type=Path, required=True, help="new folder for the checkpoint")
-    parser.add_argument("--steps", type=int, default=1500, help="grounding steps")
-    parser.add_argument("--reach-steps", type=int, default=2500)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-3, help="grounding learning rate")
-    parser.add_argument("--reach-lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    results = pretrain(args.output_dir, args.steps, args.reach_steps, args.batch_size, args.lr, args.reach_lr,
-                       seed=args.seed)
-    grounded, reached = results["history"][-1]["validation"], results["reach_history"][-1:]
-    print(f"Wrote {args.output_dir}: validation position error {grounded['position_error']:.3f} "
-          f"(mean guess {results['before']['position_error_of_mean_guess']:.3f}), referring loss "
-          f"{grounded['referring']:.4f}" + (f", reach goal error {reached[0]['validation']['goal_error']:.3f} (mean guess "
-                                            f"{results['before']['goal_error_of_mean_guess']:.3f})" if reached else ""))
-
-
-if __name__ == "__main__":
-    main()

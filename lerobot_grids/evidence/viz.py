@@ -1,7 +1,7 @@
-"""``lerobot-grids-viz``: where a GridS policy looks, on the frames of a LeRobotDataset episode.
+"""Where a GridS policy looks, on the frames of a LeRobotDataset episode (behind ``lerobot-grids-viz``).
 
-For a ``smolvla_grids`` or ``pi0_grids`` checkpoint (local folder or Hub repo id) and one episode, writes
-per camera, on each frame as the policy sees it (resized with padding):
+:func:`visualise`, for a ``smolvla_grids`` or ``pi0_grids`` checkpoint (local folder or Hub repo id) and one
+episode, writes per camera, on each frame as the policy sees it (resized with padding):
 
 - ``points_<camera>.mp4`` and ``points_<camera>.png`` (a strip): the K sampled points drawn on the frame;
 - ``retention_<camera>.png``: the information-retention map (App. I eq. 5) over the frame, and in
@@ -14,7 +14,6 @@ A checkpoint of a ``lerobot-train`` run needs no other argument: the dataset is 
 takes seconds.
 """
 
-import argparse
 import json
 from pathlib import Path
 
@@ -29,9 +28,9 @@ from lerobot.utils.constants import OBS_IMAGES
 from torch import Tensor
 
 import lerobot_grids.policies  # noqa: F401  (registers the policy types)
+from lerobot_grids.evidence.retention import information_retention, token_self_similarity
 from lerobot_grids.grids import bilinear_sample
 from lerobot_grids.policies.grids_policy import checkpoint_file
-from lerobot_grids.retention import information_retention, token_self_similarity
 
 TRAIN_CONFIG = "train_config.json"
 POINT_RGB = (255, 40, 200)
@@ -147,27 +146,3 @@ def visualise(source: str, output_dir: Path, repo_id: str | None = None, root: s
         }
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="smolvla_grids / pi0_grids checkpoint: local folder or Hub repo id")
-    parser.add_argument("--dataset-repo-id", help="default: the dataset of the checkpoint's training run")
-    parser.add_argument("--dataset-root")
-    parser.add_argument("--episode", type=int, default=0)
-    parser.add_argument("--video-backend", help="pyav or torchcodec (default: the training run's, else LeRobot's)")
-    parser.add_argument("--max-frames", type=int, default=64, help="frames taken evenly over the episode")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--output-dir", type=Path, help="new folder (default: <checkpoint>/../grids_viz_episode_<n>)")
-    args = parser.parse_args(argv)
-    default_parent = Path(args.checkpoint).parent if Path(args.checkpoint).is_dir() else Path("outputs/viz") / args.checkpoint
-    output_dir = args.output_dir or default_parent / f"grids_viz_episode_{args.episode}"
-    summary = visualise(args.checkpoint, output_dir, args.dataset_repo_id, args.dataset_root, args.episode,
-                        args.max_frames, args.device, video_backend=args.video_backend)
-    for camera, values in summary["cameras"].items():
-        print(f"{camera}: mean information retention {values['retention_mean']:.3f}")
-    print(f"Wrote {output_dir}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,12 +1,12 @@
-"""``lerobot-grids-tabletop-dataset``: record the scripted expert of the tabletop task into a LeRobotDataset.
+"""The scripted expert of the tabletop task recorded into a LeRobotDataset (behind ``lerobot-grids-tabletop-dataset``).
 
-Written with LeRobot's own ``LeRobotDataset.create`` / ``add_frame`` / ``save_episode`` / ``finalize``,
-cameras as videos the way ``lerobot-record`` stores them, from the ``default`` variant only (the
-others are for out-of-distribution evaluation). Episode ``i`` is the scene of ``env.reset(seed=seed + i)``;
-``lerobot-eval`` starts at seed 1000 by default, so evaluation scenes are not training scenes.
+:func:`record_expert_episodes` writes it with LeRobot's own ``LeRobotDataset.create`` / ``add_frame`` /
+``save_episode`` / ``finalize``, cameras as videos the way ``lerobot-record`` stores them, from the
+``default`` variant only (the others are for out-of-distribution evaluation). Episode ``i`` is the scene
+of ``env.reset(seed=seed + i)``; ``lerobot-eval`` starts at seed 1000 by default, so evaluation scenes
+are not training scenes.
 """
 
-import argparse
 from pathlib import Path
 
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -52,18 +52,3 @@ def record_expert_episodes(root: str | Path, num_episodes: int, repo_id: str = R
         dataset.save_episode()
     dataset.finalize()
     return dataset
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, required=True, help="new folder to write the dataset into")
-    parser.add_argument("--repo-id", default=REPO_ID)
-    parser.add_argument("--episodes", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    dataset = record_expert_episodes(args.root, args.episodes, args.repo_id, args.seed)
-    print(f"Wrote {dataset.meta.total_episodes} episodes ({dataset.meta.total_frames} frames) to {args.root}")
-
-
-if __name__ == "__main__":
-    main()

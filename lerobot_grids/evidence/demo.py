@@ -1,6 +1,6 @@
-"""``lerobot-grids-demo``: dense SmolVLA against GridS on the offline tabletop task, with LeRobot's tools.
+"""Dense SmolVLA against GridS on the offline tabletop task, with LeRobot's tools (behind ``lerobot-grids-demo``).
 
-One run, offline on a CPU, into a new folder (never an earlier run's):
+:func:`run_demo`: one run, offline on a CPU, into a new folder (never an earlier run's):
 
 1. records the scripted expert on the ``default`` variant of ``grids_tabletop`` into a LeRobotDataset
    (``lerobot-grids-tabletop-dataset``);
@@ -8,7 +8,7 @@ One run, offline on a CPU, into a new folder (never an earlier run's):
    baseline (``--policy.grids.sampler=dense``, all 64 tokens per camera) and GridS with K = 16, 4 (and
    1) tokens per camera, the same steps and seed for each (paper Tab. 1 and 3), each starting
    (``--policy.init_from``) from the pretrained base policy that ships with the package
-   (:mod:`lerobot_grids.tabletop_pretrain`: a grounded tiny SmolVLM and an action expert pretrained to
+   (:mod:`lerobot_grids.envs.tabletop_pretrain`: a grounded tiny SmolVLM and an action expert pretrained to
    reach, never to pick), as the paper's policies start from a pretrained SmolVLA;
 3. evaluates every policy with LeRobot's evaluation loop (``lerobot-eval``'s ``eval_main``) in
    distribution and on each out-of-distribution variant (Fig. 5, App. E), and the dense policy with the
@@ -20,10 +20,9 @@ One run, offline on a CPU, into a new folder (never an earlier run's):
 
 The checks: the task is learned (dense far above the blanked-image floor), GridS K=16 is within a
 small margin of dense in distribution, and GridS's points land on the target more often than random
-points. ``--quick`` is the same pipeline at CI scale.
+points. ``QUICK`` (``--quick``) is the same pipeline at CI scale.
 """
 
-import argparse
 import json
 import logging
 import math
@@ -50,10 +49,10 @@ from tqdm import tqdm
 from lerobot_grids.backbones import TINY_SMOLVLM
 from lerobot_grids.envs import GridSTabletopEnv
 from lerobot_grids.envs.tabletop import VARIANTS, GridSTabletop
+from lerobot_grids.envs.tabletop_dataset import REPO_ID, record_expert_episodes
+from lerobot_grids.envs.tabletop_pretrain import PRETRAINED_TABLETOP_SMOLVLA
+from lerobot_grids.evidence.viz import draw_points, load_policy, to_rgb
 from lerobot_grids.grids import spread_points
-from lerobot_grids.tabletop_dataset import REPO_ID, record_expert_episodes
-from lerobot_grids.tabletop_pretrain import PRETRAINED_TABLETOP_SMOLVLA
-from lerobot_grids.viz import draw_points, load_policy, to_rgb
 
 RECIPE = Path("policies/smolvla_grids_tabletop.json")
 OOD_VARIANTS = [variant for variant in VARIANTS if variant not in ("default", "blank")]
@@ -410,24 +409,3 @@ def run_demo(output_dir: Path, scale: DemoScale, recipe: Path = RECIPE, command:
     write_report(results, output_dir)
     (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     return results
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="CI scale: fewer episodes, steps and evaluations")
-    parser.add_argument("--output-dir", type=Path, default=None,
-                        help="new folder for everything (default outputs/demo/<date-time>)")
-    parser.add_argument("--recipe", type=Path, default=RECIPE, help="lerobot-train config file")
-    args = parser.parse_args(argv)
-    output_dir = args.output_dir or Path("outputs/demo") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    command = "lerobot-grids-demo" + (" --quick" if args.quick else "")
-    results = run_demo(output_dir, QUICK if args.quick else FULL, args.recipe, command)
-    print((output_dir / "report.md").read_text())
-    print(f"Report: {output_dir / 'report.md'}")
-    failed = [check["claim"] for check in results["checks"] if not check["holds"]]
-    if failed:
-        print("Not shown by this run:\n- " + "\n- ".join(failed))
-
-
-if __name__ == "__main__":
-    main()

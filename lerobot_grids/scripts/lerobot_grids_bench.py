@@ -1,0 +1,69 @@
+"""``lerobot-grids-bench``: FLOPs, latency and memory of GridS against the dense policy, in one run.
+
+Full-size ``smolvla`` and ``pi0`` with random weights (nothing is downloaded), dense against GridS with K
+tokens per camera and against no image tokens at all; writes ``results.json``, ``report.md`` and
+``speedup.png`` into a new folder. What is measured, and how: :mod:`lerobot_grids.evidence.bench`.
+"""
+
+import argparse
+import json
+import logging
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from lerobot_grids.evidence.bench import ARCHITECTURES, benchmark, markdown_table, plot_speedups
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["smolvla", "pi0"], choices=sorted(ARCHITECTURES))
+    parser.add_argument("--ks", nargs="+", type=int, default=[1, 4, 16, 32], help="GridS tokens per camera")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], help="inference batch sizes")
+    parser.add_argument("--train-batch-size", type=int, default=8, help="0 to skip timing training steps")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-latency", dest="latency_models", action="store_const", const=[],
+                        help="count FLOPs and tokens only")
+    parser.add_argument("--latency-models", nargs="*", default=None,
+                        help="models to time (default: all; pi0 needs a GPU with ~40 GB)")
+    parser.add_argument("--output-dir", type=Path, default=None, help="new folder (default outputs/bench/<time>)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    output_dir = args.output_dir or Path("outputs/bench") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    if output_dir.exists():
+        raise FileExistsError(f"{output_dir} already exists; choose a new --output-dir (nothing is overwritten).")
+    if any(k < 1 for k in args.ks):
+        raise ValueError(f"--ks must be at least 1, got {args.ks}.")
+    latency_models = args.models if args.latency_models is None else args.latency_models
+    all_results = []
+    for model in args.models:
+        logging.info("Benchmarking %s on %s", model, args.device)
+        started = time.monotonic()
+        all_results.append(benchmark(
+            model, args.ks, args.batch_sizes, args.train_batch_size, args.repeats, args.warmup, args.device,
+            # SmolVLM's vision embeddings read tensor values, so SmolVLA is counted on real tensors.
+            fake_flops=model.startswith("pi0"), latency=model in latency_models,
+        ))
+        all_results[-1]["benchmark_minutes"] = round((time.monotonic() - started) / 60, 1)
+    output_dir.mkdir(parents=True)
+    command = "lerobot-grids-bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    (output_dir / "results.json").write_text(json.dumps({"command": command, "results": all_results}, indent=2))
+    report = [f"Command: `{command}`", ""]
+    for results in all_results:
+        report += [f"### {results['architecture']} ({results['device']}, {results['benchmark_minutes']} min)", "",
+                   markdown_table(results), ""]
+    (output_dir / "report.md").write_text("\n".join(report))
+    if any(k.startswith("speedup_inference") for r in all_results for v in r["variants"].values() for k in v):
+        plot_speedups([r for r in all_results if r["architecture"] in latency_models], output_dir / "speedup.png")
+    print("\n".join(report))
+    print(f"Wrote {output_dir}")
+    return output_dir
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""``lerobot-grids-viz``: where a GridS policy looks, on the frames of a LeRobotDataset episode.
+
+For a ``smolvla_grids`` or ``pi0_grids`` checkpoint (local folder or Hub repo id) and one episode, writes
+per camera the K sampled points on the frames (``points_<camera>.mp4`` and ``.png``), the
+information-retention map (``retention_<camera>.png``, App. I eq. 5) and the token self-similarity
+(``self_similarity_<camera>.png``, Fig. 7 right), and ``summary.json``. A checkpoint of a
+``lerobot-train`` run needs no other argument: the dataset is read from the run's ``train_config.json``
+beside the weights. What each file shows: :mod:`lerobot_grids.evidence.viz`.
+"""
+
+import argparse
+from pathlib import Path
+
+from lerobot_grids.evidence.viz import visualise
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="smolvla_grids / pi0_grids checkpoint: local folder or Hub repo id")
+    parser.add_argument("--dataset-repo-id", help="default: the dataset of the checkpoint's training run")
+    parser.add_argument("--dataset-root")
+    parser.add_argument("--episode", type=int, default=0)
+    parser.add_argument("--video-backend", help="pyav or torchcodec (default: the training run's, else LeRobot's)")
+    parser.add_argument("--max-frames", type=int, default=64, help="frames taken evenly over the episode")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--output-dir", type=Path, help="new folder (default: <checkpoint>/../grids_viz_episode_<n>)")
+    args = parser.parse_args(argv)
+    default_parent = Path(args.checkpoint).parent if Path(args.checkpoint).is_dir() else Path("outputs/viz") / args.checkpoint
+    output_dir = args.output_dir or default_parent / f"grids_viz_episode_{args.episode}"
+    summary = visualise(args.checkpoint, output_dir, args.dataset_repo_id, args.dataset_root, args.episode,
+                        args.max_frames, args.device, video_backend=args.video_backend)
+    for camera, values in summary["cameras"].items():
+        print(f"{camera}: mean information retention {values['retention_mean']:.3f}")
+    print(f"Wrote {output_dir}")
+
+
+if __name__ == "__main__":
+    main()
