@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny SO-100 dataset, tiny smolvla_grids configs and batches, an intercepted Hub."""
 
 import base64
+import importlib
 import json
 import os
 import re
@@ -17,14 +18,14 @@ from lerobot.configs.policies import PreTrainedConfig  # noqa: E402
 from lerobot.configs.types import FeatureType  # noqa: E402
 from lerobot.datasets.factory import resolve_delta_timestamps  # noqa: E402
 from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
-from lerobot.datasets.utils import dataset_to_policy_features  # noqa: E402
 from lerobot.policies.factory import make_pre_post_processors  # noqa: E402
 
 import lerobot_grids.policies  # noqa: E402, F401  (registers the policy types)
 from lerobot_grids.backbones import TINY_PALIGEMMA_TOKENIZER, TINY_SMOLVLM  # noqa: E402
 from lerobot_grids.demo_dataset import make_so100_demo_dataset  # noqa: E402
-from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PI0GridsConfig  # noqa: E402
-from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_pre_post_processors  # noqa: E402
+from lerobot_grids import compat  # noqa: E402
+from lerobot_grids.compat import dataset_to_policy_features  # noqa: E402
+from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PaliGemmaGridSOptions  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATASET_REPO_ID = "local/so100_grids_test"
@@ -80,57 +81,74 @@ def make_batch(config: PreTrainedConfig, dataset_root: Path, size: int = 2) -> d
         DATASET_REPO_ID, root=dataset_root, delta_timestamps=resolve_delta_timestamps(config, meta)
     )
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=size, shuffle=False)))
-    if isinstance(config, PI0GridsConfig):  # LeRobot's factory would give pi0's processors (see README)
-        preprocessor, _ = make_pi0_grids_pre_post_processors(config, dataset_stats=meta.stats)
-    else:
-        preprocessor, _ = make_pre_post_processors(config, dataset_stats=meta.stats)
+    preprocessor, _ = make_processors(config, dataset_stats=meta.stats)
     return preprocessor(batch)
 
 
+def make_processors(config: PreTrainedConfig, dataset_stats=None):
+    """The policy's processors as LeRobot's tools make them; LeRobot 0.4.4 gives a pi0 subclass pi0's own
+    (see the README), so there the policy type's own factory is called."""
+    if isinstance(config, PaliGemmaGridSOptions) and not compat.PROCESSORS_BY_CONVENTION:
+        module = importlib.import_module(type(config).__module__.replace("configuration_", "processor_"))
+        return getattr(module, f"make_{config.type}_pre_post_processors")(config, dataset_stats=dataset_stats)
+    return make_pre_post_processors(config, dataset_stats=dataset_stats)
+
+
 class FakeHub:
-    """Answers the Hub's HTTP API as the real one would and keeps the files committed to each repo."""
+    """Answers the Hub's HTTP API as the real one would and keeps the files committed to each repo.
+
+    huggingface_hub < 1.0 (LeRobot 0.4.4) talks through ``requests`` (intercepted with ``responses``), 1.x
+    (LeRobot 0.6) through ``httpx`` (a ``MockTransport`` given to its client factory): both reach :meth:`answer`.
+    """
 
     endpoint = "https://huggingface.co"
 
-    def __init__(self, mock):
+    def __init__(self):
         self.files: dict[str, dict[str, bytes]] = {}
         self.validated_cards: list[str] = []
-        mock.add_callback("POST", f"{self.endpoint}/api/repos/create", callback=self._create_repo)
-        mock.add_callback("POST", f"{self.endpoint}/api/validate-yaml", callback=self._validate_yaml)
-        mock.add_callback("GET", re.compile(rf"{self.endpoint}/api/models/(.+)/revision/main"), callback=self._repo_info)
-        mock.add_callback("POST", re.compile(rf"{self.endpoint}/api/models/(.+)/preupload/main"), callback=self._preupload)
-        mock.add_callback("POST", re.compile(rf"{self.endpoint}/api/models/(.+)/commit/main"), callback=self._commit)
+        self.routes = [
+            ("POST", re.compile(r"/api/repos/create$"), self._create_repo),
+            ("POST", re.compile(r"/api/validate-yaml$"), self._validate_yaml),
+            ("GET", re.compile(r"/api/models/(.+)/revision/main$"), self._repo_info),
+            ("POST", re.compile(r"/api/models/(.+)/preupload/main$"), self._preupload),
+            ("POST", re.compile(r"/api/models/(.+)/commit/main$"), self._commit),
+        ]
 
-    def _create_repo(self, request):
-        body = json.loads(request.body)
-        repo_id = f"{body['organization']}/{body['name']}" if body.get("organization") else body["name"]
+    def answer(self, method: str, url: str, body: bytes | str | None) -> tuple[int, str]:
+        path = url.removeprefix(self.endpoint).split("?")[0]
+        body = body.decode() if isinstance(body, bytes) else (body or "")
+        for route_method, pattern, handler in self.routes:
+            match = pattern.search(path)
+            if method == route_method and match:
+                return 200, json.dumps(handler(match, body))
+        return 404, json.dumps({"error": f"no fake Hub route for {method} {path}"})
+
+    def _create_repo(self, match, body):
+        request = json.loads(body)
+        repo_id = f"{request['organization']}/{request['name']}" if request.get("organization") else request["name"]
         self.files.setdefault(repo_id, {})
-        return 200, {}, json.dumps({"url": f"{self.endpoint}/{repo_id}"})
+        return {"url": f"{self.endpoint}/{repo_id}", "repo_id": repo_id, "name": repo_id}
 
-    def _validate_yaml(self, request):
-        body = request.body.decode() if isinstance(request.body, bytes) else request.body
+    def _validate_yaml(self, match, body):
         # ModelCard.validate sends a form; other clients of the endpoint send JSON.
         content = json.loads(body)["content"] if body.startswith("{") else parse_qs(body)["content"][0]
         self.validated_cards.append(content)
-        return 200, {}, json.dumps({})
+        return {}
 
-    def _repo_info(self, request):
-        repo_id = re.search(r"/api/models/(.+)/revision/main", request.url).group(1)
-        return 200, {}, json.dumps({"id": repo_id, "sha": "0" * 40, "xetEnabled": False, "siblings": []})
+    def _repo_info(self, match, body):
+        return {"id": match.group(1), "sha": "0" * 40, "xetEnabled": False, "siblings": []}
 
-    def _preupload(self, request):
-        files = json.loads(request.body)["files"]
-        answer = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]
-        return 200, {}, json.dumps({"files": answer})
+    def _preupload(self, match, body):
+        files = json.loads(body)["files"]
+        return {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
 
-    def _commit(self, request):
-        repo_id = re.search(r"/api/models/(.+)/commit/main", request.url).group(1)
-        for line in request.body.decode().splitlines():
+    def _commit(self, match, body):
+        repo_id = match.group(1)
+        for line in body.splitlines():
             item = json.loads(line)
             if item["key"] == "file":
                 self.files[repo_id][item["value"]["path"]] = base64.b64decode(item["value"]["content"])
-        url = f"{self.endpoint}/{repo_id}/commit/0123456789abcdef"
-        return 200, {}, json.dumps({"commitUrl": url, "commitOid": "0123456789abcdef"})
+        return {"commitUrl": f"{self.endpoint}/{repo_id}/commit/0123456789abcdef", "commitOid": "0123456789abcdef"}
 
 
 @pytest.fixture
@@ -138,10 +156,29 @@ def fake_hub(monkeypatch):
     from huggingface_hub import constants
     from huggingface_hub.utils import _http
 
+    hub = FakeHub()
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")
-    _http.reset_sessions()
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield FakeHub(mock)
+    if hasattr(_http, "set_client_factory"):  # huggingface_hub 1.x: httpx
+        import httpx
+
+        def handle(request: httpx.Request) -> httpx.Response:
+            status, body = hub.answer(request.method, str(request.url), request.read())
+            return httpx.Response(status, content=body.encode(), headers={"content-type": "application/json"})
+
+        _http.set_client_factory(lambda: httpx.Client(transport=httpx.MockTransport(handle)))
+        yield hub
+        _http.set_client_factory(_http.default_client_factory)
+    else:  # requests
+        _http.reset_sessions()
+
+        def callback(request):
+            status, body = hub.answer(request.method, request.url, request.body)
+            return status, {"content-type": "application/json"}, body
+
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+            for method in ("GET", "POST"):
+                mock.add_callback(method, re.compile(rf"{hub.endpoint}/.*"), callback=callback)
+            yield hub
+        _http.reset_sessions()
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    _http.reset_sessions()

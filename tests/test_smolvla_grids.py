@@ -7,7 +7,7 @@ import sys
 import draccus
 import pytest
 import torch
-from conftest import make_batch, make_config
+from conftest import make_batch, make_config, make_processors
 from lerobot.configs.default import DatasetConfig
 from lerobot.configs.train import TrainPipelineConfig
 from lerobot.policies.act.configuration_act import ACTConfig
@@ -15,6 +15,7 @@ from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 from safetensors.torch import load_file
 
+from lerobot_grids import compat
 from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 
@@ -202,17 +203,17 @@ def test_discrete_sampler_with_more_tokens_than_the_grid_is_refused_when_built(d
         SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, grids={"sampler": "topk", "num_tokens": 17}))
 
 
-@pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids"])
+@pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids", "pi05_grids"])
 def test_push_to_hub_uploads_config_weights_processors_and_card(dataset_root, tmp_path, fake_hub, policy_type):
     from lerobot.policies.factory import get_policy_class
 
-    from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_pre_post_processors
+    if policy_type == "pi05_grids" and not compat.PI_ON_STOCK_TRANSFORMERS:
+        pytest.skip("pi05_grids needs LeRobot 0.5+")
 
     config = make_config(policy_type, dataset_root=dataset_root, grids={"num_tokens": 4}, repo_id="user/so100_grids")
     policy = get_policy_class(policy_type)(config)
     train_config = TrainPipelineConfig(dataset=DatasetConfig(repo_id="user/so100"), policy=config)
     policy.push_model_to_hub(train_config)  # LeRobot's own push, as lerobot-train calls it
-    make_processors = make_pi0_grids_pre_post_processors if policy_type == "pi0_grids" else make_pre_post_processors
     for processor in make_processors(config):
         processor.push_to_hub(config.repo_id)
 

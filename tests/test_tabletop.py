@@ -87,14 +87,18 @@ def test_bad_input_is_refused_with_the_choices():
 
 def test_lerobot_builds_the_env_from_its_config_and_reads_the_instruction():
     from lerobot.envs.factory import make_env
-    from lerobot.envs.utils import add_envs_task, preprocess_observation
+    from lerobot.envs import utils as env_utils
 
     from lerobot_grids.envs import GridSTabletopEnv
 
     config = GridSTabletopEnv(variant="lighting")
     vector_env = make_env(config, n_envs=2)["grids_tabletop"][0]
     observation, _ = vector_env.reset(seed=[0, 1])
-    batch = add_envs_task(vector_env, preprocess_observation(observation))
+    batch = env_utils.preprocess_observation(observation)
+    if hasattr(env_utils, "add_envs_task"):  # LeRobot 0.4.4-0.5; 0.6's lerobot-eval reads the attribute itself
+        batch = env_utils.add_envs_task(vector_env, batch)
+    else:
+        batch["task"] = list(vector_env.call("task_description"))
     assert batch["task"] == [env.task_description for env in vector_env.envs] and all(batch["task"])
     assert batch["observation.images.front"].shape == (2, 3, 128, 128)
     assert batch["observation.state"].shape == (2, 3)

@@ -55,6 +55,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from lerobot_grids import compat
 from lerobot_grids.backbones import BACKBONES_DIR, TINY_SMOLVLM
 from lerobot_grids.envs.tabletop import COLOURS, INSTRUCTION, GridSTabletop
 
@@ -203,7 +204,7 @@ class TabletopGrounding(nn.Module):
         try:
             model.vlm_with_expert.forward(
                 attention_mask=make_att_2d_masks(pad_masks, att_masks), position_ids=torch.cumsum(pad_masks, 1) - 1,
-                past_key_values=None, inputs_embeds=[embeddings, None], use_cache=False, fill_kv_cache=True)
+                past_key_values=None, inputs_embeds=[embeddings, None], **compat.SMOLVLA_PREFIX_PASS)
         finally:
             hook.remove()
         (hidden,) = captured

@@ -4,7 +4,14 @@ The factory finds ``<Name>Policy`` in the ``modeling_*`` module and ``make_<type
 in the ``processor_*`` module next to each ``configuration_*`` module, importing them only when used.
 """
 
+from lerobot_grids import compat
+from lerobot_grids.policies.grids_policy import grids_card_section
 from lerobot_grids.policies.pi0_grids import PI0GridsConfig
+from lerobot_grids.policies.pi05_grids import PI05GridsConfig
 from lerobot_grids.policies.smolvla_grids import SmolVLAGridsConfig
 
-__all__ = ["PI0GridsConfig", "SmolVLAGridsConfig"]
+GRIDS_CONFIGS = (SmolVLAGridsConfig, PI0GridsConfig, PI05GridsConfig)
+GRIDS_POLICY_TYPES = ("smolvla_grids", "pi0_grids", "pi05_grids")
+compat.extend_free_model_card(grids_card_section, GRIDS_CONFIGS)
+
+__all__ = ["PI0GridsConfig", "PI05GridsConfig", "SmolVLAGridsConfig"]

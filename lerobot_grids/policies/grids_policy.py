@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from lerobot_grids import compat
 from lerobot_grids.grids import GridSampler, GridSConfig, mean_pairwise_distance
 
 # Below this mean pairwise distance (in units of the image side) the K points count as collapsed.
@@ -27,9 +28,20 @@ COLLAPSE_THRESHOLD = 0.02
 HUB_KWARGS = ("force_download", "resume_download", "proxies", "token", "cache_dir", "local_files_only", "revision")
 
 
-def checkpoint_file(source: str, filename: str) -> str:
-    """``filename`` of a checkpoint given as a local folder or a Hub repo id."""
-    return os.path.join(source, filename) if os.path.isdir(source) else hf_hub_download(source, filename)
+def split_revision(source: str) -> tuple[str, str | None]:
+    """``(repo id or folder, revision)`` of an ``init_from`` value: ``lerobot/pi0_base@v0.4`` names the Hub
+    revision (branch, tag or commit) after ``@``; a local folder is taken as it is."""
+    if os.path.isdir(source) or "@" not in source:
+        return source, None
+    repo_id, revision = source.rsplit("@", 1)
+    return repo_id, revision or None
+
+
+def checkpoint_file(source: str, filename: str, revision: str | None = None) -> str:
+    """``filename`` of a checkpoint given as a local folder or a Hub repo id (at ``revision``)."""
+    if os.path.isdir(source):
+        return os.path.join(source, filename)
+    return hf_hub_download(source, filename, revision=revision)
 
 
 def check_same_grids(saved: PreTrainedConfig, requested: PreTrainedConfig, source: str | Path) -> None:
@@ -48,7 +60,7 @@ def check_same_grids(saved: PreTrainedConfig, requested: PreTrainedConfig, sourc
 
 
 class GridSPolicyMixin:
-    """Methods shared by ``smolvla_grids`` and ``pi0_grids`` (put before the LeRobot policy class)."""
+    """Methods shared by every GridS policy type (put before the LeRobot policy class)."""
 
     grids_prefix: str  # state-dict prefix of the GridS parameters
     dense_type: str  # the LeRobot policy type whose checkpoints ``init_from`` accepts
@@ -82,31 +94,46 @@ class GridSPolicyMixin:
         return config
 
     def load_dense_weights(self, source: str | Path) -> None:
-        """Load every dense weight of a checkpoint of ``dense_type`` (Hub repo id or local folder).
+        """Load every dense weight of a checkpoint of ``dense_type`` (Hub repo id, ``repo_id@revision``, or
+        local folder).
 
-        Only the GridS parameters may be absent from it; any other missing or unexpected key is an error.
+        Only the GridS parameters may be absent from it; any other missing, unexpected or differently
+        shaped key is an error that names the keys.
         """
-        source = str(source)
-        dense_type = json.loads(Path(checkpoint_file(source, CONFIG_NAME)).read_text()).get("type")
+        source, revision = split_revision(str(source))
+        named = f"{source}@{revision}" if revision else source
+        dense_type = json.loads(Path(checkpoint_file(source, CONFIG_NAME, revision)).read_text()).get("type")
         if dense_type != self.dense_type:
             raise ValueError(
-                f"--policy.init_from={source} is a {dense_type!r} checkpoint, not a dense {self.dense_type!r} one. "
+                f"--policy.init_from={named} is a {dense_type!r} checkpoint, not a dense {self.dense_type!r} one. "
                 f"To continue training a {self.name} checkpoint, use --policy.path instead."
             )
-        state_dict = self.dense_state_dict(load_file(checkpoint_file(source, SAFETENSORS_SINGLE_FILE)))
+        state_dict = self.dense_state_dict(load_file(checkpoint_file(source, SAFETENSORS_SINGLE_FILE, revision)))
+        own = self.state_dict(keep_vars=True)
+        reshaped = sorted(
+            f"{key} (checkpoint {tuple(value.shape)}, policy {tuple(own[key].shape)})"
+            for key, value in state_dict.items()
+            if key in own and value.shape != own[key].shape
+        )
+        if reshaped:
+            raise ValueError(
+                f"The {self.dense_type} checkpoint {named} does not match this policy's architecture: other shapes "
+                f"for {reshaped}. Set the architecture options to the checkpoint's values"
+                f"{compat_revision_hint(self.dense_type)}."
+            )
         missing, unexpected = self.load_state_dict(state_dict, strict=False)
         # A tied parameter (saved once under another name) is loaded through its twin.
-        own = self.state_dict(keep_vars=True)
         loaded = {own[key].data_ptr() for key in state_dict if key in own}
         missing = [key for key in missing if own[key].data_ptr() not in loaded]
         not_grids = sorted(key for key in missing if not key.startswith(self.grids_prefix))
         if not_grids or unexpected:
             raise ValueError(
-                f"The {self.dense_type} checkpoint {source} does not match this policy's architecture. "
+                f"The {self.dense_type} checkpoint {named} does not match this policy's architecture. "
                 f"Missing from the checkpoint: {not_grids or 'none'}. Not in this policy: "
-                f"{sorted(unexpected) or 'none'}. Set the architecture options to the checkpoint's values."
+                f"{sorted(unexpected) or 'none'}. Set the architecture options to the checkpoint's values"
+                f"{compat_revision_hint(self.dense_type)}."
             )
-        logging.info("Initialised %s from %s; new GridS parameters: %d", self.name, source, len(missing))
+        logging.info("Initialised %s from %s; new GridS parameters: %d", self.name, named, len(missing))
 
     def check_robot_features(self, dataset_meta) -> None:
         """Refuse data (a training dataset, or the robot's features that lerobot-record passes as a dataset)
@@ -183,17 +210,35 @@ class GridSPolicyMixin:
                 )
         return loss_dict
 
-    def generate_model_card(
-        self, dataset_repo_id: str, model_type: str, license: str | None, tags: list[str] | None
-    ) -> ModelCard:
-        card = super().generate_model_card(dataset_repo_id, model_type, license, [*(tags or []), "grids"])
-        settings = "\n".join(f"| `{name}` | `{value}` |" for name, value in vars(self.config.grids).items())
-        card.text += (
-            "\n## GridS token pruning\n\n"
-            f"This {self.dense_type} policy feeds each camera to its language model as K tokens read by the "
-            "Differentiable Grid Sampler (GridS, \"See What Matters\", ICML 2026) at learned continuous "
-            "points, instead of the dense image tokens. Load it with the `lerobot_policy_grids` package "
-            "installed (`pip install lerobot_policy_grids`).\n\n"
-            f"| GridS setting | value |\n|---|---|\n{settings}\n"
-        )
+    def generate_model_card(self, dataset_repo_id: str, model_type: str, license: str | None,
+                            tags: list[str] | None, **kwargs) -> ModelCard:
+        """LeRobot's card (0.4.4, 0.6.1), tagged ``grids``, with the GridS section (:func:`grids_card_section`;
+        on LeRobot versions with a free ``generate_model_card`` the section is added there, see
+        :func:`lerobot_grids.compat.extend_free_model_card`)."""
+        card = super().generate_model_card(dataset_repo_id, model_type, license, [*(tags or []), "grids"], **kwargs)
+        card.text += grids_card_section(self.config)
         return card
+
+
+def compat_revision_hint(dense_type: str) -> str:
+    """Where LeRobot's dense base checkpoints exist in several Hub revisions, say which fits this LeRobot."""
+    if compat.DENSE_PI_HUB_REVISION is None:
+        return ""
+    return (
+        f" (LeRobot {compat.LEROBOT_VERSION}'s {dense_type} weights on the Hub are under revision "
+        f"{compat.DENSE_PI_HUB_REVISION!r}: --policy.init_from=lerobot/{dense_type}_base@{compat.DENSE_PI_HUB_REVISION})"
+    )
+
+
+def grids_card_section(config: PreTrainedConfig) -> str:
+    """The model card's GridS section: what the policy is and its GridS settings."""
+    settings = "\n".join(f"| `{name}` | `{value}` |" for name, value in vars(config.grids).items())
+    dense_type = config.type.removesuffix("_grids")
+    return (
+        "\n## GridS token pruning\n\n"
+        f"This {dense_type} policy feeds each camera to its language model as K tokens read by the "
+        "Differentiable Grid Sampler (GridS, \"See What Matters\", ICML 2026) at learned continuous "
+        "points, instead of the dense image tokens. Load it with the `lerobot_policy_grids` package "
+        "installed (`pip install lerobot_policy_grids`).\n\n"
+        f"| GridS setting | value |\n|---|---|\n{settings}\n"
+    )

@@ -2,7 +2,7 @@
 
 LeRobot's ``lerobot.async_inference.policy_server`` accepts only the policy types in its
 ``SUPPORTED_POLICIES`` and loads no plugin. This entry point registers the installed plugins, adds
-``smolvla_grids`` and ``pi0_grids`` to that list in its own process, and runs LeRobot's ``serve`` with
+our policy types (``smolvla_grids``, ``pi0_grids``, ``pi05_grids``) to that list in its own process, and runs LeRobot's ``serve`` with
 the same options::
 
     lerobot-grids-policy-server --host=0.0.0.0 --port=8080
@@ -16,7 +16,7 @@ The robot side is LeRobot's own client, which loads plugins itself::
 from lerobot.async_inference import constants, policy_server
 from lerobot.utils.import_utils import register_third_party_plugins
 
-GRIDS_POLICY_TYPES = ("smolvla_grids", "pi0_grids")
+from lerobot_grids.policies import GRIDS_POLICY_TYPES
 
 
 def allow_grids_policies() -> None:

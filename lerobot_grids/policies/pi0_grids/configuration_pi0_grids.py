@@ -1,4 +1,5 @@
-"""Configuration of ``pi0_grids``: pi0 with GridS at the PaliGemma backbone's ``embed_image``."""
+"""Configuration of ``pi0_grids``: pi0 with GridS at the PaliGemma backbone's ``embed_image``; the options it
+shares with ``pi05_grids``."""
 
 from dataclasses import dataclass, field
 
@@ -23,16 +24,17 @@ SIGLIP_VARIANTS = {
 PALIGEMMA_VOCAB_SIZE = 257152
 
 
-@PreTrainedConfig.register_subclass("pi0_grids")
 @dataclass
-class PI0GridsConfig(PI0Config):
-    """Every ``pi0`` option, plus:
+class PaliGemmaGridSOptions:
+    """The options ``pi0_grids`` and ``pi05_grids`` add to LeRobot's ``PI0Config`` / ``PI05Config``
+    (put before it):
 
     Attributes:
         grids: the GridS sampler applied to each camera's tokens (``--policy.grids.num_tokens=16``, ...).
-        init_from: Hub repo id or local folder of a dense ``pi0`` checkpoint (for example
-            ``lerobot/pi0_base``) whose weights initialise every dense parameter of a fresh policy; only
-            the GridS parameters start new. Ignored when loading a ``pi0_grids`` checkpoint.
+        init_from: Hub repo id (optionally ``@revision``, e.g. ``lerobot/pi0_base@v0.4``) or local folder of
+            a dense checkpoint of the LeRobot policy (``pi0``, ``pi05``) whose weights initialise every dense
+            parameter of a fresh policy; only the GridS parameters start new. Ignored when loading a GridS
+            checkpoint (``--policy.path``).
         vision_variant: SigLIP tower, ``siglip_so400m`` (pi0's) or ``siglip_tiny``.
         tokenizer_name: PaliGemma tokenizer, a Hub repo id or a local folder.
         vocab_size: rows of the token embedding; must cover the tokenizer's ids.
@@ -46,7 +48,7 @@ class PI0GridsConfig(PI0Config):
     vocab_size: int = PALIGEMMA_VOCAB_SIZE
 
     def __post_init__(self):
-        # PI0Config.__post_init__ knows only pi0's two Gemma variants: validate here instead.
+        # LeRobot's PI0Config / PI05Config.__post_init__ know only pi0's two Gemma variants: validate here instead.
         PreTrainedConfig.__post_init__(self)
         if isinstance(self.grids, dict):  # as from make_policy_config("pi0_grids", grids={...})
             self.grids = GridSConfig(**self.grids)
@@ -73,3 +75,9 @@ class PI0GridsConfig(PI0Config):
                 f"--policy.image_resolution=[{max(height, width)},{max(height, width)}] (images are resized "
                 "with padding, keeping their aspect ratio)."
             )
+
+
+@PreTrainedConfig.register_subclass("pi0_grids")
+@dataclass
+class PI0GridsConfig(PaliGemmaGridSOptions, PI0Config):
+    """Every ``pi0`` option, plus :class:`PaliGemmaGridSOptions`'."""

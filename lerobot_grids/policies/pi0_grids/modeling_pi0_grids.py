@@ -2,14 +2,13 @@
 
 GridS sits at the PaliGemma backbone's ``embed_image`` (16x16 SigLIP tokens at 224x224 in, K out).
 Everything else is LeRobot's pi0 (``PI0Pytorch``'s prefix/suffix embedding, flow-matching loss and
-denoising loop, ``PI0Policy``'s batch handling), running on stock transformers through
+denoising loop, ``PI0Policy``'s batch handling), on the backbone of
 :mod:`lerobot_grids.policies.pi0_grids.paligemma_with_expert`. State-dict keys are ``PI0Policy``'s, so
 dense pi0 checkpoints load as they are (``--policy.init_from``).
 """
 
 from pathlib import Path
 
-import torch
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.pi0.modeling_pi0 import PI0Policy, PI0Pytorch
 from lerobot.policies.pretrained import PreTrainedPolicy
@@ -18,49 +17,42 @@ from torch import Tensor, nn
 
 from lerobot_grids.policies.grids_policy import GridSPolicyMixin
 from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PI0GridsConfig
-from lerobot_grids.policies.pi0_grids.paligemma_with_expert import PaliGemmaWithExpertGridSModel, gemma_config
+from lerobot_grids.policies.pi0_grids.paligemma_with_expert import (
+    PaliGemmaWithExpertGridSModel,
+    compile_pi_model,
+    init_pi_model,
+)
 
 
 class PI0GridsPytorch(PI0Pytorch):
     """LeRobot's ``PI0Pytorch`` on the GridS backbone.
 
-    Built here rather than by ``PI0Pytorch.__init__``, which refuses stock transformers and hard-codes
-    pi0's sizes; the modules and their names are the same.
+    Built here rather than by ``PI0Pytorch.__init__``, which hard-codes pi0's sizes (and, on LeRobot 0.4.4,
+    refuses stock transformers); the modules and their names are the same.
     """
 
     def __init__(self, config: PI0GridsConfig, rtc_processor: RTCProcessor | None = None):
-        nn.Module.__init__(self)
-        self.config = config
-        self.rtc_processor = rtc_processor
-        self.paligemma_with_expert = PaliGemmaWithExpertGridSModel(config)
-        width = gemma_config(config.action_expert_variant).width
+        width = init_pi_model(self, config, rtc_processor, use_adarms=False)
         self.action_in_proj = nn.Linear(config.max_action_dim, width)
         self.action_out_proj = nn.Linear(width, config.max_action_dim)
         self.state_proj = nn.Linear(config.max_state_dim, width)
         self.action_time_mlp_in = nn.Linear(2 * width, width)
         self.action_time_mlp_out = nn.Linear(width, width)
-        self.gradient_checkpointing_enabled = False
-        if config.compile_model:
-            torch.set_float32_matmul_precision("high")
-            self.sample_actions = torch.compile(self.sample_actions, mode=config.compile_mode)
-            self.forward = torch.compile(self.forward, mode=config.compile_mode)
+        compile_pi_model(self, config)
 
 
-class PI0GridsPolicy(GridSPolicyMixin, PI0Policy):
-    """pi0 with GridS token pruning, trained end to end with pi0's flow-matching loss (§3.4)."""
+class PaliGemmaGridSPolicyMixin(GridSPolicyMixin):
+    """What ``pi0_grids`` and ``pi05_grids`` add to LeRobot's ``PI0Policy`` / ``PI05Policy`` (put before it)."""
 
-    config_class = PI0GridsConfig
-    name = "pi0_grids"
-    dense_type = "pi0"
-    grids_prefix = "model.paligemma_with_expert.grids."
+    model_class: type[nn.Module]  # the GridS ``PI0Pytorch`` / ``PI05Pytorch``
 
-    def __init__(self, config: PI0GridsConfig, **kwargs):
-        # PI0Policy.__init__ would build PI0Pytorch, which refuses stock transformers; the rest is its own.
+    def __init__(self, config: PreTrainedConfig, **kwargs):
+        # LeRobot's __init__ would build its own model at pi0's sizes; the rest is what it does.
         PreTrainedPolicy.__init__(self, config)
         config.validate_features()
         self.config = config
         self.init_rtc_processor()
-        self.model = PI0GridsPytorch(config, rtc_processor=self.rtc_processor)
+        self.model = self.model_class(config, rtc_processor=self.rtc_processor)
         if config.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         self.model.to(config.device)
@@ -78,14 +70,14 @@ class PI0GridsPolicy(GridSPolicyMixin, PI0Policy):
 
     @classmethod
     def from_pretrained(cls, pretrained_name_or_path: str | Path, *, config: PreTrainedConfig | None = None, **kwargs):
-        """Load a ``pi0_grids`` checkpoint (LeRobot's generic loader: our checkpoints need none of
-        ``PI0Policy.from_pretrained``'s key fixes); a requested ``config`` must keep its GridS settings."""
+        """Load a GridS checkpoint (LeRobot's generic loader: our checkpoints need none of LeRobot's pi0 key
+        fixes); a requested ``config`` must keep its GridS settings."""
         config = cls.load_grids_config(pretrained_name_or_path, config, kwargs)
-        return super(PI0Policy, cls).from_pretrained(pretrained_name_or_path, config=config, **kwargs)
+        return PreTrainedPolicy.from_pretrained.__func__(cls, pretrained_name_or_path, config=config, **kwargs)
 
     def dense_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Keys of a dense pi0 checkpoint as ``PI0Policy.from_pretrained`` maps them: openpi's renames,
-        then the ``model.`` prefix where it is missing."""
+        """Keys of a dense checkpoint as LeRobot's ``from_pretrained`` maps them: openpi's renames, then the
+        ``model.`` prefix where it is missing."""
         fixed = self._fix_pytorch_state_dict_keys(state_dict, self.config)
         return {key if key.startswith("model.") else f"model.{key}": value for key, value in fixed.items()}
 
@@ -98,6 +90,16 @@ class PI0GridsPolicy(GridSPolicyMixin, PI0Policy):
         return super()._preprocess_images(batch)
 
     def forward(self, batch: dict[str, Tensor], reduction: str = "mean") -> tuple[Tensor, dict]:
-        """pi0's loss; the output dict adds ``grids_point_spread/<camera>`` (the collapse indicator)."""
+        """LeRobot's loss; the output dict adds ``grids_point_spread/<camera>`` (the collapse indicator)."""
         loss, loss_dict = super().forward(batch, reduction=reduction)
         return loss, self.report_point_spread(loss_dict)
+
+
+class PI0GridsPolicy(PaliGemmaGridSPolicyMixin, PI0Policy):
+    """pi0 with GridS token pruning, trained end to end with pi0's flow-matching loss (§3.4)."""
+
+    config_class = PI0GridsConfig
+    name = "pi0_grids"
+    dense_type = "pi0"
+    grids_prefix = "model.paligemma_with_expert.grids."
+    model_class = PI0GridsPytorch

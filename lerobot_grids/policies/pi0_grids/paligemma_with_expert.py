@@ -1,42 +1,41 @@
-"""pi0's PaliGemma + action-expert backbone on stock transformers, with GridS at ``embed_image``.
+"""The PaliGemma + action-expert backbone of pi0 and pi0.5, at configurable sizes, with GridS at ``embed_image``.
 
-LeRobot 0.4.4's pi0 is written against openpi's patched transformers (``transformers_replace`` in
-openpi, transformers 4.53.2) and refuses to run on any release from the package index. What pi0 uses
-of that patch, without adaptive RMS norm (which only pi05 uses):
-
-1. Gemma RMS norms are called as ``norm(x, cond=None)`` and return ``(normed, gate)``; with no
-   condition the gate is ``None`` and the normalisation is stock Gemma's; residuals are plain sums
-   (``_gated_residual`` with no gate).
-2. Gemma models do not multiply input embeddings by ``sqrt(hidden_size)``: pi0 scales the language
-   embeddings itself and leaves image embeddings unscaled.
-3. PaliGemma image features are not divided by ``sqrt(hidden_size)``.
-4. A forward with ``use_cache=False`` and a prefix key-value cache attends to the cached prefix and
-   leaves the cache as it is (each denoising step reuses the same prefix).
-5. Hidden states are cast to bfloat16 before bfloat16 layers (the SigLIP encoder, the Gemma layers).
-
-This module gives pi0's backbone those semantics by implementing its ``forward`` and ``embed_image``
-on stock transformers modules, used as they are (attention, MLP, norms, rotary embedding); nothing in
-transformers is patched, so every other model in the process keeps stock behaviour. Where openpi's
-patched transformers is installed, the same code runs unchanged (its norms' ``(tensor, None)`` is
-unpacked by :func:`rms_norm`). Parameter names are those of LeRobot's ``PaliGemmaWithExpertModel``.
+LeRobot builds this backbone at pi0's sizes only (``gemma_2b`` + ``gemma_300m``, So400m at 224x224). Here
+the same modules (LeRobot 0.5+: ``lerobot.policies.pi_gemma``'s, 0.4.4: stock transformers') are built
+from :mod:`configuration_pi0_grids`'s variants, so tiny variants train on a CPU, with LeRobot's parameter
+names. Everything that runs is LeRobot's ``PaliGemmaWithExpertModel`` (0.5+: its ``forward`` with the
+``DynamicCache`` prefix, adaptive RMS norm for pi0.5), except ``embed_image``: GridS takes the dense tokens
+of LeRobot's ``embed_image`` and returns K. On LeRobot 0.4.4, whose pi0 needs openpi's patched
+transformers, ``forward`` is :class:`~lerobot_grids.policies.pi0_grids.openpi_forward.OpenpiForwardOnStockTransformers`.
 """
 
 import torch
 from lerobot.policies.pi0.modeling_pi0 import GemmaConfig, PaliGemmaWithExpertModel, get_gemma_config
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 from transformers.models.auto import CONFIG_MAPPING
-from transformers.models.gemma.modeling_gemma import GemmaForCausalLM, apply_rotary_pos_emb, eager_attention_forward
-from transformers.models.paligemma.modeling_paligemma import PaliGemmaForConditionalGeneration
 
+from lerobot_grids import compat
 from lerobot_grids.grids import GridSampler
 from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import (
     SIGLIP_VARIANTS,
     TINY_GEMMA_VARIANTS,
-    PI0GridsConfig,
+    PaliGemmaGridSOptions,
 )
 
-KVCache = list[tuple[Tensor, Tensor]]
+if compat.PI_ON_STOCK_TRANSFORMERS:
+    from lerobot.policies.pi_gemma import PaliGemmaForConditionalGenerationWithPiGemma as PaliGemmaModelClass
+    from lerobot.policies.pi_gemma import PiGemmaForCausalLM as GemmaExpertClass
+
+    BACKBONE_BASES = (PaliGemmaWithExpertModel,)
+else:
+    from transformers.models.gemma.modeling_gemma import GemmaForCausalLM as GemmaExpertClass
+    from transformers.models.paligemma.modeling_paligemma import (
+        PaliGemmaForConditionalGeneration as PaliGemmaModelClass,
+    )
+
+    from lerobot_grids.policies.pi0_grids.openpi_forward import OpenpiForwardOnStockTransformers
+
+    BACKBONE_BASES = (OpenpiForwardOnStockTransformers, PaliGemmaWithExpertModel)
 
 
 def gemma_config(variant: str) -> GemmaConfig:
@@ -46,7 +45,7 @@ def gemma_config(variant: str) -> GemmaConfig:
     return get_gemma_config(variant)
 
 
-def _hf_text_config(spec: GemmaConfig, vocab_size: int) -> dict:
+def _hf_text_config(spec: GemmaConfig, vocab_size: int, use_adarms: bool) -> dict:
     return {
         "hidden_size": spec.width,
         "intermediate_size": spec.mlp_dim,
@@ -56,29 +55,20 @@ def _hf_text_config(spec: GemmaConfig, vocab_size: int) -> dict:
         "num_key_value_heads": spec.num_kv_heads,
         "hidden_activation": "gelu_pytorch_tanh",
         "vocab_size": vocab_size,
+        "dtype": "float32",
+        # pi_gemma's adaptive RMS norm (pi0.5's action expert); stock transformers ignores these.
+        "use_adarms": use_adarms,
+        "adarms_cond_dim": spec.width if use_adarms else None,
     }
 
 
-def rms_norm(norm: nn.Module, states: Tensor) -> Tensor:
-    """A Gemma RMS norm without condition: stock transformers returns the tensor, openpi's patched
-    transformers ``(tensor, None)``; either way the tensor, so the backbone runs with or without the patch."""
-    normed = norm(states)
-    return normed[0] if isinstance(normed, tuple) else normed
+class PaliGemmaWithExpertGridSModel(*BACKBONE_BASES):
+    """PaliGemma (SigLIP + Gemma) and the Gemma action expert of pi0 / pi0.5, with GridS at ``embed_image``.
 
+    ``use_adarms``: the action expert's norms are conditioned on the flow-matching time (pi0.5).
+    """
 
-def _to_dtype_of(module: nn.Module):
-    """Forward hook casting a module's output to the dtype of ``module``'s parameters (openpi patch, 5.)."""
-
-    def hook(_, __, output):
-        return output.to(next(module.parameters()).dtype)
-
-    return hook
-
-
-class PaliGemmaWithExpertGridSModel(PaliGemmaWithExpertModel):
-    """PaliGemma (SigLIP + Gemma) and the Gemma action expert of pi0, with GridS at ``embed_image``."""
-
-    def __init__(self, config: PI0GridsConfig):
+    def __init__(self, config: PaliGemmaGridSOptions, use_adarms: bool = False):
         nn.Module.__init__(self)  # LeRobot's __init__ hard-codes pi0's sizes; the variants come from config
         self.freeze_vision_encoder = config.freeze_vision_encoder
         self.train_expert_only = config.train_expert_only
@@ -91,7 +81,7 @@ class PaliGemmaWithExpertGridSModel(PaliGemmaWithExpertModel):
             )
 
         paligemma_config = CONFIG_MAPPING["paligemma"](
-            text_config={"model_type": "gemma", **_hf_text_config(language, config.vocab_size)},
+            text_config={"model_type": "gemma", **_hf_text_config(language, config.vocab_size, use_adarms=False)},
             vision_config={
                 "model_type": "siglip_vision_model",
                 **SIGLIP_VARIANTS[config.vision_variant],
@@ -100,111 +90,58 @@ class PaliGemmaWithExpertGridSModel(PaliGemmaWithExpertModel):
                 "projection_dim": language.width,
                 "projector_hidden_act": "gelu_fast",
                 "vision_use_head": False,
+                "dtype": "float32",
             },
             projection_dim=language.width,
             image_token_index=config.vocab_size,
         )
-        expert_config = CONFIG_MAPPING["gemma"](**_hf_text_config(expert, config.vocab_size))
-        self.paligemma = PaliGemmaForConditionalGeneration(config=paligemma_config)
-        self.gemma_expert = GemmaForCausalLM(config=expert_config)
+        expert_config = CONFIG_MAPPING["gemma"](**_hf_text_config(expert, config.vocab_size, use_adarms))
+        self.paligemma = PaliGemmaModelClass(config=paligemma_config)
+        self.gemma_expert = GemmaExpertClass(config=expert_config)
         self.gemma_expert.model.embed_tokens = None
         self.grids = GridSampler(language.width, config.grids)
         self.sampled_points: list[Tensor] = []
 
         self.to_bfloat16_for_selected_params(config.dtype)
         self.grids.float()  # the sampler trains in float32 whatever the backbone's precision
-        vision = self.paligemma.model.vision_tower.vision_model
-        vision.embeddings.register_forward_hook(_to_dtype_of(vision.encoder))
+        if not compat.PI_ON_STOCK_TRANSFORMERS:
+            self.cast_vision_embeddings()
         self._set_requires_grad()
 
     @property
     def patch_size(self) -> int:
         return self.paligemma.config.vision_config.patch_size
 
-    def dense_image_tokens(self, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """SigLIP tokens projected to the language width, unscaled (openpi patch, 3.), and their grid."""
-        model = self.paligemma.model
-        tokens = model.multi_modal_projector(model.vision_tower(image).last_hidden_state)
-        return tokens, (image.shape[-2] // self.patch_size, image.shape[-1] // self.patch_size)
+    def grid_hw(self, image_hw: tuple[int, int]) -> tuple[int, int]:
+        """SigLIP's token grid for an image of ``image_hw``."""
+        return image_hw[0] // self.patch_size, image_hw[1] // self.patch_size
+
+    if compat.PI_ON_STOCK_TRANSFORMERS:
+
+        def dense_image_tokens(self, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
+            """LeRobot's ``embed_image`` (SigLIP tokens projected to the language width) and their grid."""
+            return PaliGemmaWithExpertModel.embed_image(self, image), self.grid_hw(image.shape[-2:])
 
     def embed_image(self, image: Tensor) -> Tensor:
         tokens, points = self.grids(*self.dense_image_tokens(image))
         self.sampled_points.append(points.detach())
         return tokens
 
-    def forward(
-        self,
-        attention_mask: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        inputs_embeds: list[Tensor | None] | None = None,
-        use_cache: bool | None = None,
-        adarms_cond: list[Tensor | None] | None = None,
-    ) -> tuple[list[Tensor | None], KVCache | None]:
-        """Run the prefix (``inputs_embeds[0]``, through PaliGemma's Gemma), the suffix (``[1]``, through
-        the action expert) or both in joint attention, as pi0 calls it.
 
-        ``attention_mask`` is pi0's additive 4D mask over (cached prefix +) the given tokens. With
-        ``use_cache`` the per-layer keys and values are returned; a given ``past_key_values`` is attended
-        to and left unchanged.
-        """
-        if adarms_cond is not None and any(cond is not None for cond in adarms_cond):
-            raise NotImplementedError("pi0_grids has no adaptive RMS norm (pi05's time conditioning).")
-        models = [self.paligemma.model.language_model, self.gemma_expert.model]
-        streams = [(model, embeds) for model, embeds in zip(models, inputs_embeds, strict=True) if embeds is not None]
-        hidden = [embeds.to(model.layers[0].self_attn.q_proj.weight.dtype) for model, embeds in streams]
-        cos, sin = models[0].rotary_emb(hidden[0], position_ids)
-        use_checkpointing = self.training and any(model.gradient_checkpointing for model in models)
-        cache = [] if use_cache else None
-        for layer_index in range(len(models[0].layers)):
-            layers = [model.layers[layer_index] for model, _ in streams]
-            past = past_key_values[layer_index] if past_key_values is not None else None
-            arguments = (layers, hidden, attention_mask, cos, sin, past)
-            if use_checkpointing:
-                hidden, key_value = checkpoint(self._joint_layer, *arguments, use_reentrant=False)
-            else:
-                hidden, key_value = self._joint_layer(*arguments)
-            if cache is not None:
-                cache.append(key_value)
-        outputs = iter(rms_norm(model.norm, states) for (model, _), states in zip(streams, hidden, strict=True))
-        return [next(outputs) if embeds is not None else None for embeds in inputs_embeds], cache
+def init_pi_model(model: nn.Module, config: PaliGemmaGridSOptions, rtc_processor, use_adarms: bool) -> int:
+    """What LeRobot's ``PI0Pytorch.__init__`` / ``PI05Pytorch.__init__`` set before their projections, on the
+    GridS backbone; returns the action expert's width for the projections."""
+    nn.Module.__init__(model)
+    model.config = config
+    model.rtc_processor = rtc_processor
+    model.paligemma_with_expert = PaliGemmaWithExpertGridSModel(config, use_adarms=use_adarms)
+    model.gradient_checkpointing_enabled = False
+    return gemma_config(config.action_expert_variant).width
 
-    @staticmethod
-    def _joint_layer(
-        layers: list[nn.Module],
-        hidden: list[Tensor],
-        attention_mask: Tensor | None,
-        cos: Tensor,
-        sin: Tensor,
-        past: tuple[Tensor, Tensor] | None,
-    ) -> tuple[list[Tensor], tuple[Tensor, Tensor]]:
-        """One pre-norm Gemma layer over the concatenated token streams, each with its own weights."""
-        normed = [rms_norm(layer.input_layernorm, states) for layer, states in zip(layers, hidden, strict=True)]
 
-        def heads(projection: str) -> Tensor:  # [B, heads, tokens of all streams, head_dim]
-            return torch.cat(
-                [
-                    getattr(layer.self_attn, projection)(states).unflatten(-1, (-1, layer.self_attn.head_dim))
-                    for layer, states in zip(layers, normed, strict=True)
-                ],
-                dim=1,
-            ).transpose(1, 2)
-
-        query, key = apply_rotary_pos_emb(heads("q_proj"), heads("k_proj"), cos, sin)
-        value = heads("v_proj")
-        if past is not None:
-            key, value = torch.cat([past[0], key], dim=2), torch.cat([past[1], value], dim=2)
-        attention = layers[0].self_attn
-        attended, _ = eager_attention_forward(attention, query, key, value, attention_mask, attention.scaling)
-        attended = attended.flatten(2)
-
-        outputs, start = [], 0
-        for layer, states in zip(layers, hidden, strict=True):
-            end = start + states.shape[1]
-            output_projection = layer.self_attn.o_proj
-            states = states + output_projection(attended[:, start:end].to(output_projection.weight.dtype))
-            mlp_input = rms_norm(layer.post_attention_layernorm, states).to(layer.mlp.up_proj.weight.dtype)
-            outputs.append(states + layer.mlp(mlp_input))
-            start = end
-        return outputs, (key, value)
-
+def compile_pi_model(model: nn.Module, config: PaliGemmaGridSOptions) -> None:
+    """``--policy.compile_model``, as LeRobot's pi0 and pi0.5 do it."""
+    if config.compile_model:
+        torch.set_float32_matmul_precision("high")
+        model.sample_actions = torch.compile(model.sample_actions, mode=config.compile_mode)
+        model.forward = torch.compile(model.forward, mode=config.compile_mode)

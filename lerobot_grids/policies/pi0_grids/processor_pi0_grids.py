@@ -1,23 +1,31 @@
-"""Pre- and post-processors of ``pi0_grids``: pi0's, with the tokenizer named by the config."""
+"""Pre- and post-processors of ``pi0_grids``: LeRobot's pi0 pipelines, tokenising with ``config.tokenizer_name``."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
 from typing import Any
+from unittest import mock
 
 import torch
-from lerobot.policies.pi0.processor_pi0 import Pi0NewLineProcessor
-from lerobot.processor import (
-    AddBatchDimensionProcessorStep,
-    DeviceProcessorStep,
-    NormalizerProcessorStep,
-    PolicyAction,
-    PolicyProcessorPipeline,
-    RenameObservationsProcessorStep,
-    TokenizerProcessorStep,
-    UnnormalizerProcessorStep,
-)
-from lerobot.processor.converters import policy_action_to_transition, transition_to_policy_action
-from lerobot.utils.constants import POLICY_POSTPROCESSOR_DEFAULT_NAME, POLICY_PREPROCESSOR_DEFAULT_NAME
+from lerobot.policies.pi0 import processor_pi0
+from lerobot.processor import PolicyAction, PolicyProcessorPipeline, TokenizerProcessorStep
 
 from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PI0GridsConfig
+
+
+@contextmanager
+def tokenizer_named(processor_module: ModuleType, tokenizer_name: str) -> Iterator[None]:
+    """While a LeRobot processor factory of ``processor_module`` runs, its ``TokenizerProcessorStep`` loads
+    ``tokenizer_name`` instead of the name the factory hard-codes (``google/paligemma-3b-pt-224`` for pi0
+    and pi0.5). The steps are LeRobot's; they save and load as LeRobot's ``tokenizer_processor``."""
+
+    class NamedTokenizerProcessorStep(TokenizerProcessorStep):
+        def __post_init__(self):
+            self.tokenizer_name = tokenizer_name
+            super().__post_init__()
+
+    with mock.patch.object(processor_module, "TokenizerProcessorStep", NamedTokenizerProcessorStep):
+        yield
 
 
 def make_pi0_grids_pre_post_processors(
@@ -27,37 +35,6 @@ def make_pi0_grids_pre_post_processors(
     PolicyProcessorPipeline[dict[str, Any], dict[str, Any]],
     PolicyProcessorPipeline[PolicyAction, PolicyAction],
 ]:
-    """The steps of LeRobot's ``make_pi0_pre_post_processors`` (which hard-codes the
-    ``google/paligemma-3b-pt-224`` tokenizer), tokenising with ``config.tokenizer_name``."""
-    input_steps = [
-        RenameObservationsProcessorStep(rename_map={}),
-        AddBatchDimensionProcessorStep(),
-        Pi0NewLineProcessor(),
-        TokenizerProcessorStep(
-            tokenizer_name=config.tokenizer_name,
-            max_length=config.tokenizer_max_length,
-            padding_side="right",
-            padding="max_length",
-        ),
-        DeviceProcessorStep(device=config.device),
-        NormalizerProcessorStep(
-            features={**config.input_features, **config.output_features},
-            norm_map=config.normalization_mapping,
-            stats=dataset_stats,
-        ),
-    ]
-    output_steps = [
-        UnnormalizerProcessorStep(
-            features=config.output_features, norm_map=config.normalization_mapping, stats=dataset_stats
-        ),
-        DeviceProcessorStep(device="cpu"),
-    ]
-    return (
-        PolicyProcessorPipeline[dict[str, Any], dict[str, Any]](steps=input_steps, name=POLICY_PREPROCESSOR_DEFAULT_NAME),
-        PolicyProcessorPipeline[PolicyAction, PolicyAction](
-            steps=output_steps,
-            name=POLICY_POSTPROCESSOR_DEFAULT_NAME,
-            to_transition=policy_action_to_transition,
-            to_output=transition_to_policy_action,
-        ),
-    )
+    """LeRobot's ``make_pi0_pre_post_processors``, tokenising with ``config.tokenizer_name``."""
+    with tokenizer_named(processor_pi0, config.tokenizer_name):
+        return processor_pi0.make_pi0_pre_post_processors(config, dataset_stats=dataset_stats)

@@ -1,0 +1,99 @@
+"""Every difference between the LeRobot versions this package supports, in one place.
+
+LeRobot 0.4.4 is the last release for Python 3.10/3.11; 0.5/0.6 (Python >= 3.12) is what users run now.
+The rest of the package asks this module, never ``lerobot.__version__``:
+
+- ``PI_ON_STOCK_TRANSFORMERS``: since 0.5 LeRobot's pi0/pi05 run on stock transformers 5
+  (``lerobot.policies.pi_gemma``: gated RMS norms, a ``DynamicCache`` for the prefix), so our
+  PaliGemma backbone uses LeRobot's own modules and ``forward``. On 0.4.4 pi0 needs openpi's patched
+  transformers fork, and our backbone implements pi0's ``forward`` on stock transformers itself; pi05's
+  adaptive RMS norm is not part of that, so ``pi05_grids`` needs 0.5+.
+- ``PROCESSORS_BY_CONVENTION``: since 0.6.1 the factory finds ``make_<type>_pre_post_processors`` next
+  to a config subclass; 0.4.4 hands every ``PI0Config`` subclass pi0's own processors.
+- ``REALSENSE_NAME_LOOKUP_FIXED``: LeRobot's RealSense camera finds a camera by name since 0.6.0
+  (huggingface/lerobot#2493).
+- ``DENSE_PI_HUB_REVISION``: the Hub's ``lerobot/pi0_base``, ``lerobot/pi05_base`` and
+  ``lerobot/smolvla_base`` were re-uploaded for the transformers-5 code; the weights for 0.4.4 are kept
+  under revision ``v0.4``.
+- :func:`import_realsense_config`: 0.6 imports ``pyrealsense2`` when its RealSense package is imported,
+  which fails where librealsense's ``libusb-1.0`` is missing; the config class is read without it.
+- ``dataset_to_policy_features``: in ``lerobot.datasets.utils`` up to 0.5.0, ``lerobot.utils.feature_utils``
+  since 0.6.0.
+- ``SMOLVLA_PREFIX_PASS``: the keyword arguments of ``SmolVLMWithExpertModel.forward`` for a self-attention
+  pass over the prefix: ``fill_kv_cache=True`` up to 0.6.0; since 0.6.1 a cache is filled whenever
+  ``use_cache`` is set and none is given.
+- :func:`extend_free_model_card`: the model card is ``PreTrainedPolicy.generate_model_card`` on 0.4.4
+  and 0.6.1, and a free function ``lerobot.common.train_utils.generate_model_card(model_cfg, ...)`` on
+  LeRobot's main branch.
+"""
+
+import importlib.metadata
+import importlib.util
+import sys
+from collections.abc import Callable
+from functools import wraps
+
+from packaging.version import Version
+
+LEROBOT_VERSION = Version(importlib.metadata.version("lerobot"))
+PI_ON_STOCK_TRANSFORMERS = LEROBOT_VERSION >= Version("0.5.0")
+PROCESSORS_BY_CONVENTION = LEROBOT_VERSION >= Version("0.6.1")
+REALSENSE_NAME_LOOKUP_FIXED = LEROBOT_VERSION >= Version("0.6.0")
+SMOLVLA_PREFIX_PASS = (
+    {"use_cache": True} if LEROBOT_VERSION >= Version("0.6.1") else {"use_cache": False, "fill_kv_cache": True}
+)
+# Hub revision of LeRobot's dense base checkpoints (lerobot/pi0_base, ...) that fits this LeRobot.
+DENSE_PI_HUB_REVISION = None if PI_ON_STOCK_TRANSFORMERS else "v0.4"
+
+if LEROBOT_VERSION >= Version("0.6.0"):
+    from lerobot.utils.feature_utils import dataset_to_policy_features
+else:
+    from lerobot.datasets.utils import dataset_to_policy_features
+
+REALSENSE_CONFIG_MODULE = "lerobot.cameras.realsense.configuration_realsense"
+
+
+def import_realsense_config():
+    """LeRobot's ``RealSenseCameraConfig``, without importing ``pyrealsense2``.
+
+    LeRobot 0.6's ``lerobot.cameras.realsense`` package imports its camera module, which imports
+    ``pyrealsense2``; that fails on a machine without ``libusb-1.0`` (a training server). The
+    configuration module itself needs neither, so it is loaded from the package folder on its own,
+    under its own name: a later import of the package (on a machine with cameras) reuses it.
+    """
+    if REALSENSE_CONFIG_MODULE in sys.modules:
+        return sys.modules[REALSENSE_CONFIG_MODULE].RealSenseCameraConfig
+    package = importlib.util.find_spec("lerobot.cameras.realsense")
+    spec = importlib.util.spec_from_file_location(
+        REALSENSE_CONFIG_MODULE, f"{package.submodule_search_locations[0]}/configuration_realsense.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[REALSENSE_CONFIG_MODULE] = module
+    spec.loader.exec_module(module)
+    return module.RealSenseCameraConfig
+
+
+def extend_free_model_card(section: Callable, config_classes: tuple[type, ...]) -> bool:
+    """On LeRobot versions whose model card is the free function
+    ``lerobot.common.train_utils.generate_model_card(model_cfg, ...)`` (LeRobot's main branch after 0.6.1),
+    wrap it once so that the card of a config of ``config_classes`` ends with ``section(config)``
+    (markdown); every other card stays LeRobot's. Returns whether it did (0.4.4 and 0.6.1 build the card
+    in ``PreTrainedPolicy.generate_model_card``, which our policies extend instead)."""
+    try:
+        from lerobot.common import train_utils
+    except ImportError:
+        return False
+    free_function = getattr(train_utils, "generate_model_card", None)
+    if free_function is None or getattr(free_function, "extended_by_lerobot_grids", False):
+        return free_function is not None
+
+    @wraps(free_function)
+    def generate_model_card(model_cfg, *args, **kwargs):
+        card = free_function(model_cfg, *args, **kwargs)
+        if isinstance(model_cfg, config_classes):
+            card.text += section(model_cfg)
+        return card
+
+    generate_model_card.extended_by_lerobot_grids = True
+    train_utils.generate_model_card = generate_model_card
+    return True
