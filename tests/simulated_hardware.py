@@ -10,6 +10,7 @@
   frame rates their real counterparts support.
 """
 
+import importlib.machinery
 import os
 import threading
 import time
@@ -164,6 +165,7 @@ class SimulatedRealSense:
 
     def __init__(self, devices: dict[str, str]):
         self.devices = devices
+        self.__spec__ = importlib.machinery.ModuleSpec("pyrealsense2", None)  # LeRobot 0.6 looks it up
         module = self
         self.camera_info = SimpleNamespace(
             name="name", serial_number="serial_number", firmware_version="firmware_version",

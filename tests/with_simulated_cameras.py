@@ -1,9 +1,9 @@
 """Run a LeRobot command with simulated RealSense devices: ``python with_simulated_cameras.py lerobot-record ...``
 (a console script) or ``python with_simulated_cameras.py -m lerobot.async_inference.robot_client ...`` (a module).
 
-The devices are ``SIMULATED_REALSENSE="<serial>=<name>,..."``; LeRobot's RealSenseCamera (and ours) read
-frames from them instead of librealsense. Everything else (motors on their serial ports, the command
-itself) is real.
+The devices are ``SIMULATED_REALSENSE="<serial>=<name>,..."``; they stand in for the ``pyrealsense2`` module
+(librealsense), which LeRobot's RealSenseCamera (and ours) import. Everything else (motors on their serial
+ports, the command itself) is real.
 """
 
 import os
@@ -11,11 +11,10 @@ import runpy
 import sys
 from importlib.metadata import entry_points
 
-import lerobot.cameras.realsense.camera_realsense as camera_realsense
 from simulated_hardware import SimulatedRealSense
 
 devices = dict(item.split("=", 1) for item in os.environ.get("SIMULATED_REALSENSE", "").split(",") if item)
-camera_realsense.rs = SimulatedRealSense(devices)
+sys.modules["pyrealsense2"] = SimulatedRealSense(devices)
 if sys.argv[1] == "-m":
     sys.argv = sys.argv[2:]
     runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)

@@ -1,38 +1,45 @@
-"""LeRobot's Intel RealSense camera, found by its name, with clear errors (camera type
-``intelrealsense_by_name``).
+"""LeRobot's Intel RealSense camera for the ``intelrealsense_by_name`` type: found by name, with clear errors.
 
 LeRobot 0.4.4's ``intelrealsense`` camera cannot be given by name: its lookup reads a ``serial_number``
-key that ``find_cameras()`` does not return and raises ``KeyError`` (huggingface/lerobot#2493, fixed
-after 0.4.4). This subclass looks the name up in ``find_cameras()``'s ``id``, and says which setting a
-camera refused when its stream does not start. Everything else is LeRobot's ``RealSenseCamera``.
+key that ``find_cameras()`` does not return and raises ``KeyError`` (huggingface/lerobot#2493, fixed in
+0.6.0). On 0.4.4 this subclass looks the name up in ``find_cameras()``'s ``id``; on 0.6 LeRobot's own lookup
+runs and its error gets the same advice. Either way it says which setting a camera refused when its stream
+does not start, and what to install when librealsense cannot be loaded. Everything else is LeRobot's
+``RealSenseCamera``.
 """
 
-from dataclasses import dataclass
+from lerobot_grids import compat
+from lerobot_grids.cameras.configuration_realsense_by_name import COMMON_COLOR_PROFILES
 
-from lerobot.cameras.configs import CameraConfig
-from lerobot.cameras.realsense.camera_realsense import RealSenseCamera
-from lerobot.cameras.realsense.configuration_realsense import RealSenseCameraConfig
+try:  # librealsense first: LeRobot 0.6 fails on it when importing its camera, 0.4.4 only logs the failure
+    import pyrealsense2  # noqa: F401
+    from lerobot.cameras.realsense.camera_realsense import RealSenseCamera
+except ImportError as error:  # e.g. pyrealsense2 is there, librealsense's USB library is not
+    raise ImportError(
+        f"Intel RealSense cameras need librealsense, which could not be loaded ({error}). On Debian or Ubuntu "
+        "install the system package libusb-1.0-0 (sudo apt-get install libusb-1.0-0); if pyrealsense2 itself is "
+        "missing, pip install 'lerobot[intelrealsense]'. Training and evaluating policies need neither."
+    ) from error
 
-# The D435 and D405 RGB sensors both stream these (width, height, fps), among others (Intel datasheets).
-COMMON_COLOR_PROFILES = ((640, 480, 30), (640, 480, 15), (848, 480, 30), (1280, 720, 30), (1280, 720, 15))
-
-
-@CameraConfig.register_subclass("intelrealsense_by_name")
-@dataclass
-class RealSenseByNameCameraConfig(RealSenseCameraConfig):
-    """``RealSenseCameraConfig``; ``serial_number_or_name`` may be a name such as "Intel RealSense D435"."""
+NAME_ADVICE = (
+    "Plug it in, or set this camera's serial_number_or_name to a connected camera's serial number in the robot "
+    "config (robot_configs/so100_follower.yaml, cameras: <key>:); lerobot-grids-cameras lists them."
+)
 
 
 class RealSenseByNameCamera(RealSenseCamera):
     def _find_serial_number_from_name(self, name: str) -> str:
+        if compat.REALSENSE_NAME_LOOKUP_FIXED:
+            try:
+                return super()._find_serial_number_from_name(name)
+            except ValueError as error:
+                raise ValueError(f"{error}. {NAME_ADVICE}") from error
         cameras = self.find_cameras()
         matches = [camera for camera in cameras if camera["name"] == name]
         connected = [f"{camera['name']} (serial {camera['id']})" for camera in cameras] or ["none"]
         if not matches:
             raise ValueError(
-                f"No RealSense camera named {name!r} is connected; connected: {', '.join(connected)}. Plug it in, "
-                "or set this camera's serial_number_or_name to a connected camera's serial number in the robot "
-                "config (robot_configs/so100_follower.yaml, cameras: <key>:); lerobot-grids-cameras lists them."
+                f"No RealSense camera named {name!r} is connected; connected: {', '.join(connected)}. {NAME_ADVICE}"
             )
         if len(matches) > 1:
             raise ValueError(

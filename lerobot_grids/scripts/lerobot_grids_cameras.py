@@ -17,7 +17,8 @@ from lerobot.robots.config import RobotConfig
 from lerobot.utils.import_utils import register_third_party_plugins
 
 import lerobot_grids.cameras  # noqa: F401  (registers intelrealsense_by_name)
-from lerobot_grids.cameras.realsense_by_name import COMMON_COLOR_PROFILES, RealSenseByNameCamera
+from lerobot_grids.cameras.camera_realsense_by_name import RealSenseByNameCamera
+from lerobot_grids.cameras.configuration_realsense_by_name import COMMON_COLOR_PROFILES
 
 DEFAULT_ROBOT_CONFIG = Path(__file__).resolve().parents[2] / "robot_configs" / "so100_follower.yaml"
 REALSENSE_TYPES = ("intelrealsense", "intelrealsense_by_name")
