@@ -12,6 +12,7 @@ from conftest import DATASET_REPO_ID, REPO_ROOT, TINY_PI0_OPTIONS, make_config
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 from safetensors.torch import load_file
 
+from lerobot_grids import compat
 from lerobot_grids.backbones import TINY_SMOLVLM
 
 LEROBOT_TRAIN = Path(sys.executable).with_name("lerobot-train")
@@ -96,17 +97,39 @@ def test_train_from_a_dense_smolvla_checkpoint_with_init_from(dataset_root, tmp_
     assert set(trained) - set(dense) == {name for name in trained if name.startswith("model.vlm_with_expert.grids.")}
 
 
+def _tiny_pi_args(policy_type: str) -> list[str]:
+    return [
+        f"--policy.type={policy_type}", "--policy.paligemma_variant=gemma_tiny", "--policy.vision_variant=siglip_tiny",
+        "--policy.action_expert_variant=gemma_tiny_expert", "--policy.vocab_size=512", "--policy.grids.num_tokens=4",
+        f"--policy.tokenizer_name={TINY_PI0_OPTIONS['tokenizer_name']}", "--policy.image_resolution=[112,112]",
+        "--policy.tokenizer_max_length=16", "--policy.chunk_size=4", "--policy.n_action_steps=4",
+        "--policy.device=cpu", "--policy.push_to_hub=false",
+    ]
+
+
+def _tokenizer_name(checkpoint: Path) -> str:
+    steps = json.loads((checkpoint / "policy_preprocessor.json").read_text())["steps"]
+    return next(step["config"]["tokenizer_name"] for step in steps if step["registry_name"] == "tokenizer_processor")
+
+
+def _acts(checkpoint: Path, dataset_root: Path) -> torch.Tensor:
+    """The checkpoint's action chunk on a dataset batch, loaded as LeRobot's tools load it."""
+    from conftest import make_batch
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.policies.factory import get_policy_class
+
+    config = PreTrainedConfig.from_pretrained(checkpoint)
+    policy = get_policy_class(config.type).from_pretrained(checkpoint)
+    actions = policy.predict_action_chunk(make_batch(policy.config, dataset_root))
+    assert actions.shape == (2, 4, 6) and torch.isfinite(actions).all()
+    return actions
+
+
 def test_pi0_grids_trains_and_resumes_with_lerobot_train(dataset_root, tmp_path):
     """A fresh pi0_grids policy from lerobot-grids-init (its processors carry the configured offline
-    tokenizer, see README), trained and resumed by lerobot-train."""
+    tokenizer, which LeRobot 0.4.4's factory would replace, see README), trained and resumed by lerobot-train."""
     start = tmp_path / "start"
-    tokenizer = TINY_PI0_OPTIONS["tokenizer_name"]
-    policy_args = [
-        "--policy.type=pi0_grids", "--policy.paligemma_variant=gemma_tiny", "--policy.vision_variant=siglip_tiny",
-        "--policy.action_expert_variant=gemma_tiny_expert", "--policy.vocab_size=512", "--policy.grids.num_tokens=4",
-        f"--policy.tokenizer_name={tokenizer}", "--policy.image_resolution=[112,112]", "--policy.tokenizer_max_length=16",
-        "--policy.chunk_size=4", "--policy.n_action_steps=4", "--policy.device=cpu", "--policy.push_to_hub=false",
-    ]
+    policy_args = _tiny_pi_args("pi0_grids")
     data_args = [f"--dataset.repo_id={DATASET_REPO_ID}", f"--dataset.root={dataset_root}"]
     command = [str(LEROBOT_TRAIN.with_name("lerobot-grids-init")), *policy_args, *data_args, f"--output_dir={start}"]
     subprocess.run(command, check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -117,12 +140,25 @@ def test_pi0_grids_trains_and_resumes_with_lerobot_train(dataset_root, tmp_path)
     lerobot_train(f"--policy.path={start}", *[a for a in _tiny_args(dataset_root, run, 2) if not a.startswith("--policy.")])
     first = run / "checkpoints" / "000002" / "pretrained_model"
     assert json.loads((first / "config.json").read_text())["type"] == "pi0_grids"
-    tokenizer_step = json.loads((first / "policy_preprocessor.json").read_text())["steps"][3]
-    assert tokenizer_step["config"]["tokenizer_name"] == tokenizer
+    assert _tokenizer_name(first) == TINY_PI0_OPTIONS["tokenizer_name"]
     lerobot_train(f"--config_path={first / 'train_config.json'}", "--resume=true", "--steps=3")
     predictor = "model.paligemma_with_expert.grids.point_predictor.0.weight"
     assert not torch.equal(_weights(run / "checkpoints" / "000002")[predictor],
                            _weights(run / "checkpoints" / "000003")[predictor])
+    _acts(run / "checkpoints" / "000003" / "pretrained_model", dataset_root)
+
+
+@pytest.mark.skipif(not compat.PROCESSORS_BY_CONVENTION, reason="LeRobot 0.6.1's factory finds our processors")
+@pytest.mark.parametrize("policy_type", ["pi0_grids", "pi05_grids"])
+def test_pi_grids_train_with_a_plain_lerobot_train_and_act_from_the_checkpoint(dataset_root, tmp_path, policy_type):
+    """LeRobot 0.6.1: --policy.type alone, the configured tokenizer honoured (no lerobot-grids-init)."""
+    run = tmp_path / "run"
+    lerobot_train(*_tiny_pi_args(policy_type),
+                  *[a for a in _tiny_args(dataset_root, run, 2) if not a.startswith("--policy.")])
+    checkpoint = run / "checkpoints" / "000002" / "pretrained_model"
+    assert json.loads((checkpoint / "config.json").read_text())["type"] == policy_type
+    assert _tokenizer_name(checkpoint) == TINY_PI0_OPTIONS["tokenizer_name"]
+    _acts(checkpoint, dataset_root)
 
 
 @pytest.mark.parametrize(
@@ -132,6 +168,7 @@ def test_pi0_grids_trains_and_resumes_with_lerobot_train(dataset_root, tmp_path)
         ("smolvla_grids_so100.json", (16, 50_000, 50, 1e-4, 1_000, 50_000, 2.5e-6, 10)),
         ("pi0_grids_libero.json", (32, 30_000, 10, 5e-5, 10_000, 30_000, 5e-5, 1.0)),
         ("pi0_grids_aloha.json", (32, 30_000, 10, 5e-5, 1_000, 15_000, 2.5e-6, 1.0)),
+        ("pi05_grids_libero.json", (128, 30_000, 10, 5e-5, 10_000, 30_000, 5e-5, 1.0)),
     ],
 )
 def test_paper_training_recipes_parse_with_lerobot_config_parser(recipe, expected):

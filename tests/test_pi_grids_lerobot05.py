@@ -18,9 +18,11 @@ from lerobot_grids import compat
 
 if not compat.PI_ON_STOCK_TRANSFORMERS:
 
-    def test_pi05_grids_is_refused_on_lerobot_044_naming_lerobot_06():
+    def test_pi05_grids_is_refused_on_lerobot_044_naming_lerobot_06(dataset_root):
+        from lerobot_grids.policies.pi05_grids.modeling_pi05_grids import PI05GridsPolicy
+
         with pytest.raises(ValueError, match=r"pi05_grids needs LeRobot 0.5 or later .*Install LeRobot 0.6"):
-            make_config("pi05_grids")
+            PI05GridsPolicy(make_config("pi05_grids", dataset_root=dataset_root))
 
 else:
     from lerobot.policies.pi0.configuration_pi0 import PI0Config

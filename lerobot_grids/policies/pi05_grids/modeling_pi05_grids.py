@@ -10,6 +10,7 @@ from lerobot.policies.pi05.modeling_pi05 import PI05Policy, PI05Pytorch
 from lerobot.policies.rtc.modeling_rtc import RTCProcessor
 from torch import nn
 
+from lerobot_grids import compat
 from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PaliGemmaGridSPolicyMixin
 from lerobot_grids.policies.pi0_grids.paligemma_with_expert import compile_pi_model, init_pi_model
 from lerobot_grids.policies.pi05_grids.configuration_pi05_grids import PI05GridsConfig
@@ -36,3 +37,12 @@ class PI05GridsPolicy(PaliGemmaGridSPolicyMixin, PI05Policy):
     dense_type = "pi05"
     grids_prefix = "model.paligemma_with_expert.grids."
     model_class = PI05GridsPytorch
+
+    def __init__(self, config: PI05GridsConfig, **kwargs):
+        if not compat.PI_ON_STOCK_TRANSFORMERS:
+            raise ValueError(
+                f"pi05_grids needs LeRobot 0.5 or later (this is LeRobot {compat.LEROBOT_VERSION}): pi0.5's adaptive "
+                "RMS norm runs on stock transformers only since LeRobot 0.5. Install LeRobot 0.6 (Python 3.12: "
+                "pip install 'lerobot[pi]>=0.6,<0.7' lerobot_policy_grids), or use --policy.type=pi0_grids here."
+            )
+        super().__init__(config, **kwargs)
