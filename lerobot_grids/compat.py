@@ -12,7 +12,7 @@ The rest of the package asks this module, never ``lerobot.__version__``:
   to a config subclass; 0.4.4 hands every ``PI0Config`` subclass pi0's own processors.
 - ``REALSENSE_NAME_LOOKUP_FIXED``: LeRobot's RealSense camera finds a camera by name since 0.6.0
   (huggingface/lerobot#2493).
-- ``DENSE_PI_HUB_REVISION``: the Hub's ``lerobot/pi0_base``, ``lerobot/pi05_base`` and
+- ``DENSE_BASE_HUB_REVISION``: the Hub's ``lerobot/pi0_base``, ``lerobot/pi05_base`` and
   ``lerobot/smolvla_base`` were re-uploaded for the transformers-5 code; the weights for 0.4.4 are kept
   under revision ``v0.4``.
 - :func:`import_realsense_config`: 0.6 imports ``pyrealsense2`` when its RealSense package is imported,
@@ -43,7 +43,7 @@ SMOLVLA_PREFIX_PASS = (
     {"use_cache": True} if LEROBOT_VERSION >= Version("0.6.1") else {"use_cache": False, "fill_kv_cache": True}
 )
 # Hub revision of LeRobot's dense base checkpoints (lerobot/pi0_base, ...) that fits this LeRobot.
-DENSE_PI_HUB_REVISION = None if PI_ON_STOCK_TRANSFORMERS else "v0.4"
+DENSE_BASE_HUB_REVISION = None if PI_ON_STOCK_TRANSFORMERS else "v0.4"
 
 if LEROBOT_VERSION >= Version("0.6.0"):
     from lerobot.utils.feature_utils import dataset_to_policy_features

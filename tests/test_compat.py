@@ -20,7 +20,7 @@ def test_the_switches_agree_with_this_lerobots_source():
     assert compat.PI_ON_STOCK_TRANSFORMERS == (importlib.util.find_spec("lerobot.policies.pi_gemma") is not None)
     source = open(modeling_pi0.__file__).read()
     assert compat.PI_ON_STOCK_TRANSFORMERS == ("incorrect transformer version" not in source)
-    assert compat.DENSE_PI_HUB_REVISION == (None if compat.PI_ON_STOCK_TRANSFORMERS else "v0.4")
+    assert compat.DENSE_BASE_HUB_REVISION == (None if compat.PI_ON_STOCK_TRANSFORMERS else "v0.4")
 
 
 @pytest.mark.parametrize(

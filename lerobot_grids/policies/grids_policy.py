@@ -222,11 +222,11 @@ class GridSPolicyMixin:
 
 def compat_revision_hint(dense_type: str) -> str:
     """Where LeRobot's dense base checkpoints exist in several Hub revisions, say which fits this LeRobot."""
-    if compat.DENSE_PI_HUB_REVISION is None:
+    if compat.DENSE_BASE_HUB_REVISION is None:
         return ""
     return (
         f" (LeRobot {compat.LEROBOT_VERSION}'s {dense_type} weights on the Hub are under revision "
-        f"{compat.DENSE_PI_HUB_REVISION!r}: --policy.init_from=lerobot/{dense_type}_base@{compat.DENSE_PI_HUB_REVISION})"
+        f"{compat.DENSE_BASE_HUB_REVISION!r}: --policy.init_from=lerobot/{dense_type}_base@{compat.DENSE_BASE_HUB_REVISION})"
     )
 
 
