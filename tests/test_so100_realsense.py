@@ -1,7 +1,8 @@
-"""The SO-100 + RealSense workflow through LeRobot's own commands, with the shipped configs.
+"""The SO-100 / SO-101 + RealSense workflow through LeRobot's own commands, with the shipped configs.
 
-LeRobot's SO100Follower / SO100Leader talk to simulated Feetech servos on pseudo-terminals, and its
-RealSense camera to simulated devices (tests/simulated_hardware.py); the commands run as users run them.
+LeRobot's SO follower / leader (one class each for the SO-100 and the SO-101) talk to simulated Feetech servos
+on pseudo-terminals, and its RealSense camera to simulated devices (tests/simulated_hardware.py); the commands
+run as users run them.
 """
 
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import DATASET_REPO_ID, REPO_ROOT, make_config
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.policies.factory import make_pre_post_processors
@@ -21,13 +23,29 @@ from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAG
 LAUNCHER = Path(__file__).with_name("with_simulated_cameras.py")
 BOTH_CAMERAS = "111=Intel RealSense D435,222=Intel RealSense D405"
 TASK = "Pick up the green cube and place it into the green bowl."
+ARM_MODELS = ("so100", "so101")
+CAMERAS = {"front": ("intelrealsense_by_name", "Intel RealSense D435", 640, 480, 30),
+           "wrist": ("intelrealsense_by_name", "Intel RealSense D405", 640, 480, 30)}
+
+
+def robot_config(arm: str, name: str) -> str:
+    """The shipped ``robot_configs/`` file ``name`` (teleoperate, record, deploy, rollout, async_client) of an arm."""
+    return f"robot_configs/{name}.yaml" if arm == "so100" else f"robot_configs/{name}_{arm}.yaml"
 
 
 @pytest.fixture
-def arms(tmp_path):
+def arm(request) -> str:
+    """The arm model whose configs a test runs (``so100`` unless parametrised)."""
+    return getattr(request, "param", "so100")
+
+
+@pytest.fixture
+def arms(arm, tmp_path):
+    """Simulated follower and leader buses, calibrated under the ids of ``arm``'s configs only: a config
+    that named another arm's calibration file would find none."""
     follower, leader = SimulatedFeetechBus(), SimulatedFeetechBus()
-    write_calibration(tmp_path / "calibration", "so100_follower", follower)
-    write_calibration(tmp_path / "calibration", "so100_leader", leader)
+    write_calibration(tmp_path / "calibration", f"{arm}_follower", follower)
+    write_calibration(tmp_path / "calibration", f"{arm}_leader", leader)
     yield follower, leader
     follower.close()
     leader.close()
@@ -51,15 +69,19 @@ def short_episode(root: Path, repo_id: str) -> list[str]:
             "--dataset.episode_time_s=2", "--dataset.reset_time_s=0", "--dataset.fps=10"]
 
 
-def test_teleoperated_recording_writes_a_valid_dataset(arms, tmp_path):
+@pytest.mark.parametrize(("arm", "config", "task_args"), [
+    ("so100", "datasets/so100_pick_place.yaml", []),  # a task recipe: the task is in the file
+    ("so101", "robot_configs/record_so101.yaml", [f"--dataset.single_task={TASK}"]),
+], indirect=["arm"])
+def test_teleoperated_recording_writes_a_valid_dataset(arms, config, task_args, tmp_path):
     follower, leader = arms
     for motor_id in SO100_MOTOR_IDS.values():
         leader.set_present(motor_id, 2100)  # the operator holds the leader arm here
-    result = run("lerobot-record", "--config_path=datasets/so100_pick_place.yaml", *ports(tmp_path, follower, leader),
-                 *short_episode(tmp_path / "recorded", "local/so100_pick_place"))
+    result = run("lerobot-record", f"--config_path={config}", *task_args, *ports(tmp_path, follower, leader),
+                 *short_episode(tmp_path / "recorded", "local/recorded"))
     assert result.returncode == 0, result.stderr[-3000:]
     # PyAV decodes (torchcodec needs FFmpeg installed on the system).
-    dataset = LeRobotDataset("local/so100_pick_place", root=tmp_path / "recorded", video_backend="pyav")
+    dataset = LeRobotDataset("local/recorded", root=tmp_path / "recorded", video_backend="pyav")
     assert dataset.meta.camera_keys == ["observation.images.front", "observation.images.wrist"]
     assert dataset.meta.total_episodes == 1 and dataset.num_frames >= 10
     frame = dataset[0]
@@ -73,10 +95,11 @@ def test_teleoperated_recording_writes_a_valid_dataset(arms, tmp_path):
     assert all(2100 in writes for writes in follower.goal_writes.values())  # the follower followed
 
 
-def test_teleoperation_moves_the_follower_with_the_leader(arms, tmp_path):
+@pytest.mark.parametrize("arm", ARM_MODELS, indirect=True)
+def test_teleoperation_moves_the_follower_with_the_leader(arm, arms, tmp_path):
     follower, leader = arms
     leader.set_present(SO100_MOTOR_IDS["elbow_flex"], 2500)
-    result = run("lerobot-teleoperate", "--config_path=robot_configs/teleoperate.yaml", "--teleop_time_s=2",
+    result = run("lerobot-teleoperate", f"--config_path={robot_config(arm, 'teleoperate')}", "--teleop_time_s=2",
                  *ports(tmp_path, follower, leader))
     assert result.returncode == 0, result.stderr[-3000:]
     assert follower.goal_writes[SO100_MOTOR_IDS["elbow_flex"]][-1:] == [2500], result.stderr[-3000:]
@@ -98,6 +121,68 @@ def test_task_recipes_are_lerobot_record_configs(recipe, episodes):
         "front": "Intel RealSense D435", "wrist": "Intel RealSense D405"}
 
 
+@pytest.mark.parametrize("name", ["teleoperate", "record", "deploy", "rollout", "async_client"])
+def test_so101_configs_are_lerobot_configs_of_an_so101_with_both_cameras(name, tmp_path):
+    import draccus
+    from lerobot.async_inference.configs import RobotClientConfig
+    from lerobot.robots.config import RobotConfig
+    from lerobot.scripts.lerobot_record import RecordConfig
+    from lerobot.scripts.lerobot_teleoperate import TeleoperateConfig
+    from lerobot.teleoperators.config import TeleoperatorConfig
+    from lerobot.utils.import_utils import register_third_party_plugins
+
+    register_third_party_plugins()  # our camera type, and the SO arm types LeRobot's async client does not import
+    path = REPO_ROOT / robot_config("so101", name)
+    written = yaml.safe_load(path.read_text())
+    if name in ("deploy", "rollout"):
+        # Their commands take the policy from the command line (lerobot-rollout is LeRobot 0.6's): the robot alone.
+        (tmp_path / "robot.yaml").write_text(yaml.safe_dump(written["robot"]))
+        robot, teleop = draccus.parse(RobotConfig, config_path=tmp_path / "robot.yaml", args=[]), None
+    else:
+        config_class = {"teleoperate": TeleoperateConfig, "async_client": RobotClientConfig}.get(name, RecordConfig)
+        args = {RecordConfig: ["--dataset.repo_id=user/data", f"--dataset.single_task={TASK}"],
+                RobotClientConfig: ["--pretrained_name_or_path=user/policy"]}.get(config_class, [])
+        config = draccus.parse(config_class, config_path=path, args=args)
+        robot, teleop = config.robot, getattr(config, "teleop", None)
+    # LeRobot registers so100_follower and so101_follower for one class (so100_leader and so101_leader for
+    # another) and names a parsed config by the first, so the file's own words say which arm it is.
+    assert written["robot"]["type"] == "so101_follower"
+    assert type(robot) is RobotConfig.get_choice_class("so101_follower")
+    assert robot.id == "so101_follower"  # the calibration file lerobot-calibrate wrote for it
+    assert {key: (camera.type, camera.serial_number_or_name, camera.width, camera.height, camera.fps)
+            for key, camera in robot.cameras.items()} == CAMERAS
+    assert (teleop is not None) == (name in ("teleoperate", "record"))
+    if teleop is not None:
+        assert written["teleop"]["type"] == "so101_leader"
+        assert type(teleop) is TeleoperatorConfig.get_choice_class("so101_leader")
+        assert teleop.id == "so101_leader"
+
+
+def load_config(path: Path):
+    """A config file as draccus reads it, ``!include`` (relative to the file's folder) resolved."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!include", lambda loader, node: load_config(path.parent / loader.construct_scalar(node)))
+    return yaml.load(path.read_text(), Loader=Loader)
+
+
+def test_every_robot_and_teleop_block_is_its_arm_config():
+    """The robot: and teleop: blocks of every shipped config are robot_configs/<type>.yaml, written out or included."""
+    checked = []
+    for path in sorted([*(REPO_ROOT / "robot_configs").glob("*.yaml"), *(REPO_ROOT / "datasets").glob("*.yaml")]):
+        config = load_config(path)
+        for key in ("robot", "teleop"):
+            if key in config:
+                arm_config = REPO_ROOT / "robot_configs" / f"{config[key]['type']}.yaml"
+                assert config[key] == load_config(arm_config), f"{path.name}: {key} differs from {arm_config.name}"
+                checked.append(f"{path.name}:{key}")
+    assert {f"{name}_so101.yaml:robot" for name in ("teleoperate", "record", "deploy", "rollout", "async_client")} <= set(
+        checked)
+    assert {"teleoperate_so101.yaml:teleop", "record_so101.yaml:teleop", "record.yaml:robot"} <= set(checked)
+
+
 @pytest.fixture(scope="module")
 def checkpoint(dataset_root, tmp_path_factory):
     """A smolvla_grids policy for the SO-100 features (joints, cameras front and wrist)."""
@@ -110,15 +195,16 @@ def checkpoint(dataset_root, tmp_path_factory):
     return folder
 
 
-def deploy(tmp_path, follower, policy: Path, *extra: str, cameras: str = BOTH_CAMERAS):
-    return run("lerobot-record", "--config_path=robot_configs/deploy.yaml", f"--policy.path={policy}",
+def deploy(tmp_path, follower, policy: Path, *extra: str, cameras: str = BOTH_CAMERAS, arm: str = "so100"):
+    return run("lerobot-record", f"--config_path={robot_config(arm, 'deploy')}", f"--policy.path={policy}",
                f"--dataset.single_task={TASK}", *ports(tmp_path, follower),
                *short_episode(tmp_path / "eval", "local/eval_so100"), *extra, cameras=cameras)
 
 
-def test_deployment_sends_actions_within_the_joint_limits(arms, tmp_path, checkpoint):
+@pytest.mark.parametrize("arm", ARM_MODELS, indirect=True)
+def test_deployment_sends_actions_within_the_joint_limits(arm, arms, tmp_path, checkpoint):
     follower, _ = arms
-    result = deploy(tmp_path, follower, checkpoint)
+    result = deploy(tmp_path, follower, checkpoint, arm=arm)
     assert result.returncode == 0, result.stderr[-3000:]
     writes = [goal for goals in follower.goal_writes.values() for goal in goals]
     assert len(writes) >= 6 * 5 and all(1000 <= goal <= 3000 for goal in writes)
@@ -180,8 +266,9 @@ def test_camera_check_says_which_camera_is_which_and_what_is_missing():
     assert "set cameras: wrist: serial_number_or_name: to a connected camera's serial number" in result.stdout
 
 
-def test_async_server_and_robot_client_run_a_grids_policy_over_loopback(arms, tmp_path, checkpoint):
-    """LeRobot's robot client (SO-100 + cameras) and its policy server, started by our entry point."""
+@pytest.mark.parametrize("arm", ARM_MODELS, indirect=True)
+def test_async_server_and_robot_client_run_a_grids_policy_over_loopback(arm, arms, tmp_path, checkpoint):
+    """LeRobot's robot client (SO-100 or SO-101 + cameras) and its policy server, started by our entry point."""
     import socket
     import time
 
@@ -195,7 +282,7 @@ def test_async_server_and_robot_client_run_a_grids_policy_over_loopback(arms, tm
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     client = subprocess.Popen(
         [sys.executable, str(LAUNCHER), "-m", "lerobot.async_inference.robot_client",
-         f"--config_path={REPO_ROOT / 'robot_configs' / 'async_client.yaml'}", f"--server_address=127.0.0.1:{port}",
+         f"--config_path={REPO_ROOT / robot_config(arm, 'async_client')}", f"--server_address=127.0.0.1:{port}",
          f"--pretrained_name_or_path={checkpoint}", "--actions_per_chunk=4", "--fps=10", f"--task={TASK}",
          *ports(tmp_path, follower)],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
