@@ -22,17 +22,23 @@ The rest of the package asks this module, never ``lerobot.__version__``:
 - ``SMOLVLA_PREFIX_PASS``: the keyword arguments of ``SmolVLMWithExpertModel.forward`` for a self-attention
   pass over the prefix: ``fill_kv_cache=True`` up to 0.6.0; since 0.6.1 a cache is filled whenever
   ``use_cache`` is set and none is given.
+- :func:`smolvlm_checkpoint_for_transformers5`: transformers 5 (LeRobot 0.5+) computes SmolVLM's vision
+  position ids exactly (patch ``i`` of ``n`` reads position row ``i``); transformers 4 (LeRobot 0.4.4)
+  shifted them (rows ``0, 0, 1, ..., n-2``), so a SmolVLA checkpoint trained under one reads other position
+  embeddings under the other. ``SMOLVLM_EXACT_PATCH_POSITIONS`` says which this environment does.
 - :func:`extend_free_model_card`: the model card is ``PreTrainedPolicy.generate_model_card`` on 0.4.4
   and 0.6.1, and a free function ``lerobot.common.train_utils.generate_model_card(model_cfg, ...)`` on
   LeRobot's main branch.
 """
 
 import importlib.metadata
+import math
 import importlib.util
 import sys
 from collections.abc import Callable
 from functools import wraps
 
+import torch
 from packaging.version import Version
 
 LEROBOT_VERSION = Version(importlib.metadata.version("lerobot"))
@@ -49,6 +55,10 @@ if LEROBOT_VERSION >= Version("0.6.0"):
     from lerobot.utils.feature_utils import dataset_to_policy_features
 else:
     from lerobot.datasets.utils import dataset_to_policy_features
+
+TRANSFORMERS_VERSION = Version(importlib.metadata.version("transformers"))
+SMOLVLM_EXACT_PATCH_POSITIONS = TRANSFORMERS_VERSION >= Version("5")
+POSITION_EMBEDDING_KEY = "vision_model.embeddings.position_embedding.weight"
 
 REALSENSE_CONFIG_MODULE = "lerobot.cameras.realsense.configuration_realsense"
 
@@ -97,3 +107,29 @@ def extend_free_model_card(section: Callable, config_classes: tuple[type, ...]) 
     generate_model_card.extended_by_lerobot_grids = True
     train_utils.generate_model_card = generate_model_card
     return True
+
+
+def _patch_position_rows(patches: int, exact: bool) -> torch.Tensor:
+    """The position-embedding row SmolVLM's vision embeddings give each of ``patches`` patches along one side
+    of an image that fills the grid (transformers 4: ``i / n * (1 - 1e-6)``, transformers 5: ``i / n``, both
+    bucketed into ``n`` equal bins)."""
+    index = torch.arange(patches, dtype=torch.float32)
+    fraction = torch.clamp(index * (1.0 / patches), max=1 - 1e-6) if exact else index / patches * (1 - 1e-6)
+    return torch.bucketize(fraction, torch.arange(1 / patches, 1.0, 1 / patches), right=True)
+
+
+def smolvlm_checkpoint_for_transformers5(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A SmolVLA (or smolvla_grids) state dict trained under transformers 4, with the vision position embeddings
+    re-indexed so that transformers 5 computes exactly the features transformers 4 did, for images that fill
+    the vision tower's grid (``image_size`` of the backbone config). Other tensors are the same objects."""
+    converted = dict(state_dict)
+    for key, weight in state_dict.items():
+        if key.endswith(POSITION_EMBEDDING_KEY):
+            side = math.isqrt(weight.shape[0])
+            old, new = _patch_position_rows(side, exact=False), _patch_position_rows(side, exact=True)
+            rows = (old[:, None] * side + old[None, :]).flatten()
+            targets = (new[:, None] * side + new[None, :]).flatten()
+            remapped = weight.clone()
+            remapped[targets] = weight[rows]
+            converted[key] = remapped
+    return converted

@@ -8,6 +8,7 @@ import torch
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 from safetensors.torch import load_file
 
+from lerobot_grids import compat
 from lerobot_grids.backbones import TINY_SMOLVLM
 from lerobot_grids.envs.tabletop import COLOURS, INSTRUCTION, GridSTabletop
 from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
@@ -17,6 +18,8 @@ from lerobot_grids.envs.tabletop_pretrain import (
     METRICS_FILE,
     PRETRAIN_SEED,
     PRETRAINED_TABLETOP_SMOLVLA,
+    TRANSFORMERS4_TABLETOP_SMOLVLA,
+    TRANSFORMERS5_TABLETOP_SMOLVLA,
     TOUCH_INSTRUCTION,
     VLM_PREFIX,
     colour_cover,
@@ -27,8 +30,11 @@ from lerobot_grids.envs.tabletop_pretrain import (
     pretrain,
     record_scenes,
     tabletop_smolvla_config,
+    write_transformers5_checkpoint,
 )
 
+# Grounding steps of the small runs: the colour loss halves on transformers 4 and 5 alike (40 sufficed on 4 only).
+GROUNDING_STEPS = 60
 SMALL = dict(batch_size=8, scenes_per_refresh=8, refresh_every=10, validation_scenes=16, stats_scenes=8, progress=False)
 
 
@@ -71,7 +77,7 @@ def test_scenes_are_fresh_default_scenes_with_the_named_block_and_the_experts_ac
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("pretrain") / "checkpoint"
-    return output_dir, pretrain(output_dir, steps=40, reach_steps=20, **SMALL)
+    return output_dir, pretrain(output_dir, steps=GROUNDING_STEPS, reach_steps=20, **SMALL)
 
 
 def test_pretraining_writes_a_dense_smolvla_checkpoint_that_smolvla_grids_starts_from(pretrained):
@@ -80,7 +86,7 @@ def test_pretraining_writes_a_dense_smolvla_checkpoint_that_smolvla_grids_starts
     assert set(load_file(output_dir / HEADS_FILE)) == {"colour.weight", "colour.bias", "referring.weight",
                                                         "referring.bias", "position.weight", "position.bias"}
     metrics = json.loads((output_dir / METRICS_FILE).read_text())
-    assert metrics["steps"] == 40 == results["steps"] and len(metrics["reach_history"]) == 20
+    assert metrics["steps"] == GROUNDING_STEPS == results["steps"] and len(metrics["reach_history"]) == 20
     weights = load_file(output_dir / "model.safetensors")
     assert all(tensor.dtype == torch.float32 for tensor in weights.values())
     config = tabletop_smolvla_config()
@@ -119,7 +125,7 @@ def test_grounding_trains_the_vlm_below_its_last_layer_and_reach_only_the_expert
     last_layer = f"text_model.layers.{len(untrained.model.vlm_with_expert.get_vlm_model().text_model.layers) - 1}."
     assert not any(key.startswith(VLM_PREFIX) and last_layer in key for key in changed), sorted(changed)
     # The reach stage leaves the VLM as grounding left it: the same run without reach has the same VLM.
-    pretrain(tmp_path / "grounding_only", steps=40, reach_steps=0, **SMALL)
+    pretrain(tmp_path / "grounding_only", steps=GROUNDING_STEPS, reach_steps=0, **SMALL)
     grounded = load_file(tmp_path / "grounding_only" / "model.safetensors")
     for key, tensor in grounded.items():
         if key.startswith(VLM_PREFIX):
@@ -150,3 +156,31 @@ def test_the_shipped_checkpoint_finds_and_reaches_the_named_block_in_unseen_scen
     assert error < 0.4 * mean_guess_error(touch), (error, mean_guess_error(touch))
     pretraining = json.loads((PRETRAINED_TABLETOP_SMOLVLA / METRICS_FILE).read_text())
     assert pretraining["first_scene_seed"] == PRETRAIN_SEED > 1000 + 40
+
+
+def test_the_shipped_transformers5_checkpoint_is_the_converted_transformers4_one(tmp_path):
+    copy = write_transformers5_checkpoint(TRANSFORMERS4_TABLETOP_SMOLVLA, tmp_path / "copy")
+    files = sorted(path.name for path in TRANSFORMERS5_TABLETOP_SMOLVLA.iterdir())
+    assert files == sorted(path.name for path in copy.iterdir())
+    for name in files:
+        assert (copy / name).read_bytes() == (TRANSFORMERS5_TABLETOP_SMOLVLA / name).read_bytes(), name
+    with pytest.raises(FileExistsError, match="nothing is overwritten"):
+        write_transformers5_checkpoint(TRANSFORMERS4_TABLETOP_SMOLVLA, copy)
+
+
+def test_patch_position_rows_are_the_installed_transformers():
+    """The position rows the compat conversion assumes are those the installed SmolVLM vision embeddings read:
+    transformers 4 shifts them by one patch, transformers 5 does not (checked against the real module)."""
+    from transformers import AutoConfig
+    from transformers.models.smolvlm.modeling_smolvlm import SmolVLMVisionEmbeddings
+
+    from lerobot_grids.compat import _patch_position_rows
+
+    embeddings = SmolVLMVisionEmbeddings(AutoConfig.from_pretrained(TINY_SMOLVLM).vision_config)
+    side = embeddings.num_patches_per_side
+    read = []
+    embeddings.position_embedding.register_forward_hook(lambda module, args, output: read.append(args[0]))
+    embeddings(torch.zeros(1, 3, side * 16, side * 16), torch.ones(1, side, side, dtype=torch.bool))
+    rows = _patch_position_rows(side, exact=compat.SMOLVLM_EXACT_PATCH_POSITIONS)
+    assert torch.equal(read[0][0], (rows[:, None] * side + rows[None, :]).flatten())
+    assert torch.equal(_patch_position_rows(side, exact=False)[:3], torch.tensor([0, 0, 1]))

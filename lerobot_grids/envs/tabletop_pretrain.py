@@ -51,6 +51,7 @@ from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy, make_att_2d_masks
 from lerobot.processor import PolicyProcessorPipeline
 from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
+from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -60,7 +61,14 @@ from lerobot_grids.backbones import BACKBONES_DIR, TINY_SMOLVLM
 from lerobot_grids.envs.tabletop import COLOURS, INSTRUCTION, GridSTabletop
 
 # What ``make pretrain`` wrote, shipped with the package: every policy of ``make demo`` starts from it.
-PRETRAINED_TABLETOP_SMOLVLA = BACKBONES_DIR / "grids_tabletop_smolvla"
+# The shipped base policy, pretrained under transformers 4 (LeRobot 0.4.4), and the same weights for transformers 5
+# (LeRobot 0.5+), whose SmolVLM reads other vision position embeddings (lerobot_grids.compat); the demo uses the
+# one that fits the installed transformers.
+TRANSFORMERS4_TABLETOP_SMOLVLA = BACKBONES_DIR / "grids_tabletop_smolvla"
+TRANSFORMERS5_TABLETOP_SMOLVLA = BACKBONES_DIR / "grids_tabletop_smolvla_transformers5"
+PRETRAINED_TABLETOP_SMOLVLA = (
+    TRANSFORMERS5_TABLETOP_SMOLVLA if compat.SMOLVLM_EXACT_PATCH_POSITIONS else TRANSFORMERS4_TABLETOP_SMOLVLA
+)
 PRETRAIN_SEED = 10_000_000  # scenes from here on: the demo records seeds 0.. and evaluates from 1000
 TOUCH_INSTRUCTION = "Touch the {} block."  # the reach stage's task
 CAMERAS = ("front", "wrist")
@@ -341,6 +349,19 @@ def mean_guess_error(scenes: dict) -> float:
     """Position error of always answering the mean position: what a VLM that has not grounded anything scores."""
     target = scenes["target_xy"]
     return float(np.linalg.norm(target - target.mean(0), axis=1).mean())
+
+
+def write_transformers5_checkpoint(source: Path, output_dir: Path) -> Path:
+    """A copy of the transformers-4 checkpoint ``source`` whose weights compute the same under transformers 5
+    (:func:`lerobot_grids.compat.smolvlm_checkpoint_for_transformers5`); every other file as it is."""
+    if output_dir.exists():
+        raise FileExistsError(f"{output_dir} already exists; choose a new folder (nothing is overwritten).")
+    output_dir.mkdir(parents=True)
+    for file in sorted(Path(source).iterdir()):
+        (output_dir / file.name).write_bytes(file.read_bytes())
+    weights = output_dir / SAFETENSORS_SINGLE_FILE
+    save_file(compat.smolvlm_checkpoint_for_transformers5(load_file(weights)), weights)
+    return output_dir
 
 
 def load_pretrained(checkpoint: str | Path) -> tuple[TabletopGrounding, PolicyProcessorPipeline]:

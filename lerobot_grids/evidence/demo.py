@@ -58,6 +58,8 @@ RECIPE = Path("policies/smolvla_grids_tabletop.json")
 OOD_VARIANTS = [variant for variant in VARIANTS if variant not in ("default", "blank")]
 EVAL_SEED = 1000  # lerobot-eval's default; the dataset's scenes are seeds 0 .. episodes - 1
 FRONT = f"{OBS_IMAGES}.front"
+# The base policy of runs stored before results.json named it (all made under LeRobot 0.4.4, transformers 4).
+STORED_RUNS_BASE_POLICY = "lerobot_grids/assets/grids_tabletop_smolvla"
 POINT_SOURCES = ("", "random_", "start_")  # the sampler's points, uniformly random ones, its starting layout
 
 
@@ -301,7 +303,7 @@ def write_report(results: dict, output_dir: Path) -> str:
         f"Training: `lerobot-train`, recipe `{results['recipe']}`, {scale['steps']} steps, batch {scale['batch_size']}, "
         f"the same seed for every policy, each starting from the pretrained base policy (grounding, then reach; "
         f"never trained to pick) "
-        f"(`--policy.init_from={PRETRAINED_TABLETOP_SMOLVLA.relative_to(PRETRAINED_TABLETOP_SMOLVLA.parents[2])}`). "
+        f"(`--policy.init_from={results.get('base_policy', STORED_RUNS_BASE_POLICY)}`). "
         "Evaluation: LeRobot's `lerobot-eval` loop, "
         f"{n} unseen scenes per variant (seeds {EVAL_SEED}-{EVAL_SEED + n - 1}).",
         "",
@@ -396,6 +398,7 @@ def run_demo(output_dir: Path, scale: DemoScale, recipe: Path = RECIPE, command:
         "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
                    f"{torch.get_num_threads()} threads, no GPU used",
         "recipe": str(recipe),
+        "base_policy": str(PRETRAINED_TABLETOP_SMOLVLA.relative_to(PRETRAINED_TABLETOP_SMOLVLA.parents[2])),
         "scale": asdict(scale),
         "tokens_per_camera": {name: tokens_per_camera(path) for name, path in checkpoints.items()},
         "checkpoints": {name: str(path) for name, path in checkpoints.items()},

@@ -4,12 +4,16 @@ Grounding (the tiny SmolVLM), then reach (the action expert), on fresh scenes of
 a dense ``smolvla`` checkpoint with its processors into a new folder, for ``--policy.init_from``
 (``make pretrain``; ``lerobot_grids/assets/grids_tabletop_smolvla`` is the shipped one). The stages:
 :mod:`lerobot_grids.envs.tabletop_pretrain`.
+
+``--transformers5-copy-of <checkpoint>`` instead writes a copy of a checkpoint pretrained under transformers 4
+(LeRobot 0.4.4) that computes the same under transformers 5 (LeRobot 0.5+); the shipped
+``grids_tabletop_smolvla_transformers5`` is ``--transformers5-copy-of lerobot_grids/assets/grids_tabletop_smolvla``.
 """
 
 import argparse
 from pathlib import Path
 
-from lerobot_grids.envs.tabletop_pretrain import pretrain
+from lerobot_grids.envs.tabletop_pretrain import pretrain, write_transformers5_checkpoint
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,7 +25,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=3e-3, help="grounding learning rate")
     parser.add_argument("--reach-lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--transformers5-copy-of", type=Path, metavar="CHECKPOINT",
+                        help="write a transformers-5 copy of this transformers-4 checkpoint instead of pretraining")
     args = parser.parse_args(argv)
+    if args.transformers5_copy_of is not None:
+        print(f"Wrote {write_transformers5_checkpoint(args.transformers5_copy_of, args.output_dir)}")
+        return
     results = pretrain(args.output_dir, args.steps, args.reach_steps, args.batch_size, args.lr, args.reach_lr,
                        seed=args.seed)
     grounded, reached = results["history"][-1]["validation"], results["reach_history"][-1:]
