@@ -10,6 +10,9 @@ The rest of the package asks this module, never ``lerobot.__version__``:
   adaptive RMS norm is not part of that, so ``pi05_grids`` needs 0.5+.
 - ``PROCESSORS_BY_CONVENTION``: since 0.6.1 the factory finds ``make_<type>_pre_post_processors`` next
   to a config subclass; 0.4.4 hands every ``PI0Config`` subclass pi0's own processors.
+- ``POLICY_ON_ROBOT_COMMAND``: the LeRobot command that runs a policy on a robot and records its episodes:
+  ``lerobot-record --policy.path=...`` up to 0.5, ``lerobot-rollout`` since 0.6.0 (whose ``lerobot-record``
+  records teleoperation only).
 - ``REALSENSE_NAME_LOOKUP_FIXED``: LeRobot's RealSense camera finds a camera by name since 0.6.0
   (huggingface/lerobot#2493).
 - ``DENSE_BASE_HUB_REVISION``: the Hub's ``lerobot/pi0_base``, ``lerobot/pi05_base`` and
@@ -45,6 +48,7 @@ LEROBOT_VERSION = Version(importlib.metadata.version("lerobot"))
 PI_ON_STOCK_TRANSFORMERS = LEROBOT_VERSION >= Version("0.5.0")
 PROCESSORS_BY_CONVENTION = LEROBOT_VERSION >= Version("0.6.1")
 REALSENSE_NAME_LOOKUP_FIXED = LEROBOT_VERSION >= Version("0.6.0")
+POLICY_ON_ROBOT_COMMAND = "lerobot-rollout" if LEROBOT_VERSION >= Version("0.6.0") else "lerobot-record"
 SMOLVLA_PREFIX_PASS = (
     {"use_cache": True} if LEROBOT_VERSION >= Version("0.6.1") else {"use_cache": False, "fill_kv_cache": True}
 )

@@ -198,6 +198,17 @@ def test_batch_missing_a_camera_is_refused(dataset_root):
         policy.forward(batch)
 
 
+@pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids"])
+def test_a_state_of_another_size_is_refused_before_any_action(dataset_root, policy_type):
+    """On every path that acts (lerobot-rollout loads a policy without the robot's features): a 7-joint state for
+    a 6-joint policy would be zero-padded to max_state_dim and acted on."""
+    policy = get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root))
+    batch = make_batch(policy.config, dataset_root)
+    batch["observation.state"] = torch.cat([batch["observation.state"], batch["observation.state"][..., :1]], dim=-1)
+    with pytest.raises(ValueError, match=r"state observation.state: policy \(6,\), robot/dataset \(7,\)"):
+        policy.select_action(batch)
+
+
 def test_discrete_sampler_with_more_tokens_than_the_grid_is_refused_when_built(dataset_root):
     with pytest.raises(ValueError, match="cannot pick 17 tokens from a 4x4 grid of 16"):
         SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, grids={"sampler": "topk", "num_tokens": 17}))

@@ -16,8 +16,9 @@ import yaml
 from conftest import DATASET_REPO_ID, REPO_ROOT, make_config
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.policies.factory import make_pre_post_processors
-from simulated_hardware import SO100_MOTOR_IDS, SimulatedFeetechBus, write_calibration
+from simulated_hardware import SO100_MOTOR_IDS, SimulatedFeetechBus, SimulatedRealSense, write_calibration
 
+from lerobot_grids import compat
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 
 LAUNCHER = Path(__file__).with_name("with_simulated_cameras.py")
@@ -105,8 +106,14 @@ def test_teleoperation_moves_the_follower_with_the_leader(arm, arms, tmp_path):
     assert follower.goal_writes[SO100_MOTOR_IDS["elbow_flex"]][-1:] == [2500], result.stderr[-3000:]
 
 
+@pytest.fixture
+def librealsense(monkeypatch):
+    """LeRobot 0.6's lerobot-record imports librealsense (pyrealsense2) with its config: simulated, no device."""
+    monkeypatch.setitem(sys.modules, "pyrealsense2", SimulatedRealSense({}))
+
+
 @pytest.mark.parametrize(("recipe", "episodes"), [("pick_place", 83), ("transfer_pen", 74), ("stack_cubes", 75)])
-def test_task_recipes_are_lerobot_record_configs(recipe, episodes):
+def test_task_recipes_are_lerobot_record_configs(recipe, episodes, librealsense):
     import draccus
     from lerobot.scripts.lerobot_record import RecordConfig
     from lerobot.utils.import_utils import register_third_party_plugins
@@ -122,7 +129,7 @@ def test_task_recipes_are_lerobot_record_configs(recipe, episodes):
 
 
 @pytest.mark.parametrize("name", ["teleoperate", "record", "deploy", "rollout", "async_client"])
-def test_so101_configs_are_lerobot_configs_of_an_so101_with_both_cameras(name, tmp_path):
+def test_so101_configs_are_lerobot_configs_of_an_so101_with_both_cameras(name, tmp_path, librealsense):
     import draccus
     from lerobot.async_inference.configs import RobotClientConfig
     from lerobot.robots.config import RobotConfig
@@ -195,10 +202,26 @@ def checkpoint(dataset_root, tmp_path_factory):
     return folder
 
 
+def moved(follower: SimulatedFeetechBus, start: dict[int, int]) -> bool:
+    """Whether any goal other than a joint's position at ``start`` reached the bus. lerobot-rollout (0.6) holds the
+    arm where it found it when it stops (``return_to_initial_position``): those goals move nothing."""
+    return any(goal != start[motor] for motor, goals in follower.goal_writes.items() for goal in goals)
+
+
+def positions(follower: SimulatedFeetechBus) -> dict[int, int]:
+    return {motor: follower.present(motor) for motor in follower.goal_writes}
+
+
 def deploy(tmp_path, follower, policy: Path, *extra: str, cameras: str = BOTH_CAMERAS, arm: str = "so100"):
-    return run("lerobot-record", f"--config_path={robot_config(arm, 'deploy')}", f"--policy.path={policy}",
-               f"--dataset.single_task={TASK}", *ports(tmp_path, follower),
-               *short_episode(tmp_path / "eval", "local/eval_so100"), *extra, cameras=cameras)
+    """Run ``policy`` on the arm and record one short evaluation episode, with the LeRobot command and shipped
+    config for that: ``lerobot-record`` + ``deploy.yaml`` (0.4.4), ``lerobot-rollout`` + ``rollout.yaml`` (0.6)."""
+    if compat.POLICY_ON_ROBOT_COMMAND == "lerobot-rollout":
+        command = ["lerobot-rollout", f"--config_path={robot_config(arm, 'rollout')}", f"--task={TASK}", "--fps=10"]
+        repo_id = "local/rollout_so100"  # lerobot-rollout's rule for its dataset names
+    else:
+        command, repo_id = ["lerobot-record", f"--config_path={robot_config(arm, 'deploy')}"], "local/eval_so100"
+    return run(*command, f"--policy.path={policy}", f"--dataset.single_task={TASK}", *ports(tmp_path, follower),
+               *short_episode(tmp_path / "eval", repo_id), *extra, cameras=cameras)
 
 
 @pytest.mark.parametrize("arm", ARM_MODELS, indirect=True)
@@ -212,6 +235,7 @@ def test_deployment_sends_actions_within_the_joint_limits(arm, arms, tmp_path, c
 
 def test_a_policy_for_other_features_is_refused_before_any_motor_command(arms, tmp_path, checkpoint):
     follower, _ = arms
+    start = positions(follower)
     config = SmolVLAGridsPolicy.from_pretrained(checkpoint).config
     config.input_features["observation.state"].shape = (7,)  # a 7-joint arm's policy
     other = tmp_path / "seven_joints"
@@ -224,11 +248,12 @@ def test_a_policy_for_other_features_is_refused_before_any_motor_command(arms, t
     result = deploy(tmp_path, follower, other)
     assert result.returncode != 0
     assert "state observation.state: policy (7,), robot/dataset (6,)" in result.stderr
-    assert not any(follower.goal_writes.values())
+    assert not moved(follower, start)
 
 
 def test_a_non_finite_action_is_never_written_to_the_bus(arms, tmp_path, checkpoint):
     follower, _ = arms
+    start = positions(follower)
     policy = SmolVLAGridsPolicy.from_pretrained(checkpoint)
     with torch.no_grad():
         policy.model.action_out_proj.bias.fill_(float("nan"))
@@ -239,20 +264,23 @@ def test_a_non_finite_action_is_never_written_to_the_bus(arms, tmp_path, checkpo
             (broken / file.name).write_bytes(file.read_bytes())
     result = deploy(tmp_path, follower, broken)
     assert result.returncode != 0 and "non-finite action" in result.stderr
-    assert not any(follower.goal_writes.values())
+    assert not moved(follower, start)
 
 
 def test_a_missing_camera_and_an_unsupported_resolution_are_named(arms, tmp_path, checkpoint):
     follower, _ = arms
+    start = positions(follower)
     result = deploy(tmp_path, follower, checkpoint, cameras="111=Intel RealSense D435")
     assert result.returncode != 0
-    assert "No RealSense camera named 'Intel RealSense D405' is connected" in result.stderr
+    # LeRobot 0.6 finds cameras by name itself (its message, our advice); on 0.4.4 the lookup is ours.
+    assert "RealSense camera" in result.stderr and "'Intel RealSense D405'" in result.stderr
+    assert "lerobot-grids-cameras lists them" in result.stderr
     camera = "{type: intelrealsense_by_name, serial_number_or_name: Intel RealSense %s, width: %d, height: %d, fps: 30}"
     cameras = f"{{front: {camera % ('D435', 1920, 1080)}, wrist: {camera % ('D405', 640, 480)}}}"
     result = deploy(tmp_path, follower, checkpoint, f"--robot.cameras={cameras}")
     assert result.returncode != 0
     assert "did not start an RGB stream of 1920x1080 at 30 fps" in result.stderr
-    assert not any(follower.goal_writes.values())
+    assert not moved(follower, start)
 
 
 def test_camera_check_says_which_camera_is_which_and_what_is_missing():

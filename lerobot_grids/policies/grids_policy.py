@@ -149,6 +149,9 @@ class GridSPolicyMixin:
         cameras = [key for key in self.config.image_features if not key.startswith(f"{OBS_IMAGES}.empty_camera_")]
         if len(cameras) != len(dataset_meta.camera_keys):
             mismatches.append(f"cameras: policy {cameras}, robot/dataset {dataset_meta.camera_keys}")
+        self.refuse_mismatches(mismatches)
+
+    def refuse_mismatches(self, mismatches: list[str]) -> None:
         if mismatches:
             raise ValueError(
                 f"This {self.name} policy does not fit the robot or dataset it was given: {'; '.join(mismatches)}. "
@@ -175,8 +178,15 @@ class GridSPolicyMixin:
         return state_dict
 
     def start_images(self, batch: dict) -> None:
-        """Before a batch's images are embedded: refuse a batch that lacks a camera the policy was trained
-        with (LeRobot would pad it silently), and start a new record of sampled points."""
+        """Before a batch's images are embedded: refuse a batch whose state has another size than the policy
+        was trained with, or that lacks a camera it was trained with (LeRobot would pad either silently), and
+        start a new record of sampled points. Every path that acts (lerobot-record, lerobot-rollout, the async
+        server, lerobot-eval) passes here before the first action."""
+        state = self.config.input_features.get(OBS_STATE)
+        if state is not None and OBS_STATE in batch and batch[OBS_STATE].shape[-1] != state.shape[-1]:
+            self.refuse_mismatches(
+                [f"state {OBS_STATE}: policy {tuple(state.shape)}, robot/dataset ({batch[OBS_STATE].shape[-1]},)"]
+            )
         empty_cameras = f"{OBS_IMAGES}.empty_camera_"
         missing = [key for key in self.config.image_features if key not in batch and not key.startswith(empty_cameras)]
         if missing:
