@@ -35,8 +35,8 @@ The rest of the package asks this module, never ``lerobot.__version__``:
 """
 
 import importlib.metadata
-import math
 import importlib.util
+import math
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -113,7 +113,7 @@ def extend_free_model_card(section: Callable, config_classes: tuple[type, ...]) 
     return True
 
 
-def _patch_position_rows(patches: int, exact: bool) -> torch.Tensor:
+def patch_position_rows(patches: int, exact: bool) -> torch.Tensor:
     """The position-embedding row SmolVLM's vision embeddings give each of ``patches`` patches along one side
     of an image that fills the grid (transformers 4: ``i / n * (1 - 1e-6)``, transformers 5: ``i / n``, both
     bucketed into ``n`` equal bins)."""
@@ -130,7 +130,7 @@ def smolvlm_checkpoint_for_transformers5(state_dict: dict[str, torch.Tensor]) ->
     for key, weight in state_dict.items():
         if key.endswith(POSITION_EMBEDDING_KEY):
             side = math.isqrt(weight.shape[0])
-            old, new = _patch_position_rows(side, exact=False), _patch_position_rows(side, exact=True)
+            old, new = patch_position_rows(side, exact=False), patch_position_rows(side, exact=True)
             rows = (old[:, None] * side + old[None, :]).flatten()
             targets = (new[:, None] * side + new[None, :]).flatten()
             remapped = weight.clone()

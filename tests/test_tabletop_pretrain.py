@@ -174,13 +174,11 @@ def test_patch_position_rows_are_the_installed_transformers():
     from transformers import AutoConfig
     from transformers.models.smolvlm.modeling_smolvlm import SmolVLMVisionEmbeddings
 
-    from lerobot_grids.compat import _patch_position_rows
-
     embeddings = SmolVLMVisionEmbeddings(AutoConfig.from_pretrained(TINY_SMOLVLM).vision_config)
     side = embeddings.num_patches_per_side
     read = []
     embeddings.position_embedding.register_forward_hook(lambda module, args, output: read.append(args[0]))
     embeddings(torch.zeros(1, 3, side * 16, side * 16), torch.ones(1, side, side, dtype=torch.bool))
-    rows = _patch_position_rows(side, exact=compat.SMOLVLM_EXACT_PATCH_POSITIONS)
+    rows = compat.patch_position_rows(side, exact=compat.SMOLVLM_EXACT_PATCH_POSITIONS)
     assert torch.equal(read[0][0], (rows[:, None] * side + rows[None, :]).flatten())
-    assert torch.equal(_patch_position_rows(side, exact=False)[:3], torch.tensor([0, 0, 1]))
+    assert torch.equal(compat.patch_position_rows(side, exact=False)[:3], torch.tensor([0, 0, 1]))
