@@ -24,7 +24,6 @@ from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAG
 LAUNCHER = Path(__file__).with_name("with_simulated_cameras.py")
 BOTH_CAMERAS = "111=Intel RealSense D435,222=Intel RealSense D405"
 TASK = "Pick up the green cube and place it into the green bowl."
-ARM_MODELS = ("so100", "so101")
 CAMERAS = {"front": ("intelrealsense_by_name", "Intel RealSense D435", 640, 480, 30),
            "wrist": ("intelrealsense_by_name", "Intel RealSense D405", 640, 480, 30)}
 
@@ -96,8 +95,8 @@ def test_teleoperated_recording_writes_a_valid_dataset(arms, config, task_args, 
     assert all(2100 in writes for writes in follower.goal_writes.values())  # the follower followed
 
 
-@pytest.mark.parametrize("arm", ARM_MODELS, indirect=True)
 def test_teleoperation_moves_the_follower_with_the_leader(arm, arms, tmp_path):
+    """SO-100 (the SO-101's follower follows its leader in the recording test above)."""
     follower, leader = arms
     leader.set_present(SO100_MOTOR_IDS["elbow_flex"], 2500)
     result = run("lerobot-teleoperate", f"--config_path={robot_config(arm, 'teleoperate')}", "--teleop_time_s=2",
@@ -112,16 +111,28 @@ def librealsense(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyrealsense2", SimulatedRealSense({}))
 
 
-@pytest.mark.parametrize(("recipe", "episodes"), [("pick_place", 83), ("transfer_pen", 74), ("stack_cubes", 75)])
-def test_task_recipes_are_lerobot_record_configs(recipe, episodes, librealsense):
+def decode(config_class, path: Path, part: str | None = None, **command_line):
+    """A config file decoded into LeRobot's config class as its command-line parser decodes it, after
+    ``register_third_party_plugins()`` (what LeRobot's commands do first: our camera type, and the SO arm types
+    LeRobot's async client does not import). ``part``: one block of the file (``robot``) instead of the whole;
+    ``command_line`` holds the values given as ``--a.b=...`` (``a={"b": ...}``) or ``--a=...``.
+    (``draccus.parse`` decodes the same way and also builds a parser for every registered choice: ~9 s a file.)"""
     import draccus
-    from lerobot.scripts.lerobot_record import RecordConfig
     from lerobot.utils.import_utils import register_third_party_plugins
 
-    register_third_party_plugins()  # what lerobot-record does first: finds our camera type by the plugin
+    register_third_party_plugins()
+    written = yaml.safe_load(path.read_text())
+    written = written[part] if part else written
+    for key, value in command_line.items():
+        written[key] = {**written.get(key, {}), **value} if isinstance(value, dict) else value
+    return draccus.decode(config_class, written)
 
-    config = draccus.parse(RecordConfig, config_path=REPO_ROOT / "datasets" / f"so100_{recipe}.yaml",
-                           args=["--dataset.repo_id=user/data"])
+
+@pytest.mark.parametrize(("recipe", "episodes"), [("pick_place", 83), ("transfer_pen", 74), ("stack_cubes", 75)])
+def test_task_recipes_are_lerobot_record_configs(recipe, episodes, librealsense):
+    from lerobot.scripts.lerobot_record import RecordConfig
+
+    config = decode(RecordConfig, REPO_ROOT / "datasets" / f"so100_{recipe}.yaml", dataset={"repo_id": "user/data"})
     assert config.dataset.num_episodes == episodes and config.dataset.single_task
     assert config.robot.type == "so100_follower" and config.teleop.type == "so100_leader"
     assert {key: camera.serial_number_or_name for key, camera in config.robot.cameras.items()} == {
@@ -129,27 +140,25 @@ def test_task_recipes_are_lerobot_record_configs(recipe, episodes, librealsense)
 
 
 @pytest.mark.parametrize("name", ["teleoperate", "record", "deploy", "rollout", "async_client"])
-def test_so101_configs_are_lerobot_configs_of_an_so101_with_both_cameras(name, tmp_path, librealsense):
-    import draccus
+def test_so101_configs_are_lerobot_configs_of_an_so101_with_both_cameras(name, librealsense):
     from lerobot.async_inference.configs import RobotClientConfig
     from lerobot.robots.config import RobotConfig
     from lerobot.scripts.lerobot_record import RecordConfig
     from lerobot.scripts.lerobot_teleoperate import TeleoperateConfig
     from lerobot.teleoperators.config import TeleoperatorConfig
-    from lerobot.utils.import_utils import register_third_party_plugins
 
-    register_third_party_plugins()  # our camera type, and the SO arm types LeRobot's async client does not import
     path = REPO_ROOT / robot_config("so101", name)
     written = yaml.safe_load(path.read_text())
     if name in ("deploy", "rollout"):
         # Their commands take the policy from the command line (lerobot-rollout is LeRobot 0.6's): the robot alone.
-        (tmp_path / "robot.yaml").write_text(yaml.safe_dump(written["robot"]))
-        robot, teleop = draccus.parse(RobotConfig, config_path=tmp_path / "robot.yaml", args=[]), None
+        robot, teleop = decode(RobotConfig, path, part="robot"), None
     else:
         config_class = {"teleoperate": TeleoperateConfig, "async_client": RobotClientConfig}.get(name, RecordConfig)
-        args = {RecordConfig: ["--dataset.repo_id=user/data", f"--dataset.single_task={TASK}"],
-                RobotClientConfig: ["--pretrained_name_or_path=user/policy"]}.get(config_class, [])
-        config = draccus.parse(config_class, config_path=path, args=args)
+        command_line = {RecordConfig: {"dataset": {"repo_id": "user/data", "single_task": TASK}},
+                        RobotClientConfig: {"pretrained_name_or_path": "user/policy"}}.get(config_class, {})
+        config = decode(config_class, path, **command_line)
+        if config_class is RobotClientConfig:
+            assert config.policy_type == "smolvla_grids"
         robot, teleop = config.robot, getattr(config, "teleop", None)
     # LeRobot registers so100_follower and so101_follower for one class (so100_leader and so101_leader for
     # another) and names a parsed config by the first, so the file's own words say which arm it is.
@@ -212,22 +221,22 @@ def positions(follower: SimulatedFeetechBus) -> dict[int, int]:
     return {motor: follower.present(motor) for motor in follower.goal_writes}
 
 
-def deploy(tmp_path, follower, policy: Path, *extra: str, cameras: str = BOTH_CAMERAS, arm: str = "so100"):
+def deploy(tmp_path, follower, policy: Path, *extra: str, cameras: str = BOTH_CAMERAS):
     """Run ``policy`` on the arm and record one short evaluation episode, with the LeRobot command and shipped
     config for that: ``lerobot-record`` + ``deploy.yaml`` (0.4.4), ``lerobot-rollout`` + ``rollout.yaml`` (0.6)."""
     if compat.POLICY_ON_ROBOT_COMMAND == "lerobot-rollout":
-        command = ["lerobot-rollout", f"--config_path={robot_config(arm, 'rollout')}", f"--task={TASK}", "--fps=10"]
+        command = ["lerobot-rollout", "--config_path=robot_configs/rollout.yaml", f"--task={TASK}", "--fps=10"]
         repo_id = "local/rollout_so100"  # lerobot-rollout's rule for its dataset names
     else:
-        command, repo_id = ["lerobot-record", f"--config_path={robot_config(arm, 'deploy')}"], "local/eval_so100"
+        command, repo_id = ["lerobot-record", "--config_path=robot_configs/deploy.yaml"], "local/eval_so100"
     return run(*command, f"--policy.path={policy}", f"--dataset.single_task={TASK}", *ports(tmp_path, follower),
                *short_episode(tmp_path / "eval", repo_id), *extra, cameras=cameras)
 
 
-@pytest.mark.parametrize("arm", ARM_MODELS, indirect=True)
-def test_deployment_sends_actions_within_the_joint_limits(arm, arms, tmp_path, checkpoint):
+def test_deployment_sends_actions_within_the_joint_limits(arms, tmp_path, checkpoint):
+    """SO-100 (the SO-101's deploy and rollout configs are the same with its robot block: parsed below)."""
     follower, _ = arms
-    result = deploy(tmp_path, follower, checkpoint, arm=arm)
+    result = deploy(tmp_path, follower, checkpoint)
     assert result.returncode == 0, result.stderr[-3000:]
     writes = [goal for goals in follower.goal_writes.values() for goal in goals]
     assert len(writes) >= 6 * 5 and all(1000 <= goal <= 3000 for goal in writes)
@@ -294,9 +303,8 @@ def test_camera_check_says_which_camera_is_which_and_what_is_missing():
     assert "set cameras: wrist: serial_number_or_name: to a connected camera's serial number" in result.stdout
 
 
-@pytest.mark.parametrize("arm", ARM_MODELS, indirect=True)
-def test_async_server_and_robot_client_run_a_grids_policy_over_loopback(arm, arms, tmp_path, checkpoint):
-    """LeRobot's robot client (SO-100 or SO-101 + cameras) and its policy server, started by our entry point."""
+def test_async_server_and_robot_client_run_a_grids_policy_over_loopback(arms, tmp_path, checkpoint):
+    """LeRobot's robot client (SO-100 + cameras) and its policy server, started by our entry point."""
     import socket
     import time
 
@@ -310,7 +318,7 @@ def test_async_server_and_robot_client_run_a_grids_policy_over_loopback(arm, arm
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     client = subprocess.Popen(
         [sys.executable, str(LAUNCHER), "-m", "lerobot.async_inference.robot_client",
-         f"--config_path={REPO_ROOT / robot_config(arm, 'async_client')}", f"--server_address=127.0.0.1:{port}",
+         f"--config_path={REPO_ROOT / 'robot_configs' / 'async_client.yaml'}", f"--server_address=127.0.0.1:{port}",
          f"--pretrained_name_or_path={checkpoint}", "--actions_per_chunk=4", "--fps=10", f"--task={TASK}",
          *ports(tmp_path, follower)],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
