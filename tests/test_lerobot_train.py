@@ -175,8 +175,10 @@ def test_paper_training_recipes_parse_with_lerobot_config_parser(recipe, expecte
     import draccus
     from lerobot.configs.train import TrainPipelineConfig
 
-    config = draccus.parse(TrainPipelineConfig, config_path=REPO_ROOT / "policies" / recipe,
-                           args=["--dataset.repo_id=user/data"])
+    # Decoded as lerobot-train's parser decodes --config_path (draccus.parse also builds a parser for every
+    # registered choice: seconds a file), with --dataset.repo_id=user/data.
+    written = json.loads((REPO_ROOT / "policies" / recipe).read_text())
+    config = draccus.decode(TrainPipelineConfig, {**written, "dataset": {"repo_id": "user/data"}})
     policy = config.policy
     assert (config.batch_size, config.steps, policy.chunk_size, policy.optimizer_lr, policy.scheduler_warmup_steps,
             policy.scheduler_decay_steps, policy.scheduler_decay_lr, policy.optimizer_grad_clip_norm) == expected
