@@ -1,7 +1,6 @@
 """Shared fixtures: a tiny SO-100 dataset, tiny smolvla_grids configs and batches, an intercepted Hub."""
 
 import base64
-import importlib
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from lerobot_grids.demo_dataset import make_so100_demo_dataset  # noqa: E402
 from lerobot_grids import compat  # noqa: E402
 from lerobot_grids.compat import dataset_to_policy_features  # noqa: E402
 from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PaliGemmaGridSOptions  # noqa: E402
+from lerobot_grids.scripts.lerobot_grids_init import make_policy_processors  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATASET_REPO_ID = "local/so100_grids_test"
@@ -89,8 +89,7 @@ def make_processors(config: PreTrainedConfig, dataset_stats=None):
     """The policy's processors as LeRobot's tools make them; LeRobot 0.4.4 gives a pi0 subclass pi0's own
     (see the README), so there the policy type's own factory is called."""
     if isinstance(config, PaliGemmaGridSOptions) and not compat.PROCESSORS_BY_CONVENTION:
-        module = importlib.import_module(type(config).__module__.replace("configuration_", "processor_"))
-        return getattr(module, f"make_{config.type}_pre_post_processors")(config, dataset_stats=dataset_stats)
+        return make_policy_processors(config, dataset_stats=dataset_stats)
     return make_pre_post_processors(config, dataset_stats=dataset_stats)
 
 

@@ -4,6 +4,8 @@ The factory finds ``<Name>Policy`` in the ``modeling_*`` module and ``make_<type
 in the ``processor_*`` module next to each ``configuration_*`` module, importing them only when used.
 """
 
+from lerobot.configs.policies import PreTrainedConfig
+
 from lerobot_grids import compat
 from lerobot_grids.policies.grids_policy import grids_card_section
 from lerobot_grids.policies.pi0_grids import PI0GridsConfig
@@ -11,7 +13,7 @@ from lerobot_grids.policies.pi05_grids import PI05GridsConfig
 from lerobot_grids.policies.smolvla_grids import SmolVLAGridsConfig
 
 GRIDS_CONFIGS = (SmolVLAGridsConfig, PI0GridsConfig, PI05GridsConfig)
-GRIDS_POLICY_TYPES = ("smolvla_grids", "pi0_grids", "pi05_grids")
+GRIDS_POLICY_TYPES = tuple(PreTrainedConfig.get_choice_name(config) for config in GRIDS_CONFIGS)
 compat.extend_free_model_card(grids_card_section, GRIDS_CONFIGS)
 
 __all__ = ["PI0GridsConfig", "PI05GridsConfig", "SmolVLAGridsConfig"]
