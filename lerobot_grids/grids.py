@@ -156,13 +156,15 @@ class GridSampler(nn.Module):
         return grid_hw[0] * grid_hw[1] if self.config.sampler == "dense" else self.config.num_tokens
 
     def check_grid(self, grid_hw: tuple[int, int]) -> None:
-        """Refuse a discrete sampler (``random``, ``topk``) asked for more tokens than the grid has."""
+        """Refuse more tokens per camera than the grid has: a discrete sampler (``random``, ``topk``) cannot
+        pick them, and ``grids`` points beyond the grid's count read no more than the dense tokens (the
+        paper's K is far below it; use ``sampler=dense`` to keep every token)."""
         height, width = grid_hw
-        if self.config.sampler in ("random", "topk") and self.config.num_tokens > height * width:
+        if self.config.sampler != "dense" and self.config.num_tokens > height * width:
             raise ValueError(
                 f"GridS sampler {self.config.sampler!r} cannot pick {self.config.num_tokens} tokens from a "
                 f"{height}x{width} grid of {height * width}: set --policy.grids.num_tokens to at most "
-                f"{height * width}."
+                f"{height * width} (or --policy.grids.sampler=dense to keep every token)."
             )
 
     def forward(self, tokens: Tensor, grid_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:

@@ -178,8 +178,8 @@ def test_bad_config_is_refused(kwargs, message):
         GridSConfig(**kwargs)
 
 
-@pytest.mark.parametrize("sampler_name", ["random", "topk"])
-def test_discrete_samplers_refuse_more_tokens_than_the_grid_has(sampler_name):
+@pytest.mark.parametrize("sampler_name", ["random", "topk", "grids"])
+def test_samplers_refuse_more_tokens_than_the_grid_has(sampler_name):
     sampler = GridSampler(4, GridSConfig(num_tokens=17, sampler=sampler_name))
     with pytest.raises(ValueError, match="cannot pick 17 tokens from a 4x4 grid of 16"):
         sampler(torch.randn(1, 16, 4), (4, 4))

@@ -7,15 +7,19 @@ import sys
 import draccus
 import pytest
 import torch
-from conftest import make_batch, make_config, make_processors
+from conftest import DATASET_REPO_ID, make_batch, make_config, make_processors
 from lerobot.configs.default import DatasetConfig
 from lerobot.configs.train import TrainPipelineConfig
+from lerobot.configs.types import FeatureType, NormalizationMode
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.policies.act.configuration_act import ACTConfig
 from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 from safetensors.torch import load_file
+from transformers import AutoTokenizer
 
 from lerobot_grids import compat
+from lerobot_grids.backbones import TINY_SMOLVLM
 from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 
@@ -59,13 +63,34 @@ def test_command_line_sets_nested_grids_options_and_refuses_bad_ones():
 
 
 def test_processor_factory_of_the_policy_type(dataset_root):
-    from lerobot_grids.policies.smolvla_grids.processor_smolvla_grids import make_smolvla_grids_pre_post_processors
-
-    config = make_config(dataset_root=dataset_root)
+    """LeRobot's factory builds the policy type's processors from its config and the dataset's statistics:
+    the configured tokenizer and length, the device, SmolVLA's normalisation modes, and the statistics
+    applied as given (the state and action normalised by hand)."""
+    config = make_config(dataset_root=dataset_root, tokenizer_max_length=10)
     assert get_policy_class("smolvla_grids") is SmolVLAGridsPolicy
-    ours = make_smolvla_grids_pre_post_processors(config)
-    factory = make_pre_post_processors(config)
-    assert [type(step) for step in ours[0].steps] == [type(step) for step in factory[0].steps]
+    dataset = LeRobotDataset(DATASET_REPO_ID, root=dataset_root)
+    stats = dataset.meta.stats
+    preprocessor, postprocessor = make_pre_post_processors(config, dataset_stats=stats)
+    steps = {type(step).__name__: step for step in preprocessor.steps}
+    tokenizer = steps["TokenizerProcessorStep"]
+    assert (tokenizer.tokenizer_name, tokenizer.max_length) == (str(TINY_SMOLVLM), 10)
+    assert steps["DeviceProcessorStep"].device == "cpu"
+    modes = {FeatureType.VISUAL: NormalizationMode.IDENTITY, FeatureType.STATE: NormalizationMode.MEAN_STD,
+             FeatureType.ACTION: NormalizationMode.MEAN_STD}
+    assert steps["NormalizerProcessorStep"].norm_map == modes
+    assert [type(step).__name__ for step in postprocessor.steps] == ["UnnormalizerProcessorStep", "DeviceProcessorStep"]
+
+    frame = next(iter(torch.utils.data.DataLoader(dataset, batch_size=2, shuffle=False)))
+    processed = preprocessor(dict(frame))
+    for key in ("observation.state", "action"):
+        mean, std = (torch.as_tensor(stats[key][name], dtype=torch.float32) for name in ("mean", "std"))
+        torch.testing.assert_close(processed[key], (frame[key] - mean) / (std + 1e-8))
+    assert torch.equal(processed["observation.images.front"], frame["observation.images.front"])
+    # the task with SmolVLA's newline, cut at the configured length (the test dataset's task is longer)
+    words = AutoTokenizer.from_pretrained(str(TINY_SMOLVLM))([f"{task}\n" for task in frame["task"]])["input_ids"]
+    assert min(len(ids) for ids in words) > 10
+    assert processed["observation.language.tokens"].tolist() == [ids[:10] for ids in words]
+    torch.testing.assert_close(postprocessor(processed["action"]), frame["action"])
 
 
 def test_dense_sampler_computes_exactly_what_smolvla_computes(dataset_root):
@@ -209,9 +234,10 @@ def test_a_state_of_another_size_is_refused_before_any_action(dataset_root, poli
         policy.select_action(batch)
 
 
-def test_discrete_sampler_with_more_tokens_than_the_grid_is_refused_when_built(dataset_root):
+@pytest.mark.parametrize("sampler", ["topk", "grids"])
+def test_more_tokens_than_the_grid_has_are_refused_when_built(dataset_root, sampler):
     with pytest.raises(ValueError, match="cannot pick 17 tokens from a 4x4 grid of 16"):
-        SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, grids={"sampler": "topk", "num_tokens": 17}))
+        SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, grids={"sampler": sampler, "num_tokens": 17}))
 
 
 @pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids", "pi05_grids"])

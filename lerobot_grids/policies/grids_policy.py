@@ -8,14 +8,19 @@ backbone receives them; its config has ``grids`` and ``init_from`` fields.
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 
 from huggingface_hub import hf_hub_download
 from huggingface_hub.constants import CONFIG_NAME, SAFETENSORS_SINGLE_FILE
+from huggingface_hub.errors import EntryNotFoundError, HFValidationError, HfHubHTTPError
 from huggingface_hub.repocard import ModelCard
+from huggingface_hub.utils import validate_repo_id
 from lerobot.configs.policies import PreTrainedConfig
-from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
+from lerobot.processor import PolicyProcessorPipeline, UnnormalizerProcessorStep
+from lerobot.processor.converters import policy_action_to_transition, transition_to_policy_action
+from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_LANGUAGE_TOKENS, OBS_STATE
 import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
@@ -37,11 +42,65 @@ def split_revision(source: str) -> tuple[str, str | None]:
     return repo_id, revision or None
 
 
-def checkpoint_file(source: str, filename: str, revision: str | None = None) -> str:
-    """``filename`` of a checkpoint given as a local folder or a Hub repo id (at ``revision``)."""
+def checkpoint_file(source: str, filename: str, revision: str | None = None, **hub_kwargs) -> str:
+    """``filename`` of a checkpoint given as a local folder or a Hub repo id (at ``revision``).
+
+    A ``source`` that is neither an existing folder nor a valid Hub repo id (``/data/ckpt``, ``./ckpt``,
+    ``a/b/c``) is a folder that does not exist: that is said, instead of asking the Hub for it."""
+    source = str(source)
     if os.path.isdir(source):
+        if not os.path.isfile(os.path.join(source, filename)):
+            raise FileNotFoundError(f"{filename} not found in the folder {source}.")
         return os.path.join(source, filename)
-    return hf_hub_download(source, filename, revision=revision)
+    try:
+        validate_repo_id(source)
+    except HFValidationError:
+        raise FileNotFoundError(
+            f"Folder not found: {os.path.abspath(source)} (given as {source!r}; not a Hub repo id either). "
+            "Check the path, or give a Hub repo id as <user>/<name>."
+        ) from None
+    return hf_hub_download(source, filename, revision=revision, **hub_kwargs)
+
+
+PROCESSOR_CONFIGS = ("policy_preprocessor.json", "policy_postprocessor.json")
+
+
+def check_processor_statistics(source: str, **hub_kwargs) -> None:
+    """Refuse a checkpoint whose processors' saved state (normalisation statistics) holds NaN or infinity,
+    naming the file and keys: LeRobot's normalisation would turn them into NaN or saturated goals for the
+    motors. A checkpoint without processors is left to LeRobot (it refuses to act without them)."""
+    for config_name in PROCESSOR_CONFIGS:
+        try:
+            steps = json.loads(Path(checkpoint_file(source, config_name, **hub_kwargs)).read_text())["steps"]
+        except (FileNotFoundError, EntryNotFoundError):
+            continue
+        for state_file in (step["state_file"] for step in steps if step.get("state_file")):
+            tensors = load_file(checkpoint_file(source, state_file, **hub_kwargs))
+            bad = sorted(key for key, value in tensors.items() if value.is_floating_point() and not value.isfinite().all())
+            if bad:
+                raise ValueError(
+                    f"The checkpoint {source} has non-finite (NaN or infinite) normalisation statistics in "
+                    f"{state_file}: {bad}. A policy normalised with them would send NaN or saturated goals to the "
+                    "motors. Recompute the dataset's statistics (LeRobot's compute_stats) and retrain, or fix the file."
+                )
+
+
+def load_action_unnormaliser(source: str, **hub_kwargs) -> PolicyProcessorPipeline | None:
+    """The unnormalisation steps of a checkpoint's saved postprocessor, as LeRobot loads them where a policy
+    acts (lerobot-record, lerobot-rollout, the async server, lerobot-eval); ``None`` for a checkpoint saved
+    without processors."""
+    try:
+        checkpoint_file(source, PROCESSOR_CONFIGS[1], **hub_kwargs)
+    except (FileNotFoundError, EntryNotFoundError):
+        return None
+    postprocessor = PolicyProcessorPipeline.from_pretrained(
+        source, config_filename=PROCESSOR_CONFIGS[1], to_transition=policy_action_to_transition,
+        to_output=transition_to_policy_action, **hub_kwargs,
+    )
+    steps = [step for step in postprocessor.steps if isinstance(step, UnnormalizerProcessorStep)]
+    return PolicyProcessorPipeline(
+        steps=steps, to_transition=policy_action_to_transition, to_output=transition_to_policy_action
+    )
 
 
 def check_same_grids(saved: PreTrainedConfig, requested: PreTrainedConfig, source: str | Path) -> None:
@@ -71,16 +130,51 @@ class GridSPolicyMixin:
         raise NotImplementedError
 
     @property
+    def language_vocab_size(self) -> int:
+        """Number of token embeddings of the language model."""
+        raise NotImplementedError
+
+    @property
     def grids(self) -> GridSampler:
         return self.grids_backbone.grids
 
     @classmethod
-    def load_grids_config(cls, pretrained_name_or_path, config: PreTrainedConfig | None, kwargs: dict):
+    def from_pretrained(cls, pretrained_name_or_path: str | Path, *, config: PreTrainedConfig | None = None, **kwargs):
+        """Load a GridS checkpoint as LeRobot loads a policy, strictly: a requested ``config`` must keep the
+        checkpoint's GridS settings, every weight must be in the checkpoint (none left freshly initialised)
+        and nothing else, and its normalisation statistics must be finite. The checkpoint's unnormalisation
+        is kept, so that every action handed out is checked as it will reach the motors."""
+        source = str(pretrained_name_or_path)
+        hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
+        config = cls.load_grids_config(source, config, hub_kwargs)
+        check_processor_statistics(source, **hub_kwargs)
+        policy = cls.load_pretrained_weights(source, config=config, **kwargs)
+        policy.action_unnormaliser = load_action_unnormaliser(source, **hub_kwargs)
+        return policy
+
+    @classmethod
+    def load_pretrained_weights(cls, pretrained_name_or_path: str, *, config: PreTrainedConfig, **kwargs):
+        """The LeRobot ``from_pretrained`` that builds the policy and loads its weights."""
+        return super().from_pretrained(pretrained_name_or_path, config=config, **kwargs)
+
+    @classmethod
+    def _load_as_safetensor(cls, model, model_file: str, map_location: str, strict: bool):
+        """LeRobot's loader, strict (LeRobot's default is not: a checkpoint without the GridS parameters
+        would leave a freshly initialised sampler in place silently)."""
+        try:
+            return super()._load_as_safetensor(model, model_file, map_location, True)
+        except RuntimeError as error:
+            raise ValueError(
+                f"{model_file} does not hold this {cls.name} policy's weights: {error}. Load it with the "
+                "architecture and GridS settings it was trained with (its config.json), or start a new policy "
+                "from dense weights with --policy.init_from."
+            ) from None
+
+    @classmethod
+    def load_grids_config(cls, pretrained_name_or_path, config: PreTrainedConfig | None, hub_kwargs: dict):
         """The config to build a checkpoint's policy with: the saved one, or ``config`` if its GridS
         settings are the checkpoint's. Its ``init_from`` is cleared: the checkpoint's weights are used."""
-        saved = PreTrainedConfig.from_pretrained(
-            pretrained_name_or_path, **{key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
-        )
+        saved = PreTrainedConfig.from_pretrained(pretrained_name_or_path, **hub_kwargs)
         if not isinstance(saved, cls.config_class):
             raise ValueError(
                 f"{pretrained_name_or_path} is a {saved.type!r} checkpoint, not a {cls.name} one. To start "
@@ -102,7 +196,14 @@ class GridSPolicyMixin:
         """
         source, revision = split_revision(str(source))
         named = f"{source}@{revision}" if revision else source
-        dense_type = json.loads(Path(checkpoint_file(source, CONFIG_NAME, revision)).read_text()).get("type")
+        try:
+            dense_config = checkpoint_file(source, CONFIG_NAME, revision)
+        except (HfHubHTTPError, EntryNotFoundError) as error:  # offline, or not on the Hub
+            raise FileNotFoundError(
+                f"--policy.init_from={named}: no folder {os.path.abspath(source)} and not on the Hub ({error}). "
+                "Give an existing folder of a dense checkpoint, or its Hub repo id."
+            ) from None
+        dense_type = json.loads(Path(dense_config).read_text()).get("type")
         if dense_type != self.dense_type:
             raise ValueError(
                 f"--policy.init_from={named} is a {dense_type!r} checkpoint, not a dense {self.dense_type!r} one. "
@@ -158,13 +259,19 @@ class GridSPolicyMixin:
                 "Use a policy trained with this robot's joints and cameras."
             )
 
+    action_unnormaliser: PolicyProcessorPipeline | None = None  # set by from_pretrained
+
     def check_finite(self, actions: Tensor) -> Tensor:
-        """Refuse to hand out a non-finite action: it would be sent to the motors."""
-        if not torch.isfinite(actions).all():
-            raise RuntimeError(
-                f"The {self.name} policy produced a non-finite action ({actions.flatten().tolist()[:8]}...); it was "
-                "not sent. Check the checkpoint (NaN weights?) and the inputs (normalisation statistics)."
-            )
+        """Refuse to hand out an action that is not finite, or that the checkpoint's unnormalisation (the
+        postprocessor that every acting path applies next) makes non-finite: it would reach the motors."""
+        unnormalised = self.action_unnormaliser(actions) if self.action_unnormaliser is not None else actions
+        for values, stage in ((actions, "policy output"), (unnormalised, "after unnormalisation")):
+            if not torch.isfinite(values).all():
+                raise RuntimeError(
+                    f"The {self.name} policy produced a non-finite action ({stage}: "
+                    f"{values.flatten().tolist()[:8]}...); it was not sent. Check the checkpoint (NaN weights?) "
+                    "and its normalisation statistics (policy_postprocessor_*.safetensors)."
+                )
         return actions
 
     def select_action(self, batch: dict, **kwargs) -> Tensor:
@@ -172,6 +279,25 @@ class GridSPolicyMixin:
 
     def predict_action_chunk(self, batch: dict, **kwargs) -> Tensor:
         return self.check_finite(super().predict_action_chunk(batch, **kwargs))
+
+    def check_training_batch(self, batch: dict) -> None:
+        """Refuse a training batch with NaN or infinity in any input, naming the key and the dataset frames
+        (LeRobot would train on it: the loss and every weight become NaN)."""
+        floats = {key: value for key, value in batch.items() if torch.is_tensor(value) and value.is_floating_point()}
+        if not floats:
+            return
+        finite = torch.stack([value.isfinite().all() for value in floats.values()])
+        if bool(finite.all()):
+            return
+        key = list(floats)[int((~finite).nonzero()[0])]
+        rows = (~floats[key].isfinite()).flatten(1).any(1).nonzero().flatten()
+        frames = batch["index"][rows].flatten().tolist() if torch.is_tensor(batch.get("index")) else rows.tolist()
+        where = "dataset frame index" if torch.is_tensor(batch.get("index")) else "batch rows"
+        raise ValueError(
+            f"The training batch has non-finite values (NaN or infinity) in {key!r}, {where} {frames[:8]}. "
+            "Check those frames of the dataset and its statistics (meta/stats.json): normalised with a NaN "
+            "statistic every value is NaN."
+        )
 
     def dense_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         """A dense checkpoint's state dict in this policy's key names."""
@@ -196,6 +322,14 @@ class GridSPolicyMixin:
                 f"{list(self.config.image_features)} and got {present}. Give every camera the policy was "
                 "trained with, under the same key (rename keys with --rename_map)."
             )
+        tokens = batch.get(OBS_LANGUAGE_TOKENS)
+        if tokens is not None and tokens.numel() and int(tokens.max()) >= self.language_vocab_size:
+            raise ValueError(
+                f"The instruction's token ids reach {int(tokens.max())}, beyond the language model's vocabulary "
+                f"of {self.language_vocab_size} embeddings: the tokenizer does not fit the model. Set "
+                "--policy.vocab_size (pi0/pi0.5) to at least the tokenizer's size, or use the tokenizer the "
+                "model was made for."
+            )
         self.grids_backbone.sampled_points.clear()
 
     def sampled_points(self) -> dict[str, Tensor]:
@@ -209,6 +343,11 @@ class GridSPolicyMixin:
             return loss_dict
         for key, points in self.sampled_points().items():
             spread = mean_pairwise_distance(points).item()
+            if not math.isfinite(spread):
+                raise RuntimeError(
+                    f"GridS points of {key} are not finite (NaN): training has diverged. Resume from an earlier "
+                    "checkpoint with a lower learning rate, and check the data (NaN frames or statistics)."
+                )
             loss_dict[f"grids_point_spread/{key.removeprefix(OBS_IMAGES + '.')}"] = spread
             if spread < COLLAPSE_THRESHOLD and not getattr(self, "_collapse_reported", False):
                 self._collapse_reported = True

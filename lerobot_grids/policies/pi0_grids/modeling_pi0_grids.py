@@ -7,7 +7,6 @@ denoising loop, ``PI0Policy``'s batch handling), on the backbone of
 dense pi0 checkpoints load as they are (``--policy.init_from``).
 """
 
-from pathlib import Path
 
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.pi0.modeling_pi0 import PI0Policy, PI0Pytorch
@@ -68,11 +67,13 @@ class PaliGemmaGridSPolicyMixin(GridSPolicyMixin):
     def grids_backbone(self) -> PaliGemmaWithExpertGridSModel:
         return self.model.paligemma_with_expert
 
+    @property
+    def language_vocab_size(self) -> int:
+        return self.grids_backbone.paligemma.get_input_embeddings().num_embeddings
+
     @classmethod
-    def from_pretrained(cls, pretrained_name_or_path: str | Path, *, config: PreTrainedConfig | None = None, **kwargs):
-        """Load a GridS checkpoint (LeRobot's generic loader: our checkpoints need none of LeRobot's pi0 key
-        fixes); a requested ``config`` must keep its GridS settings."""
-        config = cls.load_grids_config(pretrained_name_or_path, config, kwargs)
+    def load_pretrained_weights(cls, pretrained_name_or_path: str, *, config: PreTrainedConfig, **kwargs):
+        """LeRobot's generic loader: our checkpoints need none of LeRobot's pi0 key fixes."""
         return PreTrainedPolicy.from_pretrained.__func__(cls, pretrained_name_or_path, config=config, **kwargs)
 
     def dense_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -91,6 +92,7 @@ class PaliGemmaGridSPolicyMixin(GridSPolicyMixin):
 
     def forward(self, batch: dict[str, Tensor], reduction: str = "mean") -> tuple[Tensor, dict]:
         """LeRobot's loss; the output dict adds ``grids_point_spread/<camera>`` (the collapse indicator)."""
+        self.check_training_batch(batch)
         loss, loss_dict = super().forward(batch, reduction=reduction)
         return loss, self.report_point_spread(loss_dict)
 

@@ -5,9 +5,6 @@ out, paper §3.2); everything before and after is LeRobot's SmolVLA, unchanged. 
 keeps its LeRobot name, so dense ``smolvla`` weights load as they are (``--policy.init_from``).
 """
 
-from pathlib import Path
-
-from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 from lerobot.policies.smolvla.smolvlm_with_expert import SmolVLMWithExpertModel
 from torch import Tensor
@@ -75,11 +72,9 @@ class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
     def grids_backbone(self) -> SmolVLMWithExpertGridSModel:
         return self.model.vlm_with_expert
 
-    @classmethod
-    def from_pretrained(cls, pretrained_name_or_path: str | Path, *, config: PreTrainedConfig | None = None, **kwargs):
-        """Load a ``smolvla_grids`` checkpoint; a requested ``config`` must keep the checkpoint's GridS settings."""
-        config = cls.load_grids_config(pretrained_name_or_path, config, kwargs)
-        return super().from_pretrained(pretrained_name_or_path, config=config, **kwargs)
+    @property
+    def language_vocab_size(self) -> int:
+        return self.grids_backbone.vlm.get_input_embeddings().num_embeddings
 
     def model_images(self, batch: dict) -> list[Tensor]:
         """Each camera's image as the backbone receives it (resized with padding, in [-1, 1])."""
@@ -91,5 +86,6 @@ class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
 
     def forward(self, batch, noise=None, time=None, reduction: str = "mean"):
         """SmolVLA's loss; the output dict adds ``grids_point_spread/<camera>`` (the collapse indicator)."""
+        self.check_training_batch(batch)
         loss, loss_dict = super().forward(batch, noise=noise, time=time, reduction=reduction)
         return loss, self.report_point_spread(loss_dict)

@@ -1,0 +1,131 @@
+"""What a GridS policy refuses before it acts or trains: checkpoints that are not what was trained (missing or
+extra weights, non-finite statistics), actions that are not finite as they would reach the motors, tokenizers
+that do not fit the model, and training batches with NaN."""
+
+import math
+import shutil
+
+import pytest
+import torch
+from conftest import DATASET_REPO_ID, make_batch, make_config, make_processors
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.policies.factory import get_policy_class
+from safetensors.torch import load_file, save_file
+
+from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
+
+STATS_FILE = "policy_postprocessor_step_0_unnormalizer_processor.safetensors"
+
+
+@pytest.fixture(scope="module")
+def trained(dataset_root, tmp_path_factory):
+    """A smolvla_grids checkpoint with LeRobot's processors, as lerobot-train saves it."""
+    folder = tmp_path_factory.mktemp("checked") / "smolvla_grids"
+    config = make_config(dataset_root=dataset_root)
+    SmolVLAGridsPolicy(config).save_pretrained(folder)
+    for processor in make_processors(config, dataset_stats=LeRobotDataset(DATASET_REPO_ID, root=dataset_root).meta.stats):
+        processor.save_pretrained(folder)
+    return folder
+
+
+def copy_with(trained, tmp_path, file: str, change) -> str:
+    """A copy of the checkpoint whose safetensors ``file`` has been changed by ``change(tensors)``."""
+    folder = tmp_path / "changed"
+    shutil.copytree(trained, folder)
+    tensors = load_file(folder / file)
+    change(tensors)
+    save_file(tensors, folder / file)
+    return folder
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_statistics_are_refused_on_load_naming_file_and_key(trained, tmp_path, value):
+    folder = copy_with(trained, tmp_path, STATS_FILE, lambda t: t["action.std"].__setitem__(5, value))
+    with pytest.raises(ValueError, match=rf"non-finite .* in {STATS_FILE}: \['action.std'\]"):
+        SmolVLAGridsPolicy.from_pretrained(folder)
+
+
+def test_an_action_that_unnormalises_to_infinity_is_not_handed_out(trained, tmp_path, dataset_root):
+    """Finite statistics can still give the motors an infinite goal (float32 overflow): the check runs on the action
+    as the checkpoint's postprocessor unnormalises it, not only on the policy's normalised output."""
+    folder = copy_with(trained, tmp_path, STATS_FILE, lambda t: t["action.std"].fill_(3e38))
+    policy = SmolVLAGridsPolicy.from_pretrained(folder)
+    batch = make_batch(policy.config, dataset_root)
+    with torch.no_grad():
+        policy.model.action_out_proj.bias.fill_(10.0)  # normalised action ~10: finite; 10 * 3e38 overflows
+        unnormaliser, policy.action_unnormaliser = policy.action_unnormaliser, None
+        assert torch.isfinite(policy.predict_action_chunk(batch)).all()  # what the policy itself outputs
+        policy.action_unnormaliser = unnormaliser
+        policy.reset()
+        with pytest.raises(RuntimeError, match=r"non-finite action \(after unnormalisation: \[-?inf"):
+            policy.select_action(batch)
+
+
+def test_the_same_checkpoint_with_finite_statistics_acts(trained, dataset_root):
+    policy = SmolVLAGridsPolicy.from_pretrained(trained)
+    action = policy.select_action(make_batch(policy.config, dataset_root))
+    assert action.shape == (2, 6) and torch.isfinite(action).all()
+    assert policy.action_unnormaliser is not None
+
+
+def test_a_checkpoint_without_the_grids_parameters_is_refused_naming_them(trained, tmp_path):
+    def drop_grids(tensors):
+        for key in [key for key in tensors if ".grids." in key]:
+            del tensors[key]
+
+    folder = copy_with(trained, tmp_path, "model.safetensors", drop_grids)
+    with pytest.raises(ValueError, match=r"Missing key\(s\).*model\.vlm_with_expert\.grids\.point_predictor"):
+        SmolVLAGridsPolicy.from_pretrained(folder)
+
+
+def test_a_checkpoint_with_unexpected_weights_is_refused_naming_them(trained, tmp_path):
+    folder = copy_with(trained, tmp_path, "model.safetensors", lambda t: t.__setitem__("model.extra_head.weight",
+                                                                                        torch.zeros(2)))
+    with pytest.raises(ValueError, match=r"Unexpected key\(s\).*model\.extra_head\.weight"):
+        SmolVLAGridsPolicy.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids"])
+def test_token_ids_beyond_the_vocabulary_are_refused_before_the_model_runs(dataset_root, policy_type):
+    policy = get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root))
+    batch = make_batch(policy.config, dataset_root)
+    batch["observation.language.tokens"][0, 1] = policy.language_vocab_size  # one past the last embedding
+    with pytest.raises(ValueError, match=f"beyond the language model's vocabulary of {policy.language_vocab_size}"):
+        policy.forward(batch)
+
+
+@pytest.mark.parametrize("key", ["observation.state", "action"])
+def test_nan_in_a_training_batch_is_refused_naming_the_key_and_frame(dataset_root, key):
+    policy = SmolVLAGridsPolicy(make_config(dataset_root=dataset_root))
+    batch = make_batch(policy.config, dataset_root)
+    batch[key][1, 0] = float("nan")
+    frame = int(batch["index"][1])
+    with pytest.raises(ValueError, match=rf"non-finite values .* in '{key}', dataset frame index \[{frame}\]"):
+        policy.forward(batch)
+
+
+def test_nan_points_are_reported_not_hidden_by_the_collapse_indicator(dataset_root):
+    policy = SmolVLAGridsPolicy(make_config(dataset_root=dataset_root))
+    with torch.no_grad():
+        policy.grids.point_predictor[-1].bias.fill_(float("nan"))
+    with pytest.raises(RuntimeError, match="not finite \\(NaN\\): training has diverged"):
+        policy.forward(make_batch(policy.config, dataset_root))
+
+
+@pytest.mark.parametrize("source", ["/no_such_folder/ckpt", "./no_such_ckpt", "outputs/a/b/no_such_ckpt"])
+def test_init_from_a_folder_that_does_not_exist_says_so(dataset_root, source):
+    with pytest.raises(FileNotFoundError, match="Folder not found: .*no_such.*Check the path"):
+        SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, init_from=source))
+
+
+def test_init_from_a_relative_folder_that_does_not_exist_names_folder_and_hub(dataset_root, tmp_path, monkeypatch):
+    """``outputs/ckpt`` is a valid Hub repo id too: both are named."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no folder .*outputs/ckpt.* and not on the Hub"):
+        SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, init_from="outputs/ckpt"))
+
+
+def test_spread_is_finite_for_a_healthy_policy(dataset_root):
+    policy = SmolVLAGridsPolicy(make_config(dataset_root=dataset_root))
+    _, output = policy.forward(make_batch(policy.config, dataset_root))
+    assert all(math.isfinite(value) and value > 0.02 for key, value in output.items() if "spread" in key)
