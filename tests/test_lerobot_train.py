@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,8 +62,19 @@ def test_train_resume_and_continue_from_a_checkpoint(dataset_root, tmp_path):
     initial = _weights(first)
     assert any(name.startswith("model.vlm_with_expert.grids.") for name in initial)
 
-    # Resume: LeRobot reloads policy, optimizer and step from the checkpoint and goes on to step 4.
-    lerobot_train(f"--config_path={first / 'pretrained_model' / 'train_config.json'}", "--resume=true", "--steps=4")
+    # Resume: LeRobot reloads policy, optimizer, scheduler and step from the checkpoint and goes on to step 4:
+    # this process trains steps 3 and 4 only, and Adam's and the scheduler's counts go on from 2. (Its weights
+    # are not those of an uninterrupted 4-step run, measured on both versions: LeRobot 0.4.4 reshuffles the
+    # data on resume, and on 0.6.1, whose data order resumes exactly, the random draws still differ.)
+    result = lerobot_train(f"--config_path={first / 'pretrained_model' / 'train_config.json'}", "--resume=true",
+                           "--steps=4")
+    assert [int(step) for step in re.findall(r" step:(\d+) ", result.stdout + result.stderr)] == [3, 4]
+    for checkpoint, step in ((first, 2), (run / "checkpoints" / "000004", 4)):
+        state = checkpoint / "training_state"
+        assert json.loads((state / "training_step.json").read_text())["step"] == step
+        assert json.loads((state / "scheduler_state.json").read_text())["last_epoch"] == step
+        adam = load_file(state / "optimizer_state.safetensors")
+        assert {value.item() for name, value in adam.items() if name.endswith("/step")} == {step}
     resumed = _weights(run / "checkpoints" / "000004")
     predictor = "model.vlm_with_expert.grids.point_predictor.0.weight"
     assert not torch.equal(initial[predictor], resumed[predictor])  # the sampler kept training

@@ -12,9 +12,10 @@ import json
 
 import pytest
 import torch
-from conftest import make_batch, make_config, make_processors
+from conftest import DATASET_REPO_ID, make_batch, make_config
 
 from lerobot_grids import compat
+from lerobot_grids.backbones import TINY_PALIGEMMA_TOKENIZER
 
 if not compat.PI_ON_STOCK_TRANSFORMERS:
 
@@ -30,6 +31,8 @@ else:
     from lerobot.policies.pi05.configuration_pi05 import PI05Config
     from lerobot.policies.pi05.modeling_pi05 import PaliGemmaWithExpertModel as PI05Backbone
     from lerobot.policies.pi05.modeling_pi05 import PI05Policy, PI05Pytorch
+    from lerobot.configs.types import FeatureType, NormalizationMode
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from lerobot.policies.factory import get_policy_class, make_pre_post_processors
     from safetensors.torch import load_file, save_model
 
@@ -143,8 +146,26 @@ else:
     @pytest.mark.skipif(not compat.PROCESSORS_BY_CONVENTION, reason="LeRobot 0.6.1's factory convention")
     @pytest.mark.parametrize("policy_type", POLICY_TYPES)
     def test_lerobots_factory_gives_the_policy_types_own_processors(dataset_root, policy_type):
+        """LeRobot's factory builds the pipelines from the config (our tokenizer, not LeRobot's hard-coded
+        PaliGemma one; its length; the device) and the dataset's statistics, in the normalisation modes of
+        LeRobot's pi0 (mean/std) and pi0.5 (quantiles), the action normalised by hand."""
         config = make_config(policy_type, dataset_root=dataset_root)
-        preprocessor, _ = make_pre_post_processors(config)
-        tokenizer = next(step for step in preprocessor.steps if hasattr(step, "input_tokenizer")).input_tokenizer
-        assert tokenizer.name_or_path == config.tokenizer_name
-        assert make_processors(config)[0].steps[0].__class__ is preprocessor.steps[0].__class__
+        dataset = LeRobotDataset(DATASET_REPO_ID, root=dataset_root)
+        stats = dataset.meta.stats
+        preprocessor, _ = make_pre_post_processors(config, dataset_stats=stats)
+        steps = {type(step).__name__: step for step in preprocessor.steps}
+        tokenizer = next(step for step in preprocessor.steps if hasattr(step, "input_tokenizer"))
+        assert tokenizer.input_tokenizer.name_or_path == str(TINY_PALIGEMMA_TOKENIZER)
+        assert tokenizer.max_length == 16 and steps["DeviceProcessorStep"].device == "cpu"
+        mode = NormalizationMode.MEAN_STD if policy_type == "pi0_grids" else NormalizationMode.QUANTILES
+        assert steps["NormalizerProcessorStep"].norm_map == {
+            FeatureType.VISUAL: NormalizationMode.IDENTITY, FeatureType.STATE: mode, FeatureType.ACTION: mode}
+        frame = next(iter(torch.utils.data.DataLoader(dataset, batch_size=2, shuffle=False)))
+        action = frame["action"]
+        if mode is NormalizationMode.MEAN_STD:
+            mean, std = torch.as_tensor(stats["action"]["mean"]), torch.as_tensor(stats["action"]["std"])
+            expected = (action - mean) / (std + 1e-8)
+        else:
+            low, high = torch.as_tensor(stats["action"]["q01"]), torch.as_tensor(stats["action"]["q99"])
+            expected = 2 * (action - low) / (high - low + 1e-8) - 1
+        torch.testing.assert_close(preprocessor(dict(frame))["action"], expected.float())
