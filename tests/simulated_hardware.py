@@ -22,36 +22,59 @@ from lerobot.motors.feetech.tables import MODEL_NUMBER_TABLE, STS_SMS_SERIES_CON
 
 INST_PING, INST_READ, INST_WRITE, INST_SYNC_READ, INST_SYNC_WRITE = 0x01, 0x02, 0x03, 0x82, 0x83
 BROADCAST_ID = 0xFE
+ERROR_OVERLOAD = 0x20  # bit 5 of a status packet's error byte
 SO100_MOTOR_IDS = {"shoulder_pan": 1, "shoulder_lift": 2, "elbow_flex": 3, "wrist_flex": 4, "wrist_roll": 5, "gripper": 6}
+# Where each servo's encoder reads when the arm rests in the middle of its range, as assembled: LeRobot's
+# calibration turns these into homing offsets of position - 2047 (+313, -262, +151, -488, +95, -30).
+SO100_REST_POSITIONS = {1: 2360, 2: 1785, 3: 2198, 4: 1559, 5: 2142, 6: 2017}
+RESOLUTION = 4096
 
 
-def _checksum(body: list[int]) -> int:
+def _checksum(body) -> int:
     return ~sum(body) & 0xFF
+
+
+def encode_sign_magnitude(value: int, sign_bit: int) -> int:
+    return abs(value) | (1 << sign_bit if value < 0 else 0)
+
+
+def decode_sign_magnitude(value: int, sign_bit: int) -> int:
+    magnitude = value & ((1 << sign_bit) - 1)
+    return -magnitude if value >> sign_bit & 1 else magnitude
 
 
 class SimulatedFeetechBus:
     """Six STS3215 servos (ids 1-6, as on an SO-100 arm) behind a pseudo-terminal.
 
-    ``port`` is the device path to give LeRobot. A servo's present position follows its goal position
-    at once. ``goal_writes`` records every goal position the bus received, per motor id;
-    ``set_present(id, value)`` moves a servo by hand (a leader arm).
+    ``port`` is the device path to give LeRobot. Each servo has an encoder position (0-4095); as on an
+    STS3215, it reports ``Present_Position`` = encoder - ``Homing_Offset`` (EEPROM, sign-magnitude with the
+    sign at bit 11), clamps a goal to its ``Min_Position_Limit``/``Max_Position_Limit`` and moves to it at
+    once, but only while ``Torque_Enable`` is 1. Packets with a wrong checksum get no reply.
+    ``goal_writes`` records every ``Goal_Position`` written, per motor id, and ``present_at_goal`` the present
+    position when it arrived; ``set_present(id, value)`` moves a servo by hand (a leader arm, or any arm
+    with torque off); ``fail(...)`` makes servos drop replies or report errors.
     """
 
-    def __init__(self, calibration: dict[int, tuple[int, int, int]] | None = None):
-        """``calibration``: ``{id: (homing_offset, min_position, max_position)}`` in the servos' EEPROM;
-        by default SO-100's six servos with ranges 1000-3000."""
-        calibration = calibration or {motor_id: (0, 1000, 3000) for motor_id in SO100_MOTOR_IDS.values()}
+    def __init__(self, calibration: dict[int, tuple[int, int, int]] | None = None,
+                 positions: dict[int, int] | None = None):
+        """``calibration``: ``{id: (homing_offset, min_position, max_position)}`` in the servos' EEPROM, by
+        default the factory state (0, 0, 4095); ``positions``: encoder positions, by default
+        ``SO100_REST_POSITIONS``."""
+        calibration = calibration or {motor_id: (0, 0, RESOLUTION - 1) for motor_id in SO100_MOTOR_IDS.values()}
         self.tables = {motor_id: bytearray(256) for motor_id in calibration}
+        self.encoders = dict(positions or SO100_REST_POSITIONS)
         for motor_id, (offset, low, high) in calibration.items():
             self._poke(motor_id, "Model_Number", MODEL_NUMBER_TABLE["sts3215"])
             self._poke(motor_id, "Firmware_Major_Version", 3)
             self._poke(motor_id, "Firmware_Minor_Version", 10)
             self._poke(motor_id, "ID", motor_id)
-            self._poke(motor_id, "Homing_Offset", abs(offset) | (0x800 if offset < 0 else 0))
+            self._poke(motor_id, "Homing_Offset", encode_sign_magnitude(offset, 11))
             self._poke(motor_id, "Min_Position_Limit", low)
             self._poke(motor_id, "Max_Position_Limit", high)
-            self._poke(motor_id, "Present_Position", (low + high) // 2)
         self.goal_writes: dict[int, list[int]] = {motor_id: [] for motor_id in calibration}
+        self.present_at_goal: dict[int, list[int]] = {motor_id: [] for motor_id in calibration}
+        self.position_reads = 0  # sync reads of Present_Position answered
+        self._faults: list[dict] = []
         self._master, slave = os.openpty()
         tty.setraw(slave)
         self.port = os.ttyname(slave)
@@ -64,45 +87,93 @@ class SimulatedFeetechBus:
         address, length = STS_SMS_SERIES_CONTROL_TABLE[name]
         self.tables[motor_id][address : address + length] = value.to_bytes(length, "little")
 
-    def present(self, motor_id: int) -> int:
-        address, length = STS_SMS_SERIES_CONTROL_TABLE["Present_Position"]
+    def peek(self, motor_id: int, name: str) -> int:
+        """A register's value as stored (sign-magnitude fields still encoded)."""
+        address, length = STS_SMS_SERIES_CONTROL_TABLE[name]
         return int.from_bytes(self.tables[motor_id][address : address + length], "little")
 
+    def eeprom(self) -> dict[int, tuple[int, int, int]]:
+        """``{id: (homing_offset, min_position, max_position)}`` as the servos hold them now."""
+        return {motor_id: (decode_sign_magnitude(self.peek(motor_id, "Homing_Offset"), 11),
+                           self.peek(motor_id, "Min_Position_Limit"), self.peek(motor_id, "Max_Position_Limit"))
+                for motor_id in self.tables}
+
+    def _offset(self, motor_id: int) -> int:
+        return decode_sign_magnitude(self.peek(motor_id, "Homing_Offset"), 11)
+
+    def present(self, motor_id: int) -> int:
+        return (self.encoders[motor_id] - self._offset(motor_id)) % RESOLUTION
+
     def set_present(self, motor_id: int, value: int) -> None:
-        self._poke(motor_id, "Present_Position", value)
+        self.encoders[motor_id] = (value + self._offset(motor_id)) % RESOLUTION
+
+    def fail(self, motor_id: int, register: str | None = None, error: int = 0, times: int | None = 1) -> None:
+        """The next ``times`` replies of servo ``motor_id`` (to packets on ``register`` only, if given; ``None``:
+        all from now on) are lost (``error=0``) or carry ``error`` in their error byte; the servo still
+        executes what it was sent."""
+        address = STS_SMS_SERIES_CONTROL_TABLE[register][0] if register else None
+        self._faults.append({"id": motor_id, "address": address, "error": error, "times": times})
+
+    def fail_pending(self) -> int:
+        """How many of the failures asked for by ``fail`` have not happened yet."""
+        return sum(fault["times"] for fault in self._faults if fault["times"] is not None)
+
+    def heal(self) -> None:
+        """The servos answer normally again."""
+        self._faults.clear()
 
     def close(self) -> None:
+        # Stop the thread before closing: a thread still reading a closed descriptor would read from the next
+        # pseudo-terminal given that number and steal its packets.
         self._running = False
+        os.write(self._slave, b"\0")  # wakes the thread's read
+        self._thread.join(timeout=5)
         os.close(self._master)
         os.close(self._slave)
 
-    def _status(self, motor_id: int, data: bytes = b"") -> bytes:
-        body = [motor_id, len(data) + 2, 0, *data]
+    def _status(self, motor_id: int, data: bytes = b"", address: int | None = None) -> bytes:
+        error = 0
+        for fault in self._faults:
+            if fault["id"] == motor_id and fault["times"] != 0 and fault["address"] in (None, address):
+                fault["times"] = None if fault["times"] is None else fault["times"] - 1
+                if not fault["error"]:
+                    return b""
+                error = fault["error"]
+                break
+        body = [motor_id, len(data) + 2, error, *data]
         return bytes([0xFF, 0xFF, *body, _checksum(body)])
 
+    def _read(self, motor_id: int, address: int, length: int) -> bytes:
+        self._poke(motor_id, "Present_Position", self.present(motor_id))
+        return bytes(self.tables[motor_id][address : address + length])
+
     def _write(self, motor_id: int, address: int, data: bytes) -> None:
-        table = self.tables[motor_id]
-        table[address : address + len(data)] = data
+        self.tables[motor_id][address : address + len(data)] = data
         goal_address, goal_length = STS_SMS_SERIES_CONTROL_TABLE["Goal_Position"]
         if address == goal_address and len(data) >= goal_length:
-            goal = int.from_bytes(data[:goal_length], "little")
+            goal = decode_sign_magnitude(int.from_bytes(data[:goal_length], "little"), 15)
             self.goal_writes[motor_id].append(goal)
-            self._poke(motor_id, "Present_Position", goal)
+            self.present_at_goal[motor_id].append(self.present(motor_id))
+            if self.peek(motor_id, "Torque_Enable"):
+                low, high = self.peek(motor_id, "Min_Position_Limit"), self.peek(motor_id, "Max_Position_Limit")
+                self.set_present(motor_id, min(max(goal, low), high))
 
     def _answer(self, motor_id: int, instruction: int, params: bytes) -> bytes:
         ids = [motor_id] if motor_id != BROADCAST_ID else sorted(self.tables)
         if instruction == INST_PING:
-            return b"".join(self._status(i) for i in ids)
+            return b"".join(self._status(i) for i in ids if i in self.tables)
         if instruction == INST_READ and motor_id in self.tables:
             address, length = params[0], params[1]
-            return self._status(motor_id, bytes(self.tables[motor_id][address : address + length]))
+            return self._status(motor_id, self._read(motor_id, address, length), address)
         if instruction == INST_WRITE and motor_id in self.tables:
             self._write(motor_id, params[0], params[1:])
-            return self._status(motor_id)
+            return self._status(motor_id, address=params[0])
         if instruction == INST_SYNC_READ:
             address, length = params[0], params[1]
+            if address == STS_SMS_SERIES_CONTROL_TABLE["Present_Position"][0]:
+                self.position_reads += 1
             return b"".join(
-                self._status(i, bytes(self.tables[i][address : address + length])) for i in params[2:] if i in self.tables
+                self._status(i, self._read(i, address, length), address) for i in params[2:] if i in self.tables
             )
         if instruction == INST_SYNC_WRITE:
             address, length = params[0], params[1]
@@ -127,30 +198,12 @@ class SimulatedFeetechBus:
                 if len(buffer) < end:
                     break
                 packet, buffer = buffer[start:end], buffer[end:]
+                if _checksum(packet[2:-1]) != packet[-1]:
+                    continue  # a servo ignores a corrupted packet
                 motor_id, instruction, params = packet[2], packet[4], packet[5:-1]
                 reply = self._answer(motor_id, instruction, params)
                 if reply:
                     os.write(self._master, reply)
-
-
-def write_calibration(folder, arm_id: str, bus: "SimulatedFeetechBus") -> None:
-    """LeRobot's calibration file of an SO-100 arm, matching the servos' EEPROM (no interactive calibration)."""
-    import json
-    from pathlib import Path
-
-    def peek(motor_id: int, name: str) -> int:
-        address, length = STS_SMS_SERIES_CONTROL_TABLE[name]
-        return int.from_bytes(bus.tables[motor_id][address : address + length], "little")
-
-    calibration = {}
-    for name, motor_id in SO100_MOTOR_IDS.items():
-        offset = peek(motor_id, "Homing_Offset")  # sign-magnitude, sign at bit 11
-        calibration[name] = {
-            "id": motor_id, "drive_mode": 0, "homing_offset": -(offset & 0x7FF) if offset & 0x800 else offset,
-            "range_min": peek(motor_id, "Min_Position_Limit"), "range_max": peek(motor_id, "Max_Position_Limit"),
-        }
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    (Path(folder) / f"{arm_id}.json").write_text(json.dumps(calibration))
 
 
 # Colour profiles (width, height, fps) of the RGB sensors, from Intel's datasheets (a subset).

@@ -5,9 +5,15 @@ on pseudo-terminals, and its RealSense camera to simulated devices (tests/simula
 run as users run them.
 """
 
+import functools
+import json
 import os
+import shutil
 import subprocess
 import sys
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,7 +22,13 @@ import yaml
 from conftest import DATASET_REPO_ID, REPO_ROOT, make_config
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.policies.factory import make_pre_post_processors
-from simulated_hardware import SO100_MOTOR_IDS, SimulatedFeetechBus, SimulatedRealSense, write_calibration
+from simulated_hardware import (
+    ERROR_OVERLOAD,
+    SO100_MOTOR_IDS,
+    SO100_REST_POSITIONS,
+    SimulatedFeetechBus,
+    SimulatedRealSense,
+)
 
 from lerobot_grids import compat
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
@@ -26,6 +38,7 @@ BOTH_CAMERAS = "111=Intel RealSense D435,222=Intel RealSense D405"
 TASK = "Pick up the green cube and place it into the green bowl."
 CAMERAS = {"front": ("intelrealsense_by_name", "Intel RealSense D435", 640, 480, 30),
            "wrist": ("intelrealsense_by_name", "Intel RealSense D405", 640, 480, 30)}
+STEP_LIMIT = 5.0  # the configs' max_relative_target: degrees (joints), percent of the range (gripper)
 
 
 def robot_config(arm: str, name: str) -> str:
@@ -39,16 +52,107 @@ def arm(request) -> str:
     return getattr(request, "param", "so100")
 
 
+class Terminal:
+    """The calibrating user's terminal: LeRobot's prompts arrive by ``write``; ``press_enter`` types Enter on
+    ``stdin`` (a pipe, which LeRobot's ``enter_pressed`` polls with ``select``)."""
+
+    def __init__(self):
+        self.seen: set[str] = set()
+        read_end, self._write_end = os.pipe()
+        self.stdin = os.fdopen(read_end, "r")
+
+    def write(self, text: str) -> int:
+        self.seen |= {prompt for prompt in ("middle of its range", "Press ENTER to stop") if prompt in text}
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def press_enter(self) -> None:
+        os.write(self._write_end, b"\n")
+
+    def close(self) -> None:
+        self.stdin.close()
+        os.close(self._write_end)
+
+
+def lerobot_calibrate(folder: Path, kind: str, arm_type: str, bus: SimulatedFeetechBus) -> None:
+    """LeRobot's ``lerobot-calibrate`` (its ``calibrate``, in this process: a subprocess spends ~10 s importing) on
+    ``bus``, answered as a user does: Enter with the arm resting mid-range, then every joint but wrist_roll moved
+    to 1000 and 3000 (present positions after homing) and back, and Enter."""
+    from lerobot.scripts.lerobot_calibrate import CalibrateConfig, RobotConfig, TeleoperatorConfig, calibrate
+
+    choices = {"robot": RobotConfig, "teleop": TeleoperatorConfig}
+    config = CalibrateConfig(**{kind: choices[kind].get_choice_class(arm_type)(
+        port=bus.port, id=arm_type, calibration_dir=folder)})
+    terminal = Terminal()
+    with pytest.MonkeyPatch.context() as monkeypatch, ThreadPoolExecutor(1) as pool:
+        monkeypatch.setattr(sys, "stdin", terminal.stdin)
+        monkeypatch.setattr(sys, "stdout", terminal)
+        run_ = pool.submit(calibrate, config)
+        deadline = time.monotonic() + 60
+
+        def wait(done) -> None:
+            while not done():
+                assert not run_.done() and time.monotonic() < deadline, run_.exception() if run_.done() else "timeout"
+                time.sleep(0.01)
+
+        wait(lambda: "middle of its range" in terminal.seen)
+        terminal.press_enter()
+        wait(lambda: "Press ENTER to stop" in terminal.seen)
+        for position in (1000, 3000, 2047):
+            for motor_id in SO100_MOTOR_IDS.values():
+                if motor_id != SO100_MOTOR_IDS["wrist_roll"]:
+                    bus.set_present(motor_id, position)
+            reads = bus.position_reads
+            wait(lambda: bus.position_reads >= reads + 2)  # LeRobot has seen it
+        terminal.press_enter()
+        run_.result(timeout=60)
+    terminal.close()
+
+
+@functools.cache
+def calibrated(arm: str, folder: Path) -> dict[str, dict[int, tuple[int, int, int]]]:
+    """Calibrate simulated ``arm`` follower and leader servos (as assembled: factory EEPROM, resting at
+    ``SO100_REST_POSITIONS``) with lerobot-calibrate, once per test session: the files it wrote are in ``folder``,
+    the servos' EEPROM afterwards (``{"follower"|"leader": {id: (homing_offset, min, max)}}``) is returned."""
+    eeprom = {}
+    for kind, role in (("robot", "follower"), ("teleop", "leader")):
+        bus = SimulatedFeetechBus()
+        lerobot_calibrate(folder, kind, f"{arm}_{role}", bus)
+        eeprom[role] = bus.eeprom()
+        bus.close()
+    return eeprom
+
+
 @pytest.fixture
-def arms(arm, tmp_path):
-    """Simulated follower and leader buses, calibrated under the ids of ``arm``'s configs only: a config
-    that named another arm's calibration file would find none."""
-    follower, leader = SimulatedFeetechBus(), SimulatedFeetechBus()
-    write_calibration(tmp_path / "calibration", f"{arm}_follower", follower)
-    write_calibration(tmp_path / "calibration", f"{arm}_leader", leader)
+def arms(arm, tmp_path, tmp_path_factory):
+    """Simulated follower and leader buses, calibrated by lerobot-calibrate under the ids of ``arm``'s configs
+    only: a config that named another arm's calibration file would find none. The calibration files are in
+    ``tmp_path / "calibration"``; the servos hold the EEPROM lerobot-calibrate wrote and rest mid-range."""
+    folder = tmp_path_factory.getbasetemp() / "lerobot_calibrate" / arm
+    eeprom = calibrated(arm, folder)
+    shutil.copytree(folder, tmp_path / "calibration")
+    follower, leader = SimulatedFeetechBus(eeprom["follower"]), SimulatedFeetechBus(eeprom["leader"])
     yield follower, leader
     follower.close()
     leader.close()
+
+
+def test_lerobot_calibrate_writes_its_calibration_to_the_servos_and_the_file(arms, tmp_path):
+    """What lerobot-calibrate left on the servos (the ``arms`` buses start from it) equals its calibration files."""
+    follower, leader = arms
+    for bus, arm_id in ((follower, "so100_follower"), (leader, "so100_leader")):
+        written = json.loads((tmp_path / "calibration" / f"{arm_id}.json").read_text())
+        assert {name: (entry["id"], entry["homing_offset"], entry["range_min"], entry["range_max"], entry["drive_mode"])
+                for name, entry in written.items()} == {
+            name: (motor_id, *bus.eeprom()[motor_id], 0) for name, motor_id in SO100_MOTOR_IDS.items()}
+        # Half-turn homing: the resting position reads 2047; the ranges the joints were moved through.
+        assert {motor_id: offset for motor_id, (offset, _, _) in bus.eeprom().items()} == {
+            motor_id: position - 2047 for motor_id, position in SO100_REST_POSITIONS.items()}
+        assert {name: (entry["range_min"], entry["range_max"]) for name, entry in written.items()} == {
+            name: (0, 4095) if name == "wrist_roll" else (1000, 3000) for name in SO100_MOTOR_IDS}
+        assert all(bus.present(motor_id) == 2047 for motor_id in SO100_MOTOR_IDS.values())
 
 
 def run(command: str, *args: str, cameras: str = BOTH_CAMERAS) -> subprocess.CompletedProcess:
@@ -69,6 +173,75 @@ def short_episode(root: Path, repo_id: str) -> list[str]:
             "--dataset.episode_time_s=2", "--dataset.reset_time_s=0", "--dataset.fps=10"]
 
 
+@pytest.fixture
+def follower(tmp_path_factory):
+    """LeRobot's SO-100 follower (no cameras, the shipped step limit) on calibrated simulated servos, unconnected."""
+    from lerobot.robots.so_follower import SO100Follower, SO100FollowerConfig
+
+    folder = tmp_path_factory.getbasetemp() / "lerobot_calibrate" / "so100"
+    bus = SimulatedFeetechBus(calibrated("so100", folder)["follower"])
+    robot = SO100Follower(SO100FollowerConfig(port=bus.port, id="so100_follower", calibration_dir=folder,
+                                              max_relative_target=STEP_LIMIT))
+    yield robot, bus
+    bus.heal()
+    if robot.is_connected:
+        robot.disconnect()
+    bus.close()
+
+
+def test_the_servos_clamp_goals_to_their_limits_and_move_only_with_torque(follower):
+    robot, bus = follower
+    robot.connect()
+    elbow = SO100_MOTOR_IDS["elbow_flex"]
+    bus.set_present(elbow, 2990)  # near the top of its 1000-3000 range
+    top = 1000 * 360 / 4095  # 3000 in degrees about the range's middle, 2000
+    # A goal write has no reply: reading the state back after it shows what the servo did.
+    robot.send_action({f"{name}.pos": 0.0 for name in SO100_MOTOR_IDS} | {"elbow_flex.pos": 180.0})
+    assert bus.goal_writes[elbow][-1] > 3000 and robot.get_observation()["elbow_flex.pos"] == pytest.approx(top)
+    robot.bus.disable_torque()
+    robot.send_action({f"{name}.pos": 0.0 for name in SO100_MOTOR_IDS})  # 5 degrees down: 57 steps
+    assert robot.get_observation()["elbow_flex.pos"] == pytest.approx(top)  # written, not executed
+    assert bus.goal_writes[elbow][-1] in (3000 - 57, 3000 - 56) and bus.present(elbow) == 3000
+
+
+def test_a_lost_reply_is_retried(follower):
+    """LeRobot's bus retries the torque-off write of its disconnect (num_retry=5): one lost reply costs a retry."""
+    robot, bus = follower
+    robot.connect()
+    bus.fail(SO100_MOTOR_IDS["wrist_flex"], "Torque_Enable")
+    robot.disconnect()
+    assert all(bus.peek(motor_id, "Torque_Enable") == 0 for motor_id in SO100_MOTOR_IDS.values())
+    assert bus.fail_pending() == 0
+
+
+def test_a_servo_reporting_an_error_stops_the_connection_before_any_goal(follower):
+    """A servo whose every reply carries an error byte (here overload) is not taken for a working servo: LeRobot's
+    handshake refuses the arm, naming the servo, and no goal reaches the bus."""
+    robot, bus = follower
+    bus.fail(SO100_MOTOR_IDS["elbow_flex"], error=ERROR_OVERLOAD, times=None)
+    with pytest.raises(RuntimeError, match=r"(?s)motor check failed.*Missing motor IDs:\n  - 3 "):
+        robot.connect()
+    assert not any(bus.goal_writes.values())
+
+
+def test_a_camera_given_by_serial_number_that_is_not_plugged_in_is_named(monkeypatch):
+    """Not a stream setting: the camera is not there (LeRobot's own message blames the pipeline)."""
+    from lerobot_grids.cameras import RealSenseByNameCameraConfig
+
+    devices = SimulatedRealSense({"111": "Intel RealSense D435"})
+    monkeypatch.setitem(sys.modules, "pyrealsense2", devices)
+    from lerobot.cameras.realsense import camera_realsense
+
+    from lerobot_grids.cameras.camera_realsense_by_name import RealSenseByNameCamera
+
+    monkeypatch.setattr(camera_realsense, "rs", devices, raising=False)  # imported earlier, with or without one
+    camera = RealSenseByNameCamera(RealSenseByNameCameraConfig(serial_number_or_name="333", width=640, height=480,
+                                                               fps=30))
+    with pytest.raises(ConnectionError, match=r"No RealSense camera with serial number 333 is connected; "
+                                              r"connected: Intel RealSense D435 \(serial 111\)\. Plug it in"):
+        camera.connect()
+
+
 @pytest.mark.parametrize(("arm", "config", "task_args"), [
     ("so100", "datasets/so100_pick_place.yaml", []),  # a task recipe: the task is in the file
     ("so101", "robot_configs/record_so101.yaml", [f"--dataset.single_task={TASK}"]),
@@ -87,12 +260,17 @@ def test_teleoperated_recording_writes_a_valid_dataset(arms, config, task_args, 
     frame = dataset[0]
     assert frame["observation.images.front"].shape == (3, 480, 640)
     assert frame["task"] == TASK
-    # The leader's 2100 of 1000-3000: 100 steps (of 4095 per turn) above the middle, 8.79 degrees, for the
-    # joints; 55 % of its range for the gripper.
-    expected = torch.tensor([100 * 360 / 4095] * 5 + [55.0])
+    # Each camera where the config puts it: the simulated D435 (serial 111) is green 20, the D405 (222) 40
+    # (video is lossy: channel means, with room for compression but not for the other camera).
+    for key, green in (("front", 20), ("wrist", 40)):
+        assert abs(frame[f"observation.images.{key}"][1].mean().item() * 255 - green) < 6, key
+    # The leader's 2100, normalised by its calibration: steps (of 4095 per turn) above the middle of its range in
+    # degrees for the joints (1000-3000, wrist_roll a whole turn 0-4095); percent of its range for the gripper.
+    ranges = [leader.eeprom()[motor_id][1:] for motor_id in SO100_MOTOR_IDS.values()]
+    expected = torch.tensor([(2100 - (low + high) / 2) * 360 / 4095 for low, high in ranges[:5]] + [55.0])
     torch.testing.assert_close(frame["action"], expected, atol=0.05, rtol=0)
     assert len(frame["observation.state"]) == 6
-    assert all(2100 in writes for writes in follower.goal_writes.values())  # the follower followed
+    assert all(writes[-1] in (2099, 2100) for writes in follower.goal_writes.values())  # the follower followed
 
 
 def test_teleoperation_moves_the_follower_with_the_leader(arm, arms, tmp_path):
@@ -233,13 +411,47 @@ def deploy(tmp_path, follower, policy: Path, *extra: str, cameras: str = BOTH_CA
                *short_episode(tmp_path / "eval", repo_id), *extra, cameras=cameras)
 
 
-def test_deployment_sends_actions_within_the_joint_limits(arms, tmp_path, checkpoint):
-    """SO-100 (the SO-101's deploy and rollout configs are the same with its robot block: parsed below)."""
+def test_deployment_moves_the_arm_at_most_one_step_limit_per_action(arms, tmp_path, checkpoint):
+    """A policy whose action output is biased by +1000 (thousands of degrees once unnormalised): the shipped deploy (0.4.4) / rollout (0.6) config's
+    max_relative_target lets each goal go at most 5 (degrees; percent for the gripper) beyond where the servo is.
+    LeRobot records the action the
+    policy asked for, before its clipping (record_loop's ``action_values`` on 0.4.4, ``send_next_action``'s
+    return on 0.6): each goal written is that action clipped around the present position, in raw steps."""
     follower, _ = arms
-    result = deploy(tmp_path, follower, checkpoint)
+    policy = SmolVLAGridsPolicy.from_pretrained(checkpoint)
+    with torch.no_grad():
+        policy.model.action_out_proj.bias.fill_(1000.0)
+    pushing = tmp_path / "pushing"
+    policy.save_pretrained(pushing)
+    for file in checkpoint.iterdir():
+        if file.name.startswith("policy_"):
+            (pushing / file.name).write_bytes(file.read_bytes())
+    result = deploy(tmp_path, follower, pushing)
     assert result.returncode == 0, result.stderr[-3000:]
-    writes = [goal for goals in follower.goal_writes.values() for goal in goals]
-    assert len(writes) >= 6 * 5 and all(1000 <= goal <= 3000 for goal in writes)
+    repo_id = "local/rollout_so100" if compat.POLICY_ON_ROBOT_COMMAND == "lerobot-rollout" else "local/eval_so100"
+    actions = torch.stack(list(LeRobotDataset(repo_id, root=tmp_path / "eval").hf_dataset["action"]))
+    assert len(actions) >= 5 and (actions.abs() > 360).all()  # far beyond any joint's range: the bias
+    for index, (name, motor_id) in enumerate(SO100_MOTOR_IDS.items()):
+        _, low, high = follower.eeprom()[motor_id]
+        goals, presents = follower.goal_writes[motor_id], follower.present_at_goal[motor_id]
+        # LeRobot's normalisation: degrees about the middle of the range (4095 steps a turn), or percent.
+        if name == "gripper":
+            to_raw = lambda v: int(min(100.0, max(0.0, v)) / 100 * (high - low) + low)  # noqa: E731
+            to_unit = lambda p: (p - low) / (high - low) * 100  # noqa: E731
+        else:
+            to_raw = lambda v: int(v * 4095 / 360 + (low + high) / 2)  # noqa: E731
+            to_unit = lambda p: (p - (low + high) / 2) * 360 / 4095  # noqa: E731
+        step = to_raw(STEP_LIMIT) - to_raw(0)
+        assert all(abs(goal - present) <= step + 1 for goal, present in zip(goals, presents)), name
+        assert all(low <= present <= high for present in [*presents, follower.present(motor_id)]), name
+        # Towards the limit the policy points at, at most a step a frame (it gets there in about 18 frames).
+        limit = high if actions[0, index] > 0 else low
+        assert 0 < abs(presents[0] - limit) - abs(presents[len(actions) - 1] - limit) <= step * len(actions), name
+        # The frames' goals (lerobot-rollout then returns the arm to where it started: more goals, no frames).
+        for action, goal, present in zip(actions[:, index].tolist(), goals, presents):
+            clipped = min(max(action, to_unit(present) - STEP_LIMIT), to_unit(present) + STEP_LIMIT)
+            assert abs(goal - to_raw(clipped)) <= 1, (name, action, goal, present)
+        assert len(goals) >= len(actions)
 
 
 def test_a_policy_for_other_features_is_refused_before_any_motor_command(arms, tmp_path, checkpoint):

@@ -3,9 +3,9 @@
 LeRobot 0.4.4's ``intelrealsense`` camera cannot be given by name: its lookup reads a ``serial_number``
 key that ``find_cameras()`` does not return and raises ``KeyError`` (huggingface/lerobot#2493, fixed in
 0.6.0). On 0.4.4 this subclass looks the name up in ``find_cameras()``'s ``id``; on 0.6 LeRobot's own lookup
-runs and its error gets the same advice. Either way it says which setting a camera refused when its stream
-does not start, and what to install when librealsense cannot be loaded. Everything else is LeRobot's
-``RealSenseCamera``.
+runs and its error gets the same advice. Either way it says when a camera given by serial number is not
+plugged in, which setting a camera refused when its stream does not start, and what to install when
+librealsense cannot be loaded. Everything else is LeRobot's ``RealSenseCamera``.
 """
 
 from lerobot_grids import compat
@@ -54,6 +54,13 @@ class RealSenseByNameCamera(RealSenseCamera):
         except ConnectionError as error:
             if self.rs_profile is not None:  # the stream started: another failure
                 raise
+            connected = {str(camera["id"]): camera["name"] for camera in self.find_cameras()}
+            if str(self.serial_number) not in connected:
+                listed = ", ".join(f"{name} (serial {serial})" for serial, name in connected.items()) or "none"
+                raise ConnectionError(
+                    f"No RealSense camera with serial number {self.serial_number} is connected; connected: {listed}. "
+                    f"{NAME_ADVICE}"
+                ) from error
             supported = ", ".join(f"{w}x{h}@{fps}" for w, h, fps in COMMON_COLOR_PROFILES)
             raise ConnectionError(
                 f"{self.config.serial_number_or_name} (serial {self.serial_number}) did not start an RGB stream of "
