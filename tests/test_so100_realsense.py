@@ -80,13 +80,15 @@ def lerobot_calibrate(folder: Path, kind: str, arm_type: str, bus: SimulatedFeet
     """LeRobot's ``lerobot-calibrate`` (its ``calibrate``, in this process: a subprocess spends ~10 s importing) on
     ``bus``, answered as a user does: Enter with the arm resting mid-range, then every joint but wrist_roll moved
     to 1000 and 3000 (present positions after homing) and back, and Enter."""
-    from lerobot.scripts.lerobot_calibrate import CalibrateConfig, RobotConfig, TeleoperatorConfig, calibrate
-
-    choices = {"robot": RobotConfig, "teleop": TeleoperatorConfig}
-    config = CalibrateConfig(**{kind: choices[kind].get_choice_class(arm_type)(
-        port=bus.port, id=arm_type, calibration_dir=folder)})
     terminal = Terminal()
     with pytest.MonkeyPatch.context() as monkeypatch, ThreadPoolExecutor(1) as pool:
+        # LeRobot 0.6's lerobot-calibrate imports librealsense: simulated, no device.
+        monkeypatch.setitem(sys.modules, "pyrealsense2", SimulatedRealSense({}))
+        from lerobot.scripts.lerobot_calibrate import CalibrateConfig, RobotConfig, TeleoperatorConfig, calibrate
+
+        choices = {"robot": RobotConfig, "teleop": TeleoperatorConfig}
+        config = CalibrateConfig(**{kind: choices[kind].get_choice_class(arm_type)(
+            port=bus.port, id=arm_type, calibration_dir=folder)})
         monkeypatch.setattr(sys, "stdin", terminal.stdin)
         monkeypatch.setattr(sys, "stdout", terminal)
         run_ = pool.submit(calibrate, config)
@@ -155,10 +157,11 @@ def test_lerobot_calibrate_writes_its_calibration_to_the_servos_and_the_file(arm
         assert all(bus.present(motor_id) == 2047 for motor_id in SO100_MOTOR_IDS.values())
 
 
-def run(command: str, *args: str, cameras: str = BOTH_CAMERAS) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIMULATED_REALSENSE": cameras}
+def run(command: str, *args: str, cameras: str = BOTH_CAMERAS, env: dict[str, str] | None = None,
+        cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIMULATED_REALSENSE": cameras, **(env or {})}
     return subprocess.run([sys.executable, str(LAUNCHER), command, *args], capture_output=True, text=True,
-                          env=env, timeout=300, cwd=REPO_ROOT)
+                          env=env, timeout=300, cwd=cwd)
 
 
 def ports(tmp_path, follower, leader=None) -> list[str]:
@@ -197,7 +200,7 @@ def test_the_servos_clamp_goals_to_their_limits_and_move_only_with_torque(follow
     top = 1000 * 360 / 4095  # 3000 in degrees about the range's middle, 2000
     # A goal write has no reply: reading the state back after it shows what the servo did.
     robot.send_action({f"{name}.pos": 0.0 for name in SO100_MOTOR_IDS} | {"elbow_flex.pos": 180.0})
-    assert bus.goal_writes[elbow][-1] > 3000 and robot.get_observation()["elbow_flex.pos"] == pytest.approx(top)
+    assert robot.get_observation()["elbow_flex.pos"] == pytest.approx(top) and bus.goal_writes[elbow][-1] > 3000
     robot.bus.disable_torque()
     robot.send_action({f"{name}.pos": 0.0 for name in SO100_MOTOR_IDS})  # 5 degrees down: 57 steps
     assert robot.get_observation()["elbow_flex.pos"] == pytest.approx(top)  # written, not executed
@@ -504,8 +507,24 @@ def test_a_missing_camera_and_an_unsupported_resolution_are_named(arms, tmp_path
     assert not moved(follower, start)
 
 
-def test_camera_check_says_which_camera_is_which_and_what_is_missing():
-    result = run("lerobot-grids-cameras")
+def test_camera_check_says_which_camera_is_which_and_what_is_missing(tmp_path):
+    """The first run is of a wheel built from this checkout (a regular install: its default robot config is
+    package data, not the repository's robot_configs/)."""
+    source = tmp_path / "source"  # what the wheel is built from, so the build writes nothing into the checkout
+    shutil.copytree(REPO_ROOT / "lerobot_grids", source / "lerobot_grids", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md", "lerobot_policy_grids.py"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                            "-q", "-w", str(tmp_path / "wheel"), str(source)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = (tmp_path / "wheel").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.read("lerobot_grids/robot_configs/so100_follower.yaml") == (
+            REPO_ROOT / "robot_configs" / "so100_follower.yaml").read_bytes()
+        archive.extractall(tmp_path / "installed")
+    # The extracted wheel first on the path (before the checkout's editable install); run outside the checkout.
+    result = run("-m", "lerobot_grids.scripts.lerobot_grids_cameras", env={"PYTHONPATH": str(tmp_path / "installed")},
+                 cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Intel RealSense D435, serial 111 -> front" in result.stdout
     assert "Intel RealSense D405, serial 222 -> wrist" in result.stdout
