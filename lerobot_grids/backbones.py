@@ -14,7 +14,8 @@ SmolVLA reads the backbone's config and processor (tokenizer) from ``vlm_model_n
 - ``tiny_paligemma_tokenizer``: a small tokenizer with PaliGemma's special tokens, for ``pi0_grids``
   offline (``--policy.tokenizer_name``; pi0's own is ``google/paligemma-3b-pt-224`` on the Hub).
 
-Regenerate them with ``python -m lerobot_grids.backbones``.
+Regenerate them with ``python -m lerobot_grids.backbones`` (it writes into new or empty folders only:
+remove the shipped ones first, or pass ``--root``).
 """
 
 import argparse
@@ -23,6 +24,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast, SmolVLMConfig, SmolVLMImageProcessor, SmolVLMProcessor
 from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
+
+from lerobot_grids.evidence import new_output_dir
 
 BACKBONES_DIR = Path(__file__).parent / "assets"
 TINY_SMOLVLM = BACKBONES_DIR / "tiny_smolvlm"
@@ -155,8 +158,6 @@ def smolvlm2_500m_config(vocab_size: int = 49280) -> SmolVLMConfig:
 
 def write_backbone(folder: Path, config: SmolVLMConfig, tokenizer: PreTrainedTokenizerFast) -> Path:
     """Write ``config.json`` and the processor (tokenizer, image and video processors) into ``folder``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(folder)
     image_size = config.vision_config.image_size
     processor = SmolVLMProcessor(
@@ -172,6 +173,9 @@ def write_backbone(folder: Path, config: SmolVLMConfig, tokenizer: PreTrainedTok
 
 
 def write_shipped_backbones(root: Path = BACKBONES_DIR) -> None:
+    """Write the three folders under ``root``; each must be new or empty (remove a shipped one to regenerate it)."""
+    for backbone in (TINY_SMOLVLM, SMOLVLM2_500M, TINY_PALIGEMMA_TOKENIZER):
+        new_output_dir(Path(root) / backbone.name, "--root")
     tokenizer = tiny_smolvlm_tokenizer()
     write_backbone(Path(root) / TINY_SMOLVLM.name, tiny_smolvlm_config(len(tokenizer)), tokenizer)
     write_backbone(Path(root) / SMOLVLM2_500M.name, smolvlm2_500m_config(), tokenizer)

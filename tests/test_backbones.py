@@ -23,6 +23,15 @@ def test_the_shipped_backbones_are_what_our_code_makes(tmp_path):
             assert (tmp_path / shipped.name / name).read_bytes() == (shipped / name).read_bytes(), name
 
 
+def test_the_writer_refuses_a_non_empty_folder_before_writing(tmp_path):
+    (tmp_path / SMOLVLM2_500M.name).mkdir()
+    (tmp_path / SMOLVLM2_500M.name / "config.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="smolvlm2_500m already exists and is not empty.*--root"):
+        write_shipped_backbones(tmp_path)
+    assert not any((tmp_path / TINY_SMOLVLM.name).iterdir())
+    assert (tmp_path / SMOLVLM2_500M.name / "config.json").read_text() == "{}"
+
+
 def test_tokenizer_has_smolvla_image_tokens_and_encodes_any_text():
     tokenizer = AutoTokenizer.from_pretrained(TINY_SMOLVLM)
     for attribute in ("fake_image_token_id", "global_image_token_id", "image_token_id"):

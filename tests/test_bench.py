@@ -1,12 +1,15 @@
 """``lerobot-grids-bench`` at toy size: FLOP accounting against a hand count, the report files."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from lerobot_grids.evidence import bench
 from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import TINY_GEMMA_VARIANTS
 from lerobot_grids.scripts import lerobot_grids_bench
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def hand_count_prefix_flops(tokens: int) -> int:
@@ -21,6 +24,17 @@ def hand_count_prefix_flops(tokens: int) -> int:
     attention = 2 * 2 * heads * tokens * tokens * head_dim
     rotary = 2 * (head_dim // 2) * tokens
     return spec["depth"] * (projections + mlp_flops + attention) + rotary
+
+
+def hand_count_other_flops(passes: int) -> int:
+    """FLOPs outside the counted phases (vision, sampler, transformer passes, backward) of ``pi0_tiny``:
+    per pass over the suffix (one a denoising step, one a training step), the state projection of one token
+    and, per action token, the action input projection, the action-time MLP (2w -> w, w -> w) and the
+    action output projection, w the expert's width."""
+    config = bench.ARCHITECTURES["pi0_tiny"]()
+    width = TINY_GEMMA_VARIANTS["gemma_tiny_expert"]["width"]
+    state, action, chunk = config.max_state_dim, config.max_action_dim, config.chunk_size
+    return passes * 2 * (state * width + chunk * (action * width + 2 * width * width + width * width + width * action))
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +54,16 @@ def test_prefix_flops_match_a_hand_count(pi0_tiny_results):
         assert counted == hand_count_prefix_flops(variant["prefix_tokens"])
 
 
-def test_phases_add_up_and_vision_does_not_depend_on_the_sampler(pi0_tiny_results):
+def test_phases_add_up_to_a_hand_count_and_vision_does_not_depend_on_the_sampler(pi0_tiny_results):
     variants = pi0_tiny_results["variants"]
     for variant in variants.values():
         for kind in ("flops_inference", "flops_training_step"):
             flops = variant[kind]
             assert flops["total"] == sum(value for phase, value in flops.items() if phase != "total")
-            assert flops["other"] >= 0
+        # "other" is the total less the phases: a phase counted twice or missed would show here.
+        steps = bench.ARCHITECTURES["pi0_tiny"]().num_inference_steps
+        assert variant["flops_inference"]["other"] == hand_count_other_flops(steps)
+        assert variant["flops_training_step"]["other"] == hand_count_other_flops(1)
         assert variant["flops_inference"]["vision"] == variants["dense"]["flops_inference"]["vision"] > 0
         assert variant["flops_training_step"]["backward"] > 0
     # Fewer tokens, fewer FLOPs; dense is the reference of every ratio.
@@ -94,3 +111,33 @@ def test_command_writes_json_markdown_and_plot_and_never_overwrites(tmp_path):
     assert (output / "speedup.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(FileExistsError, match="nothing is overwritten"):
         lerobot_grids_bench.main(args)
+
+
+def test_command_creates_its_folder_before_building_a_model(tmp_path, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise RuntimeError("the models are built here")
+
+    monkeypatch.setattr(lerobot_grids_bench, "benchmark", no_model)
+    with pytest.raises(RuntimeError, match="the models are built here"):
+        lerobot_grids_bench.main(["--models", "smolvla_tiny", "--output-dir", str(tmp_path / "new" / "bench")])
+    assert (tmp_path / "new" / "bench").is_dir()
+
+
+@pytest.mark.parametrize("run", ["cpu-2core", "h100"])
+def test_stored_reports_are_rendered_from_their_results_and_the_readme_quotes_them(tmp_path, run):
+    """``--render`` writes each stored run's report from its results.json alone, as stored; the README's
+    benchmark tables are its rows (the H100 table: speed-ups, and peak memory of a training step in GiB)."""
+    stored = REPO_ROOT / "docs" / "benchmarks" / run
+    (tmp_path / "results.json").write_bytes((stored / "results.json").read_bytes())
+    lerobot_grids_bench.main(["--render", str(tmp_path / "results.json")])
+    assert (tmp_path / "report.md").read_text() == (stored / "report.md").read_text()
+    readme = (REPO_ROOT / "README.md").read_text().splitlines()
+    results = json.loads((stored / "results.json").read_text())["results"]
+    if run == "cpu-2core":
+        rows = [line for r in results for line in bench.markdown_table(r).splitlines()[2:]]
+    else:
+        names = {"smolvla": "SmolVLA", "pi0": "pi0"}
+        rows = [f"| {names[r['architecture']]} | {name} | " + " | ".join(
+            f"{v[key]:.2f}x" for key in ("speedup_inference_b1", "speedup_inference_b8", "speedup_training_step_b8"))
+            + f" | {v['peak_memory_mb_training_step_b8'] / 1024:.1f} |" for r in results for name, v in r["variants"].items()]
+    assert rows and all(row in readme for row in rows)

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from lerobot_grids import compat
 from lerobot_grids.backbones import TINY_SMOLVLM
+from lerobot_grids.envs import tabletop_pretrain
 from lerobot_grids.envs.tabletop import COLOURS, INSTRUCTION, GridSTabletop
 from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
@@ -32,6 +33,7 @@ from lerobot_grids.envs.tabletop_pretrain import (
     tabletop_smolvla_config,
     write_transformers5_checkpoint,
 )
+from lerobot_grids.scripts import lerobot_grids_tabletop_pretrain
 
 # Grounding steps of the small runs: the colour loss halves on transformers 4 and 5 alike (40 sufficed on 4 only).
 GROUNDING_STEPS = 60
@@ -133,10 +135,19 @@ def test_grounding_trains_the_vlm_below_its_last_layer_and_reach_only_the_expert
     assert any(not torch.equal(trained[key], grounded[key]) for key in grounded if "lm_expert" in key)
 
 
-def test_pretraining_refuses_an_existing_folder(tmp_path):
+def test_pretraining_refuses_a_non_empty_folder_and_creates_its_own_before_building_the_model(tmp_path, monkeypatch):
     (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "model.safetensors").write_bytes(b"")
     with pytest.raises(FileExistsError, match="nothing is overwritten"):
-        pretrain(tmp_path / "taken", steps=1)
+        lerobot_grids_tabletop_pretrain.main(["--output-dir", str(tmp_path / "taken")])
+
+    def no_model(*args, **kwargs):
+        raise RuntimeError("the model is built here")
+
+    monkeypatch.setattr(tabletop_pretrain, "tabletop_smolvla_config", no_model)
+    with pytest.raises(RuntimeError, match="the model is built here"):
+        lerobot_grids_tabletop_pretrain.main(["--output-dir", str(tmp_path / "new" / "checkpoint")])
+    assert (tmp_path / "new" / "checkpoint").is_dir()
 
 
 def test_the_shipped_checkpoint_finds_and_reaches_the_named_block_in_unseen_scenes():

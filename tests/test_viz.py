@@ -1,6 +1,7 @@
 """``lerobot-grids-viz`` on checkpoints of the offline dataset."""
 
 import json
+import re
 
 import imageio.v3 as iio
 import numpy as np
@@ -24,12 +25,16 @@ def test_points_are_drawn_at_their_token_centres():
     assert tuple(drawn[80, 80]) == (0, 0, 0)
 
 
-def test_a_training_checkpoint_needs_no_other_argument(dataset_root, tmp_path):
+def test_a_training_checkpoint_needs_no_other_argument(dataset_root, tmp_path, monkeypatch):
     run = tmp_path / "run"
     lerobot_train("--policy.type=smolvla_grids", "--policy.grids.num_tokens=3", *_tiny_args(dataset_root, run, 2))
     checkpoint = run / "checkpoints" / "last" / "pretrained_model"
+    monkeypatch.chdir(tmp_path)
     lerobot_grids_viz.main([str(checkpoint), "--max-frames", "5"])
-    output = checkpoint.parent / "grids_viz_episode_0"
+    # outputs/viz/<run>_<step>-<date-time>, not inside the checkpoint
+    [output] = (tmp_path / "outputs" / "viz").iterdir()
+    assert re.fullmatch(r"run_last-\d{8}-\d{6}", output.name)
+    assert sorted(path.name for path in checkpoint.parent.iterdir()) == ["pretrained_model", "training_state"]
     summary = json.loads((output / "summary.json").read_text())
     assert summary["dataset"] == DATASET_REPO_ID and len(summary["frames"]) == 5
     for camera in ("front", "wrist"):
@@ -40,7 +45,7 @@ def test_a_training_checkpoint_needs_no_other_argument(dataset_root, tmp_path):
         retention = summary["cameras"][f"observation.images.{camera}"]
         assert len(retention["retention_per_frame"]) == 5 and -1 <= retention["retention_mean"] <= 1
     with pytest.raises(FileExistsError, match="nothing is overwritten"):
-        lerobot_grids_viz.main([str(checkpoint)])
+        lerobot_grids_viz.main([str(checkpoint), "--output-dir", str(output)])
 
 
 def test_dense_pi0_keeps_all_information(dataset_root, tmp_path):

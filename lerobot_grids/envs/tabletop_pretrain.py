@@ -59,6 +59,7 @@ from tqdm import tqdm
 from lerobot_grids import compat
 from lerobot_grids.backbones import BACKBONES_DIR, TINY_SMOLVLM
 from lerobot_grids.envs.tabletop import COLOURS, INSTRUCTION, GridSTabletop
+from lerobot_grids.evidence import new_output_dir
 
 # What ``make pretrain`` wrote, shipped with the package: every policy of ``make demo`` starts from it.
 # The shipped base policy, pretrained under transformers 4 (LeRobot 0.4.4), and the same weights for transformers 5
@@ -265,12 +266,10 @@ def pretrain(output_dir: Path, steps: int = 1500, reach_steps: int = 2500, batch
     Every ``refresh_every`` steps, ``scenes_per_refresh`` fresh scenes replace the pool batches are drawn
     from; the validation scenes are other fresh scenes, one frame each.
     """
-    output_dir = Path(output_dir)
-    if output_dir.exists():
-        raise FileExistsError(f"{output_dir} already exists; choose a new --output-dir (nothing is overwritten).")
     if steps < 1 or reach_steps < 0 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be positive and reach_steps not negative, got steps={steps}, "
                          f"reach_steps={reach_steps}, batch_size={batch_size}.")
+    output_dir = new_output_dir(output_dir)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     started = time.monotonic()
@@ -320,7 +319,6 @@ def pretrain(output_dir: Path, steps: int = 1500, reach_steps: int = 2500, batch
                           reach_steps, reach_lr, lambda: {"goal_error": goal_error(policy, preprocessor, postprocessor, reach_validation)},
                           "Pretraining 2/2: reach, action expert", instructions=(TOUCH_INSTRUCTION,), touch=True)
 
-    output_dir.mkdir(parents=True)
     policy.save_pretrained(output_dir)
     preprocessor.save_pretrained(output_dir)
     postprocessor.save_pretrained(output_dir)
@@ -354,9 +352,7 @@ def mean_guess_error(scenes: dict) -> float:
 def write_transformers5_checkpoint(source: Path, output_dir: Path) -> Path:
     """A copy of the transformers-4 checkpoint ``source`` whose weights compute the same under transformers 5
     (:func:`lerobot_grids.compat.smolvlm_checkpoint_for_transformers5`); every other file as it is."""
-    if output_dir.exists():
-        raise FileExistsError(f"{output_dir} already exists; choose a new folder (nothing is overwritten).")
-    output_dir.mkdir(parents=True)
+    output_dir = new_output_dir(output_dir)
     for file in sorted(Path(source).iterdir()):
         (output_dir / file.name).write_bytes(file.read_bytes())
     weights = output_dir / SAFETENSORS_SINGLE_FILE

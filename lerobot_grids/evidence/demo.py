@@ -133,7 +133,9 @@ def evaluate(checkpoint: Path, variant: str, episodes: int, output_dir: Path) ->
     try:
         config = EvalPipelineConfig(
             env=GridSTabletopEnv(variant=variant),
-            eval=EvalConfig(n_episodes=episodes, batch_size=min(episodes, 25)),
+            # In-process environments: LeRobot 0.6 defaults to one worker process per environment, each
+            # importing LeRobot again (seconds per evaluation for an environment that steps in microseconds).
+            eval=EvalConfig(n_episodes=episodes, batch_size=min(episodes, 25), use_async_envs=False),
             policy=policy,
             output_dir=output_dir,
             job_name=f"grids_tabletop_{variant}",

@@ -28,6 +28,7 @@ from lerobot.utils.constants import OBS_IMAGES
 from torch import Tensor
 
 import lerobot_grids.policies  # noqa: F401  (registers the policy types)
+from lerobot_grids.evidence import new_output_dir
 from lerobot_grids.evidence.retention import information_retention, token_self_similarity
 from lerobot_grids.grids import bilinear_sample
 from lerobot_grids.policies.grids_policy import checkpoint_file
@@ -103,8 +104,7 @@ def save_self_similarity(dense: Tensor, sampled: Tensor, path: Path, title: str)
 def visualise(source: str, output_dir: Path, repo_id: str | None = None, root: str | None = None,
               episode: int = 0, max_frames: int = 64, device: str = "cpu", fps: int = 10,
               video_backend: str | None = None) -> dict:
-    if output_dir.exists():
-        raise FileExistsError(f"{output_dir} already exists; choose a new --output-dir (nothing is overwritten).")
+    output_dir = new_output_dir(output_dir)
     policy, preprocessor = load_policy(source, device)
     if repo_id is None:
         repo_id, root, run_backend = dataset_of_run(source)
@@ -130,7 +130,6 @@ def visualise(source: str, output_dir: Path, repo_id: str | None = None, root: s
             retention_means[camera].append(retention.mean().item())
             if index == frames[0]:
                 name = camera.removeprefix(f"{OBS_IMAGES}.")
-                output_dir.mkdir(parents=True, exist_ok=True)
                 save_self_similarity(dense[0], tokens[0], output_dir / f"self_similarity_{name}.png",
                                      f"{name}, frame {index}")
     summary = {"checkpoint": source, "dataset": repo_id, "episode": episode, "frames": frames.tolist(),

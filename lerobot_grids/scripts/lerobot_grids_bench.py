@@ -3,6 +3,7 @@
 Full-size ``smolvla`` and ``pi0`` with random weights (nothing is downloaded), dense against GridS with K
 tokens per camera and against no image tokens at all; writes ``results.json``, ``report.md`` and
 ``speedup.png`` into a new folder. What is measured, and how: :mod:`lerobot_grids.evidence.bench`.
+``--render <results.json>`` writes the report and plot of a stored run again, from its results alone.
 """
 
 import argparse
@@ -15,7 +16,21 @@ from pathlib import Path
 
 import torch
 
+from lerobot_grids.evidence import new_output_dir
 from lerobot_grids.evidence.bench import ARCHITECTURES, benchmark, markdown_table, plot_speedups
+
+
+def write_report(output_dir: Path, command: str, all_results: list[dict]) -> str:
+    """``report.md`` (and ``speedup.png`` where latency was measured) of a run's results, into ``output_dir``."""
+    report = [f"Command: `{command}`", ""]
+    for results in all_results:
+        report += [f"### {results['architecture']} ({results['device']}, {results['benchmark_minutes']} min)", "",
+                   markdown_table(results), ""]
+    (output_dir / "report.md").write_text("\n".join(report))
+    timed = [r for r in all_results if any(k.startswith("speedup_inference") for v in r["variants"].values() for k in v)]
+    if timed:
+        plot_speedups(timed, output_dir / "speedup.png")
+    return "\n".join(report)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -32,13 +47,17 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--latency-models", nargs="*", default=None,
                         help="models to time (default: all; pi0 needs a GPU with ~40 GB)")
     parser.add_argument("--output-dir", type=Path, default=None, help="new folder (default outputs/bench/<time>)")
+    parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
+                        help="measure nothing: write report.md and speedup.png again beside a stored results.json")
     args = parser.parse_args(argv)
+    if args.render is not None:
+        stored = json.loads(args.render.read_text())
+        print(write_report(args.render.parent, stored["command"], stored["results"]))
+        return args.render.parent
     logging.basicConfig(level=logging.INFO)
-    output_dir = args.output_dir or Path("outputs/bench") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    if output_dir.exists():
-        raise FileExistsError(f"{output_dir} already exists; choose a new --output-dir (nothing is overwritten).")
     if any(k < 1 for k in args.ks):
         raise ValueError(f"--ks must be at least 1, got {args.ks}.")
+    output_dir = new_output_dir(args.output_dir or Path("outputs/bench") / datetime.now().strftime("%Y%m%d-%H%M%S"))
     latency_models = args.models if args.latency_models is None else args.latency_models
     all_results = []
     for model in args.models:
@@ -50,17 +69,9 @@ def main(argv: list[str] | None = None) -> Path:
             fake_flops=model.startswith("pi0"), latency=model in latency_models,
         ))
         all_results[-1]["benchmark_minutes"] = round((time.monotonic() - started) / 60, 1)
-    output_dir.mkdir(parents=True)
     command = "lerobot-grids-bench " + " ".join(argv if argv is not None else sys.argv[1:])
     (output_dir / "results.json").write_text(json.dumps({"command": command, "results": all_results}, indent=2))
-    report = [f"Command: `{command}`", ""]
-    for results in all_results:
-        report += [f"### {results['architecture']} ({results['device']}, {results['benchmark_minutes']} min)", "",
-                   markdown_table(results), ""]
-    (output_dir / "report.md").write_text("\n".join(report))
-    if any(k.startswith("speedup_inference") for r in all_results for v in r["variants"].values() for k in v):
-        plot_speedups([r for r in all_results if r["architecture"] in latency_models], output_dir / "speedup.png")
-    print("\n".join(report))
+    print(write_report(output_dir, command, all_results))
     print(f"Wrote {output_dir}")
     return output_dir
 

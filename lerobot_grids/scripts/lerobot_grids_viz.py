@@ -9,9 +9,21 @@ beside the weights. What each file shows: :mod:`lerobot_grids.evidence.viz`.
 """
 
 import argparse
+from datetime import datetime
 from pathlib import Path
 
 from lerobot_grids.evidence.viz import visualise
+
+
+def default_output_dir(checkpoint: str) -> Path:
+    """``outputs/viz/<checkpoint name>-<date-time>``; a ``lerobot-train`` checkpoint
+    (``<run>/checkpoints/<step>/pretrained_model``) is named ``<run>_<step>``, a Hub repo id ``<user>_<name>``."""
+    path = Path(checkpoint)
+    if path.name == "pretrained_model" and path.parent.parent.name == "checkpoints":
+        name = f"{path.parents[2].name}_{path.parent.name}"
+    else:
+        name = "_".join(path.parts[-2:]) if not path.is_dir() else path.name
+    return Path("outputs/viz") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,10 +35,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--video-backend", help="pyav or torchcodec (default: the training run's, else LeRobot's)")
     parser.add_argument("--max-frames", type=int, default=64, help="frames taken evenly over the episode")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--output-dir", type=Path, help="new folder (default: <checkpoint>/../grids_viz_episode_<n>)")
+    parser.add_argument("--output-dir", type=Path,
+                        help="new folder (default: outputs/viz/<checkpoint name>-<date-time>)")
     args = parser.parse_args(argv)
-    default_parent = Path(args.checkpoint).parent if Path(args.checkpoint).is_dir() else Path("outputs/viz") / args.checkpoint
-    output_dir = args.output_dir or default_parent / f"grids_viz_episode_{args.episode}"
+    output_dir = args.output_dir or default_output_dir(args.checkpoint)
     summary = visualise(args.checkpoint, output_dir, args.dataset_repo_id, args.dataset_root, args.episode,
                         args.max_frames, args.device, video_backend=args.video_backend)
     for camera, values in summary["cameras"].items():
