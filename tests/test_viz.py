@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -46,6 +47,12 @@ def test_a_training_checkpoint_needs_no_other_argument(dataset_root, tmp_path, m
         assert len(retention["retention_per_frame"]) == 5 and -1 <= retention["retention_mean"] <= 1
     with pytest.raises(FileExistsError, match="nothing is overwritten"):
         lerobot_grids_viz.main([str(checkpoint), "--output-dir", str(output)])
+
+
+def test_default_output_folder_names_a_hub_checkpoint_or_a_folder(tmp_path):
+    hub = lerobot_grids_viz.default_output_dir("user/smolvla_grids_so100")
+    assert hub.parent == Path("outputs/viz") and re.fullmatch(r"user_smolvla_grids_so100-\d{8}-\d{6}", hub.name)
+    assert lerobot_grids_viz.default_output_dir(str(tmp_path)).name.startswith(f"{tmp_path.name}-")
 
 
 def test_dense_pi0_keeps_all_information(dataset_root, tmp_path):
