@@ -64,8 +64,9 @@ def test_train_resume_and_continue_from_a_checkpoint(dataset_root, tmp_path):
 
     # Resume: LeRobot reloads policy, optimizer, scheduler and step from the checkpoint and goes on to step 4:
     # this process trains steps 3 and 4 only, and Adam's and the scheduler's counts go on from 2. (Its weights
-    # are not those of an uninterrupted 4-step run, measured on both versions: LeRobot 0.4.4 reshuffles the
-    # data on resume, and on 0.6.1, whose data order resumes exactly, the random draws still differ.)
+    # are not an uninterrupted 4-step run's, measured on both versions: LeRobot scales the learning-rate
+    # schedule to the steps of the run that made it, 2 here; with the schedule fixed, 0.4.4 reshuffles the
+    # data on resume, and on 0.6.1, which resumes the data order, the loss of step 3 still differs.)
     result = lerobot_train(f"--config_path={first / 'pretrained_model' / 'train_config.json'}", "--resume=true",
                            "--steps=4")
     assert [int(step) for step in re.findall(r" step:(\d+) ", result.stdout + result.stderr)] == [3, 4]
