@@ -184,6 +184,19 @@ class GridSPolicyMixin:
         if config is None:
             config = saved
         check_same_grids(saved, config, pretrained_name_or_path)
+        # LeRobot's make_policy sets a loaded policy's output features to the env's or robot's (lerobot-eval,
+        # lerobot-record): another action size than the checkpoint's is an env or robot the policy cannot drive.
+        differences = [
+            f"{key}: policy {tuple(feature.shape)}, env/robot "
+            f"{tuple(config.output_features[key].shape) if key in config.output_features else None}"
+            for key, feature in saved.output_features.items()
+            if key not in config.output_features or tuple(config.output_features[key].shape) != tuple(feature.shape)
+        ]
+        if differences:
+            raise ValueError(
+                f"The {saved.type} policy {pretrained_name_or_path} does not fit the environment or robot it was "
+                f"given: {'; '.join(differences)}. Use a policy trained with this robot's (or env's) actions."
+            )
         config.init_from = None
         return config
 
@@ -240,17 +253,26 @@ class GridSPolicyMixin:
         """Refuse data (a training dataset, or the robot's features that lerobot-record passes as a dataset)
         whose state, action or camera count differ from the policy's, before anything runs. Camera names
         are checked on the first batch (``start_images``): LeRobot may rename them (``--rename_map``)."""
-        features = dataset_meta.features
+        self.refuse_mismatches(self.feature_mismatches(dataset_meta.features, dataset_meta.camera_keys))
+
+    def feature_mismatches(self, features: dict, camera_keys: list[str], check_camera_names: bool = False) -> list[str]:
+        """How LeRobot ``features`` (``{key: {"shape": ...}}``) with cameras ``camera_keys`` differ from the
+        policy's: state and action shape (where given), camera count, and with ``check_camera_names`` the
+        cameras the policy was trained with that are not among ``camera_keys``."""
         mismatches = []
         for key, kind in ((OBS_STATE, "state"), (ACTION, "action")):
             ours = self.config.input_features.get(key) or self.config.output_features.get(key)
+            if key == ACTION and key not in features:  # the robot's observation features only (async client)
+                continue
             theirs = tuple(features[key]["shape"]) if key in features else None
             if ours is not None and tuple(ours.shape) != theirs:
                 mismatches.append(f"{kind} {key}: policy {tuple(ours.shape)}, robot/dataset {theirs}")
         cameras = [key for key in self.config.image_features if not key.startswith(f"{OBS_IMAGES}.empty_camera_")]
-        if len(cameras) != len(dataset_meta.camera_keys):
-            mismatches.append(f"cameras: policy {cameras}, robot/dataset {dataset_meta.camera_keys}")
-        self.refuse_mismatches(mismatches)
+        if len(cameras) != len(camera_keys):
+            mismatches.append(f"cameras: policy {cameras}, robot/dataset {list(camera_keys)}")
+        elif check_camera_names and set(cameras) != set(camera_keys):
+            mismatches.append(f"camera names: policy {cameras}, robot {list(camera_keys)} (rename with --rename_map)")
+        return mismatches
 
     def refuse_mismatches(self, mismatches: list[str]) -> None:
         if mismatches:
