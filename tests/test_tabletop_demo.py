@@ -150,5 +150,5 @@ def test_readme_and_stored_report_show_the_stored_full_run(tmp_path):
     readme = (REPO_ROOT / "README.md").read_text()
     assert all(row in readme.splitlines() for row in table_rows)
     assert f"total {results['seconds'] / 60:.1f} min" in rendered and f"{results['seconds'] / 60:.1f} min" in readme
-    assert (f"{scale.episodes} expert episodes, {scale.steps} `lerobot-train`\nsteps at batch {scale.batch_size} "
-            f"per policy, each from the pretrained base policy, {scale.eval_episodes} unseen scenes per variant") in readme
+    assert (f"{scale.episodes} expert episodes, {scale.steps} `lerobot-train`\nsteps at batch {scale.batch_size} per "
+            f"policy, each from the pretrained base policy, {scale.eval_episodes} unseen scenes per variant") in readme

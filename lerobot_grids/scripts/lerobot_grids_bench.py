@@ -27,7 +27,8 @@ def write_report(output_dir: Path, command: str, all_results: list[dict]) -> str
         report += [f"### {results['architecture']} ({results['device']}, {results['benchmark_minutes']} min)", "",
                    markdown_table(results), ""]
     (output_dir / "report.md").write_text("\n".join(report))
-    timed = [r for r in all_results if any(k.startswith("speedup_inference") for v in r["variants"].values() for k in v)]
+    timed = [r for r in all_results
+             if any(k.startswith("speedup_inference") for v in r["variants"].values() for k in v)]
     if timed:
         plot_speedups(timed, output_dir / "speedup.png")
     return "\n".join(report)
