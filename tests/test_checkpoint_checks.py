@@ -57,8 +57,9 @@ def test_an_action_that_unnormalises_to_infinity_is_not_handed_out(trained, tmp_
         assert torch.isfinite(policy.predict_action_chunk(batch)).all()  # what the policy itself outputs
         policy.action_unnormaliser = unnormaliser
         policy.reset()
-        with pytest.raises(RuntimeError, match=r"non-finite action \(after unnormalisation: \[-?inf"):
-            policy.select_action(batch)
+        for act in (policy.select_action, policy.predict_action_chunk):  # LeRobot's record loop and eval; async
+            with pytest.raises(RuntimeError, match=r"non-finite action \(after unnormalisation: \[-?inf"):
+                act(batch)
 
 
 def test_the_same_checkpoint_with_finite_statistics_acts(trained, dataset_root):
