@@ -11,7 +11,10 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from lerobot_grids.point_predictors import AttentionPointPredictor
+
 SAMPLERS = ("grids", "dense", "random", "topk")
+PREDICTORS = ("mlp", "attention")
 POOLINGS = ("mean", "max")
 INTERPOLATIONS = ("bilinear", "nearest")
 
@@ -25,7 +28,13 @@ class GridSConfig:
         sampler: ``grids`` (the paper's method), ``dense`` (all tokens pass unchanged: the baseline),
             ``random`` or ``topk`` (K tokens chosen uniformly at random or by largest L2 norm: the
             discrete baselines of Tab. 10 at the same budget).
-        pooling: global pooling of the dense tokens before the point predictor, eq. 1 (``mean``) or
+        predictor: how ``grids`` predicts its points: ``mlp``, the paper's (an MLP of the pooled tokens,
+            eq. 1), or ``attention``, content-addressed (:class:`~lerobot_grids.point_predictors.AttentionPointPredictor`:
+            K learned queries attend over every token; a point is the attention-weighted mean of the token centres).
+        instruction: the predictor also sees the instruction (the policy's embedded language tokens, mean-pooled
+            over the prompt; given to ``forward`` as ``context``), so which object the instruction names can move
+            the points. Starts as the predictor without it (its weights start at zero).
+        pooling: global pooling of the dense tokens before the ``mlp`` point predictor, eq. 1 (``mean``) or
             the global max pooling ablation of Tab. 12.
         interpolation: ``bilinear`` (eq. 2-3) or the ``nearest`` ablation of Tab. 12, which has no
             gradient with respect to the points.
@@ -37,6 +46,8 @@ class GridSConfig:
 
     num_tokens: int = 16
     sampler: str = "grids"
+    predictor: str = "mlp"
+    instruction: bool = False
     pooling: str = "mean"
     interpolation: str = "bilinear"
     coord_injection: bool = True
@@ -45,6 +56,12 @@ class GridSConfig:
 
     def __post_init__(self):
         _check_choice("sampler", self.sampler, SAMPLERS)
+        _check_choice("predictor", self.predictor, PREDICTORS)
+        if self.sampler != "grids" and (self.predictor != "mlp" or self.instruction):
+            raise ValueError(
+                f"GridS predictor={self.predictor!r} / instruction={self.instruction} choose how the grids sampler "
+                f"predicts its points; the {self.sampler!r} sampler predicts none. Use --policy.grids.sampler=grids."
+            )
         _check_choice("pooling", self.pooling, POOLINGS)
         _check_choice("interpolation", self.interpolation, INTERPOLATIONS)
         if self.num_tokens < 1:
@@ -133,7 +150,11 @@ class GridSampler(nn.Module):
         self.dim = dim
         if config.sampler == "dense":
             return
-        if config.sampler == "grids":
+        if config.sampler == "grids" and config.predictor == "attention":
+            self.attention_predictor = AttentionPointPredictor(
+                dim, config.num_tokens, config.predictor_hidden_dim, spread_points(config.num_tokens), config.instruction
+            )
+        elif config.sampler == "grids":
             self.context_norm = nn.LayerNorm(dim)
             self.point_predictor = nn.Sequential(
                 nn.Linear(dim, config.predictor_hidden_dim),
@@ -142,6 +163,11 @@ class GridSampler(nn.Module):
             )
             with torch.no_grad():
                 self.point_predictor[-1].bias.copy_(torch.logit(spread_points(config.num_tokens)).flatten())
+            if config.instruction:  # added to the pooled tokens; zero at first: the paper's predictor
+                self.instruction_norm = nn.LayerNorm(dim)
+                self.instruction_proj = nn.Linear(dim, dim)
+                nn.init.zeros_(self.instruction_proj.weight)
+                nn.init.zeros_(self.instruction_proj.bias)
         if config.coord_injection:
             self.coord_encoder = nn.Sequential(
                 nn.Linear(2, config.coord_encoder_hidden_dim),
@@ -167,8 +193,9 @@ class GridSampler(nn.Module):
                 f"{height * width} (or --policy.grids.sampler=dense to keep every token)."
             )
 
-    def forward(self, tokens: Tensor, grid_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        """Sample ``tokens [B, H*W, C]`` of an ``H x W`` grid.
+    def forward(self, tokens: Tensor, grid_hw: tuple[int, int], context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Sample ``tokens [B, H*W, C]`` of an ``H x W`` grid; ``context [B, C]``: the instruction, for a sampler
+        with ``instruction=True`` (ignored otherwise).
 
         Returns:
             ``(tokens [B, K, C], points [B, K, 2])``; for ``dense``, all ``H*W`` tokens unchanged and
@@ -182,10 +209,18 @@ class GridSampler(nn.Module):
             return tokens, grid_centres(grid_hw, tokens.device, tokens.dtype).expand(batch, -1, -1)
         self.check_grid(grid_hw)
 
-        if self.config.sampler == "grids":
-            context = tokens.mean(dim=1) if self.config.pooling == "mean" else tokens.amax(dim=1)
-            context = context.to(self.context_norm.weight.dtype)
-            logits = self.point_predictor(self.context_norm(context))
+        if self.config.instruction and context is None:
+            raise ValueError("This GridS sampler is instruction-conditioned (instruction=True) and got no instruction.")
+        if self.config.sampler == "grids" and self.config.predictor == "attention":
+            pitch = 1 / max(height - 1, width - 1, 1)
+            points = self.attention_predictor(tokens, grid_centres(grid_hw, tokens.device), pitch, context)
+            sampled = bilinear_sample(tokens.view(batch, height, width, -1), points, self.config.interpolation)
+        elif self.config.sampler == "grids":
+            pooled = tokens.mean(dim=1) if self.config.pooling == "mean" else tokens.amax(dim=1)
+            pooled = pooled.to(self.context_norm.weight.dtype)
+            if self.config.instruction:
+                pooled = pooled + self.instruction_proj(self.instruction_norm(context.to(pooled.dtype)))
+            logits = self.point_predictor(self.context_norm(pooled))
             points = torch.sigmoid(logits).view(batch, self.config.num_tokens, 2)
             sampled = bilinear_sample(tokens.view(batch, height, width, -1), points, self.config.interpolation)
         else:

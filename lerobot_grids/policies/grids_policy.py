@@ -20,7 +20,7 @@ from huggingface_hub.utils import validate_repo_id
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.processor import PolicyProcessorPipeline, UnnormalizerProcessorStep
 from lerobot.processor.converters import policy_action_to_transition, transition_to_policy_action
-from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_LANGUAGE_TOKENS, OBS_STATE
+from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
 import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
@@ -353,6 +353,20 @@ class GridSPolicyMixin:
                 "model was made for."
             )
         self.grids_backbone.sampled_points.clear()
+        if self.config.grids.instruction:
+            self.grids_backbone.grids_context = self.instruction_context(batch)
+
+    def instruction_context(self, batch: dict) -> Tensor:
+        """``[B, C]`` the instruction as the language model embeds it (the backbone's ``embed_language_tokens``),
+        averaged over the prompt's tokens (its attention mask): what an instruction-conditioned sampler sees."""
+        if OBS_LANGUAGE_TOKENS not in batch:
+            raise ValueError(
+                f"This {self.name} policy's GridS sampler is instruction-conditioned and the batch has no "
+                f"{OBS_LANGUAGE_TOKENS!r}: run the policy's preprocessor (it tokenises the task)."
+            )
+        embedded = self.grids_backbone.embed_language_tokens(batch[OBS_LANGUAGE_TOKENS])
+        mask = batch[OBS_LANGUAGE_ATTENTION_MASK].to(embedded.dtype).unsqueeze(-1)
+        return (embedded * mask).sum(1) / mask.sum(1).clamp(min=1)
 
     def sampled_points(self) -> dict[str, Tensor]:
         """``{camera key: [B, K, 2] points}`` of the last forward or action chunk, ``(x, y)`` in ``[0, 1]``."""

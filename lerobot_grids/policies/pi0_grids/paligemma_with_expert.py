@@ -101,6 +101,7 @@ class PaliGemmaWithExpertGridSModel(*BACKBONE_BASES):
         self.gemma_expert.model.embed_tokens = None
         self.grids = GridSampler(language.width, config.grids)
         self.sampled_points: list[Tensor] = []
+        self.grids_context: Tensor | None = None  # the instruction, for an instruction-conditioned sampler
 
         self.to_bfloat16_for_selected_params(config.dtype)
         self.grids.float()  # the sampler trains in float32 whatever the backbone's precision
@@ -123,7 +124,7 @@ class PaliGemmaWithExpertGridSModel(*BACKBONE_BASES):
             return PaliGemmaWithExpertModel.embed_image(self, image), self.grid_hw(image.shape[-2:])
 
     def embed_image(self, image: Tensor) -> Tensor:
-        tokens, points = self.grids(*self.dense_image_tokens(image))
+        tokens, points = self.grids(*self.dense_image_tokens(image), context=self.grids_context)
         self.sampled_points.append(points.detach())
         return tokens
 

@@ -23,12 +23,14 @@ class SmolVLMWithExpertGridSModel(SmolVLMWithExpertModel):
 
     grids: GridSampler
     sampled_points: list[Tensor]
+    grids_context: Tensor | None  # the instruction, for an instruction-conditioned sampler
 
     @classmethod
     def add_grids(cls, backbone: SmolVLMWithExpertModel, config: GridSConfig) -> "SmolVLMWithExpertGridSModel":
         backbone.__class__ = cls
         backbone.grids = GridSampler(backbone.config.text_config.hidden_size, config)
         backbone.sampled_points = []
+        backbone.grids_context = None
         return backbone
 
     def grid_hw(self, image_hw: tuple[int, int]) -> tuple[int, int]:
@@ -42,7 +44,7 @@ class SmolVLMWithExpertGridSModel(SmolVLMWithExpertModel):
         return super().embed_image(image), self.grid_hw(image.shape[-2:])
 
     def embed_image(self, image: Tensor) -> Tensor:
-        tokens, points = self.grids(*self.dense_image_tokens(image))
+        tokens, points = self.grids(*self.dense_image_tokens(image), context=self.grids_context)
         self.sampled_points.append(points.detach())
         return tokens
 
