@@ -62,6 +62,15 @@ def test_an_action_that_unnormalises_to_infinity_is_not_handed_out(trained, tmp_
                 act(batch)
 
 
+def test_a_non_finite_policy_output_is_not_handed_out(trained, dataset_root):
+    """NaN weights (the deployment command's refusal of a non-finite action is tested in test_motor_boundary)."""
+    policy = SmolVLAGridsPolicy.from_pretrained(trained)
+    with torch.no_grad():
+        policy.model.action_out_proj.bias.fill_(float("nan"))
+    with pytest.raises(RuntimeError, match=r"non-finite action \(policy output: \[nan"):
+        policy.select_action(make_batch(policy.config, dataset_root))
+
+
 def test_the_same_checkpoint_with_finite_statistics_acts(trained, dataset_root):
     policy = SmolVLAGridsPolicy.from_pretrained(trained)
     action = policy.select_action(make_batch(policy.config, dataset_root))

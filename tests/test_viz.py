@@ -28,7 +28,10 @@ def test_points_are_drawn_at_their_token_centres():
 
 def test_a_training_checkpoint_needs_no_other_argument(dataset_root, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    lerobot_train("--policy.type=smolvla_grids", "--policy.grids.num_tokens=3", *_tiny_args(dataset_root, run, 2))
+    # The instruction-conditioned content-addressed predictor: lerobot-train's parser takes its options, and the
+    # points drawn are those the policy computes with the episode's instruction.
+    lerobot_train("--policy.type=smolvla_grids", "--policy.grids.num_tokens=3", "--policy.grids.predictor=attention",
+                  "--policy.grids.instruction=true", *_tiny_args(dataset_root, run, 2))
     checkpoint = run / "checkpoints" / "last" / "pretrained_model"
     monkeypatch.chdir(tmp_path)
     lerobot_grids_viz.main([str(checkpoint), "--max-frames", "5"])
@@ -37,6 +40,7 @@ def test_a_training_checkpoint_needs_no_other_argument(dataset_root, tmp_path, m
     assert re.fullmatch(r"run_last-\d{8}-\d{6}", output.name)
     assert sorted(path.name for path in checkpoint.parent.iterdir()) == ["pretrained_model", "training_state"]
     summary = json.loads((output / "summary.json").read_text())
+    assert json.loads((checkpoint / "config.json").read_text())["grids"]["predictor"] == "attention"
     assert summary["dataset"] == DATASET_REPO_ID and len(summary["frames"]) == 5
     for camera in ("front", "wrist"):
         assert iio.imread(output / f"points_{camera}.mp4").shape[:2] == (5, 128)  # 5 frames of 128x128

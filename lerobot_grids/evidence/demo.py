@@ -181,7 +181,7 @@ def pointing(checkpoint: Path, scenes: int, pictures: int = 4) -> tuple[dict, li
         batch = preprocessor({**batch, "task": [env.task_description] * len(frames)})
         image = policy.model_images(batch)[camera]
         dense, grid_hw = backbone.dense_image_tokens(image)
-        points = backbone.grids(dense, grid_hw)[1].float()
+        points = backbone.grids(dense, grid_hw, context=backbone.grids_context)[1].float()  # context: set by model_images
         start = spread_points(points.shape[1]).to(points).expand_as(points)
         uniform = torch.rand(points.shape, generator=generator)
         target_masks = np.stack(masks)
