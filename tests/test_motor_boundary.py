@@ -173,14 +173,12 @@ def test_an_action_that_unnormalises_to_infinity_never_reaches_the_bus(arms, tmp
 
 
 def test_lerobot_eval_refuses_an_env_with_other_features(checkpoint, tmp_path):
-    """An SO-100 policy (6 joints) on the tabletop env (action [x, y, gripper]): refused when loaded, before the first
-    step (LeRobot's make_policy gives a loaded policy the env's action features; its cameras LeRobot checks itself)."""
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("lerobot-eval")), f"--policy.path={checkpoint}", "--env.type=grids_tabletop",
-         "--eval.n_episodes=1", "--eval.batch_size=1", "--policy.device=cpu", f"--output_dir={tmp_path / 'eval'}"],
-        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300, cwd=tmp_path,
-    )
-    assert result.returncode != 0
-    assert "does not fit the environment or robot it was given: action: policy (6,), env/robot (3,)" in result.stderr, (
-        result.stderr[-3000:])
-    assert "Stepping through eval batches" not in result.stderr
+    """An SO-100 policy (6 joints) on the tabletop env (action [x, y, gripper]), through lerobot-eval's ``eval_main``
+    (in this process): refused when loaded, before the first step (LeRobot's make_policy gives a loaded policy the
+    env's action features; its cameras LeRobot checks itself)."""
+    from lerobot_grids.evidence.demo import evaluate
+
+    with pytest.raises(ValueError, match=r"does not fit the environment or robot it was given: "
+                                         r"action: policy \(6,\), env/robot \(3,\)"):
+        evaluate(checkpoint, "default", 1, tmp_path / "eval")
+    assert not (tmp_path / "eval" / "eval_info.json").exists()

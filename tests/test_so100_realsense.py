@@ -476,7 +476,7 @@ def test_a_policy_for_other_features_is_refused_before_any_motor_command(arms, t
     assert not moved(follower, start)
 
 
-def test_a_missing_camera_and_an_unsupported_resolution_are_named(arms, tmp_path, checkpoint):
+def test_a_missing_camera_is_named_before_any_motor_command(arms, tmp_path, checkpoint):
     follower, _ = arms
     start = positions(follower)
     result = deploy(tmp_path, follower, checkpoint, cameras="111=Intel RealSense D435")
@@ -484,12 +484,23 @@ def test_a_missing_camera_and_an_unsupported_resolution_are_named(arms, tmp_path
     # LeRobot 0.6 finds cameras by name itself (its message, our advice); on 0.4.4 the lookup is ours.
     assert "RealSense camera" in result.stderr and "'Intel RealSense D405'" in result.stderr
     assert "lerobot-grids-cameras lists them" in result.stderr
-    camera = "{type: intelrealsense_by_name, serial_number_or_name: Intel RealSense %s, width: %d, height: %d, fps: 30}"
-    cameras = f"{{front: {camera % ('D435', 1920, 1080)}, wrist: {camera % ('D405', 640, 480)}}}"
-    result = deploy(tmp_path, follower, checkpoint, f"--robot.cameras={cameras}")
-    assert result.returncode != 0
-    assert "did not start an RGB stream of 1920x1080 at 30 fps" in result.stderr
     assert not moved(follower, start)
+
+
+def test_an_unsupported_resolution_is_named(monkeypatch):
+    from lerobot_grids.cameras import RealSenseByNameCameraConfig
+
+    devices = SimulatedRealSense({"111": "Intel RealSense D435"})
+    monkeypatch.setitem(sys.modules, "pyrealsense2", devices)
+    from lerobot.cameras.realsense import camera_realsense
+
+    from lerobot_grids.cameras.camera_realsense_by_name import RealSenseByNameCamera
+
+    monkeypatch.setattr(camera_realsense, "rs", devices, raising=False)
+    camera = RealSenseByNameCamera(RealSenseByNameCameraConfig(serial_number_or_name="Intel RealSense D435",
+                                                               width=1920, height=1080, fps=30))
+    with pytest.raises(ConnectionError, match="did not start an RGB stream of 1920x1080 at 30 fps"):
+        camera.connect()
 
 
 def test_camera_check_says_which_camera_is_which_and_what_is_missing(tmp_path):
