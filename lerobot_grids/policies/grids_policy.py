@@ -65,15 +65,18 @@ def checkpoint_file(source: str, filename: str, revision: str | None = None, **h
 PROCESSOR_CONFIGS = ("policy_preprocessor.json", "policy_postprocessor.json")
 
 
-def check_processor_statistics(source: str, **hub_kwargs) -> None:
+def check_processor_statistics(source: str, **hub_kwargs) -> list[str]:
     """Refuse a checkpoint whose processors' saved state (normalisation statistics) holds NaN or infinity,
     naming the file and keys: LeRobot's normalisation would turn them into NaN or saturated goals for the
-    motors. A checkpoint without processors is left to LeRobot (it refuses to act without them)."""
+    motors. Returns the processor configs the checkpoint has; one without processors is left to LeRobot (it
+    refuses to act without them)."""
+    found = []
     for config_name in PROCESSOR_CONFIGS:
         try:
             steps = json.loads(Path(checkpoint_file(source, config_name, **hub_kwargs)).read_text())["steps"]
         except (FileNotFoundError, EntryNotFoundError):
             continue
+        found.append(config_name)
         for state_file in (step["state_file"] for step in steps if step.get("state_file")):
             tensors = load_file(checkpoint_file(source, state_file, **hub_kwargs))
             bad = sorted(key for key, value in tensors.items() if value.is_floating_point() and not value.isfinite().all())
@@ -83,16 +86,12 @@ def check_processor_statistics(source: str, **hub_kwargs) -> None:
                     f"{state_file}: {bad}. A policy normalised with them would send NaN or saturated goals to the "
                     "motors. Recompute the dataset's statistics (LeRobot's compute_stats) and retrain, or fix the file."
                 )
+    return found
 
 
-def load_action_unnormaliser(source: str, **hub_kwargs) -> PolicyProcessorPipeline | None:
+def load_action_unnormaliser(source: str, **hub_kwargs) -> PolicyProcessorPipeline:
     """The unnormalisation steps of a checkpoint's saved postprocessor, as LeRobot loads them where a policy
-    acts (lerobot-record, lerobot-rollout, the async server, lerobot-eval); ``None`` for a checkpoint saved
-    without processors."""
-    try:
-        checkpoint_file(source, PROCESSOR_CONFIGS[1], **hub_kwargs)
-    except (FileNotFoundError, EntryNotFoundError):
-        return None
+    acts (lerobot-record, lerobot-rollout, the async server, lerobot-eval)."""
     postprocessor = PolicyProcessorPipeline.from_pretrained(
         source, config_filename=PROCESSOR_CONFIGS[1], to_transition=policy_action_to_transition,
         to_output=transition_to_policy_action, **hub_kwargs,
@@ -147,9 +146,10 @@ class GridSPolicyMixin:
         source = str(pretrained_name_or_path)
         hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
         config = cls.load_grids_config(source, config, hub_kwargs)
-        check_processor_statistics(source, **hub_kwargs)
+        processors = check_processor_statistics(source, **hub_kwargs)
         policy = cls.load_pretrained_weights(source, config=config, **kwargs)
-        policy.action_unnormaliser = load_action_unnormaliser(source, **hub_kwargs)
+        if PROCESSOR_CONFIGS[1] in processors:
+            policy.action_unnormaliser = load_action_unnormaliser(source, **hub_kwargs)
         return policy
 
     @classmethod
@@ -261,9 +261,9 @@ class GridSPolicyMixin:
         cameras the policy was trained with that are not among ``camera_keys``."""
         mismatches = []
         for key, kind in ((OBS_STATE, "state"), (ACTION, "action")):
-            ours = self.config.input_features.get(key) or self.config.output_features.get(key)
             if key == ACTION and key not in features:  # the robot's observation features only (async client)
                 continue
+            ours = self.config.input_features.get(key) or self.config.output_features.get(key)
             theirs = tuple(features[key]["shape"]) if key in features else None
             if ours is not None and tuple(ours.shape) != theirs:
                 mismatches.append(f"{kind} {key}: policy {tuple(ours.shape)}, robot/dataset {theirs}")
@@ -284,8 +284,11 @@ class GridSPolicyMixin:
     action_unnormaliser: PolicyProcessorPipeline | None = None  # set by from_pretrained
 
     def check_finite(self, actions: Tensor) -> Tensor:
-        """Refuse to hand out an action that is not finite, or that the checkpoint's unnormalisation (the
-        postprocessor that every acting path applies next) makes non-finite: it would reach the motors."""
+        """Refuse to hand out an action chunk that is not finite, or that the checkpoint's unnormalisation (the
+        postprocessor that every acting path applies next) makes non-finite: it would reach the motors. Each
+        policy type calls it where its chunk is made, which ``select_action`` (lerobot-record, lerobot-rollout,
+        lerobot-eval) and ``predict_action_chunk`` (the async server) both pass through: once per chunk, before
+        any of its actions is handed out."""
         unnormalised = self.action_unnormaliser(actions) if self.action_unnormaliser is not None else actions
         for values, stage in ((actions, "policy output"), (unnormalised, "after unnormalisation")):
             if not torch.isfinite(values).all():
@@ -295,12 +298,6 @@ class GridSPolicyMixin:
                     "and its normalisation statistics (policy_postprocessor_*.safetensors)."
                 )
         return actions
-
-    def select_action(self, batch: dict, **kwargs) -> Tensor:
-        return self.check_finite(super().select_action(batch, **kwargs))
-
-    def predict_action_chunk(self, batch: dict, **kwargs) -> Tensor:
-        return self.check_finite(super().predict_action_chunk(batch, **kwargs))
 
     def check_training_batch(self, batch: dict) -> None:
         """Refuse a training batch with NaN or infinity in any input, naming the key and the dataset frames

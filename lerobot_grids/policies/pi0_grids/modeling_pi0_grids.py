@@ -76,6 +76,11 @@ class PaliGemmaGridSPolicyMixin(GridSPolicyMixin):
         """LeRobot's generic loader: our checkpoints need none of LeRobot's pi0 key fixes."""
         return PreTrainedPolicy.from_pretrained.__func__(cls, pretrained_name_or_path, config=config, **kwargs)
 
+    def predict_action_chunk(self, batch: dict[str, Tensor], **kwargs) -> Tensor:
+        """LeRobot's action chunk (its ``select_action`` makes chunks here too), refused if it is not finite as
+        it would reach the motors (:meth:`check_finite`)."""
+        return self.check_finite(super().predict_action_chunk(batch, **kwargs))
+
     def dense_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         """Keys of a dense checkpoint as LeRobot's ``from_pretrained`` maps them: openpi's renames, then the
         ``model.`` prefix where it is missing."""

@@ -78,6 +78,11 @@ class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
     def language_vocab_size(self) -> int:
         return self.grids_backbone.vlm.get_input_embeddings().num_embeddings
 
+    def _get_action_chunk(self, batch: dict[str, Tensor], noise: Tensor | None = None, **kwargs) -> Tensor:
+        """SmolVLA's action chunk (``select_action`` and ``predict_action_chunk`` both make it here), refused
+        if it is not finite as it would reach the motors (:meth:`check_finite`)."""
+        return self.check_finite(super()._get_action_chunk(batch, noise, **kwargs))
+
     def model_images(self, batch: dict) -> list[Tensor]:
         """Each camera's image as the backbone receives it (resized with padding, in [-1, 1])."""
         return self.prepare_images(batch)[0]
