@@ -4,12 +4,14 @@ import base64
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
 import responses
 import torch
+from safetensors.torch import load_file, save_file
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -25,10 +27,13 @@ from lerobot_grids.demo_dataset import make_so100_demo_dataset  # noqa: E402
 from lerobot_grids import compat  # noqa: E402
 from lerobot_grids.compat import dataset_to_policy_features  # noqa: E402
 from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PaliGemmaGridSOptions  # noqa: E402
+from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy  # noqa: E402
 from lerobot_grids.scripts.lerobot_grids_init import make_policy_processors  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATASET_REPO_ID = "local/so100_grids_test"
+# The unnormalisation statistics LeRobot saves with a policy's postprocessor.
+POSTPROCESSOR_STATS = "policy_postprocessor_step_0_unnormalizer_processor.safetensors"
 # A 128x128 input gives the tiny backbone 8x8 patches and, after its 2x pixel shuffle, a 4x4 grid.
 TINY_POLICY_OPTIONS = {
     "vlm_model_name": str(TINY_SMOLVLM),
@@ -72,6 +77,36 @@ def make_config(policy_type: str = "smolvla_grids", dataset_root: Path | None = 
         config.output_features = {k: f for k, f in features.items() if f.type is FeatureType.ACTION}
         config.input_features = {k: f for k, f in features.items() if k not in config.output_features}
     return config
+
+
+@pytest.fixture(scope="module")
+def checkpoint(dataset_root, tmp_path_factory) -> Path:
+    """A saved smolvla_grids policy for the SO-100 features (joints, cameras front and wrist), with LeRobot's
+    processors, as lerobot-train saves one."""
+    folder = tmp_path_factory.mktemp("ckpt") / "smolvla_grids"
+    config = make_config(dataset_root=dataset_root, grids={"num_tokens": 4})
+    SmolVLAGridsPolicy(config).save_pretrained(folder)
+    stats = LeRobotDataset(DATASET_REPO_ID, root=dataset_root).meta.stats
+    for processor in make_pre_post_processors(config, dataset_stats=stats):
+        processor.save_pretrained(folder)
+    return folder
+
+
+def changed_copy(checkpoint: Path, folder: Path, file: str | None = None, change=None,
+                 action_bias: float | None = None) -> Path:
+    """A copy of a saved smolvla_grids ``checkpoint`` (processors included) in ``folder``, whose safetensors ``file``
+    is changed by ``change(tensors)``, and whose action head's output bias is ``action_bias`` if given."""
+    shutil.copytree(checkpoint, folder)
+    if file is not None:
+        tensors = load_file(folder / file)
+        change(tensors)
+        save_file(tensors, folder / file)
+    if action_bias is not None:
+        policy = SmolVLAGridsPolicy.from_pretrained(checkpoint)
+        with torch.no_grad():
+            policy.model.action_out_proj.bias.fill_(action_bias)
+        policy.save_pretrained(folder)
+    return folder
 
 
 def make_batch(config: PreTrainedConfig, dataset_root: Path, size: int = 2) -> dict:

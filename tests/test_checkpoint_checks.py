@@ -3,52 +3,29 @@ extra weights, non-finite statistics), actions that are not finite as they would
 that do not fit the model, and training batches with NaN."""
 
 import math
-import shutil
 
 import pytest
 import torch
-from conftest import DATASET_REPO_ID, make_batch, make_config, make_processors
-from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from conftest import POSTPROCESSOR_STATS, changed_copy, make_batch, make_config
 from lerobot.policies.factory import get_policy_class
-from safetensors.torch import load_file, save_file
 
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 
-STATS_FILE = "policy_postprocessor_step_0_unnormalizer_processor.safetensors"
-
-
-@pytest.fixture(scope="module")
-def trained(dataset_root, tmp_path_factory):
-    """A smolvla_grids checkpoint with LeRobot's processors, as lerobot-train saves it."""
-    folder = tmp_path_factory.mktemp("checked") / "smolvla_grids"
-    config = make_config(dataset_root=dataset_root)
-    SmolVLAGridsPolicy(config).save_pretrained(folder)
-    for processor in make_processors(config, dataset_stats=LeRobotDataset(DATASET_REPO_ID, root=dataset_root).meta.stats):
-        processor.save_pretrained(folder)
-    return folder
-
-
-def copy_with(trained, tmp_path, file: str, change) -> str:
-    """A copy of the checkpoint whose safetensors ``file`` has been changed by ``change(tensors)``."""
-    folder = tmp_path / "changed"
-    shutil.copytree(trained, folder)
-    tensors = load_file(folder / file)
-    change(tensors)
-    save_file(tensors, folder / file)
-    return folder
+CHANGED = "changed"
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
-def test_non_finite_statistics_are_refused_on_load_naming_file_and_key(trained, tmp_path, value):
-    folder = copy_with(trained, tmp_path, STATS_FILE, lambda t: t["action.std"].__setitem__(5, value))
-    with pytest.raises(ValueError, match=rf"non-finite .* in {STATS_FILE}: \['action.std'\]"):
+def test_non_finite_statistics_are_refused_on_load_naming_file_and_key(checkpoint, tmp_path, value):
+    folder = changed_copy(checkpoint, tmp_path / CHANGED, POSTPROCESSOR_STATS,
+                          lambda t: t["action.std"].__setitem__(5, value))
+    with pytest.raises(ValueError, match=rf"non-finite .* in {POSTPROCESSOR_STATS}: \['action.std'\]"):
         SmolVLAGridsPolicy.from_pretrained(folder)
 
 
-def test_an_action_that_unnormalises_to_infinity_is_not_handed_out(trained, tmp_path, dataset_root):
+def test_an_action_that_unnormalises_to_infinity_is_not_handed_out(checkpoint, tmp_path, dataset_root):
     """Finite statistics can still give the motors an infinite goal (float32 overflow): the check runs on the action
     as the checkpoint's postprocessor unnormalises it, not only on the policy's normalised output."""
-    folder = copy_with(trained, tmp_path, STATS_FILE, lambda t: t["action.std"].fill_(3e38))
+    folder = changed_copy(checkpoint, tmp_path / CHANGED, POSTPROCESSOR_STATS, lambda t: t["action.std"].fill_(3e38))
     policy = SmolVLAGridsPolicy.from_pretrained(folder)
     batch = make_batch(policy.config, dataset_root)
     with torch.no_grad():
@@ -62,35 +39,35 @@ def test_an_action_that_unnormalises_to_infinity_is_not_handed_out(trained, tmp_
                 act(batch)
 
 
-def test_a_non_finite_policy_output_is_not_handed_out(trained, dataset_root):
+def test_a_non_finite_policy_output_is_not_handed_out(checkpoint, dataset_root):
     """NaN weights (the deployment command's refusal of a non-finite action is tested in test_motor_boundary)."""
-    policy = SmolVLAGridsPolicy.from_pretrained(trained)
+    policy = SmolVLAGridsPolicy.from_pretrained(checkpoint)
     with torch.no_grad():
         policy.model.action_out_proj.bias.fill_(float("nan"))
     with pytest.raises(RuntimeError, match=r"non-finite action \(policy output: \[nan"):
         policy.select_action(make_batch(policy.config, dataset_root))
 
 
-def test_the_same_checkpoint_with_finite_statistics_acts(trained, dataset_root):
-    policy = SmolVLAGridsPolicy.from_pretrained(trained)
+def test_the_same_checkpoint_with_finite_statistics_acts(checkpoint, dataset_root):
+    policy = SmolVLAGridsPolicy.from_pretrained(checkpoint)
     action = policy.select_action(make_batch(policy.config, dataset_root))
     assert action.shape == (2, 6) and torch.isfinite(action).all()
     assert policy.action_unnormaliser is not None
 
 
-def test_a_checkpoint_without_the_grids_parameters_is_refused_naming_them(trained, tmp_path):
+def test_a_checkpoint_without_the_grids_parameters_is_refused_naming_them(checkpoint, tmp_path):
     def drop_grids(tensors):
         for key in [key for key in tensors if ".grids." in key]:
             del tensors[key]
 
-    folder = copy_with(trained, tmp_path, "model.safetensors", drop_grids)
+    folder = changed_copy(checkpoint, tmp_path / CHANGED, "model.safetensors", drop_grids)
     with pytest.raises(ValueError, match=r"Missing key\(s\).*model\.vlm_with_expert\.grids\.point_predictor"):
         SmolVLAGridsPolicy.from_pretrained(folder)
 
 
-def test_a_checkpoint_with_unexpected_weights_is_refused_naming_them(trained, tmp_path):
-    folder = copy_with(trained, tmp_path, "model.safetensors", lambda t: t.__setitem__("model.extra_head.weight",
-                                                                                        torch.zeros(2)))
+def test_a_checkpoint_with_unexpected_weights_is_refused_naming_them(checkpoint, tmp_path):
+    folder = changed_copy(checkpoint, tmp_path / CHANGED, "model.safetensors",
+                          lambda t: t.__setitem__("model.extra_head.weight", torch.zeros(2)))
     with pytest.raises(ValueError, match=r"Unexpected key\(s\).*model\.extra_head\.weight"):
         SmolVLAGridsPolicy.from_pretrained(folder)
 

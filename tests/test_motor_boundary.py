@@ -13,18 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import REPO_ROOT
+from conftest import POSTPROCESSOR_STATS, REPO_ROOT, changed_copy
 from lerobot.async_inference.configs import PolicyServerConfig
 from lerobot.async_inference.helpers import RemotePolicyConfig
-from safetensors.torch import load_file, save_file
 from test_so100_realsense import (  # noqa: F401 (fixtures)
     BOTH_CAMERAS,
     LAUNCHER,
     TASK,
     arm,
     arms,
-    checkpoint,
     deploy,
     moved,
     ports,
@@ -34,22 +31,6 @@ from test_so100_realsense import (  # noqa: F401 (fixtures)
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 from lerobot_grids.scripts.lerobot_grids_policy_server import GridSPolicyServer, allow_grids_policies
 
-STATS_FILE = "policy_postprocessor_step_0_unnormalizer_processor.safetensors"
-
-
-def with_stats(checkpoint: Path, folder: Path, change, bias: float | None = None) -> Path:
-    """A copy of ``checkpoint`` whose postprocessor statistics are changed by ``change(tensors)`` (and whose action
-    head's bias is ``bias``)."""
-    shutil.copytree(checkpoint, folder)
-    tensors = load_file(folder / STATS_FILE)
-    change(tensors)
-    save_file(tensors, folder / STATS_FILE)
-    if bias is not None:
-        policy = SmolVLAGridsPolicy.from_pretrained(checkpoint)
-        with torch.no_grad():
-            policy.model.action_out_proj.bias.fill_(bias)
-        policy.save_pretrained(folder)
-    return folder
 
 
 class Aborted(Exception):
@@ -108,10 +89,10 @@ def test_async_server_accepts_the_robot_it_was_trained_for_and_renamed_cameras(c
 
 
 def test_async_server_refuses_non_finite_statistics(checkpoint, tmp_path):
-    broken = with_stats(checkpoint, tmp_path / "nan_stats", lambda t: t["action.std"].__setitem__(5, float("nan")))
+    broken = changed_copy(checkpoint, tmp_path / "nan_stats", POSTPROCESSOR_STATS, lambda t: t["action.std"].__setitem__(5, float("nan")))
     allow_grids_policies()
     server = GridSPolicyServer(PolicyServerConfig())
-    with pytest.raises(ValueError, match=rf"non-finite .* in {STATS_FILE}: \['action.std'\]"):
+    with pytest.raises(ValueError, match=rf"non-finite .* in {POSTPROCESSOR_STATS}: \['action.std'\]"):
         server.SendPolicyInstructions(instructions(broken, robot_features()), Context())
 
 
@@ -166,7 +147,8 @@ def test_an_action_that_unnormalises_to_infinity_never_reaches_the_bus(arms, tmp
     the unnormalised action stops the deployment command before any goal is written."""
     follower, _ = arms
     start = positions(follower)
-    broken = with_stats(checkpoint, tmp_path / "overflow", lambda t: t["action.std"].fill_(3e38), bias=10.0)
+    broken = changed_copy(checkpoint, tmp_path / "overflow", POSTPROCESSOR_STATS, lambda t: t["action.std"].fill_(3e38),
+                          action_bias=10.0)
     result = deploy(tmp_path, follower, broken)
     assert result.returncode != 0 and "non-finite action (after unnormalisation" in result.stderr, result.stderr[-3000:]
     assert not moved(follower, start)

@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import DATASET_REPO_ID, REPO_ROOT, make_config
+from conftest import REPO_ROOT, changed_copy
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
-from lerobot.policies.factory import make_pre_post_processors
 from simulated_hardware import (
     ERROR_OVERLOAD,
     SO100_MOTOR_IDS,
@@ -380,18 +379,6 @@ def test_every_robot_and_teleop_block_is_its_arm_config():
     assert {"teleoperate_so101.yaml:teleop", "record_so101.yaml:teleop", "record.yaml:robot"} <= set(checked)
 
 
-@pytest.fixture(scope="module")
-def checkpoint(dataset_root, tmp_path_factory):
-    """A smolvla_grids policy for the SO-100 features (joints, cameras front and wrist)."""
-    folder = tmp_path_factory.mktemp("ckpt") / "smolvla_grids"
-    config = make_config(dataset_root=dataset_root, grids={"num_tokens": 4})
-    SmolVLAGridsPolicy(config).save_pretrained(folder)
-    stats = LeRobotDataset(DATASET_REPO_ID, root=dataset_root).meta.stats
-    for processor in make_pre_post_processors(config, dataset_stats=stats):
-        processor.save_pretrained(folder)
-    return folder
-
-
 def moved(follower: SimulatedFeetechBus, start: dict[int, int]) -> bool:
     """Whether any goal other than a joint's position at ``start`` reached the bus. lerobot-rollout (0.6) holds the
     arm where it found it when it stops (``return_to_initial_position``): those goals move nothing, give or take the
@@ -422,14 +409,7 @@ def test_deployment_moves_the_arm_at_most_one_step_limit_per_action(arms, tmp_pa
     policy asked for, before its clipping (record_loop's ``action_values`` on 0.4.4, ``send_next_action``'s
     return on 0.6): each goal written is that action clipped around the present position, in raw steps."""
     follower, _ = arms
-    policy = SmolVLAGridsPolicy.from_pretrained(checkpoint)
-    with torch.no_grad():
-        policy.model.action_out_proj.bias.fill_(1000.0)
-    pushing = tmp_path / "pushing"
-    policy.save_pretrained(pushing)
-    for file in checkpoint.iterdir():
-        if file.name.startswith("policy_"):
-            (pushing / file.name).write_bytes(file.read_bytes())
+    pushing = changed_copy(checkpoint, tmp_path / "pushing", action_bias=1000.0)
     result = deploy(tmp_path, follower, pushing)
     assert result.returncode == 0, result.stderr[-3000:]
     repo_id = "local/rollout_so100" if compat.POLICY_ON_ROBOT_COMMAND == "lerobot-rollout" else "local/eval_so100"
