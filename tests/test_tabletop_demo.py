@@ -1,7 +1,9 @@
-"""``lerobot-grids-demo``: the pipeline end to end at a tiny scale, and the numbers its report is built from."""
+"""``lerobot-grids-demo``: the pipeline end to end at a tiny scale over two seeds, the statistics its report
+is built from, and the stored runs it renders."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,84 +12,134 @@ import numpy as np
 import pytest
 import torch
 
+from lerobot_grids.envs.tabletop import GridSTabletop
 from lerobot_grids.evidence.demo import (
     OOD_VARIANTS,
     DemoScale,
-    _hits,
     checks,
     label,
+    model_overrides,
+    render,
     run_demo,
-    wilson_interval,
-    write_report,
+    unit_path,
 )
+from lerobot_grids.evidence.pointing import distances_to_mask, layout_change
+from lerobot_grids.evidence.statistics import seeds_and_episodes_interval, sign_flip_p_value, wilson_interval
+from lerobot_grids.scripts.lerobot_grids_demo import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+RECIPE = REPO_ROOT / "policies" / "smolvla_grids_tabletop.json"
 TINY = DemoScale(episodes=6, steps=10, batch_size=4, ks=(4,), eval_episodes=4, pointing_scenes=2, margin=10.0)
-
-
-def _cell(rate: float) -> str:
-    """A success-table cell: the rate and its 95% Wilson interval over the tiny run's episodes."""
-    low, high = wilson_interval(rate, TINY.eval_episodes)
-    return f"{rate:.0f} [{low:.0f}, {high:.0f}]"
+SEEDS, MODELS = [1000, 1001], ["dense", "instructed_k4"]
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("demo") / "run"
-    results = run_demo(output_dir, TINY, recipe=REPO_ROOT / "policies" / "smolvla_grids_tabletop.json")
+    results = run_demo(output_dir, TINY, recipe=RECIPE, seeds=SEEDS, models=MODELS)
     return output_dir, results
 
 
-def test_demo_trains_evaluates_and_reports_every_policy_on_every_variant(demo):
+def _successes(output_dir: Path, name: str, seed: int, variant: str) -> list[bool]:
+    """The episodes LeRobot's evaluation wrote for one policy, seed and variant, one by one."""
+    info = json.loads((output_dir / "eval" / name / f"seed{seed}" / variant / "eval_info.json").read_text())
+    return [success for task in info["per_task"] for success in task["metrics"]["successes"]]
+
+
+def test_demo_trains_evaluates_and_reports_every_policy_seed_and_variant(demo):
     output_dir, results = demo
-    assert set(results["success"]) == {"dense", "grids_k4"}
+    assert list(results["success"]) == MODELS and results["missing"] == []
     report = (output_dir / "report.md").read_text()
-    for name, by_variant in results["success"].items():
+    for name in MODELS:
         expected = {"default", *OOD_VARIANTS} | ({"blank"} if name == "dense" else set())
-        assert set(by_variant) == expected
-        rates = {}
-        for variant in expected:  # recomputed from the episodes LeRobot's evaluation wrote, one by one
-            info = json.loads((output_dir / "eval" / name / variant / "eval_info.json").read_text())
-            successes = [success for task in info["per_task"] for success in task["metrics"]["successes"]]
-            assert len(successes) == TINY.eval_episodes
-            rates[variant] = 100 * sum(successes) / len(successes)
-        assert by_variant == rates
-        row = f"| {label(name)} | {results['tokens_per_camera'][name]} | "
-        assert row + " | ".join(_cell(rates[v]) for v in ["default", *OOD_VARIANTS]) + " |" in report
-    assert f"| dense, images blanked (`blank` variant) | 0 | {_cell(results['success']['dense']['blank'])} |" in report
-    for name, run in results["training"].items():
-        steps = [step for step, _ in run["losses"]]
-        assert steps == sorted(steps) and steps[-1] == TINY.steps, name
-        config = json.loads((Path(results["checkpoints"][name]) / "config.json").read_text())
-        assert config["type"] == "smolvla_grids"
-        assert config["grids"]["sampler"] == ("dense" if name == "dense" else "grids")
-    assert results["tokens_per_camera"] == {"dense": 64, "grids_k4": 4}
-    rates = results["pointing"]["grids_k4"]
-    assert rates["points"] == TINY.pointing_scenes * 20 * 4  # scenes x frames x K
-    assert 0 <= rates["random_on_target"] < 3  # the named block covers under 1% of the front view
-    assert rates["random_on_target"] <= rates["random_near_target"] <= 100
-    assert rates["start_on_target"] <= rates["start_near_target"] <= 100
-    assert "starting layout on it" in report
+        by_seed = {}
+        for seed in SEEDS:
+            unit = results["runs"][name][str(seed)]
+            assert set(unit["success"]) == expected
+            for variant in expected:
+                successes = _successes(output_dir, name, seed, variant)
+                assert len(successes) == TINY.eval_episodes
+                assert unit["success"][variant] == 100 * sum(successes) / len(successes)
+            by_seed[seed] = unit["success"]
+            config = json.loads((Path(unit["checkpoint"]) / "config.json").read_text())
+            assert config["type"] == "smolvla_grids"
+            train_config = json.loads((Path(unit["checkpoint"]) / "train_config.json").read_text())
+            assert train_config["seed"] == seed
+            steps = [step for step, _ in unit["training"]["losses"]]
+            assert steps == sorted(steps) and steps[-1] == TINY.steps
+        for variant in expected:  # the mean over seeds, and its interval over seeds and episodes in the table
+            assert results["success"][name][variant] == pytest.approx(np.mean([by_seed[s][variant] for s in SEEDS]))
+        low, high = seeds_and_episodes_interval([by_seed[s]["default"] for s in SEEDS], TINY.eval_episodes)
+        assert f"| {label(name)} | " in report
+        assert f"{results['success'][name]['default']:.0f} [{low:.0f}, {high:.0f}]" in report
+    instructed = json.loads((Path(results["runs"]["instructed_k4"]["1000"]["checkpoint"]) / "config.json").read_text())
+    assert instructed["grids"] == {**instructed["grids"], "sampler": "grids", "predictor": "attention",
+                                   "instruction": True, "num_tokens": 4}
+    assert results["runs"]["dense"]["1000"]["tokens_per_camera"] == 64
+    pointing = results["runs"]["instructed_k4"]["1001"]["pointing"]
+    assert len(pointing["scene_on_target"]) == len(pointing["random_scene_on_target"]) == TINY.pointing_scenes
+    assert pointing["on_target"] == pytest.approx(np.mean(pointing["scene_on_target"]))
+    assert pointing["points"] == TINY.pointing_scenes * 20 * 4  # scenes x frames x K
+    assert 0 <= pointing["random_on_target"] < 3  # the named block covers under 1% of the front view
+    assert pointing["random_on_target"] <= pointing["random_near_target"] <= 100
+    assert pointing["layout_change"] >= 0 and pointing["nearest_named"] >= 0
+    assert "| GridS attention+instruction K=4 | " in report and "2 training seeds (1000, 1001)" in report
     assert "lerobot-eval --policy.path=" in report and "--env.type=grids_tabletop" in report
     for picture in ("success.png", "loss.png", "points.png"):
         assert (output_dir / picture).stat().st_size > 1000
-    assert json.loads((output_dir / "results.json").read_text())["checks"] == results["checks"]
+    stored = json.loads((output_dir / "results.json").read_text())
+    assert stored["checks"] == results["checks"] == checks(results, TINY)
 
 
-def test_demo_refuses_an_existing_folder_before_writing_anything(demo):
+def test_demo_refuses_an_existing_folder_or_another_plan_before_writing_anything(demo):
     output_dir, _ = demo
     before = sorted(path.relative_to(output_dir) for path in output_dir.rglob("*"))
     with pytest.raises(FileExistsError, match="nothing is overwritten"):
-        run_demo(output_dir, TINY, recipe=REPO_ROOT / "policies" / "smolvla_grids_tabletop.json")
+        run_demo(output_dir, TINY, recipe=RECIPE, seeds=SEEDS, models=MODELS)
+    with pytest.raises(ValueError, match="another seeds"):
+        run_demo(output_dir, TINY, recipe=RECIPE, seeds=[1000], models=MODELS, resume=True)
+    with pytest.raises(ValueError, match="Unknown demo policy 'grid_k4'"):
+        run_demo(output_dir.with_name("other"), TINY, recipe=RECIPE, models=["dense", "grid_k4"])
+    with pytest.raises(ValueError, match="include dense"):
+        run_demo(output_dir.with_name("other"), TINY, recipe=RECIPE, models=["grids_k4"])
     assert sorted(path.relative_to(output_dir) for path in output_dir.rglob("*")) == before
     with pytest.raises(FileNotFoundError, match="--recipe"):
         run_demo(output_dir.with_name("other"), TINY, recipe=Path("no/such/recipe.json"))
     assert not output_dir.with_name("other").exists()
 
 
+def test_an_interrupted_run_resumes_where_it_stopped_and_keeps_what_it_left(demo, tmp_path):
+    """Kill a run after one unit: the finished units are kept as they are, the interrupted one's folder is set
+    aside (not deleted), and the resumed run reports every unit."""
+    output_dir, _ = demo
+    copy = tmp_path / "run"
+    shutil.copytree(output_dir, copy)
+    unit = unit_path(copy, "instructed_k4", 1001)
+    unit.unlink()  # as if the run stopped while this unit was being evaluated
+    kept = {path: path.read_text() for path in (copy / "units").rglob("*.json")}
+    partial = render(copy)
+    assert partial["missing"] == ["instructed_k4 seed 1001"]
+    assert "Partial run" in (copy / "report.md").read_text() and "(1 of 2 seeds)" in (copy / "report.md").read_text()
+    results = run_demo(copy, TINY, recipe=RECIPE, seeds=SEEDS, models=MODELS, resume=True)
+    assert results["missing"] == [] and unit.is_file()
+    assert all(path.read_text() == text for path, text in kept.items())
+    assert [path.name for path in (copy / "train" / "instructed_k4").iterdir() if ".interrupted-" in path.name]
+
+
+def test_demo_policies_and_their_lerobot_train_options():
+    assert model_overrides("dense") == ["--policy.grids.sampler=dense"]
+    assert model_overrides("topk_k16") == ["--policy.grids.sampler=topk", "--policy.grids.num_tokens=16"]
+    assert "--policy.grids.instruction=true" in model_overrides("instructed_k1")
+    assert label("attention_k4") == "GridS attention K=4" and label("grids_k16") == "GridS K=16"
+    for bad in ("grids", "grids_k0", "mlp_k16"):
+        with pytest.raises(ValueError, match="Unknown demo policy"):
+            model_overrides(bad)
+
+
 def test_lerobot_eval_command_evaluates_a_demo_checkpoint(demo, tmp_path):
     _, results = demo
-    command = [sys.executable, "-m", "lerobot.scripts.lerobot_eval", f"--policy.path={results['checkpoints']['grids_k4']}",
+    command = [sys.executable, "-m", "lerobot.scripts.lerobot_eval",
+               f"--policy.path={results['runs']['instructed_k4']['1000']['checkpoint']}",
                "--env.type=grids_tabletop", "--env.variant=camera", "--eval.n_episodes=2", "--eval.batch_size=2",
                "--policy.device=cpu", f"--output_dir={tmp_path / 'eval'}"]
     finished = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
@@ -97,58 +149,103 @@ def test_lerobot_eval_command_evaluates_a_demo_checkpoint(demo, tmp_path):
     assert overall["n_episodes"] == 2 and 0 <= overall["pc_success"] <= 100
 
 
-def test_hits_counts_points_on_and_within_one_token_of_the_mask():
+def test_distances_to_mask_in_token_pitches():
     masks = np.zeros((1, 80, 80), bool)
     masks[0, 35:45, 35:45] = True  # a 10 x 10 block in the middle
     # an 8 x 8 token grid (10 px pitch): (0, 0) is the top-left token centre (5, 5), (1, 1) is (75, 75)
     points = torch.tensor([[[0.5, 0.5], [0.0, 0.0], [3.9 / 7, 3.9 / 7], [2.5 / 7, 4 / 7], [1.0, 0.0]]])
-    on, near = _hits(points, masks, (8, 8))
-    assert on == 2  # pixels (40, 40) and (44, 44)
-    assert near == 3  # and (30, 45), 5 px from the block's corner; (5, 5) and (75, 5) are far
+    distances = distances_to_mask(points, masks, (8, 8))[0]
+    assert (distances == 0).sum() == 2  # pixels (40, 40) and (44, 44)
+    assert distances[3] == pytest.approx(0.5, abs=0.05)  # pixel (30, 45): 5 px (half a pitch) left of the block
+    assert distances[1] == pytest.approx(np.hypot(30, 30) / 10, rel=0.05)  # (5, 5) to the corner (35, 35)
     uniform = torch.rand(1, 20000, 2, generator=torch.Generator().manual_seed(0))
-    on, _ = _hits(uniform, masks, (8, 8))
     # token centres span pixels 5 .. 75: the block is 100 of 70 x 70 = 4900 pixels of that span
-    assert on / 20000 == pytest.approx(100 / 4900, abs=0.004)
+    assert (distances_to_mask(uniform, masks, (8, 8)) == 0).mean() == pytest.approx(100 / 4900, abs=0.004)
 
 
-def test_wilson_interval_and_checks():
+def test_layout_change_is_zero_for_a_fixed_layout_and_counts_token_pitches():
+    fixed = torch.rand(1, 5, 2).expand(7, -1, -1)
+    assert layout_change(fixed, (9, 9)) == pytest.approx(0, abs=1e-9)
+    moved = torch.zeros(2, 2, 2)
+    moved[1, 0, 0] = 2 / 8  # point 0 moves two pitches of a 9 x 9 grid between the scenes, point 1 stays
+    assert layout_change(moved, (9, 9)) == pytest.approx(0.5)  # point 0: 1 pitch from its mean in both scenes
+
+
+def test_block_masks_of_the_front_camera():
+    env = GridSTabletop()
+    env.reset(seed=3)
+    masks = [env.block_mask_front(index) for index in range(env.num_blocks)]
+    assert np.array_equal(env.target_mask_front(), masks[env.target])
+    assert all(mask.any() for mask in masks) and not np.any(masks[0] & masks[1])
+
+
+def test_seeds_and_episodes_interval():
+    assert seeds_and_episodes_interval([50.0], 100) == wilson_interval(50.0, 100)
     low, high = wilson_interval(50.0, 100)
     assert low == pytest.approx(40.38, abs=0.01) and high == pytest.approx(59.62, abs=0.01)
     assert wilson_interval(0.0, 20)[0] == 0.0 and wilson_interval(100.0, 20)[1] == 100.0
-    results = {"success": {"dense": {"default": 80.0, "blank": 10.0}, "grids_k16": {"default": 74.0}},
-               "pointing": {"grids_k16": {"on_target": 3.0, "random_on_target": 0.5}}}
-    assert [check["holds"] for check in checks(results, TINY)] == [True, True, True]
-    results["success"]["grids_k16"]["default"] = 69.0  # 11 points behind dense: outside a 10-point margin
-    results["pointing"]["grids_k16"]["on_target"] = 0.4
-    assert [check["holds"] for check in checks(results, TINY)] == [True, False, False]
-    results["success"] = {"dense": {"default": 4.0, "blank": 0.0}, "grids_k16": {"default": 0.0}}
-    assert [check["holds"] for check in checks(results, TINY)][:2] == [False, False]  # nothing learned, no match
+    # seeds that agree: only the 600 episodes' noise, as wide as one binomial interval over them
+    same = seeds_and_episodes_interval([50.0, 50.0, 50.0], 200)
+    assert same == pytest.approx(wilson_interval(50.0, 600), abs=0.6)
+    # seeds that disagree: the spread between trainings dominates
+    spread = seeds_and_episodes_interval([20.0, 50.0, 80.0], 200)
+    assert spread[0] < 30 and spread[1] > 70
+
+
+def test_sign_flip_p_value():
+    assert sign_flip_p_value(np.ones(10)) == pytest.approx(2 ** -10, abs=0.001)  # only the observed signs
+    assert 0.3 < sign_flip_p_value(np.r_[np.ones(20), -np.ones(20)]) < 0.7
+    assert sign_flip_p_value(-np.ones(10)) == 1.0
+
+
+def _results(success: dict, pointing: dict) -> dict:
+    """Results of a one-seed run with the given success rates (``default``, ``blank``) and pointing."""
+    return {"success": success, "seeds": [1000], "scale": {}, "missing": [], "runs": {
+        name: {"1000": {"success": rates, **({"pointing": pointing[name]} if name in pointing else {})}}
+        for name, rates in success.items()}}
+
+
+def test_checks():
+    scenes = {"scene_on_target": [3.0] * 10, "random_scene_on_target": [0.5] * 10}
+    pointing = {"grids_k16": {"on_target": 3.0, "random_on_target": 0.5, **scenes}}
+    success = {"dense": {"default": 80.0, "blank": 10.0}, "grids_k16": {"default": 74.0},
+               "topk_k16": {"default": 60.0}, "random_k16": {"default": 50.0}, "instructed_k4": {"default": 59.0}}
+    listed = checks(_results(success, pointing), TINY)
+    assert [check["holds"] for check in listed] == [True, True, False, False, False, True, True]
+    assert f"p = {sign_flip_p_value(np.full(10, 2.5)):.4f}" in listed[5]["numbers"]  # 10 scenes, all positive
+    success["grids_k16"]["default"] = 55.0  # below top-k: Tab. 10's order does not hold
+    pointing["grids_k16"]["on_target"] = 1.0  # 2x random only
+    assert [check["holds"] for check in checks(_results(success, pointing), TINY)][-2:] == [False, False]
+    success = {"dense": {"default": 4.0, "blank": 0.0}, "grids_k16": {"default": 0.0}}
+    assert [check["holds"] for check in checks(_results(success, {}), TINY)] == [False, False]  # nothing learned
 
 
 def test_viz_reads_a_demo_checkpoint_video_dataset_with_the_run_backend(demo, tmp_path):
     from lerobot_grids.evidence.viz import visualise
 
     _, results = demo
-    summary = visualise(results["checkpoints"]["grids_k4"], tmp_path / "viz", max_frames=4)
+    summary = visualise(results["runs"]["instructed_k4"]["1000"]["checkpoint"], tmp_path / "viz", max_frames=4)
     assert summary["dataset"] == "local/grids_tabletop" and len(summary["frames"]) == 4
     assert (tmp_path / "viz" / "points_front.png").is_file()
 
 
-def test_readme_and_stored_report_show_the_stored_full_run(tmp_path):
-    """The stored report is what the report writer renders from the stored results.json, whose checks are
-    what its own numbers give; the README's two demo tables are that report's rows, and its run time and
-    scale (episodes, steps, batch, evaluation scenes) are the stored run's. The README's prose quotes these
-    tables; its figures are not parsed one by one."""
+def test_readme_and_stored_report_show_the_stored_full_run(tmp_path, capsys):
+    """The stored report is what ``lerobot-grids-demo --render`` writes from the stored results.json; the
+    README's two demo tables are that report's rows, and its run time and scale (episodes, steps, batch,
+    evaluation scenes) are the stored run's. The README's prose quotes these tables; its figures are not
+    parsed one by one."""
     stored = REPO_ROOT / "docs" / "demo" / "cpu-2core"
+    shutil.copytree(stored, tmp_path / "run")
+    main(["--render", str(tmp_path / "run")])
+    rendered = (tmp_path / "run" / "report.md").read_text()
+    assert rendered == (stored / "report.md").read_text() and rendered in capsys.readouterr().out
+    assert (tmp_path / "run" / "results.json").read_text() == (stored / "results.json").read_text()
     results = json.loads((stored / "results.json").read_text())
-    scale = DemoScale(**{**results["scale"], "ks": tuple(results["scale"]["ks"])})
-    assert checks(results, scale) == results["checks"]
-    rendered = write_report(results, tmp_path)
-    assert rendered == (stored / "report.md").read_text()
+    scale = results["scale"]
     table_rows = [line for line in rendered.splitlines() if line.startswith("| ")]
     assert len(table_rows) == 1 + len(results["success"]) + 1 + 1 + len(results["pointing"])  # headers and rows
     readme = (REPO_ROOT / "README.md").read_text()
     assert all(row in readme.splitlines() for row in table_rows)
     assert f"total {results['seconds'] / 60:.1f} min" in rendered and f"{results['seconds'] / 60:.1f} min" in readme
-    assert (f"{scale.episodes} expert episodes, {scale.steps} `lerobot-train`\nsteps at batch {scale.batch_size} per "
-            f"policy, each from the pretrained base policy, {scale.eval_episodes} unseen scenes per variant") in readme
+    assert (f"{scale['episodes']} expert episodes, {scale['steps']} `lerobot-train`\nsteps at batch {scale['batch_size']} "
+            f"per policy, each from the pretrained base policy, {scale['eval_episodes']} unseen scenes per variant") in readme

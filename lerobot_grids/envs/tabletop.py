@@ -207,8 +207,13 @@ class GridSTabletop(gym.Env):
 
     def target_mask_front(self) -> np.ndarray:
         """``H x W`` bool: the front-view pixels of the named block (for measuring where a sampler looks)."""
+        return self.block_mask_front(self.target)
+
+    def block_mask_front(self, index: int) -> np.ndarray:
+        """``H x W`` bool: the front-view pixels of block ``index`` (where it is now: held blocks move)."""
         canvas = np.zeros((CANVAS, CANVAS, 3), np.uint8)
-        self._draw_block(canvas, self._block_xy(self.target), Block(self.blocks[self.target].xy, (255, 255, 255)))
+        self._draw_block(canvas, self._block_xy(index), Block(self.blocks[index].xy, (255, 255, 255),
+                                                              self.blocks[index].round))
         warped = cv2.warpPerspective(canvas, self._canvas_to_front, (self.image_size,) * 2, flags=cv2.INTER_NEAREST)
         return warped[..., 0] > 0
 

@@ -4,28 +4,31 @@
 
 1. records the scripted expert on the ``default`` variant of ``grids_tabletop`` into a LeRobotDataset
    (``lerobot-grids-tabletop-dataset``);
-2. trains, with ``lerobot-train`` and the recipe ``policies/smolvla_grids_tabletop.json``, the dense
-   baseline (``--policy.grids.sampler=dense``, all 64 tokens per camera) and GridS with K = 16, 4 (and
-   1) tokens per camera, the same steps and seed for each (paper Tab. 1 and 3), each starting
-   (``--policy.init_from``) from the pretrained base policy that ships with the package
-   (:mod:`lerobot_grids.envs.tabletop_pretrain`: a grounded tiny SmolVLM and an action expert pretrained to
-   reach, never to pick), as the paper's policies start from a pretrained SmolVLA;
+2. trains, with ``lerobot-train`` and the recipe ``policies/smolvla_grids_tabletop.json``, each policy
+   named in :func:`model_overrides` (by default the dense baseline, ``--policy.grids.sampler=dense`` with all
+   64 tokens per camera, and GridS with K = 16, 4 and 1 tokens per camera: paper Tab. 1 and 3), the same
+   steps for each, once per training seed, each starting (``--policy.init_from``) from the pretrained base
+   policy that ships with the package (:mod:`lerobot_grids.envs.tabletop_pretrain`: a grounded tiny SmolVLM
+   and an action expert pretrained to reach, never to pick), as the paper's policies start from a
+   pretrained SmolVLA;
 3. evaluates every policy with LeRobot's evaluation loop (``lerobot-eval``'s ``eval_main``) in
    distribution and on each out-of-distribution variant (Fig. 5, App. E), and the dense policy with the
    images blanked: the floor of a policy that ignores them;
-4. measures where the sampler looks: how often a sampled point of the front camera lies on the named
-   block along the expert's path, against uniformly random points and the layout the sampler starts from;
-5. writes ``report.md`` (tables, the checks below, the equivalent ``lerobot-eval`` commands),
-   ``results.json`` and ``success.png``, ``loss.png``, ``points.png``.
+4. measures where the sampler looks (:mod:`lerobot_grids.evidence.pointing`);
+5. writes ``report.md`` (tables with 95% intervals over seeds and episodes, the checks below, the
+   equivalent ``lerobot-eval`` commands), ``results.json`` and ``success.png``, ``loss.png``, ``points.png``.
 
-The checks: the task is learned (dense far above the blanked-image floor), GridS K=16 is within a
-small margin of dense in distribution, and GridS's points land on the target more often than random
-points. ``QUICK`` (``--quick``) is the same pipeline at CI scale.
+Each (policy, seed) is a unit stored in ``units/`` as it finishes, so an interrupted run continues where
+it stopped (``resume=True``, the same plan) and a partial run can be rendered (:func:`render`).
+
+The checks: the task is learned (dense far above the blanked-image floor), GridS K=16 (K=4) is within a
+margin (twice the margin) of dense in distribution, points land on the named block at least 3x as often
+as random points and significantly so, and at K=16 GridS beats top-k, which beats random (paper Tab. 10).
+``QUICK`` (``--quick``) is the same pipeline at CI scale.
 """
 
 import json
 import logging
-import math
 import os
 import platform
 import re
@@ -42,25 +45,24 @@ import torch
 from lerobot.configs.default import EvalConfig
 from lerobot.configs.eval import EvalPipelineConfig
 from lerobot.configs.policies import PreTrainedConfig
-from lerobot.envs.utils import preprocess_observation
-from lerobot.utils.constants import OBS_IMAGES
 from tqdm import tqdm
 
 from lerobot_grids.backbones import TINY_SMOLVLM
 from lerobot_grids.envs import GridSTabletopEnv
-from lerobot_grids.envs.tabletop import VARIANTS, GridSTabletop
+from lerobot_grids.envs.tabletop import VARIANTS
 from lerobot_grids.envs.tabletop_dataset import REPO_ID, record_expert_episodes
 from lerobot_grids.envs.tabletop_pretrain import PRETRAINED_TABLETOP_SMOLVLA
-from lerobot_grids.evidence.viz import draw_points, load_policy, to_rgb
-from lerobot_grids.grids import spread_points
+from lerobot_grids.evidence.pointing import pointing
+from lerobot_grids.evidence.statistics import seeds_and_episodes_interval, sign_flip_p_value
+from lerobot_grids.evidence.viz import load_policy
 
 RECIPE = Path("policies/smolvla_grids_tabletop.json")
 OOD_VARIANTS = [variant for variant in VARIANTS if variant not in ("default", "blank")]
 EVAL_SEED = 1000  # lerobot-eval's default; the dataset's scenes are seeds 0 .. episodes - 1
-FRONT = f"{OBS_IMAGES}.front"
 # The base policy of runs stored before results.json named it (all made under LeRobot 0.4.4, transformers 4).
 STORED_RUNS_BASE_POLICY = "lerobot_grids/assets/grids_tabletop_smolvla"
-POINT_SOURCES = ("", "random_", "start_")  # the sampler's points, uniformly random ones, its starting layout
+POINTING_RATIO = 3.0  # points on the named block at least this many times as often as random points
+SIGNIFICANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -68,27 +70,51 @@ class DemoScale:
     episodes: int  # expert episodes in the training dataset
     steps: int  # lerobot-train steps per policy
     batch_size: int
-    ks: tuple[int, ...]  # GridS tokens per camera
+    ks: tuple[int, ...]  # GridS tokens per camera of the default policies
     eval_episodes: int  # per policy and variant
-    pointing_scenes: int  # expert episodes whose front frames are scored for where the points fall
-    margin: float  # percentage points GridS K=16 may trail dense in distribution
+    pointing_scenes: int  # unseen scenes whose front frames are scored for where the points fall
+    margin: float  # percentage points GridS K=16 may trail dense in distribution (K=4: twice this)
 
 
-FULL = DemoScale(episodes=200, steps=800, batch_size=32, ks=(16, 4, 1), eval_episodes=200, pointing_scenes=20,
-                 margin=10.0)
+FULL = DemoScale(episodes=200, steps=800, batch_size=32, ks=(16, 4, 1), eval_episodes=200, pointing_scenes=200,
+                 margin=5.0)
 QUICK = DemoScale(episodes=60, steps=200, batch_size=16, ks=(16, 4), eval_episodes=20, pointing_scenes=5,
                   margin=15.0)
+# Samplers and predictors a run can compare (paper Tab. 10 and the point predictors of GridSConfig); a policy's
+# name is one of these followed by ``_k<K>``, or ``dense``.
+KINDS = {
+    "grids": ("GridS", ["--policy.grids.sampler=grids"]),
+    "attention": ("GridS attention", ["--policy.grids.sampler=grids", "--policy.grids.predictor=attention"]),
+    "instructed": ("GridS attention+instruction", ["--policy.grids.sampler=grids", "--policy.grids.predictor=attention",
+                                                    "--policy.grids.instruction=true"]),
+    "topk": ("top-k", ["--policy.grids.sampler=topk"]),
+    "random": ("random", ["--policy.grids.sampler=random"]),
+}
 
 
-def model_names(scale: DemoScale) -> dict[str, list[str]]:
-    """``{name: lerobot-train overrides}`` of the policies the demo trains."""
-    models = {"dense": ["--policy.grids.sampler=dense"]}
-    models.update({f"grids_k{k}": ["--policy.grids.sampler=grids", f"--policy.grids.num_tokens={k}"] for k in scale.ks})
-    return models
+def default_models(scale: DemoScale) -> list[str]:
+    return ["dense", *(f"grids_k{k}" for k in scale.ks)]
+
+
+def _parse(name: str) -> tuple[str, int]:
+    kind, _, k = name.rpartition("_k")
+    if name == "dense":
+        return "dense", 0
+    if kind not in KINDS or not k.isdigit() or int(k) < 1:
+        raise ValueError(f"Unknown demo policy {name!r}: use dense or <kind>_k<K> with kind one of "
+                         f"{', '.join(KINDS)} (e.g. grids_k16, instructed_k4, topk_k16).")
+    return kind, int(k)
+
+
+def model_overrides(name: str) -> list[str]:
+    """``lerobot-train`` overrides of the demo policy ``name`` (``dense``, ``grids_k16``, ``instructed_k4``, ...)."""
+    kind, k = _parse(name)
+    return ["--policy.grids.sampler=dense"] if kind == "dense" else [*KINDS[kind][1], f"--policy.grids.num_tokens={k}"]
 
 
 def label(name: str) -> str:
-    return "dense" if name == "dense" else f"GridS K={name.removeprefix('grids_k')}"
+    kind, k = _parse(name)
+    return "dense" if kind == "dense" else f"{KINDS[kind][0]} K={k}"
 
 
 def train(name: str, overrides: list[str], dataset_root: Path, output_dir: Path, scale: DemoScale, recipe: Path,
@@ -106,7 +132,7 @@ def train(name: str, overrides: list[str], dataset_root: Path, output_dir: Path,
     log_path = output_dir.with_name(f"{output_dir.name}.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     losses, started = [], time.monotonic()
-    with open(log_path, "w") as log, tqdm(total=scale.steps, desc=f"lerobot-train {label(name)}", unit="step") as bar:
+    with open(log_path, "w") as log, tqdm(total=scale.steps, desc=f"lerobot-train {label(name)} seed {seed}", unit="step") as bar:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    env={**os.environ, "HF_HUB_OFFLINE": "1"})
         for line in process.stdout:
@@ -154,63 +180,6 @@ def eval_command(checkpoint: Path, variant: str, episodes: int) -> str:
             f"--eval.n_episodes={episodes} --eval.batch_size={min(episodes, 25)} --policy.device=cpu")
 
 
-@torch.no_grad()
-def pointing(checkpoint: Path, scenes: int, pictures: int = 4) -> tuple[dict, list[np.ndarray]]:
-    """How often the front camera's sampled points lie on the named block (and within one token of it),
-    along the expert's path in unseen ``default`` scenes, against uniformly random points and against the
-    layout the sampler starts from (:func:`spread_points`, before any training); and the first frames of
-    ``pictures`` scenes with the points drawn."""
-    policy, preprocessor = load_policy(str(checkpoint), "cpu")
-    camera = list(policy.config.image_features).index(FRONT)
-    backbone = policy.grids_backbone
-    env, generator = GridSTabletop(), torch.Generator().manual_seed(0)
-    counts = {f"{name}{where}_target": 0 for where in ("on", "near") for name in POINT_SOURCES}
-    counts["points"] = 0
-    drawn = []
-    for scene in range(scenes):
-        observation, _ = env.reset(seed=EVAL_SEED + scene)
-        frames, masks = [], []
-        for _ in range(env.episode_length):
-            frames.append(observation)
-            masks.append(env.target_mask_front())
-            observation, *_ = env.step(env.expert_action())
-        batch = preprocess_observation({
-            "pixels": {key: np.stack([frame["pixels"][key] for frame in frames]) for key in ("front", "wrist")},
-            "agent_pos": np.stack([frame["agent_pos"] for frame in frames]),
-        })
-        batch = preprocessor({**batch, "task": [env.task_description] * len(frames)})
-        image = policy.model_images(batch)[camera]
-        dense, grid_hw = backbone.dense_image_tokens(image)
-        points = backbone.grids(dense, grid_hw, context=backbone.grids_context)[1].float()  # context: set by model_images
-        start = spread_points(points.shape[1]).to(points).expand_as(points)
-        uniform = torch.rand(points.shape, generator=generator)
-        target_masks = np.stack(masks)
-        for name, sampled in zip(POINT_SOURCES, (points, uniform, start), strict=True):
-            on, near = _hits(sampled, target_masks, grid_hw)
-            counts[f"{name}on_target"] += on
-            counts[f"{name}near_target"] += near
-        counts["points"] += points.shape[0] * points.shape[1]
-        if scene < pictures:
-            drawn.append(draw_points(to_rgb(image[0]), points[0], grid_hw))
-    rates = {key: 100 * value / counts["points"] for key, value in counts.items() if key != "points"}
-    return {**rates, "points": counts["points"]}, drawn
-
-
-def _hits(points: torch.Tensor, masks: np.ndarray, grid_hw: tuple[int, int]) -> tuple[int, int]:
-    """Points (``[B, K, 2]``, ``(0, 0)`` top-left token centre) that fall on the mask, and within one
-    token pitch of it, on ``[B, H, W]`` masks of the camera frame."""
-    rows, cols = grid_hw
-    height, width = masks.shape[1:]
-    u = ((points[..., 0] * (cols - 1) + 0.5) * width / cols).long().clamp(0, width - 1).numpy()
-    v = ((points[..., 1] * (rows - 1) + 0.5) * height / rows).long().clamp(0, height - 1).numpy()
-    on = near = 0
-    for mask, us, vs in zip(masks, u, v, strict=True):
-        distance = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
-        on += int(mask[vs, us].sum())
-        near += int((distance[vs, us] <= width / cols).sum())
-    return on, near
-
-
 def tokens_per_camera(checkpoint: Path) -> int:
     """Image tokens per camera that reach the language model: K, or the whole connector grid for dense."""
     config = PreTrainedConfig.from_pretrained(checkpoint)
@@ -221,16 +190,101 @@ def tokens_per_camera(checkpoint: Path) -> int:
     return rows * cols
 
 
-def wilson_interval(percent: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate, in percent."""
-    p = percent / 100
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return 100 * max(centre - half, 0.0), 100 * min(centre + half, 1.0)
+
+
+def _set_aside(path: Path) -> None:
+    """What an interrupted unit left is kept under a new name (nothing is deleted or overwritten)."""
+    if path.exists():
+        path.rename(path.with_name(f"{path.name}.interrupted-{datetime.now():%Y%m%d-%H%M%S}"))
+
+
+def unit_path(output_dir: Path, name: str, seed: int) -> Path:
+    return output_dir / "units" / name / f"seed{seed}.json"
+
+
+def run_unit(name: str, seed: int, output_dir: Path, dataset_root: Path, scale: DemoScale, recipe: Path) -> dict:
+    """Trains, evaluates and measures one policy with one training seed; stores it in ``units/``."""
+    run_dir, eval_dir = output_dir / "train" / name / f"seed{seed}", output_dir / "eval" / name / f"seed{seed}"
+    for path in (run_dir, run_dir.with_name(f"{run_dir.name}.log"), eval_dir):
+        _set_aside(path)
+    started = time.monotonic()
+    training = train(name, model_overrides(name), dataset_root, run_dir, scale, recipe, seed)
+    checkpoint = run_dir / "checkpoints" / "last" / "pretrained_model"
+    variants = ["default", *OOD_VARIANTS] + (["blank"] if name == "dense" else [])
+    unit = {
+        "name": name, "seed": seed, "checkpoint": str(checkpoint), "tokens_per_camera": tokens_per_camera(checkpoint),
+        "training": training,
+        "success": {variant: evaluate(checkpoint, variant, scale.eval_episodes, eval_dir / variant)["success"]
+                    for variant in variants},
+    }
+    path = unit_path(output_dir, name, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if name != "dense":
+        unit["pointing"], drawn = pointing(checkpoint, scale.pointing_scenes, EVAL_SEED)
+        cv2.imwrite(str(path.with_suffix(".png")), cv2.cvtColor(np.concatenate(drawn, axis=1), cv2.COLOR_RGB2BGR))
+    unit["seconds"] = time.monotonic() - started
+    path.write_text(json.dumps(unit, indent=2))
+    return unit
+
+
+def collect(output_dir: Path) -> dict:
+    """The results of a run folder so far: its plan (``run.json``) and the units that finished."""
+    plan = json.loads((output_dir / "run.json").read_text())
+    runs, missing = {}, []
+    for name in plan["models"]:
+        for seed in plan["seeds"]:
+            path = unit_path(output_dir, name, seed)
+            if path.is_file():
+                runs.setdefault(name, {})[str(seed)] = json.loads(path.read_text())
+            else:
+                missing.append(f"{name} seed {seed}")
+    return {
+        **plan, "runs": runs, "missing": missing,
+        "success": {name: {variant: float(np.mean([unit["success"][variant] for unit in units.values()]))
+                           for variant in next(iter(units.values()))["success"]} for name, units in runs.items()},
+        "seconds": plan["dataset_seconds"] + sum(unit["seconds"] for units in runs.values() for unit in units.values()),
+    }
+
+
+def upgrade(results: dict) -> dict:
+    """A ``results.json`` of a run stored before runs had seeds and units (one seed, 1000) in today's form."""
+    if "runs" in results:
+        return results
+    runs = {name: {str(EVAL_SEED): {
+        "checkpoint": results["checkpoints"][name], "tokens_per_camera": results["tokens_per_camera"][name],
+        "training": results["training"][name], "success": results["success"][name],
+        **({"pointing": results["pointing"][name]} if name in results["pointing"] else {}),
+    }} for name in results["success"]}
+    return {
+        **{key: results[key] for key in ("mode", "date", "command", "machine", "recipe", "scale", "success", "seconds")},
+        "base_policy": results.get("base_policy", STORED_RUNS_BASE_POLICY), "seeds": [EVAL_SEED],
+        "models": list(results["success"]), "runs": runs, "missing": [],
+    }
+
+
+def success_interval(results: dict, name: str, variant: str) -> tuple[float, float, float]:
+    """Mean success over the policy's seeds and its 95% interval over seeds and episodes."""
+    percents = [unit["success"][variant] for unit in results["runs"][name].values()]
+    return (float(np.mean(percents)),
+            *seeds_and_episodes_interval(percents, results["scale"]["eval_episodes"]))
+
+
+def pooled_pointing(units: list[dict]) -> dict:
+    """Pointing measures averaged over seeds; the p-value of the sampler's points beating random points on the
+    named block, paired per (seed, scene). ``None`` for runs stored without per-scene counts."""
+    measured = [unit["pointing"] for unit in units]
+    pooled = {key: float(np.mean([m[key] for m in measured])) for key, value in measured[0].items()
+              if isinstance(value, float)}
+    pooled["p_value"] = None
+    if all("scene_on_target" in m for m in measured):
+        differences = np.concatenate([np.subtract(m["scene_on_target"], m["random_scene_on_target"]) for m in measured])
+        pooled["p_value"] = sign_flip_p_value(differences)
+    return pooled
 
 
 def checks(results: dict, scale: DemoScale) -> list[dict]:
-    """The claims the report may make, each with whether this run's numbers support it."""
+    """The claims the report may make, each with whether this run's numbers support it (means over seeds)."""
+    results = upgrade(results)
     success = results["success"]
     dense, floor = success["dense"]["default"], success["dense"]["blank"]
     learned = dense >= floor + 30
@@ -240,122 +294,181 @@ def checks(results: dict, scale: DemoScale) -> list[dict]:
         "holds": learned,
         "numbers": f"dense {dense:.0f}% vs blanked images {floor:.0f}% (needs 30 points more)",
     }]
-    if "grids_k16" in success:
-        grids = success["grids_k16"]["default"]
+    for name in success:
+        kind, k = _parse(name)
+        if kind != "dense" and k in (16, 4):
+            margin = scale.margin * (1 if k == 16 else 2)
+            listed.append({
+                "claim": f"{label(name)} reaches the dense baseline's in-distribution success within {margin:.0f} "
+                         "points (shown only where the task is learned: two failures are no match).",
+                "holds": learned and success[name]["default"] >= dense - margin,
+                "numbers": f"{label(name)} {success[name]['default']:.0f}% vs dense {dense:.0f}%",
+            })
+    for name, units in results["runs"].items():
+        if "pointing" not in next(iter(units.values())):
+            continue
+        rates = pooled_pointing(list(units.values()))
+        ratio = rates["on_target"] / max(rates["random_on_target"], 1e-9)
+        p_value = rates["p_value"]
         listed.append({
-            "claim": f"GridS K=16 reaches the dense baseline's in-distribution success within {scale.margin:.0f} "
-                     "points (shown only where the task is learned: two failures are no match).",
-            "holds": learned and grids >= dense - scale.margin,
-            "numbers": f"GridS K=16 {grids:.0f}% vs dense {dense:.0f}%",
+            "claim": f"{label(name)}'s front-camera points lie on the named block at least {POINTING_RATIO:.0f}x as "
+                     f"often as random points, significantly (one-sided p < {SIGNIFICANCE} over scenes).",
+            "holds": ratio >= POINTING_RATIO and p_value is not None and p_value < SIGNIFICANCE,
+            "numbers": f"{rates['on_target']:.1f}% vs {rates['random_on_target']:.1f}% of points ({ratio:.1f}x), "
+                       + ("p not available: this run stored no per-scene counts" if p_value is None
+                          else f"p = {p_value:.4f}"),
         })
-    for name, rates in results["pointing"].items():
+    grids_k16 = [name for name in success if _parse(name) in {(kind, 16) for kind in ("grids", "attention", "instructed")}]
+    if grids_k16 and {"topk_k16", "random_k16"} <= set(success):
+        best = max(grids_k16, key=lambda name: success[name]["default"])
         listed.append({
-            "claim": f"{label(name)}'s front-camera points lie on the named block more often than random points.",
-            "holds": rates["on_target"] > rates["random_on_target"],
-            "numbers": f"{rates['on_target']:.1f}% vs {rates['random_on_target']:.1f}% of points "
-                       f"({rates['on_target'] / max(rates['random_on_target'], 1e-9):.1f}x)",
+            "claim": "At K=16 GridS beats top-k, which beats random tokens, in distribution (paper Tab. 10).",
+            "holds": success[best]["default"] > success["topk_k16"]["default"] > success["random_k16"]["default"],
+            "numbers": f"{label(best)} {success[best]['default']:.0f}%, top-k {success['topk_k16']['default']:.0f}%, "
+                       f"random {success['random_k16']['default']:.0f}%",
         })
     return listed
 
 
-def plot(results: dict, output_dir: Path, pictures: dict[str, list[np.ndarray]]) -> None:
+def plot(results: dict, output_dir: Path, pictures: dict[str, np.ndarray]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names, variants = list(results["success"]), ["default", *OOD_VARIANTS]
-    figure, axis = plt.subplots(figsize=(9, 4))
+    figure, axis = plt.subplots(figsize=(max(9, 1.3 * len(names) + 3), 4))
     width = 0.8 / len(names)
     for index, name in enumerate(names):
-        values = [results["success"][name][variant] for variant in variants]
-        axis.bar(np.arange(len(variants)) + index * width, values, width, label=label(name))
+        means, lows, highs = zip(*(success_interval(results, name, variant) for variant in variants), strict=True)
+        errors = [np.subtract(means, lows), np.subtract(highs, means)]
+        axis.bar(np.arange(len(variants)) + index * width, means, width, yerr=errors, capsize=2, label=label(name))
     axis.axhline(results["success"]["dense"]["blank"], color="black", linestyle="--", label="dense, images blanked")
     axis.set(xticks=np.arange(len(variants)) + width * (len(names) - 1) / 2, xticklabels=variants,
-             ylabel="success rate (%)", ylim=(0, 100), title="lerobot-eval success on grids_tabletop")
-    axis.legend(fontsize=8)
+             ylabel="success rate (%)", ylim=(0, 100), title="lerobot-eval success on grids_tabletop (95% intervals)")
+    axis.legend(fontsize=7, ncol=2)
     figure.tight_layout()
     figure.savefig(output_dir / "success.png", dpi=110)
     plt.close(figure)
 
     figure, axis = plt.subplots(figsize=(6, 4))
-    for name, run in results["training"].items():
-        steps, losses = zip(*run["losses"], strict=True) if run["losses"] else ((), ())
-        axis.plot(steps, losses, label=label(name))
-    axis.set(xlabel="step", ylabel="flow-matching loss", yscale="log", title="lerobot-train loss")
-    axis.legend()
+    for name, units in results["runs"].items():
+        curves = [unit["training"]["losses"] for unit in units.values() if unit["training"]["losses"]]
+        if curves:
+            steps = [step for step, _ in curves[0]]
+            axis.plot(steps, np.mean([[loss for _, loss in curve] for curve in curves], axis=0), label=label(name))
+    axis.set(xlabel="step", ylabel="flow-matching loss (mean over seeds)", yscale="log", title="lerobot-train loss")
+    axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(output_dir / "loss.png", dpi=110)
     plt.close(figure)
 
-    rows = [np.concatenate(drawn, axis=1) for drawn in pictures.values()]
-    if rows:
+    if pictures:
+        rows = list(pictures.values())
+        width = max(row.shape[1] for row in rows)
+        rows = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows]
         cv2.imwrite(str(output_dir / "points.png"), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
 
 
+def _seeds_text(seeds: list[int]) -> str:
+    return f"one training seed ({seeds[0]}): a single-seed result" if len(seeds) == 1 else \
+        f"{len(seeds)} training seeds ({', '.join(map(str, seeds))}), means over seeds"
+
+
 def write_report(results: dict, output_dir: Path) -> str:
-    scale, names = results["scale"], list(results["success"])
+    results = upgrade(results)
+    scale, names, seeds = results["scale"], list(results["success"]), results["seeds"]
     variants = ["default", *OOD_VARIANTS]
     n = scale["eval_episodes"]
+    interval = ("95% Wilson intervals over the evaluation episodes" if len(seeds) == 1 else
+                "95% intervals over seeds and episodes (two-level bootstrap: seeds, then each seed's episodes, "
+                "resampled)")
     lines = [
         f"# GridS vs dense on `grids_tabletop` ({results['mode']} run, {results['date']})",
         "",
         f"Command: `{results['command']}`; {results['machine']}; total {results['seconds'] / 60:.1f} min.",
         f"Dataset: {scale['episodes']} expert episodes of the `default` variant (scenes 0-{scale['episodes'] - 1}). "
         f"Training: `lerobot-train`, recipe `{results['recipe']}`, {scale['steps']} steps, batch {scale['batch_size']}, "
-        f"the same seed for every policy, each starting from the pretrained base policy (grounding, then reach; "
-        f"never trained to pick) "
-        f"(`--policy.init_from={results.get('base_policy', STORED_RUNS_BASE_POLICY)}`). "
+        f"{_seeds_text(seeds)}, the same seeds for every policy, each starting from the pretrained base policy "
+        f"(grounding, then reach; never trained to pick) (`--policy.init_from={results['base_policy']}`). "
         "Evaluation: LeRobot's `lerobot-eval` loop, "
         f"{n} unseen scenes per variant (seeds {EVAL_SEED}-{EVAL_SEED + n - 1}).",
+    ]
+    if results["missing"]:
+        lines += ["", f"**Partial run**: not finished yet: {', '.join(results['missing'])}. Rows with fewer seeds "
+                      "say how many they have."]
+    lines += [
         "",
         "## Success rate (%)",
         "",
         "| policy | tokens per camera | " + " | ".join(variants) + " | training time |",
         "|---|---|" + "---|" * len(variants) + "---|",
     ]
+
+    def cells(name: str, variants: list[str]) -> str:
+        return " | ".join("{:.0f} [{:.0f}, {:.0f}]".format(*success_interval(results, name, variant))
+                          for variant in variants)
+
     for name in names:
-        cells = []
-        for variant in variants:
-            low, high = wilson_interval(results["success"][name][variant], n)
-            cells.append(f"{results['success'][name][variant]:.0f} [{low:.0f}, {high:.0f}]")
-        tokens = results["tokens_per_camera"][name]
-        lines.append(f"| {label(name)} | {tokens} | " + " | ".join(cells)
-                     + f" | {results['training'][name]['seconds'] / 60:.1f} min |")
-    floor = results["success"]["dense"]["blank"]
-    low, high = wilson_interval(floor, n)
+        units = list(results["runs"][name].values())
+        seeds_done = "" if len(units) == len(seeds) else f" ({len(units)} of {len(seeds)} seeds)"
+        minutes = np.mean([unit["training"]["seconds"] for unit in units]) / 60
+        lines.append(f"| {label(name)}{seeds_done} | {units[0]['tokens_per_camera']} | {cells(name, variants)} "
+                     f"| {minutes:.1f} min |")
     lines += [
-        f"| dense, images blanked (`blank` variant) | 0 | {floor:.0f} [{low:.0f}, {high:.0f}] |" + " |" * len(variants),
+        f"| dense, images blanked (`blank` variant) | 0 | {cells('dense', ['blank'])} |" + " |" * len(variants),
         "",
-        "Brackets: 95% Wilson intervals. The OOD columns change only what the cameras see (unseen distractors, "
+        f"Brackets: {interval}. The OOD columns change only what the cameras see (unseen distractors, "
         "table texture and background, lighting, a moved front camera); no OOD scene is in the training data.",
         "",
         "## Where the sampler looks (front camera, along the expert's path)",
         "",
-        "| policy | points on the named block | random points on it | starting layout on it "
-        "| within one token of it | random within one token | starting layout within one token |",
-        "|---|---|---|---|---|---|---|",
+        f"{scale['pointing_scenes']} unseen `default` scenes (seeds {EVAL_SEED}-{EVAL_SEED + scale['pointing_scenes'] - 1}), "
+        "every frame; random: as many uniformly random points per frame. p: one-sided paired sign-flip test that "
+        "the policy's points are on the named block more often than random points, over scenes (and seeds). "
+        "Nearest point: mean over frames of the distance from the nearest point to the named block / to the "
+        "nearest other block, in token pitches. Layout change: each point's mean distance from its mean position "
+        "over the scenes' first frames, in token pitches (0: one fixed layout).",
+        "",
+        "| policy | points on the named block | random points on it | ratio | p | within one token of it "
+        "| random within one token | nearest point: named / other block | random: named / other | layout change |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, rates in results["pointing"].items():
-        lines.append(f"| {label(name)} | " + " | ".join(
-            f"{rates[f'{source}{where}_target']:.1f}%" for where in ("on", "near") for source in POINT_SOURCES) + " |")
+    for name, units in results["runs"].items():
+        if "pointing" not in next(iter(units.values())):
+            continue
+        rates = pooled_pointing(list(units.values()))
+        measured = "nearest_named" in rates
+
+        def pair(prefix: str, rates: dict = rates, measured: bool = measured) -> str:
+            return f"{rates[f'{prefix}nearest_named']:.2f} / {rates[f'{prefix}nearest_other']:.2f}" if measured else "n/a"
+
+        lines.append(
+            f"| {label(name)} | {rates['on_target']:.1f}% | {rates['random_on_target']:.1f}% "
+            f"| {rates['on_target'] / max(rates['random_on_target'], 1e-9):.1f}x "
+            f"| {'n/a' if rates['p_value'] is None else format(rates['p_value'], '.4f')} "
+            f"| {rates['near_target']:.1f}% | {rates['random_near_target']:.1f}% | {pair('')} | {pair('random_')} "
+            f"| {format(rates['layout_change'], '.2f') if 'layout_change' in rates else 'n/a'} |")
     lines += ["", "## Checks", ""]
-    lines += [f"- [{'x' if check['holds'] else ' '}] {check['claim']} ({check['numbers']})" for check in results["checks"]]
+    lines += [f"- [{'x' if check['holds'] else ' '}] {check['claim']} ({check['numbers']})"
+              for check in checks(results, DemoScale(**{**scale, "ks": tuple(scale["ks"])}))]
+    first = {name: units[min(units, key=int)]["checkpoint"] for name, units in results["runs"].items()}
     lines += [
         "",
         "![success](success.png)",
         "",
         "![loss](loss.png)",
         "",
-        "Sampled points of the front camera on the first frame of unseen scenes (rows: "
-        + ", ".join(label(name) for name in results["pointing"]) + "):",
+        "Sampled points of the front camera on the first frame of unseen scenes, first seed (rows: "
+        + ", ".join(label(name) for name, units in results["runs"].items() if "pointing" in next(iter(units.values())))
+        + "):",
         "",
         "![points](points.png)",
         "",
         "## The same evaluations from the command line",
         "",
         "```bash",
-        *[eval_command(Path(results["checkpoints"][name]), variant, n) for name in names for variant in variants[:1]],
+        *[eval_command(Path(first[name]), "default", n) for name in names],
         "```",
         "",
         "(`--env.variant=` any of " + ", ".join(VARIANTS) + ".)",
@@ -365,52 +478,84 @@ def write_report(results: dict, output_dir: Path) -> str:
     return report
 
 
+def _pictures(output_dir: Path, results: dict) -> dict[str, np.ndarray]:
+    """Each measured policy's pictures of its first seed with pictures stored in ``units/``."""
+    pictures = {}
+    for name, units in results["runs"].items():
+        for seed in sorted(units, key=int):
+            path = unit_path(output_dir, name, int(seed)).with_suffix(".png")
+            if path.is_file():
+                pictures[name] = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+                break
+    return pictures
+
+
+def render(output_dir: Path) -> dict:
+    """Writes ``report.md`` and the plots of a run folder again from what it stored: its units (a run made
+    with units, finished or not; ``results.json`` is written too) or, for a run stored before units, its
+    ``results.json`` (left as it is)."""
+    if (output_dir / "run.json").is_file():
+        results = collect(output_dir)
+        if "dense" not in results["runs"]:
+            raise ValueError(f"{output_dir}: the dense baseline has not finished yet; the report compares with it.")
+        results["checks"] = checks(results, DemoScale(**{**results["scale"], "ks": tuple(results["scale"]["ks"])}))
+        (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    elif (output_dir / "results.json").is_file():
+        results = upgrade(json.loads((output_dir / "results.json").read_text()))
+    else:
+        raise FileNotFoundError(f"{output_dir} holds no lerobot-grids-demo run (no run.json or results.json).")
+    plot(results, output_dir, _pictures(output_dir, results))
+    write_report(results, output_dir)
+    return results
+
+
+def _plan(scale: DemoScale, recipe: Path, seeds: list[int], models: list[str]) -> dict:
+    return {"recipe": str(recipe), "scale": asdict(scale), "seeds": seeds, "models": models,
+            "base_policy": str(PRETRAINED_TABLETOP_SMOLVLA.relative_to(PRETRAINED_TABLETOP_SMOLVLA.parents[2]))}
+
+
 def run_demo(output_dir: Path, scale: DemoScale, recipe: Path = RECIPE, command: str = "lerobot-grids-demo",
-             seed: int = 1000) -> dict:
-    if output_dir.exists():
-        raise FileExistsError(f"{output_dir} already exists; choose a new --output-dir (nothing is overwritten).")
+             seeds: list[int] = (1000,), models: list[str] | None = None, resume: bool = False) -> dict:
+    """The run (see the module's docstring) into ``output_dir``, a new folder; with ``resume``, a folder an
+    earlier run with the same plan (scale, recipe, seeds, policies) left unfinished: its finished units are
+    kept, the others run."""
+    models, seeds = list(models or default_models(scale)), list(seeds)
+    for name in models:
+        _parse(name)
+    if "dense" not in models:
+        raise ValueError("The demo compares with the dense baseline: include dense in --models.")
+    if len(set(models)) != len(models) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"Repeated policy or seed in --models {models} / --seeds {seeds}.")
+    plan = json.loads(json.dumps(_plan(scale, recipe, seeds, models)))  # as run.json stores it
+    if resume:
+        if not (output_dir / "run.json").is_file():
+            raise FileNotFoundError(f"{output_dir} holds no lerobot-grids-demo run to resume (no run.json).")
+        stored = json.loads((output_dir / "run.json").read_text())
+        differing = [key for key in plan if stored.get(key) != plan[key]]
+        if differing:
+            raise ValueError(f"{output_dir} was started with another {', '.join(differing)} "
+                             f"({', '.join(f'{key}={stored.get(key)}' for key in differing)}); resume it with the "
+                             "same options, or start a new run in a new --output-dir.")
+    elif output_dir.exists():
+        raise FileExistsError(f"{output_dir} already exists; choose a new --output-dir (nothing is overwritten), "
+                              "or --resume to finish a run that was interrupted there.")
     if not recipe.is_file():
         raise FileNotFoundError(f"No training recipe at {recipe}: run from the repository root, or pass --recipe.")
-    started = time.monotonic()
-    output_dir.mkdir(parents=True)
     dataset_root = output_dir / "dataset"
-    record_expert_episodes(dataset_root, scale.episodes)
-
-    models = model_names(scale)
-    training, checkpoints = {}, {}
-    for name, overrides in models.items():
-        run_dir = output_dir / "train" / name
-        training[name] = train(name, overrides, dataset_root, run_dir, scale, recipe, seed)
-        checkpoints[name] = run_dir / "checkpoints" / "last" / "pretrained_model"
-
-    jobs = [(name, variant) for name in models for variant in ["default", *OOD_VARIANTS]] + [("dense", "blank")]
-    success: dict[str, dict[str, float]] = {name: {} for name in models}
-    for name, variant in tqdm(jobs, desc="lerobot-eval (policy x variant)"):
-        evaluated = evaluate(checkpoints[name], variant, scale.eval_episodes, output_dir / "eval" / name / variant)
-        success[name][variant] = evaluated["success"]
-
-    pointing_rates, pictures = {}, {}
-    for name in tqdm([name for name in models if name != "dense"], desc="Where the sampler looks"):
-        pointing_rates[name], pictures[name] = pointing(checkpoints[name], scale.pointing_scenes)
-
-    results = {
-        "mode": {QUICK: "quick", FULL: "full"}.get(scale, "custom-scale"),
-        "date": datetime.now().isoformat(timespec="seconds"),
-        "command": command,
-        "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads, no GPU used",
-        "recipe": str(recipe),
-        "base_policy": str(PRETRAINED_TABLETOP_SMOLVLA.relative_to(PRETRAINED_TABLETOP_SMOLVLA.parents[2])),
-        "scale": asdict(scale),
-        "tokens_per_camera": {name: tokens_per_camera(path) for name, path in checkpoints.items()},
-        "checkpoints": {name: str(path) for name, path in checkpoints.items()},
-        "training": training,
-        "success": success,
-        "pointing": pointing_rates,
-    }
-    results["checks"] = checks(results, scale)
-    results["seconds"] = time.monotonic() - started
-    plot(results, output_dir, pictures)
-    write_report(results, output_dir)
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    return results
+    if not resume:
+        started = time.monotonic()
+        output_dir.mkdir(parents=True)
+        record_expert_episodes(dataset_root, scale.episodes)
+        plan.update({
+            "mode": {QUICK: "quick", FULL: "full"}.get(scale, "custom-scale"),
+            "date": datetime.now().isoformat(timespec="seconds"),
+            "command": command,
+            "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+                       f"torch {torch.__version__}, {torch.get_num_threads()} threads, no GPU used",
+            "dataset_seconds": time.monotonic() - started,
+        })
+        (output_dir / "run.json").write_text(json.dumps(plan, indent=2))
+    units = [(name, seed) for name in models for seed in seeds if not unit_path(output_dir, name, seed).is_file()]
+    for name, seed in tqdm(units, desc="policies x seeds"):
+        run_unit(name, seed, output_dir, dataset_root, scale, recipe)
+    return render(output_dir)

@@ -1,9 +1,11 @@
 """``lerobot-grids-demo``: dense SmolVLA against GridS on the offline tabletop task, with LeRobot's tools.
 
 One run, offline on a CPU, into a new folder: records the scripted expert into a LeRobotDataset, trains
-the dense baseline and GridS (K = 16, 4, 1) with ``lerobot-train`` from the shipped pretrained base policy,
-evaluates them with LeRobot's evaluation loop in distribution and out of it, measures where the sampler
-looks, and writes ``report.md``, ``results.json`` and plots. ``--quick`` is the same pipeline at CI scale.
+the dense baseline and GridS (K = 16, 4, 1; other samplers and predictors with ``--models``) with
+``lerobot-train`` from the shipped pretrained base policy, once per ``--seeds`` seed, evaluates them with
+LeRobot's evaluation loop in distribution and out of it, measures where the sampler looks, and writes
+``report.md``, ``results.json`` and plots. ``--quick`` is the same pipeline at CI scale. A run that was
+interrupted continues with ``--resume`` (same options); ``--render`` writes a run folder's report again.
 The pipeline and its checks: :mod:`lerobot_grids.evidence.demo`.
 """
 
@@ -11,7 +13,7 @@ import argparse
 from datetime import datetime
 from pathlib import Path
 
-from lerobot_grids.evidence.demo import FULL, QUICK, RECIPE, run_demo
+from lerobot_grids.evidence.demo import FULL, KINDS, QUICK, RECIPE, default_models, render, run_demo
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,13 +22,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="new folder for everything (default outputs/demo/<date-time>)")
     parser.add_argument("--recipe", type=Path, default=RECIPE, help="lerobot-train config file")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1000],
+                        help="lerobot-train seeds; every policy is trained once per seed (default: 1000)")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="policies to train: dense and <kind>_k<K>, kind one of " + ", ".join(KINDS)
+                             + f" (default: {' '.join(default_models(FULL))}; --quick: without K=1)")
+    parser.add_argument("--resume", action="store_true",
+                        help="finish the run that was interrupted in --output-dir (the same options)")
+    parser.add_argument("--render", type=Path, metavar="RUN_DIR", default=None,
+                        help="write the report and plots of a run folder again from what it stored, and exit")
     args = parser.parse_args(argv)
-    output_dir = args.output_dir or Path("outputs/demo") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    command = "lerobot-grids-demo" + (" --quick" if args.quick else "")
-    results = run_demo(output_dir, QUICK if args.quick else FULL, args.recipe, command)
+    if args.render is not None:
+        results = render(args.render)
+        output_dir = args.render
+    else:
+        if args.resume and args.output_dir is None:
+            parser.error("--resume needs the --output-dir of the run to finish.")
+        output_dir = args.output_dir or Path("outputs/demo") / datetime.now().strftime("%Y%m%d-%H%M%S")
+        command = " ".join(["lerobot-grids-demo", *(["--quick"] if args.quick else []),
+                            *(["--seeds", *map(str, args.seeds)] if args.seeds != [1000] else []),
+                            *(["--models", *args.models] if args.models else [])])
+        results = run_demo(output_dir, QUICK if args.quick else FULL, args.recipe, command, args.seeds, args.models,
+                           args.resume)
     print((output_dir / "report.md").read_text())
     print(f"Report: {output_dir / 'report.md'}")
-    failed = [check["claim"] for check in results["checks"] if not check["holds"]]
+    failed = [check["claim"] for check in results.get("checks", []) if not check["holds"]]
     if failed:
         print("Not shown by this run:\n- " + "\n- ".join(failed))
 
