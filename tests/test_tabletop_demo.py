@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from lerobot_grids.envs.tabletop import GridSTabletop
+from lerobot_grids.evidence import demo as demo_module
 from lerobot_grids.evidence.demo import (
     OOD_VARIANTS,
     DemoScale,
@@ -21,6 +22,7 @@ from lerobot_grids.evidence.demo import (
     model_overrides,
     render,
     run_demo,
+    train,
     unit_path,
 )
 from lerobot_grids.evidence.pointing import distances_to_mask, layout_change
@@ -35,9 +37,28 @@ SEEDS, MODELS = [1000, 1001], ["dense", "instructed_k4"]
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
+    """A two-seed run killed while training its last unit (what that training wrote is left behind), then
+    resumed; returns the folder, the results, the finished units' files before resuming and the partial
+    report rendered between."""
     output_dir = tmp_path_factory.mktemp("demo") / "run"
-    results = run_demo(output_dir, TINY, recipe=RECIPE, seeds=SEEDS, models=MODELS)
-    return output_dir, results
+    trainings = []
+
+    def killed_in_the_last_training(name, overrides, dataset_root, run_dir, *args):
+        trainings.append(name)
+        if len(trainings) == len(SEEDS) * len(MODELS):
+            (run_dir / "checkpoints").mkdir(parents=True)
+            raise KeyboardInterrupt
+        return train(name, overrides, dataset_root, run_dir, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(demo_module, "train", killed_in_the_last_training)
+        with pytest.raises(KeyboardInterrupt):
+            run_demo(output_dir, TINY, recipe=RECIPE, seeds=SEEDS, models=MODELS)
+    finished = {path: path.read_text() for path in (output_dir / "units").rglob("*.json")}
+    partial = render(output_dir)
+    partial["report"] = (output_dir / "report.md").read_text()
+    results = run_demo(output_dir, TINY, recipe=RECIPE, seeds=SEEDS, models=MODELS, resume=True)
+    return output_dir, results, finished, partial
 
 
 def _successes(output_dir: Path, name: str, seed: int, variant: str) -> list[bool]:
@@ -47,7 +68,7 @@ def _successes(output_dir: Path, name: str, seed: int, variant: str) -> list[boo
 
 
 def test_demo_trains_evaluates_and_reports_every_policy_seed_and_variant(demo):
-    output_dir, results = demo
+    output_dir, results, *_ = demo
     assert list(results["success"]) == MODELS and results["missing"] == []
     report = (output_dir / "report.md").read_text()
     for name in MODELS:
@@ -92,7 +113,7 @@ def test_demo_trains_evaluates_and_reports_every_policy_seed_and_variant(demo):
 
 
 def test_demo_refuses_an_existing_folder_or_another_plan_before_writing_anything(demo):
-    output_dir, _ = demo
+    output_dir, *_ = demo
     before = sorted(path.relative_to(output_dir) for path in output_dir.rglob("*"))
     with pytest.raises(FileExistsError, match="nothing is overwritten"):
         run_demo(output_dir, TINY, recipe=RECIPE, seeds=SEEDS, models=MODELS)
@@ -108,22 +129,16 @@ def test_demo_refuses_an_existing_folder_or_another_plan_before_writing_anything
     assert not output_dir.with_name("other").exists()
 
 
-def test_an_interrupted_run_resumes_where_it_stopped_and_keeps_what_it_left(demo, tmp_path):
-    """Kill a run after one unit: the finished units are kept as they are, the interrupted one's folder is set
-    aside (not deleted), and the resumed run reports every unit."""
-    output_dir, _ = demo
-    copy = tmp_path / "run"
-    shutil.copytree(output_dir, copy)
-    unit = unit_path(copy, "instructed_k4", 1001)
-    unit.unlink()  # as if the run stopped while this unit was being evaluated
-    kept = {path: path.read_text() for path in (copy / "units").rglob("*.json")}
-    partial = render(copy)
-    assert partial["missing"] == ["instructed_k4 seed 1001"]
-    assert "Partial run" in (copy / "report.md").read_text() and "(1 of 2 seeds)" in (copy / "report.md").read_text()
-    results = run_demo(copy, TINY, recipe=RECIPE, seeds=SEEDS, models=MODELS, resume=True)
-    assert results["missing"] == [] and unit.is_file()
-    assert all(path.read_text() == text for path, text in kept.items())
-    assert [path.name for path in (copy / "train" / "instructed_k4").iterdir() if ".interrupted-" in path.name]
+def test_an_interrupted_run_resumes_where_it_stopped_and_keeps_what_it_left(demo):
+    """The finished units are kept as they were, the killed training's folder is set aside (not deleted),
+    and the report of the partial run says what is missing."""
+    output_dir, results, finished, partial = demo
+    assert partial["missing"] == ["instructed_k4 seed 1001"] and results["missing"] == []
+    assert "Partial run" in partial["report"] and "| GridS attention+instruction K=4 (1 of 2 seeds) |" in partial["report"]
+    assert len(finished) == 3 and all(path.read_text() == text for path, text in finished.items())
+    assert unit_path(output_dir, "instructed_k4", 1001).is_file()
+    set_aside = [path for path in (output_dir / "train" / "instructed_k4").iterdir() if ".interrupted-" in path.name]
+    assert len(set_aside) == 1 and (set_aside[0] / "checkpoints").is_dir()
 
 
 def test_demo_policies_and_their_lerobot_train_options():
@@ -137,7 +152,7 @@ def test_demo_policies_and_their_lerobot_train_options():
 
 
 def test_lerobot_eval_command_evaluates_a_demo_checkpoint(demo, tmp_path):
-    _, results = demo
+    _, results, *_ = demo
     command = [sys.executable, "-m", "lerobot.scripts.lerobot_eval",
                f"--policy.path={results['runs']['instructed_k4']['1000']['checkpoint']}",
                "--env.type=grids_tabletop", "--env.variant=camera", "--eval.n_episodes=2", "--eval.batch_size=2",
@@ -223,7 +238,7 @@ def test_checks():
 def test_viz_reads_a_demo_checkpoint_video_dataset_with_the_run_backend(demo, tmp_path):
     from lerobot_grids.evidence.viz import visualise
 
-    _, results = demo
+    _, results, *_ = demo
     summary = visualise(results["runs"]["instructed_k4"]["1000"]["checkpoint"], tmp_path / "viz", max_frames=4)
     assert summary["dataset"] == "local/grids_tabletop" and len(summary["frames"]) == 4
     assert (tmp_path / "viz" / "points_front.png").is_file()

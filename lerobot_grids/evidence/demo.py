@@ -63,6 +63,8 @@ EVAL_SEED = 1000  # lerobot-eval's default; the dataset's scenes are seeds 0 .. 
 STORED_RUNS_BASE_POLICY = "lerobot_grids/assets/grids_tabletop_smolvla"
 POINTING_RATIO = 3.0  # points on the named block at least this many times as often as random points
 SIGNIFICANCE = 0.05
+# Training and evaluation run on the GPU where there is one (the pointing measurement stays on the CPU).
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ def train(name: str, overrides: list[str], dataset_root: Path, output_dir: Path,
         f"--dataset.repo_id={REPO_ID}", f"--dataset.root={dataset_root}",
         f"--output_dir={output_dir}", f"--steps={scale.steps}", f"--save_freq={scale.steps}",
         f"--batch_size={scale.batch_size}", f"--policy.scheduler_decay_steps={scale.steps}",
-        f"--log_freq={log_freq}", f"--seed={seed}", *overrides,
+        f"--log_freq={log_freq}", f"--seed={seed}", f"--policy.device={DEVICE}", *overrides,
     ]
     log_path = output_dir.with_name(f"{output_dir.name}.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,6 +153,7 @@ def evaluate(checkpoint: Path, variant: str, episodes: int, output_dir: Path) ->
     from lerobot.scripts.lerobot_eval import eval_main
 
     policy = PreTrainedConfig.from_pretrained(checkpoint)
+    policy.device = DEVICE
     # EvalPipelineConfig looks for --policy.path in sys.argv and warns "built from scratch" when it is not
     # there; the path is given here instead (make_policy loads the weights from ``pretrained_path``).
     config_logger = logging.getLogger("lerobot.configs.eval")
@@ -551,7 +554,8 @@ def run_demo(output_dir: Path, scale: DemoScale, recipe: Path = RECIPE, command:
             "date": datetime.now().isoformat(timespec="seconds"),
             "command": command,
             "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-                       f"torch {torch.__version__}, {torch.get_num_threads()} threads, no GPU used",
+                       f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+                       + (f"GPU {torch.cuda.get_device_name()}" if DEVICE == "cuda" else "no GPU used"),
             "dataset_seconds": time.monotonic() - started,
         })
         (output_dir / "run.json").write_text(json.dumps(plan, indent=2))
