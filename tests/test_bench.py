@@ -1,5 +1,6 @@
 """``lerobot-grids-bench`` at toy size: FLOP accounting against a hand count, the report files."""
 
+import gc
 import json
 from pathlib import Path
 
@@ -142,3 +143,44 @@ def test_stored_reports_are_rendered_from_their_results_and_the_readme_quotes_th
                 + f" | {v['peak_memory_mb_training_step_b8'] / 1024:.1f} |"
                 for r in results for name, v in r["variants"].items()]
     assert rows and all(row in readme for row in rows)
+
+
+def test_time_rounds_rotates_the_order_and_times_with_the_collector_off(monkeypatch):
+    calls, collector = [], []
+
+    def variant(name):
+        def call():
+            calls.append(name)
+            collector.append(gc.isenabled())
+        return call
+
+    clock = iter(range(1000))
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: float(next(clock)))
+    times = bench.time_rounds({name: variant(name) for name in "abc"}, repeats=3, warmup=2, device="cpu")
+    rounds = ["".join(calls[i:i + 3]) for i in range(0, len(calls), 3)]
+    assert rounds == ["abc", "bca", "cab", "abc", "bca"]  # every variant starts a round in turn
+    assert collector == [False] * 15 and gc.isenabled()
+    assert {name: len(values) for name, values in times.items()} == {"a": 3, "b": 3, "c": 3}  # warm-up dropped
+    assert all(value == 1.0 for values in times.values() for value in values)  # one clock tick per call
+
+
+def test_paired_speedup_is_the_median_and_range_of_per_round_ratios():
+    dense = [2.0, 2.0, 4.0, 2.0, 2.0]
+    variant = [1.0, 1.0, 2.0, 2.0, 1.0]  # round 3 is slow for both: paired, it does not move the ratio
+    first, median, third = bench.paired_speedup(dense, variant)
+    assert median == 2.0 and first == 2.0 and third == 2.0
+    assert bench.paired_speedup([1.0, 1.0, 1.0, 1.0], [1.0, 0.5, 2.0, 1.0]) == (0.875, 1.0, 1.25)
+    assert bench.quartiles([3.0]) == (3.0, 3.0, 3.0)
+
+
+def test_report_shows_the_speed_up_range_and_the_flops_without_the_vision_tower(pi0_tiny_results):
+    table = bench.markdown_table(pi0_tiny_results)
+    variants = pi0_tiny_results["variants"]
+    k4 = variants["K=4"]
+    dense_lm = variants["dense"]["flops_inference"]["total"] - variants["dense"]["flops_inference"]["vision"]
+    k4_lm = k4["flops_inference"]["total"] - k4["flops_inference"]["vision"]
+    low, high = k4["speedup_iqr_inference_b1"]
+    row = next(line for line in table.splitlines() if line.startswith("| K=4 |"))
+    assert f"| {dense_lm / k4_lm:.2f}x |" in row and f"{k4['speedup_inference_b1']:.2f}x [{low:.2f}, {high:.2f}]" in row
+    assert dense_lm / k4_lm > variants["dense"]["flops_inference"]["total"] / k4["flops_inference"]["total"]
+    assert pi0_tiny_results["environment"]["dtype"] == "float32" and pi0_tiny_results["repeats"] == 1

@@ -12,11 +12,16 @@ with K tokens per camera, and ``no image tokens`` (the images still go through t
 token reaches the language model: the Amdahl bound of any pruning after the vision tower). FLOPs come
 from ``torch.utils.flop_counter.FlopCounterMode`` at batch 1 (they scale linearly with the batch), split
 by phase; pi0 is counted on fake tensors (shapes without data, so no memory), SmolVLA, whose vision
-embeddings read tensor values, on real ones. Times are
-medians of repeats measured alternately over the variants in one process, after warm-up, reported as
-speed-ups against dense.
+embeddings read tensor values, on real ones; the report gives the FLOP ratio against dense with the vision
+tower counted and without it (the paper's measure). Times (:func:`time_rounds`): after warm-up rounds, every
+variant once per round, the order rotated from round to round, garbage collection off around each timed
+call; a variant's speed-up is the median over rounds of dense's time in that round over its own, with the
+interquartile range of those ratios. Each run records the torch and CUDA versions, device, dtype and TF32
+settings (:func:`environment`).
 """
 
+import gc
+import platform
 import statistics
 import time
 from collections import defaultdict
@@ -217,11 +222,58 @@ def synchronize(device: str) -> None:
 
 
 def timed(call: Callable[[], object], device: str) -> float:
+    """Seconds of one call, with the device synchronised around it and the garbage collector off."""
     synchronize(device)
-    start = time.perf_counter()
-    call()
-    synchronize(device)
-    return time.perf_counter() - start
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        call()
+        synchronize(device)
+        return time.perf_counter() - start
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def time_rounds(calls: dict[str, Callable[[], object]], repeats: int, warmup: int, device: str) -> dict[str, list[float]]:
+    """``repeats`` timed rounds after ``warmup`` untimed ones; each round calls every variant once, starting one
+    variant later than the round before (so no variant always runs first, or always after the same one), with
+    a collection before the round rather than inside a timed call. ``{variant: [seconds per round]}``."""
+    names, times = list(calls), defaultdict(list)
+    for round_index in range(warmup + repeats):
+        gc.collect()
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            seconds = timed(calls[name], device)
+            if round_index >= warmup:
+                times[name].append(seconds)
+    return dict(times)
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """First quartile, median and third quartile (the median three times for fewer than two values)."""
+    if len(values) < 2:
+        return (statistics.median(values),) * 3
+    first, median, third = statistics.quantiles(values, n=4, method="inclusive")
+    return first, median, third
+
+
+def paired_speedup(dense: list[float], variant: list[float]) -> tuple[float, float, float]:
+    """Quartiles over rounds of dense's time over the variant's, in the same round."""
+    return quartiles([d / v for d, v in zip(dense, variant, strict=True)])
+
+
+def environment(device: str, dtype: torch.dtype) -> dict:
+    """What the times depend on besides the model: versions, device, dtype, TF32, threads."""
+    cuda = device.startswith("cuda")
+    return {
+        "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None, "python": platform.python_version(),
+        "device": torch.cuda.get_device_name(device) if cuda else f"CPU ({platform.processor() or platform.machine()})",
+        "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(),
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32 if cuda else None,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32 if cuda else None, "compile": None,
+    }
 
 
 def benchmark(
@@ -236,7 +288,8 @@ def benchmark(
     latency: bool = True,
 ) -> dict:
     """FLOPs (batch 1), prefix tokens and, with ``latency``, times and peak memory of every variant."""
-    results: dict = {"architecture": architecture, "device": device, "variants": {}}
+    results: dict = {"architecture": architecture, "device": device, "repeats": repeats, "warmup": warmup,
+                     "variants": {}}
     # Fake tensors carry shapes and devices but no data: a model of any size is counted in no memory.
     policy = build_policy(architecture, "meta" if fake_flops else device)
     samplers = make_samplers(policy, ks)
@@ -260,6 +313,7 @@ def benchmark(
     if fake_flops:
         policy = build_policy(architecture, device)
         samplers = make_samplers(policy, ks)
+    results["environment"] = environment(device, next(policy.parameters()).dtype)
     measurements = [(f"inference_b{b}", b, False) for b in batch_sizes]
     if train_batch_size:
         measurements.append((f"training_step_b{train_batch_size}", train_batch_size, True))
@@ -275,41 +329,61 @@ def benchmark(
             else:
                 inference_call(policy, inputs)
 
-        times = defaultdict(list)
-        for repeat in range(warmup + repeats):
-            for name, sampler in samplers.items():  # alternate, so drifts hit every variant alike
-                policy.grids_backbone.grids = sampler
+        def with_sampler(name: str, call=call) -> Callable[[], None]:
+            def run():
+                policy.grids_backbone.grids = samplers[name]
                 if device.startswith("cuda"):
                     torch.cuda.reset_peak_memory_stats()
-                seconds = timed(call, device)
-                if repeat >= warmup:
-                    times[name].append(seconds)
-                    if device.startswith("cuda"):
-                        results["variants"][name][f"peak_memory_mb_{label}"] = torch.cuda.max_memory_allocated() / 2**20
-        dense = statistics.median(times[DENSE])
+                call()
+                if device.startswith("cuda"):
+                    peaks[name] = torch.cuda.max_memory_allocated() / 2**20
+            return run
+
+        peaks: dict[str, float] = {}
+        times = time_rounds({name: with_sampler(name) for name in samplers}, repeats, warmup, device)
         for name, values in times.items():
-            results["variants"][name][f"seconds_{label}"] = statistics.median(values)
-            results["variants"][name][f"speedup_{label}"] = dense / statistics.median(values)
+            variant = results["variants"][name]
+            first, median, third = quartiles(values)
+            variant[f"seconds_{label}"], variant[f"seconds_iqr_{label}"] = median, [first, third]
+            first, median, third = paired_speedup(times[DENSE], values)
+            variant[f"speedup_{label}"], variant[f"speedup_iqr_{label}"] = median, [first, third]
+            if device.startswith("cuda"):
+                variant[f"peak_memory_mb_{label}"] = peaks[name]
     return results
+
+
+def _speedup_cell(variant: dict, key: str) -> str:
+    """``1.23x [1.20, 1.25]``: the median speed-up and its interquartile range over rounds (runs stored before
+    the range was recorded: the median alone)."""
+    quartile_range = variant.get(key.replace("speedup_", "speedup_iqr_", 1))
+    return f"{variant[key]:.2f}x" + (f" [{quartile_range[0]:.2f}, {quartile_range[1]:.2f}]" if quartile_range else "")
 
 
 def markdown_table(results: dict) -> str:
     variants = results["variants"]
-    timing = sorted({key for v in variants.values() for key in v if key.startswith("speedup_")})
+    timing = sorted({key for v in variants.values() for key in v if key.startswith("speedup_")
+                     and not key.startswith("speedup_iqr_")})
     memory = sorted({key for v in variants.values() for key in v if key.startswith("peak_memory_mb_")})
     dense = variants[DENSE]
     header = ["variant", "prefix tokens", "inference GFLOPs (vision / LM prefix / expert)", "vs dense",
-              "training-step GFLOPs", "vs dense", *[f"speed-up {k.removeprefix('speedup_')}" for k in timing],
+              "vs dense without the vision tower", "training-step GFLOPs", "vs dense",
+              *[f"speed-up {k.removeprefix('speedup_')}" for k in timing],
               *[f"peak MB {k.removeprefix('peak_memory_mb_')}" for k in memory]]
+
+    def without_vision(flops: dict) -> int:
+        return flops["total"] - flops.get("vision", 0)
+
     rows = []
     for name, v in variants.items():
         inference, training = v["flops_inference"], v["flops_training_step"]
         split = " / ".join(f"{inference.get(p, 0) / 1e9:.4g}" for p in ("vision", "language model prefix", "action expert"))
         rows.append([
             name, str(v["prefix_tokens"]), f"{inference['total'] / 1e9:.4g} ({split})",
-            f"{dense['flops_inference']['total'] / inference['total']:.2f}x", f"{training['total'] / 1e9:.4g}",
+            f"{dense['flops_inference']['total'] / inference['total']:.2f}x",
+            f"{without_vision(dense['flops_inference']) / without_vision(inference):.2f}x",
+            f"{training['total'] / 1e9:.4g}",
             f"{dense['flops_training_step']['total'] / training['total']:.2f}x",
-            *[f"{v[k]:.2f}x" for k in timing], *[f"{v[k]:.0f}" for k in memory],
+            *[_speedup_cell(v, k) for k in timing], *[f"{v[k]:.0f}" for k in memory],
         ])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
@@ -326,9 +400,13 @@ def plot_speedups(all_results: list[dict], path: Path) -> None:
     for axis, results in zip(axes[0], all_results, strict=True):
         for name, v in results["variants"].items():
             sizes = sorted(int(k.removeprefix("speedup_inference_b")) for k in v if k.startswith("speedup_inference_b"))
-            axis.plot(sizes, [v[f"speedup_inference_b{b}"] for b in sizes], marker="o", label=name)
+            medians = [v[f"speedup_inference_b{b}"] for b in sizes]
+            ranges = [v.get(f"speedup_iqr_inference_b{b}", [median, median]) for b, median in zip(sizes, medians, strict=True)]
+            errors = [[median - low for median, (low, _) in zip(medians, ranges, strict=True)],
+                      [high - median for median, (_, high) in zip(medians, ranges, strict=True)]]
+            axis.errorbar(sizes, medians, yerr=errors, marker="o", capsize=3, label=name)
         axis.set(title=f"{results['architecture']} on {results['device']}", xlabel="batch size",
-                 ylabel="inference speed-up vs dense")
+                 ylabel="inference speed-up vs dense (median, IQR)")
         axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)

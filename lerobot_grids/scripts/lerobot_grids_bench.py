@@ -24,8 +24,15 @@ def write_report(output_dir: Path, command: str, all_results: list[dict]) -> str
     """``report.md`` (and ``speedup.png`` where latency was measured) of a run's results, into ``output_dir``."""
     report = [f"Command: `{command}`", ""]
     for results in all_results:
-        report += [f"### {results['architecture']} ({results['device']}, {results['benchmark_minutes']} min)", "",
-                   markdown_table(results), ""]
+        report += [f"### {results['architecture']} ({results['device']}, {results['benchmark_minutes']} min)", ""]
+        if "environment" in results:  # runs stored before it was recorded have none
+            env = results["environment"]
+            report += [f"torch {env['torch']}, CUDA {env['cuda'] or '-'}, Python {env['python']}, {env['device']}, "
+                       f"{env['dtype']}, TF32 matmul/cuDNN {env['tf32_matmul']}/{env['tf32_cudnn']}, "
+                       f"{env['threads']} threads, {'eager' if env['compile'] is None else env['compile']}; "
+                       f"{results['repeats']} timed rounds after {results['warmup']} warm-up rounds, speed-ups: "
+                       "median over rounds [interquartile range].", ""]
+        report += [markdown_table(results), ""]
     (output_dir / "report.md").write_text("\n".join(report))
     timed = [r for r in all_results
              if any(k.startswith("speedup_inference") for v in r["variants"].values() for k in v)]
@@ -40,8 +47,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--ks", nargs="+", type=int, default=[1, 4, 16, 32], help="GridS tokens per camera")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], help="inference batch sizes")
     parser.add_argument("--train-batch-size", type=int, default=8, help="0 to skip timing training steps")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=20, help="timed rounds (every variant once per round)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-latency", dest="latency_models", action="store_const", const=[],
                         help="count FLOPs and tokens only")
