@@ -22,6 +22,8 @@ The rest of the package asks this module, never ``lerobot.__version__``:
   which fails where librealsense's ``libusb-1.0`` is missing; the config class is read without it.
 - ``dataset_to_policy_features``: in ``lerobot.datasets.utils`` up to 0.5.0, ``lerobot.utils.feature_utils``
   since 0.6.0.
+- ``predict_action`` (the record loop's one step of a policy: observation to action through the processors):
+  in ``lerobot.utils.control_utils`` up to 0.5, ``lerobot.common.control_utils`` since 0.6.0.
 - ``SMOLVLA_PREFIX_PASS``: the keyword arguments of ``SmolVLMWithExpertModel.forward`` for a self-attention
   pass over the prefix: ``fill_kv_cache=True`` up to 0.6.0; since 0.6.1 a cache is filled whenever
   ``use_cache`` is set and none is given.
@@ -56,9 +58,11 @@ SMOLVLA_PREFIX_PASS = (
 DENSE_BASE_HUB_REVISION = None if PI_ON_STOCK_TRANSFORMERS else "v0.4"
 
 if LEROBOT_VERSION >= Version("0.6.0"):
+    from lerobot.common.control_utils import predict_action
     from lerobot.utils.feature_utils import dataset_to_policy_features
 else:
     from lerobot.datasets.utils import dataset_to_policy_features
+    from lerobot.utils.control_utils import predict_action
 
 TRANSFORMERS_VERSION = Version(importlib.metadata.version("transformers"))
 SMOLVLM_EXACT_PATCH_POSITIONS = TRANSFORMERS_VERSION >= Version("5")

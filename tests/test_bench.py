@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from lerobot_grids.evidence import bench
 from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import TINY_GEMMA_VARIANTS
@@ -184,3 +185,26 @@ def test_report_shows_the_speed_up_range_and_the_flops_without_the_vision_tower(
     assert f"| {dense_lm / k4_lm:.2f}x |" in row and f"{k4['speedup_inference_b1']:.2f}x [{low:.2f}, {high:.2f}]" in row
     assert dense_lm / k4_lm > variants["dense"]["flops_inference"]["total"] / k4["flops_inference"]["total"]
     assert pi0_tiny_results["environment"]["dtype"] == "float32" and pi0_tiny_results["repeats"] == 1
+
+
+@pytest.mark.parametrize("architecture", ["smolvla_tiny", "pi0_tiny"])
+def test_deployment_calls_make_the_chunk_the_record_loop_and_the_async_server_act_on(architecture):
+    """From one robot observation both paths make the same chunk (same noise): the record loop's action is the
+    async server's first, both as they reach the motors (after the postprocessor)."""
+    policy = bench.build_policy(architecture, "cpu")
+    calls = bench.deployment_calls(policy, "cpu")
+    torch.manual_seed(0)
+    action = calls["record_loop_chunk"]()
+    torch.manual_seed(0)
+    chunk = calls["async_server_chunk"]()
+    assert action.shape == (1, 6) and chunk.shape == (1, policy.config.chunk_size, 6)
+    torch.testing.assert_close(action, chunk[:, 0])
+    torch.manual_seed(0)
+    assert torch.equal(calls["record_loop_chunk"](), action)  # the queue was emptied: a new chunk, not the next action
+
+
+def test_benchmark_times_the_deployment_chunk_of_every_variant(pi0_tiny_results):
+    for name, variant in pi0_tiny_results["variants"].items():
+        for label in bench.DEPLOYMENT:
+            assert variant[f"seconds_{label}"] > 0
+            assert variant[f"speedup_{label}"] == 1.0 if name == "dense" else variant[f"speedup_{label}"] > 0

@@ -17,9 +17,12 @@ tower counted and without it (the paper's measure). Times (:func:`time_rounds`):
 variant once per round, the order rotated from round to round, garbage collection off around each timed
 call; a variant's speed-up is the median over rounds of dense's time in that round over its own, with the
 interquartile range of those ratios. Each run records the torch and CUDA versions, device, dtype and TF32
-settings (:func:`environment`).
+settings (:func:`environment`). What an SO-100 user waits for is timed too (:func:`deployment_calls`): one
+action chunk from a robot observation to the actions for the motors, as LeRobot's record loop and its
+async policy server make it.
 """
 
+import copy
 import gc
 import platform
 import statistics
@@ -29,23 +32,31 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 from lerobot.configs.types import FeatureType, PolicyFeature
+from lerobot.policies.utils import prepare_observation_for_inference
 from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from lerobot_grids.backbones import SMOLVLM2_500M, TINY_SMOLVLM
+from lerobot_grids.backbones import SMOLVLM2_500M, TINY_PALIGEMMA_TOKENIZER, TINY_SMOLVLM
+from lerobot_grids.compat import predict_action
 from lerobot_grids.grids import GridSampler, GridSConfig
 from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PI0GridsConfig
 from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy
+from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_pre_post_processors
 from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
+from lerobot_grids.policies.smolvla_grids.processor_smolvla_grids import make_smolvla_grids_pre_post_processors
 
 CAMERAS = ("observation.images.front", "observation.images.wrist")
 LANGUAGE_TOKENS = 48  # both policies' default tokenizer_max_length
 DENSE, NO_IMAGE_TOKENS = "dense", "no image tokens"
+ROBOT_CAMERA_HW = (480, 640)  # the RealSense mode of the shipped SO-100 configs
+ROBOT_TYPE, TASK = "so100_follower", "Pick up the cube and put it in the box."
+DEPLOYMENT = ("record_loop_chunk", "async_server_chunk")
 ARCHITECTURES: dict[str, Callable[[], SmolVLAGridsConfig | PI0GridsConfig]] = {
     "smolvla": lambda: SmolVLAGridsConfig(vlm_model_name=str(SMOLVLM2_500M), load_vlm_weights=False),
     "pi0": lambda: PI0GridsConfig(),
@@ -139,6 +150,46 @@ def training_loss(policy, inputs: dict) -> Tensor:
         inputs["actions"], noise=inputs["noise"], time=inputs["time"],
     )
     return losses.mean()
+
+
+def deployment_calls(policy, device: str) -> dict[str, Callable[[], object]]:
+    """One action chunk as a policy on an SO-100 makes it, from the robot's observation (two 640x480 RGB
+    frames and 6 joint positions, as LeRobot's robot returns them) to the actions for the motors, through
+    LeRobot's processors of the policy type (unit normalisation statistics; the task tokenised with a
+    shipped tokenizer, as the full-size ones are not shipped: tokenising one prompt takes well under a
+    millisecond):
+
+    - ``record_loop_chunk``: LeRobot's ``predict_action``, what ``lerobot-record`` / ``lerobot-rollout`` call
+      every step, with the policy's action queue emptied first, so that the call makes a chunk, as every
+      ``n_action_steps``-th step of the loop does;
+    - ``async_server_chunk``: the observation through the preprocessor, ``predict_action_chunk`` (what
+      LeRobot's policy server calls for each observation it gets) and the postprocessor over the chunk.
+    """
+    config = copy.copy(policy.config)
+    if isinstance(config, PI0GridsConfig):
+        config.tokenizer_name, make_processors = str(TINY_PALIGEMMA_TOKENIZER), make_pi0_grids_pre_post_processors
+    else:
+        config.vlm_model_name, make_processors = str(TINY_SMOLVLM), make_smolvla_grids_pre_post_processors
+    unit = {"mean": torch.zeros(6), "std": torch.ones(6), "min": -torch.ones(6), "max": torch.ones(6),
+            "q01": -torch.ones(6), "q99": torch.ones(6)}
+    config.device = device
+    preprocessor, postprocessor = make_processors(config, dataset_stats={"observation.state": unit, "action": unit})
+    generator = np.random.default_rng(0)
+    observation = {camera: generator.integers(0, 256, (*ROBOT_CAMERA_HW, 3), dtype=np.uint8) for camera in CAMERAS}
+    observation["observation.state"] = generator.normal(size=6).astype(np.float32)
+    torch_device = torch.device(device)
+
+    def record_loop_chunk():
+        policy.reset()
+        return predict_action(observation, policy, torch_device, preprocessor, postprocessor, use_amp=False,
+                              task=TASK, robot_type=ROBOT_TYPE)
+
+    def async_server_chunk():
+        with torch.inference_mode():
+            batch = preprocessor(prepare_observation_for_inference(dict(observation), torch_device, TASK, ROBOT_TYPE))
+            return postprocessor(policy.predict_action_chunk(batch))
+
+    return {"record_loop_chunk": record_loop_chunk, "async_server_chunk": async_server_chunk}
 
 
 def vision_modules(policy) -> list[nn.Module]:
@@ -286,8 +337,10 @@ def benchmark(
     device: str,
     fake_flops: bool,
     latency: bool = True,
+    deployment: bool = True,
 ) -> dict:
-    """FLOPs (batch 1), prefix tokens and, with ``latency``, times and peak memory of every variant."""
+    """FLOPs (batch 1), prefix tokens and, with ``latency``, times and peak memory of every variant (with
+    ``deployment``, also of one action chunk as LeRobot's record loop and async server make it)."""
     results: dict = {"architecture": architecture, "device": device, "repeats": repeats, "warmup": warmup,
                      "variants": {}}
     # Fake tensors carry shapes and devices but no data: a model of any size is counted in no memory.
@@ -314,20 +367,25 @@ def benchmark(
         policy = build_policy(architecture, device)
         samplers = make_samplers(policy, ks)
     results["environment"] = environment(device, next(policy.parameters()).dtype)
-    measurements = [(f"inference_b{b}", b, False) for b in batch_sizes]
+    measurements = [(f"inference_b{b}", b, "inference") for b in batch_sizes]
     if train_batch_size:
-        measurements.append((f"training_step_b{train_batch_size}", train_batch_size, True))
+        measurements.append((f"training_step_b{train_batch_size}", train_batch_size, "training"))
+    if deployment:
+        measurements += [(label, 1, label) for label in DEPLOYMENT]
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-6)
-    for label, batch_size, training in measurements:
-        inputs = make_inputs(policy, batch_size, device)
+    for label, batch_size, kind in measurements:
+        if kind in DEPLOYMENT:
+            call = deployment_calls(policy, device)[kind]
+        else:
+            inputs = make_inputs(policy, batch_size, device)
 
-        def call(training=training, inputs=inputs):
-            if training:
-                optimizer.zero_grad(set_to_none=True)
-                training_loss(policy, inputs).backward()
-                optimizer.step()
-            else:
-                inference_call(policy, inputs)
+            def call(training=kind == "training", inputs=inputs):
+                if training:
+                    optimizer.zero_grad(set_to_none=True)
+                    training_loss(policy, inputs).backward()
+                    optimizer.step()
+                else:
+                    inference_call(policy, inputs)
 
         def with_sampler(name: str, call=call) -> Callable[[], None]:
             def run():

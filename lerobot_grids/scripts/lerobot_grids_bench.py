@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> Path:
                         help="count FLOPs and tokens only")
     parser.add_argument("--latency-models", nargs="*", default=None,
                         help="models to time (default: all; pi0 needs a GPU with ~40 GB)")
+    parser.add_argument("--no-deployment", dest="deployment", action="store_false",
+                        help="do not time one action chunk as LeRobot's record loop and async server make it")
     parser.add_argument("--output-dir", type=Path, default=None, help="new folder (default outputs/bench/<time>)")
     parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
                         help="measure nothing: write report.md and speedup.png again beside a stored results.json")
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> Path:
         all_results.append(benchmark(
             model, args.ks, args.batch_sizes, args.train_batch_size, args.repeats, args.warmup, args.device,
             # SmolVLM's vision embeddings read tensor values, so SmolVLA is counted on real tensors.
-            fake_flops=model.startswith("pi0"), latency=model in latency_models,
+            fake_flops=model.startswith("pi0"), latency=model in latency_models, deployment=args.deployment,
         ))
         all_results[-1]["benchmark_minutes"] = round((time.monotonic() - started) / 60, 1)
     command = "lerobot-grids-bench " + " ".join(argv if argv is not None else sys.argv[1:])
