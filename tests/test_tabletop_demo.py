@@ -228,6 +228,8 @@ def test_checks():
     listed = checks(_results(success, pointing), TINY)
     assert [check["holds"] for check in listed] == [True, True, False, False, False, True, True]
     assert f"p = {sign_flip_p_value(np.full(10, 2.5)):.4f}" in listed[5]["numbers"]  # 10 scenes, all positive
+    pointing["grids_k16"].update(scene_on_target=[3.0] * 30, random_scene_on_target=[0.5] * 30)
+    assert "p < 0.0001" in checks(_results(success, pointing), TINY)[5]["numbers"]  # 1 flip in 2^30: below resolution
     success["grids_k16"]["default"] = 55.0  # below top-k: Tab. 10's order does not hold
     pointing["grids_k16"]["on_target"] = 1.0  # 2x random only
     assert [check["holds"] for check in checks(_results(success, pointing), TINY)][-2:] == [False, False]

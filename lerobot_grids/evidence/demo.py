@@ -285,6 +285,11 @@ def pooled_pointing(units: list[dict]) -> dict:
     return pooled
 
 
+def format_p(p_value: float | None) -> str:
+    """A p-value as the report writes it; below 1e-4 only its bound (the test resolves 1 / 20001)."""
+    return "n/a" if p_value is None else "< 0.0001" if p_value < 1e-4 else f"{p_value:.4f}"
+
+
 def checks(results: dict, scale: DemoScale) -> list[dict]:
     """The claims the report may make, each with whether this run's numbers support it (means over seeds)."""
     results = upgrade(results)
@@ -319,7 +324,7 @@ def checks(results: dict, scale: DemoScale) -> list[dict]:
             "holds": ratio >= POINTING_RATIO and p_value is not None and p_value < SIGNIFICANCE,
             "numbers": f"{rates['on_target']:.1f}% vs {rates['random_on_target']:.1f}% of points ({ratio:.1f}x), "
                        + ("p not available: this run stored no per-scene counts" if p_value is None
-                          else f"p = {p_value:.4f}"),
+                          else f"p {format_p(p_value)}" if p_value < 1e-4 else f"p = {format_p(p_value)}"),
         })
     grids_k16 = [name for name in success if _parse(name) in {(kind, 16) for kind in ("grids", "attention", "instructed")}]
     if grids_k16 and {"topk_k16", "random_k16"} <= set(success):
@@ -449,7 +454,7 @@ def write_report(results: dict, output_dir: Path) -> str:
         lines.append(
             f"| {label(name)} | {rates['on_target']:.1f}% | {rates['random_on_target']:.1f}% "
             f"| {rates['on_target'] / max(rates['random_on_target'], 1e-9):.1f}x "
-            f"| {'n/a' if rates['p_value'] is None else format(rates['p_value'], '.4f')} "
+            f"| {format_p(rates['p_value'])} "
             f"| {rates['near_target']:.1f}% | {rates['random_near_target']:.1f}% | {pair('')} | {pair('random_')} "
             f"| {format(rates['layout_change'], '.2f') if 'layout_change' in rates else 'n/a'} |")
     lines += ["", "## Checks", ""]
