@@ -372,10 +372,11 @@ def benchmark(
         measurements.append((f"training_step_b{train_batch_size}", train_batch_size, "training"))
     if deployment:
         measurements += [(label, 1, label) for label in DEPLOYMENT]
+    deployment_chunks = deployment_calls(policy, device) if deployment else {}
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-6)
     for label, batch_size, kind in measurements:
         if kind in DEPLOYMENT:
-            call = deployment_calls(policy, device)[kind]
+            call = deployment_chunks[kind]
         else:
             inputs = make_inputs(policy, batch_size, device)
 

@@ -292,7 +292,6 @@ def format_p(p_value: float | None) -> str:
 
 def checks(results: dict, scale: DemoScale) -> list[dict]:
     """The claims the report may make, each with whether this run's numbers support it (means over seeds)."""
-    results = upgrade(results)
     success = results["success"]
     dense, floor = success["dense"]["default"], success["dense"]["blank"]
     learned = dense >= floor + 30
@@ -384,7 +383,7 @@ def _seeds_text(seeds: list[int]) -> str:
 
 
 def write_report(results: dict, output_dir: Path) -> str:
-    results = upgrade(results)
+    """``report.md`` of results in today's form (:func:`upgrade`) with their ``checks``."""
     scale, names, seeds = results["scale"], list(results["success"]), results["seeds"]
     variants = ["default", *OOD_VARIANTS]
     n = scale["eval_episodes"]
@@ -459,7 +458,7 @@ def write_report(results: dict, output_dir: Path) -> str:
             f"| {format(rates['layout_change'], '.2f') if 'layout_change' in rates else 'n/a'} |")
     lines += ["", "## Checks", ""]
     lines += [f"- [{'x' if check['holds'] else ' '}] {check['claim']} ({check['numbers']})"
-              for check in checks(results, DemoScale(**{**scale, "ks": tuple(scale["ks"])}))]
+              for check in results["checks"]]
     first = {name: units[min(units, key=int)]["checkpoint"] for name, units in results["runs"].items()}
     lines += [
         "",
@@ -498,6 +497,10 @@ def _pictures(output_dir: Path, results: dict) -> dict[str, np.ndarray]:
     return pictures
 
 
+def _scale(results: dict) -> DemoScale:
+    return DemoScale(**{**results["scale"], "ks": tuple(results["scale"]["ks"])})
+
+
 def render(output_dir: Path) -> dict:
     """Writes ``report.md`` and the plots of a run folder again from what it stored: its units (a run made
     with units, finished or not; ``results.json`` is written too) or, for a run stored before units, its
@@ -506,10 +509,11 @@ def render(output_dir: Path) -> dict:
         results = collect(output_dir)
         if "dense" not in results["runs"]:
             raise ValueError(f"{output_dir}: the dense baseline has not finished yet; the report compares with it.")
-        results["checks"] = checks(results, DemoScale(**{**results["scale"], "ks": tuple(results["scale"]["ks"])}))
+        results["checks"] = checks(results, _scale(results))
         (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     elif (output_dir / "results.json").is_file():
         results = upgrade(json.loads((output_dir / "results.json").read_text()))
+        results["checks"] = checks(results, _scale(results))  # today's checks; the stored file is left as it is
     else:
         raise FileNotFoundError(f"{output_dir} holds no lerobot-grids-demo run (no run.json or results.json).")
     plot(results, output_dir, _pictures(output_dir, results))
