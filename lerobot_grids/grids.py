@@ -4,6 +4,7 @@ Dense visual tokens of one camera, laid out on an ``H x W`` grid, are reduced to
 learned continuous points by bilinear interpolation. Pure torch: nothing here knows about LeRobot.
 """
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -102,12 +103,28 @@ def bilinear_sample(feature_map: Tensor, points: Tensor, mode: str = "bilinear")
 
 
 def grid_centres(grid_hw: tuple[int, int], device=None, dtype=None) -> Tensor:
-    """``[H*W, 2]`` the ``(x, y)`` point of every token centre, in row-major token order."""
+    """``[H*W, 2]`` the ``(x, y)`` point of every token centre, in row-major token order.
+
+    Made once per grid, device and dtype and shared between calls (never change it in place); an ordinary tensor
+    even when first asked for under ``torch.inference_mode`` (LeRobot's acting paths), so that training can use it
+    after. Under ``torch.compile`` it is made in the graph, which keeps it as a constant."""
+    if torch.compiler.is_compiling():
+        return _grid_centres(tuple(grid_hw), device, dtype)
+    return _cached_grid_centres(tuple(grid_hw), device, dtype)
+
+
+def _grid_centres(grid_hw: tuple[int, int], device, dtype) -> Tensor:
     height, width = grid_hw
     ys = torch.linspace(0, 1, height, device=device, dtype=dtype)
     xs = torch.linspace(0, 1, width, device=device, dtype=dtype)
     yy, xx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([xx.flatten(), yy.flatten()], dim=-1)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_grid_centres(grid_hw: tuple[int, int], device, dtype) -> Tensor:
+    with torch.inference_mode(False), torch.no_grad():
+        return _grid_centres(grid_hw, device, dtype)
 
 
 def mean_pairwise_distance(points: Tensor) -> Tensor:
@@ -206,14 +223,14 @@ class GridSampler(nn.Module):
         if height * width != num_tokens:
             raise ValueError(f"GridS got {num_tokens} tokens for a {height}x{width} grid ({height * width} tokens).")
         if self.config.sampler == "dense":
-            return tokens, grid_centres(grid_hw, tokens.device, tokens.dtype).expand(batch, -1, -1)
+            return tokens, grid_centres((height, width), tokens.device, tokens.dtype).expand(batch, -1, -1)
         self.check_grid(grid_hw)
 
         if self.config.instruction and context is None:
             raise ValueError("This GridS sampler is instruction-conditioned (instruction=True) and got no instruction.")
         if self.config.sampler == "grids" and self.config.predictor == "attention":
             pitch = 1 / max(height - 1, width - 1, 1)
-            points = self.attention_predictor(tokens, grid_centres(grid_hw, tokens.device), pitch, context)
+            points = self.attention_predictor(tokens, grid_centres((height, width), tokens.device), pitch, context)
             sampled = bilinear_sample(tokens.view(batch, height, width, -1), points, self.config.interpolation)
         elif self.config.sampler == "grids":
             pooled = tokens.mean(dim=1) if self.config.pooling == "mean" else tokens.amax(dim=1)
@@ -230,7 +247,7 @@ class GridSampler(nn.Module):
                 scores = tokens.float().norm(dim=-1)
             index = scores.topk(self.config.num_tokens, dim=1).indices
             sampled = tokens.gather(1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
-            points = grid_centres(grid_hw, tokens.device, tokens.dtype)[index]
+            points = grid_centres((height, width), tokens.device, tokens.dtype)[index]
 
         if self.config.coord_injection:
             position = self.coord_encoder(points.to(self.coord_encoder[0].weight.dtype))

@@ -80,40 +80,63 @@ def test_prefix_pass_is_transformers_gemma_without_the_embedding_normaliser(data
     embeds, _, mask, positions = _prefix_inputs(policy)
     (ours, _), cache = backbone.forward(mask, positions, None, [embeds, None], use_cache=True)
     language_model = backbone.paligemma.model.language_model
-    language_model.config._attn_implementation = "eager"  # as pi0 sets it (softmax in float32 in both)
+    language_model.config._attn_implementation = "eager"  # as pi0 sets it
     stock = language_model(inputs_embeds=embeds / language_model.config.hidden_size**0.5,
                            attention_mask=mask, position_ids=positions).last_hidden_state
-    torch.testing.assert_close(ours, stock)
+    # transformers' eager attention takes its softmax in float32, ours (SDPA) in the inputs' float64
+    torch.testing.assert_close(ours, stock, rtol=1e-6, atol=1e-6)
     assert len(cache) == len(language_model.layers)
 
 
 @openpi_forward_only
 def test_suffix_pass_attends_to_the_cached_prefix_and_leaves_it_unchanged(dataset_root):
+    """Each denoising step's suffix attends to the cached prefix (against transformers' own Gemma with a cache); the
+    prefix is left as it is, and later steps write their keys and values into the buffers the first laid out."""
     policy = _float64_policy(dataset_root)
     backbone = policy.model.paligemma_with_expert
     embeds, pad, prefix_mask, positions = _prefix_inputs(policy)
     _, cache = backbone.forward(prefix_mask, positions, None, [embeds, None], use_cache=True)
     cached = [(k.clone(), v.clone()) for k, v in cache]
 
-    generator = torch.Generator().manual_seed(2)
-    suffix = torch.randn(2, 5, backbone.gemma_expert.config.hidden_size, generator=generator, dtype=torch.float64)
     suffix_pad, suffix_att = torch.ones(2, 5, dtype=torch.bool), torch.tensor([[1, 1, 0, 0, 0]] * 2, dtype=torch.bool)
     full = torch.cat([pad[:, None, :].expand(2, 5, 7), make_att_2d_masks(suffix_pad, suffix_att)], dim=2)
     mask = policy.model._prepare_attention_masks_4d(full).double()
     suffix_positions = pad.sum(-1, keepdim=True) + torch.cumsum(suffix_pad, dim=1) - 1
-    for _ in range(2):  # a second denoising step sees the same prefix
-        (_, ours), _ = backbone.forward(mask, suffix_positions, cache, [None, suffix], use_cache=False)
-    for (k, v), (k0, v0) in zip(cache, cached, strict=True):
-        assert torch.equal(k, k0) and torch.equal(v, v0)
-
     expert = backbone.gemma_expert.model
     expert.config._attn_implementation = "eager"
-    stock_cache = DynamicCache()
-    for index, (k, v) in enumerate(cached):
-        stock_cache.update(k, v, index)
-    stock = expert(inputs_embeds=suffix / expert.config.hidden_size**0.5, attention_mask=mask,
-                   position_ids=suffix_positions, past_key_values=stock_cache).last_hidden_state
-    torch.testing.assert_close(ours, stock)
+    buffers = []
+    for step in range(3):  # every denoising step sees the same prefix
+        suffix = torch.randn(2, 5, expert.config.hidden_size, generator=torch.Generator().manual_seed(step),
+                             dtype=torch.float64)
+        (_, ours), _ = backbone.forward(mask, suffix_positions, cache, [None, suffix], use_cache=False)
+        stock_cache = DynamicCache()
+        for index, (k, v) in enumerate(cached):
+            stock_cache.update(k, v, index)
+        stock = expert(inputs_embeds=suffix / expert.config.hidden_size**0.5, attention_mask=mask,
+                       position_ids=suffix_positions, past_key_values=stock_cache).last_hidden_state
+        torch.testing.assert_close(ours, stock, rtol=1e-6, atol=1e-6)  # softmax in float32 in eager transformers
+        buffers.append([key.data_ptr() for key, _ in cache._buffers.values()])
+    for (k, v), (k0, v0) in zip(cache, cached, strict=True):
+        assert torch.equal(k, k0) and torch.equal(v, v0)
+    assert buffers[0] == buffers[1] == buffers[2]  # laid out once, written in place after
+
+
+def test_grouped_query_attention_is_attention_with_shared_key_value_heads():
+    """Against attention written out with each key-value head repeated for its group of query heads (Gemma's
+    ``repeat_kv``), in float64, with pi0's additive mask (a padded key masked for every query)."""
+    from lerobot_grids.policies.pi0_grids.openpi_forward import grouped_query_attention
+
+    generator = torch.Generator().manual_seed(0)
+    for heads, groups in ((8, 1), (4, 2), (2, 2)):
+        query = torch.randn(2, heads, 5, 16, generator=generator, dtype=torch.float64)
+        key, value = (torch.randn(2, groups, 9, 16, generator=generator, dtype=torch.float64) for _ in range(2))
+        visible = torch.rand(2, 1, 5, 9, generator=generator) < 0.7
+        visible[..., 0], visible[1, ..., -1] = True, False
+        mask = torch.where(visible, 0.0, -2.3819763e38).double()
+        repeated = [tensor.repeat_interleave(heads // groups, dim=1) for tensor in (key, value)]
+        weights = torch.softmax(query @ repeated[0].transpose(-1, -2) * 0.25 + mask, dim=-1)
+        torch.testing.assert_close(grouped_query_attention(query, key, value, mask, 0.25),
+                                   (weights @ repeated[1]).transpose(1, 2), rtol=1e-12, atol=1e-12)
 
 
 @openpi_forward_only
@@ -288,9 +311,9 @@ def test_backbone_runs_unchanged_with_openpi_patched_norms(dataset_root):
 
 
 @openpi_forward_only
-def test_dense_training_loss_is_exactly_lerobot_pi0s(dataset_root, monkeypatch):
+def test_dense_training_loss_is_lerobot_pi0s(dataset_root, monkeypatch):
     """sampler=dense against LeRobot's own pi0 joint forward (``compute_layer_complete``) on the same
-    weights and noise. That code needs the patched interface (norms returning ``(x, gate)``,
+    weights and noise, to float32's rounding. That code needs the patched interface (norms returning ``(x, gate)``,
     ``modeling_gemma._gated_residual``), given here inside this test only. Inference is tied to the
     same computation by test_training_and_inference_paths_give_the_same_velocity."""
     import types
@@ -321,7 +344,8 @@ def test_dense_training_loss_is_exactly_lerobot_pi0s(dataset_root, monkeypatch):
     monkeypatch.setattr(backbone, "forward", types.MethodType(PaliGemmaWithExpertModel.forward, backbone))
     assert backbone.forward.__func__ is PaliGemmaWithExpertModel.forward  # LeRobot's code runs now
     lerobot = model.forward(*inputs, noise=noise, time=time)
-    assert torch.equal(ours, lerobot)
+    # equal to float32's rounding: our attention runs on SDPA (grouped_query_attention), LeRobot's in eager matmuls
+    torch.testing.assert_close(ours, lerobot, rtol=1e-5, atol=1e-6)
 
 
 def test_bfloat16_policy_matches_float32_within_its_precision_and_samples_in_float32(dataset_root):

@@ -23,11 +23,62 @@ itself, and this module is not used there (:mod:`lerobot_grids.compat`).
 """
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
-from transformers.models.gemma.modeling_gemma import apply_rotary_pos_emb, eager_attention_forward
+from transformers.models.gemma.modeling_gemma import apply_rotary_pos_emb
 
-KVCache = list[tuple[Tensor, Tensor]]
+
+class PrefixKeyValueCache:
+    """The prefix's keys and values per layer (pi0's ``past_key_values``), left as they are (openpi patch, 4.),
+    with room after them for a suffix: the first denoising step lays prefix and suffix out in one buffer per
+    layer, and each later step writes its suffix's keys and values there in place and attends to the whole,
+    instead of concatenating prefix and suffix anew in every layer and step."""
+
+    def __init__(self):
+        self.prefix: list[tuple[Tensor, Tensor]] = []
+        self._buffers: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def append(self, key_value: tuple[Tensor, Tensor]) -> None:
+        self.prefix.append(key_value)
+
+    def __len__(self) -> int:
+        return len(self.prefix)
+
+    def __iter__(self):
+        return iter(self.prefix)
+
+    def with_suffix(self, layer_index: int, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """``[B, heads, prefix + suffix, head_dim]`` keys and values of layer ``layer_index``."""
+        prefix_key, prefix_value = self.prefix[layer_index]
+        length = prefix_key.shape[2]
+        buffers = self._buffers.get(layer_index)
+        if buffers is None or buffers[0].shape != (*key.shape[:2], length + key.shape[2], key.shape[3]) \
+                or buffers[0].dtype != key.dtype:
+            buffers = (torch.cat([prefix_key, key], dim=2), torch.cat([prefix_value, value], dim=2))
+            self._buffers[layer_index] = buffers
+        else:
+            buffers[0][:, :, length:] = key
+            buffers[1][:, :, length:] = value
+        return buffers
+
+
+def grouped_query_attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float) -> Tensor:
+    """Scaled dot-product attention of ``query [B, heads, T, D]`` over ``key``/``value [B, kv heads, S, D]`` (each
+    group of ``heads / kv heads`` consecutive query heads shares one key-value head, as in Gemma), with pi0's
+    additive ``mask [B, 1, T, S]``; ``[B, T, heads, D]``.
+
+    The heads of a group are folded into the query length, so torch's SDPA kernels (masks supported) attend to
+    the shared keys and values as they are, without copying them once per query head (transformers' ``repeat_kv``).
+    """
+    batch, heads, length, dim = query.shape
+    groups = key.shape[1]
+    per_group = heads // groups
+    folded = query.reshape(batch, groups, per_group * length, dim)
+    if mask is not None:
+        mask = mask[..., : key.shape[2]].to(query.dtype).repeat(1, 1, per_group, 1)
+    attended = F.scaled_dot_product_attention(folded, key, value, attn_mask=mask, scale=scale)
+    return attended.reshape(batch, heads, length, dim).transpose(1, 2)
 
 
 def rms_norm(norm: nn.Module, states: Tensor) -> Tensor:
@@ -65,11 +116,11 @@ class OpenpiForwardOnStockTransformers:
         self,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: KVCache | None = None,
+        past_key_values: PrefixKeyValueCache | None = None,
         inputs_embeds: list[Tensor | None] | None = None,
         use_cache: bool | None = None,
         adarms_cond: list[Tensor | None] | None = None,
-    ) -> tuple[list[Tensor | None], KVCache | None]:
+    ) -> tuple[list[Tensor | None], PrefixKeyValueCache | None]:
         """Run the prefix (``inputs_embeds[0]``, through PaliGemma's Gemma), the suffix (``[1]``, through
         the action expert) or both in joint attention, as pi0 calls it.
 
@@ -84,11 +135,10 @@ class OpenpiForwardOnStockTransformers:
         hidden = [embeds.to(model.layers[0].self_attn.q_proj.weight.dtype) for model, embeds in streams]
         cos, sin = models[0].rotary_emb(hidden[0], position_ids)
         use_checkpointing = self.training and any(model.gradient_checkpointing for model in models)
-        cache = [] if use_cache else None
+        cache = PrefixKeyValueCache() if use_cache else None
         for layer_index in range(len(models[0].layers)):
             layers = [model.layers[layer_index] for model, _ in streams]
-            past = past_key_values[layer_index] if past_key_values is not None else None
-            arguments = (layers, hidden, attention_mask, cos, sin, past)
+            arguments = (layers, hidden, attention_mask, cos, sin, past_key_values, layer_index)
             if use_checkpointing:
                 hidden, key_value = checkpoint(self._joint_layer, *arguments, use_reentrant=False)
             else:
@@ -105,27 +155,27 @@ class OpenpiForwardOnStockTransformers:
         attention_mask: Tensor | None,
         cos: Tensor,
         sin: Tensor,
-        past: tuple[Tensor, Tensor] | None,
+        past: PrefixKeyValueCache | None,
+        layer_index: int,
     ) -> tuple[list[Tensor], tuple[Tensor, Tensor]]:
-        """One pre-norm Gemma layer over the concatenated token streams, each with its own weights."""
+        """One pre-norm Gemma layer over the concatenated token streams, each with its own weights; attends to the
+        ``past`` prefix's keys and values of layer ``layer_index`` too, when given."""
         normed = [rms_norm(layer.input_layernorm, states) for layer, states in zip(layers, hidden, strict=True)]
 
         def heads(projection: str) -> Tensor:  # [B, heads, tokens of all streams, head_dim]
-            return torch.cat(
-                [
-                    getattr(layer.self_attn, projection)(states).unflatten(-1, (-1, layer.self_attn.head_dim))
-                    for layer, states in zip(layers, normed, strict=True)
-                ],
-                dim=1,
-            ).transpose(1, 2)
+            projected = [
+                getattr(layer.self_attn, projection)(states).unflatten(-1, (-1, layer.self_attn.head_dim))
+                for layer, states in zip(layers, normed, strict=True)
+            ]
+            return (projected[0] if len(projected) == 1 else torch.cat(projected, dim=1)).transpose(1, 2)
 
         query, key = apply_rotary_pos_emb(heads("q_proj"), heads("k_proj"), cos, sin)
         value = heads("v_proj")
+        cached = (key, value)
         if past is not None:
-            key, value = torch.cat([past[0], key], dim=2), torch.cat([past[1], value], dim=2)
+            key, value = past.with_suffix(layer_index, key, value)
         attention = layers[0].self_attn
-        attended, _ = eager_attention_forward(attention, query, key, value, attention_mask, attention.scaling)
-        attended = attended.flatten(2)
+        attended = grouped_query_attention(query, key, value, attention_mask, attention.scaling).flatten(2)
 
         outputs, start = [], 0
         for layer, states in zip(layers, hidden, strict=True):
@@ -135,5 +185,5 @@ class OpenpiForwardOnStockTransformers:
             mlp_input = rms_norm(layer.post_attention_layernorm, states).to(layer.mlp.up_proj.weight.dtype)
             outputs.append(states + layer.mlp(mlp_input))
             start = end
-        return outputs, (key, value)
+        return outputs, cached
 
