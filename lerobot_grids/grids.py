@@ -4,6 +4,7 @@ Dense visual tokens of one camera, laid out on an ``H x W`` grid, are reduced to
 learned continuous points by bilinear interpolation. Pure torch: nothing here knows about LeRobot.
 """
 
+import contextlib
 import functools
 import math
 from dataclasses import dataclass
@@ -210,6 +211,23 @@ class GridSampler(nn.Module):
                 f"{height * width} (or --policy.grids.sampler=dense to keep every token)."
             )
 
+    def predict_points(self, tokens: Tensor, grid_hw: tuple[int, int], context: Tensor | None) -> Tensor:
+        """``[B, K, 2]`` the ``grids`` sampler's points, in the predictor's own dtype even under autocast
+        (``accelerate launch --mixed_precision``): bfloat16 would round a point by up to a few thousandths of the
+        image."""
+        height, width = grid_hw
+        device = tokens.device.type
+        with contextlib.nullcontext() if device == "meta" else torch.autocast(device, enabled=False):
+            if self.config.predictor == "attention":
+                pitch = 1 / max(height - 1, width - 1, 1)
+                return self.attention_predictor(tokens, grid_centres(grid_hw, tokens.device), pitch, context)
+            pooled = tokens.mean(dim=1) if self.config.pooling == "mean" else tokens.amax(dim=1)
+            pooled = pooled.to(self.context_norm.weight.dtype)
+            if self.config.instruction:
+                pooled = pooled + self.instruction_proj(self.instruction_norm(context.to(pooled.dtype)))
+            logits = self.point_predictor(self.context_norm(pooled))
+            return torch.sigmoid(logits).view(tokens.shape[0], self.config.num_tokens, 2)
+
     def forward(self, tokens: Tensor, grid_hw: tuple[int, int], context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Sample ``tokens [B, H*W, C]`` of an ``H x W`` grid; ``context [B, C]``: the instruction, for a sampler
         with ``instruction=True`` (ignored otherwise).
@@ -228,17 +246,8 @@ class GridSampler(nn.Module):
 
         if self.config.instruction and context is None:
             raise ValueError("This GridS sampler is instruction-conditioned (instruction=True) and got no instruction.")
-        if self.config.sampler == "grids" and self.config.predictor == "attention":
-            pitch = 1 / max(height - 1, width - 1, 1)
-            points = self.attention_predictor(tokens, grid_centres((height, width), tokens.device), pitch, context)
-            sampled = bilinear_sample(tokens.view(batch, height, width, -1), points, self.config.interpolation)
-        elif self.config.sampler == "grids":
-            pooled = tokens.mean(dim=1) if self.config.pooling == "mean" else tokens.amax(dim=1)
-            pooled = pooled.to(self.context_norm.weight.dtype)
-            if self.config.instruction:
-                pooled = pooled + self.instruction_proj(self.instruction_norm(context.to(pooled.dtype)))
-            logits = self.point_predictor(self.context_norm(pooled))
-            points = torch.sigmoid(logits).view(batch, self.config.num_tokens, 2)
+        if self.config.sampler == "grids":
+            points = self.predict_points(tokens, (height, width), context)
             sampled = bilinear_sample(tokens.view(batch, height, width, -1), points, self.config.interpolation)
         else:
             if self.config.sampler == "random":

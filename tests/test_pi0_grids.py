@@ -350,8 +350,8 @@ def test_dense_training_loss_is_lerobot_pi0s(dataset_root, monkeypatch):
 
 def test_bfloat16_policy_matches_float32_within_its_precision_and_samples_in_float32(dataset_root):
     """``--policy.dtype=bfloat16`` (LeRobot's pi0 option): the backbone's weights in bfloat16, the GridS sampler
-    in float32; with the float32 policy's weights, noise and time, the flow-matching loss, the action chunk and
-    the sampled points agree within bfloat16's precision."""
+    in float32; with the float32 policy's weights, noise and time, the flow-matching loss, the action chunk, the
+    sampled points and the sampler's gradients (training in bfloat16) agree within bfloat16's precision."""
     torch.manual_seed(0)
     full = PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, grids={"num_tokens": 4})).eval()
     half = PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, grids={"num_tokens": 4},
@@ -363,18 +363,22 @@ def test_bfloat16_policy_matches_float32_within_its_precision_and_samples_in_flo
     batch = make_batch(full.config, dataset_root)
     generator = torch.Generator().manual_seed(1)
     noise, time = torch.randn(2, 4, 32, generator=generator), torch.tensor([0.3, 0.8])
-    losses, chunks, points = [], [], []
+    losses, chunks, points, gradients = [], [], [], []
     for policy in (full, half):
-        images, masks = policy._preprocess_images(batch)
         with torch.no_grad():
-            losses.append(policy.model.forward(
-                images, masks, batch["observation.language.tokens"], batch["observation.language.attention_mask"],
-                policy.prepare_state(batch), policy.prepare_action(batch), noise=noise, time=time).float().mean())
             chunks.append(policy.predict_action_chunk(dict(batch), noise=noise).float())
         points.append(policy.sampled_points()["observation.images.front"])
+        images, masks = policy.train()._preprocess_images(batch)
+        loss = policy.model.forward(
+            images, masks, batch["observation.language.tokens"], batch["observation.language.attention_mask"],
+            policy.prepare_state(batch), policy.prepare_action(batch), noise=noise, time=time).float().mean()
+        loss.backward()
+        losses.append(loss.detach())
+        gradients.append(torch.cat([p.grad.flatten() for p in policy.grids.parameters()]))
     assert points[1].dtype == torch.float32
     # measured: about 0.04% (loss), 0.2% of the largest action (chunk), under 0.001 (points) on both versions
     torch.testing.assert_close(losses[1], losses[0], rtol=0.01, atol=0)
     torch.testing.assert_close(chunks[1], chunks[0], rtol=0, atol=0.01 * chunks[0].abs().max().item())
     torch.testing.assert_close(points[1], points[0], rtol=0, atol=0.005)
+    assert gradients[1].dtype == torch.float32 and torch.cosine_similarity(gradients[1], gradients[0], dim=0) > 0.98
     assert not torch.equal(chunks[1], chunks[0])  # the bfloat16 weights did compute

@@ -266,3 +266,40 @@ def test_push_to_hub_uploads_config_weights_processors_and_card(dataset_root, tm
     card = files["README.md"].decode()
     assert "GridS token pruning" in card and "| `num_tokens` | `4` |" in card
     assert policy_type in card and fake_hub.validated_cards
+
+
+def test_bfloat16_vlm_acts_and_trains_like_float32_within_its_precision(dataset_root):
+    """SmolVLA loads its pretrained VLM in bfloat16 (``load_vlm_weights=true``) and keeps the action expert in float32;
+    ``accelerate launch --mixed_precision=bf16`` trains under bfloat16 autocast. The sampler stays in float32 (its
+    points too); with the float32 policy's weights and noise, the chunk, the loss and the sampler's gradients agree
+    within bfloat16's precision."""
+    torch.manual_seed(0)
+    config = make_config(dataset_root=dataset_root, grids={"num_tokens": 4, "predictor": "attention", "instruction": True})
+    full = SmolVLAGridsPolicy(config)
+    half = SmolVLAGridsPolicy(config)
+    half.load_state_dict(full.state_dict())
+    half.model.vlm_with_expert.vlm.to(torch.bfloat16)  # as from_pretrained(torch_dtype="bfloat16") gives it
+    assert {p.dtype for p in half.grids.parameters()} == {torch.float32}
+    batch = make_batch(config, dataset_root)
+    generator = torch.Generator().manual_seed(1)
+    noise = torch.randn(2, config.chunk_size, config.max_action_dim, generator=generator)
+    time = torch.tensor([0.3, 0.8])
+    results = {}
+    for name, policy, autocast in (("float32", full, False), ("bfloat16", half, False), ("autocast", full, True)):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            chunk = policy.eval().predict_action_chunk(dict(batch), noise=noise).float()
+        points = policy.sampled_points()["observation.images.front"]
+        policy.train().zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss, _ = policy.forward(dict(batch), noise=noise, time=time)
+        loss.backward()
+        gradient = torch.cat([p.grad.flatten() for p in policy.grids.parameters()])
+        results[name] = (chunk, points, loss.float(), gradient)
+    chunk, points, loss, gradient = results["float32"]
+    for name in ("bfloat16", "autocast"):
+        assert results[name][1].dtype == torch.float32 and results[name][3].dtype == torch.float32
+        torch.testing.assert_close(results[name][0], chunk, rtol=0, atol=0.02 * chunk.abs().max().item())
+        torch.testing.assert_close(results[name][1], points, rtol=0, atol=0.01)
+        torch.testing.assert_close(results[name][2], loss, rtol=0.02, atol=0)
+        assert torch.cosine_similarity(results[name][3], gradient, dim=0) > 0.98
+        assert not torch.equal(results[name][0], chunk)  # bfloat16 did compute
