@@ -115,6 +115,18 @@ def test_command_writes_json_markdown_and_plot_and_never_overwrites(tmp_path):
         lerobot_grids_bench.main(args)
 
 
+def test_compile_mode_times_policies_compiled_as_lerobot_compiles_them(monkeypatch):
+    """``--compile-mode``: the timed policy is built with ``compile_model`` and the mode (LeRobot's ``torch.compile``
+    of ``sample_actions`` and ``forward``), the FLOPs counted on an eager one; the run records the mode."""
+    modes = []
+    monkeypatch.setattr(torch, "compile", lambda function, *, mode=None, **_: modes.append(mode) or function)
+    results = bench.benchmark("smolvla_tiny", ks=[2], batch_sizes=[1], train_batch_size=0, repeats=1, warmup=0,
+                              device="cpu", fake_flops=False, deployment=False, compile_mode="max-autotune")
+    assert modes == ["max-autotune", "max-autotune"]
+    assert results["environment"]["compile"] == "max-autotune"
+    assert all("speedup_inference_b1" in variant for variant in results["variants"].values())
+
+
 def test_command_creates_its_folder_before_building_a_model(tmp_path, monkeypatch):
     def no_model(*args, **kwargs):
         raise RuntimeError("the models are built here")

@@ -77,10 +77,14 @@ class NoImageTokens(nn.Module):
         return tokens[:, :0], tokens.new_zeros(tokens.shape[0], 0, 2)
 
 
-def build_policy(architecture: str, device: str) -> SmolVLAGridsPolicy | PI0GridsPolicy:
-    """The architecture with random weights, two cameras and SO-100's 6 joints, on ``device``."""
+def build_policy(architecture: str, device: str, compile_mode: str | None = None) -> SmolVLAGridsPolicy | PI0GridsPolicy:
+    """The architecture with random weights, two cameras and SO-100's 6 joints, on ``device``; with ``compile_mode``,
+    compiled as ``--policy.compile_model=true --policy.compile_mode=<mode>`` compiles it (LeRobot's ``torch.compile``
+    of ``sample_actions`` and ``forward``)."""
     config = ARCHITECTURES[architecture]()
     config.device = device
+    if compile_mode is not None:
+        config.compile_model, config.compile_mode = True, compile_mode
     image_size = image_resolution(config)
     config.input_features = {camera: PolicyFeature(FeatureType.VISUAL, (3, image_size, image_size)) for camera in CAMERAS}
     config.input_features["observation.state"] = PolicyFeature(FeatureType.STATE, (6,))
@@ -315,15 +319,15 @@ def paired_speedup(dense: list[float], variant: list[float]) -> tuple[float, flo
     return quartiles([d / v for d, v in zip(dense, variant, strict=True)])
 
 
-def environment(device: str, dtype: torch.dtype) -> dict:
-    """What the times depend on besides the model: versions, device, dtype, TF32, threads."""
+def environment(device: str, dtype: torch.dtype, compile_mode: str | None = None) -> dict:
+    """What the times depend on besides the model: versions, device, dtype, TF32, threads, compile mode."""
     cuda = device.startswith("cuda")
     return {
         "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None, "python": platform.python_version(),
         "device": torch.cuda.get_device_name(device) if cuda else f"CPU ({platform.processor() or platform.machine()})",
         "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(),
         "tf32_matmul": torch.backends.cuda.matmul.allow_tf32 if cuda else None,
-        "tf32_cudnn": torch.backends.cudnn.allow_tf32 if cuda else None, "compile": None,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32 if cuda else None, "compile": compile_mode,
     }
 
 
@@ -338,9 +342,12 @@ def benchmark(
     fake_flops: bool,
     latency: bool = True,
     deployment: bool = True,
+    compile_mode: str | None = None,
 ) -> dict:
     """FLOPs (batch 1), prefix tokens and, with ``latency``, times and peak memory of every variant (with
-    ``deployment``, also of one action chunk as LeRobot's record loop and async server make it)."""
+    ``deployment``, also of one action chunk as LeRobot's record loop and async server make it). With
+    ``compile_mode`` every variant is timed compiled (dense included: compiled against compiled; the warm-up rounds
+    compile each variant), FLOPs are counted eagerly."""
     results: dict = {"architecture": architecture, "device": device, "repeats": repeats, "warmup": warmup,
                      "variants": {}}
     # Fake tensors carry shapes and devices but no data: a model of any size is counted in no memory.
@@ -363,10 +370,10 @@ def benchmark(
     if not latency:
         return results
 
-    if fake_flops:
-        policy = build_policy(architecture, device)
+    if fake_flops or compile_mode is not None:
+        policy = build_policy(architecture, device, compile_mode)
         samplers = make_samplers(policy, ks)
-    results["environment"] = environment(device, next(policy.parameters()).dtype)
+    results["environment"] = environment(device, next(policy.parameters()).dtype, compile_mode)
     measurements = [(f"inference_b{b}", b, "inference") for b in batch_sizes]
     if train_batch_size:
         measurements.append((f"training_step_b{train_batch_size}", train_batch_size, "training"))

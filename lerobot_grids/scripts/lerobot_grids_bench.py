@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--repeats", type=int, default=20, help="timed rounds (every variant once per round)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--compile-mode", default=None, metavar="MODE",
+                        help="time every variant compiled as --policy.compile_model=true --policy.compile_mode=MODE "
+                             "does it (e.g. max-autotune: CUDA graphs); default eager")
     parser.add_argument("--no-latency", dest="latency_models", action="store_const", const=[],
                         help="count FLOPs and tokens only")
     parser.add_argument("--latency-models", nargs="*", default=None,
@@ -77,6 +80,7 @@ def main(argv: list[str] | None = None) -> Path:
             model, args.ks, args.batch_sizes, args.train_batch_size, args.repeats, args.warmup, args.device,
             # SmolVLM's vision embeddings read tensor values, so SmolVLA is counted on real tensors.
             fake_flops=model.startswith("pi0"), latency=model in latency_models, deployment=args.deployment,
+            compile_mode=args.compile_mode,
         ))
         all_results[-1]["benchmark_minutes"] = round((time.monotonic() - started) / 60, 1)
     command = "lerobot-grids-bench " + " ".join(argv if argv is not None else sys.argv[1:])
