@@ -120,8 +120,8 @@ def test_compile_mode_times_policies_compiled_as_lerobot_compiles_them(monkeypat
     of ``sample_actions`` and ``forward``), the FLOPs counted on an eager one; the run records the mode."""
     modes = []
     monkeypatch.setattr(torch, "compile", lambda function, *, mode=None, **_: modes.append(mode) or function)
-    results = bench.benchmark("smolvla_tiny", ks=[2], batch_sizes=[1], train_batch_size=0, repeats=1, warmup=0,
-                              device="cpu", fake_flops=False, deployment=False, compile_mode="max-autotune")
+    results = bench.benchmark("pi0_tiny", ks=[2], batch_sizes=[1], train_batch_size=0, repeats=1, warmup=0,
+                              device="cpu", fake_flops=True, deployment=False, compile_mode="max-autotune")
     assert modes == ["max-autotune", "max-autotune"]
     assert results["environment"]["compile"] == "max-autotune"
     assert all("speedup_inference_b1" in variant for variant in results["variants"].values())
