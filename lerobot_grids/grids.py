@@ -44,6 +44,10 @@ class GridSConfig:
             switched off in the Tab. 12 ablation).
         predictor_hidden_dim: hidden width of the point-predicting MLP.
         coord_encoder_hidden_dim: hidden width of the coordinate encoder.
+        split_layer: sample inside the vision tower (``smolvla_grids`` only): its first ``split_layer`` layers run on
+            every patch, the points are predicted from their output, and the remaining layers run on the patch
+            windows read at the points only (:mod:`lerobot_grids.window_sampling`); ``None`` samples the tower's
+            output tokens (the paper's place).
     """
 
     num_tokens: int = 16
@@ -55,6 +59,7 @@ class GridSConfig:
     coord_injection: bool = True
     predictor_hidden_dim: int = 256
     coord_encoder_hidden_dim: int = 256
+    split_layer: int | None = None
 
     def __post_init__(self):
         _check_choice("sampler", self.sampler, SAMPLERS)
@@ -74,6 +79,11 @@ class GridSConfig:
         for name in ("predictor_hidden_dim", "coord_encoder_hidden_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"GridS {name} must be at least 1, got {getattr(self, name)}.")
+        if self.split_layer is not None and (self.sampler != "grids" or self.split_layer < 0):
+            raise ValueError(
+                f"GridS split_layer={self.split_layer} samples inside the vision tower after that many layers: it "
+                f"needs --policy.grids.sampler=grids (got {self.sampler!r}) and a layer count of 0 or more."
+            )
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -162,15 +172,20 @@ class GridSampler(nn.Module):
     pretrained tokens.
     """
 
-    def __init__(self, dim: int, config: GridSConfig):
+    def __init__(self, dim: int, config: GridSConfig, context_dim: int | None = None, output_dim: int | None = None):
+        """``dim``: width of the tokens the points are predicted from and read; ``context_dim``: of the instruction
+        (default ``dim``); ``output_dim``: of the tokens the coordinate embedding is added to (default ``dim``; they
+        differ when sampling inside a vision tower)."""
         super().__init__()
         self.config = config
         self.dim = dim
+        context_dim, output_dim = context_dim or dim, output_dim or dim
         if config.sampler == "dense":
             return
         if config.sampler == "grids" and config.predictor == "attention":
             self.attention_predictor = AttentionPointPredictor(
-                dim, config.num_tokens, config.predictor_hidden_dim, spread_points(config.num_tokens), config.instruction
+                dim, config.num_tokens, config.predictor_hidden_dim, spread_points(config.num_tokens), config.instruction,
+                context_dim,
             )
         elif config.sampler == "grids":
             self.context_norm = nn.LayerNorm(dim)
@@ -182,15 +197,15 @@ class GridSampler(nn.Module):
             with torch.no_grad():
                 self.point_predictor[-1].bias.copy_(torch.logit(spread_points(config.num_tokens)).flatten())
             if config.instruction:  # added to the pooled tokens; zero at first: the paper's predictor
-                self.instruction_norm = nn.LayerNorm(dim)
-                self.instruction_proj = nn.Linear(dim, dim)
+                self.instruction_norm = nn.LayerNorm(context_dim)
+                self.instruction_proj = nn.Linear(context_dim, dim)
                 nn.init.zeros_(self.instruction_proj.weight)
                 nn.init.zeros_(self.instruction_proj.bias)
         if config.coord_injection:
             self.coord_encoder = nn.Sequential(
                 nn.Linear(2, config.coord_encoder_hidden_dim),
                 nn.GELU(),
-                nn.Linear(config.coord_encoder_hidden_dim, dim),
+                nn.Linear(config.coord_encoder_hidden_dim, output_dim),
             )
             nn.init.zeros_(self.coord_encoder[-1].weight)
             nn.init.zeros_(self.coord_encoder[-1].bias)
@@ -258,7 +273,12 @@ class GridSampler(nn.Module):
             sampled = tokens.gather(1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
             points = grid_centres((height, width), tokens.device, tokens.dtype)[index]
 
-        if self.config.coord_injection:
-            position = self.coord_encoder(points.to(self.coord_encoder[0].weight.dtype))
-            sampled = sampled + position.to(sampled.dtype)
-        return sampled, points
+        return self.embed_coordinates(sampled, points), points
+
+    def embed_coordinates(self, sampled: Tensor, points: Tensor) -> Tensor:
+        """``sampled [B, K, C]`` with the coordinate encoder's embedding of their ``points`` added (§3.2), with
+        ``coord_injection``."""
+        if not self.config.coord_injection:
+            return sampled
+        position = self.coord_encoder(points.to(self.coord_encoder[0].weight.dtype))
+        return sampled + position.to(sampled.dtype)

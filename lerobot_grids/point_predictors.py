@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 
 class AttentionPointPredictor(nn.Module):
-    """``[B, N, C]`` tokens of an ``H x W`` grid (and an optional ``[B, C]`` context) in, ``[B, K, 2]`` points out.
+    """``[B, N, C]`` tokens of an ``H x W`` grid (and an optional ``[B, context_dim]`` context, ``context_dim``
+    defaulting to ``C``) in, ``[B, K, 2]`` points out.
 
     ``score[k, j] = q_k . key(token_j) / sqrt(d) - |c_j - s_k|^2 / (2 sigma^2)``, softmax over ``j``, points
     ``p_k = sum_j w_kj c_j`` for token centres ``c_j``. The second term is a Gaussian prior around learned
@@ -19,15 +20,16 @@ class AttentionPointPredictor(nn.Module):
     points, and the content term moves them. Differentiable end to end.
     """
 
-    def __init__(self, dim: int, num_points: int, hidden_dim: int, start_points: Tensor, use_context: bool):
+    def __init__(self, dim: int, num_points: int, hidden_dim: int, start_points: Tensor, use_context: bool,
+                 context_dim: int | None = None):
         super().__init__()
         self.token_norm = nn.LayerNorm(dim)
         self.key = nn.Linear(dim, hidden_dim)
         self.queries = nn.Parameter(torch.randn(num_points, hidden_dim) / hidden_dim**0.5)
         self.anchors = nn.Parameter(start_points.clone().float())
         if use_context:
-            self.context_norm = nn.LayerNorm(dim)
-            self.context_queries = nn.Linear(dim, num_points * hidden_dim)
+            self.context_norm = nn.LayerNorm(context_dim or dim)
+            self.context_queries = nn.Linear(context_dim or dim, num_points * hidden_dim)
             nn.init.zeros_(self.context_queries.weight)
             nn.init.zeros_(self.context_queries.bias)
         else:

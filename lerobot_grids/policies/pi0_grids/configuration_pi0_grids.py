@@ -52,6 +52,11 @@ class PaliGemmaGridSOptions:
         PreTrainedConfig.__post_init__(self)
         if isinstance(self.grids, dict):  # as from make_policy_config("pi0_grids", grids={...})
             self.grids = GridSConfig(**self.grids)
+        if self.grids.split_layer is not None:
+            raise ValueError(
+                f"--policy.grids.split_layer={self.grids.split_layer} (sampling inside the vision tower) is a "
+                f"smolvla_grids option; {self.type} samples SigLIP's output tokens. Drop it."
+            )
         if self.n_action_steps > self.chunk_size:
             raise ValueError(
                 f"n_action_steps ({self.n_action_steps}) cannot be greater than chunk_size ({self.chunk_size})."

@@ -3,13 +3,20 @@
 GridS sits exactly at ``SmolVLMWithExpertModel.embed_image`` (dense 8x8 connector tokens in, K tokens
 out, paper §3.2); everything before and after is LeRobot's SmolVLA, unchanged. Every dense parameter
 keeps its LeRobot name, so dense ``smolvla`` weights load as they are (``--policy.init_from``).
+
+With ``--policy.grids.split_layer=L`` GridS samples inside the vision tower instead: its first L layers run on every
+patch, the points are predicted from their output (one feature per pixel-shuffle window), each point reads the 4x4
+window of patches the pixel shuffle would merge (:mod:`lerobot_grids.window_sampling`), and the remaining layers, the
+post-layernorm, the pixel shuffle and the connector run on those K windows only.
 """
 
+import torch
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 from lerobot.policies.smolvla.smolvlm_with_expert import SmolVLMWithExpertModel
 from torch import Tensor
 
 from lerobot_grids.grids import GridSampler, GridSConfig
+from lerobot_grids.window_sampling import pool_windows, read_windows
 from lerobot_grids.policies.grids_policy import GridSPolicyMixin
 from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
 
@@ -28,10 +35,29 @@ class SmolVLMWithExpertGridSModel(SmolVLMWithExpertModel):
     @classmethod
     def add_grids(cls, backbone: SmolVLMWithExpertModel, config: GridSConfig) -> "SmolVLMWithExpertGridSModel":
         backbone.__class__ = cls
-        backbone.grids = GridSampler(backbone.config.text_config.hidden_size, config)
+        backbone.grids = backbone.make_sampler(config)
         backbone.sampled_points = []
         backbone.grids_context = None
         return backbone
+
+    def make_sampler(self, config: GridSConfig) -> GridSampler:
+        """The sampler of ``config``: on the connector's tokens, or with ``split_layer`` inside the vision tower
+        (points predicted from the tower's features, coordinates embedded at the language model's width)."""
+        width = self.config.text_config.hidden_size
+        if config.split_layer is None:
+            return GridSampler(width, config)
+        depth = self.config.vision_config.num_hidden_layers
+        if config.split_layer > depth:
+            raise ValueError(
+                f"--policy.grids.split_layer={config.split_layer} is beyond the vision tower's {depth} layers: give "
+                f"0 to {depth} (the layers that run on every patch before the points are predicted)."
+            )
+        return GridSampler(self.config.vision_config.hidden_size, config, context_dim=width, output_dim=width)
+
+    @property
+    def split_layer(self) -> int | None:
+        """The vision tower layers run on every patch before sampling inside it; ``None``: GridS samples its output."""
+        return getattr(self.grids, "config", GridSConfig()).split_layer
 
     def grid_hw(self, image_hw: tuple[int, int]) -> tuple[int, int]:
         """Token grid of the connector output for an image of ``image_hw``: the vision patches, merged by
@@ -44,9 +70,38 @@ class SmolVLMWithExpertGridSModel(SmolVLMWithExpertModel):
         return super().embed_image(image), self.grid_hw(image.shape[-2:])
 
     def embed_image(self, image: Tensor) -> Tensor:
-        tokens, points = self.grids(*self.dense_image_tokens(image), context=self.grids_context)
+        if self.split_layer is None:
+            tokens, points = self.grids(*self.dense_image_tokens(image), context=self.grids_context)
+        else:
+            tokens, points = self.sample_inside_the_tower(image)
         self.sampled_points.append(points.detach())
         return tokens
+
+    def sample_inside_the_tower(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """``([B, K, C] tokens, [B, K, 2] points)``: SmolVLM's vision tower and connector, with GridS after layer
+        ``split_layer`` (see the module). With a point on each window of the lattice (K = all windows), the tokens are
+        the dense connector tokens: attention, MLPs and norms do not depend on the patches' order, and each patch
+        keeps the position embedding it got at the input."""
+        vision, connector = self.get_vlm_model().vision_model, self.get_vlm_model().connector
+        window = self.config.scale_factor
+        pixels = image.to(dtype=vision.dtype)
+        batch, patch = pixels.shape[0], self.config.vision_config.patch_size
+        height, width = pixels.shape[-2] // patch, pixels.shape[-1] // patch
+        every_patch = torch.ones(batch, height, width, dtype=torch.bool, device=pixels.device)
+        hidden = vision.embeddings(pixel_values=pixels, patch_attention_mask=every_patch)
+        layers = vision.encoder.layers
+        for layer in layers[: self.split_layer]:
+            hidden = layer(hidden, attention_mask=None)
+        patches = hidden.view(batch, height, width, -1)
+        grid = self.grid_hw(image.shape[-2:])
+        self.grids.check_grid(grid)
+        points = self.grids.predict_points(pool_windows(patches, window), grid, self.grids_context)
+        hidden = read_windows(patches, points, window, self.grids.config.interpolation).flatten(1, 2)
+        for layer in layers[self.split_layer :]:
+            hidden = layer(hidden, attention_mask=None)
+        hidden = vision.post_layernorm(hidden)
+        tokens = connector(hidden.view(batch * points.shape[1], window * window, -1)).view(batch, points.shape[1], -1)
+        return self.grids.embed_coordinates(tokens, points), points
 
 
 class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
@@ -62,6 +117,10 @@ class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
         # Outside the VLM, so SmolVLA's freezing (train_expert_only, freeze_vision_encoder) never
         # freezes the sampler: it is always trained.
         backbone = SmolVLMWithExpertGridSModel.add_grids(self.model.vlm_with_expert, config.grids)
+        if config.grids.split_layer is not None:  # the tower after the split sees K windows: it is trained too
+            vision = backbone.get_vlm_model().vision_model
+            for module in (*vision.encoder.layers[config.grids.split_layer :], vision.post_layernorm):
+                module.requires_grad_(True)
         if config.resize_imgs_with_padding is not None:  # images reach the backbone at this size
             width, height = config.resize_imgs_with_padding
             backbone.grids.check_grid(backbone.grid_hw((height, width)))
