@@ -75,19 +75,30 @@ def test_phases_add_up_to_a_hand_count_and_vision_does_not_depend_on_the_sampler
     assert all(v["seconds_training_step_b2"] > 0 for v in variants.values())
 
 
+def hand_count_tiny_smolvlm_vision(patches_per_layer: list[int], tokens: int) -> int:
+    """FLOPs of ``tiny_smolvlm``'s vision tower on one 128x128 camera (8x8 patches of 16 pixels): the patch
+    embedding of all 64 patches, per layer (over the patches it sees) the q/k/v/o projections, the MLP and the
+    attention products QK^T and AV (SDPA, whose CPU kernel the counter does not know: counted through the math
+    backend), then the connector's projection of ``tokens`` 2x2 pixel-shuffled windows to the language model's width."""
+    width, mlp, patch, text_width = 32, 64, 16, 64
+    layers = sum(4 * 2 * n * width * width + 2 * 2 * n * width * mlp + 2 * 2 * n * n * width for n in patches_per_layer)
+    return 2 * 64 * (3 * patch * patch) * width + layers + 2 * tokens * (4 * width) * text_width
+
+
 def test_smolvla_vision_flops_match_a_hand_count_with_attention():
-    """SmolVLM's vision tower on one 128x128 camera of ``tiny_smolvlm``: the 16x16 patch embedding, per
-    layer the q/k/v/o projections, the MLP and the attention products QK^T and AV (SDPA, whose CPU kernel
-    the counter does not know: counted through the math backend), then the connector's projection of the
-    2x2 pixel-shuffled tokens to the language model's width."""
-    results = bench.benchmark("smolvla_tiny", ks=[2], batch_sizes=[1], train_batch_size=0, repeats=1, warmup=0,
-                              device="cpu", fake_flops=False, latency=False)
-    patches, width, mlp, layers, patch, text_width = 8 * 8, 32, 64, 2, 16, 64
-    per_layer = 4 * 2 * patches * width * width + 2 * 2 * patches * width * mlp + 2 * 2 * patches * patches * width
-    connector = 2 * (patches // 4) * (4 * width) * text_width
-    one_camera = 2 * patches * (3 * patch * patch) * width + layers * per_layer + connector
-    # SmolVLA's inference call embeds each of the two cameras once.
-    assert results["variants"]["dense"]["flops_inference"]["vision"] == 2 * one_camera
+    policy = bench.build_policy("smolvla_tiny", "cpu")
+    policy.config.num_steps = 1  # one denoising step: the vision tower runs once per call whatever their number
+    inputs = bench.make_inputs(policy, 1, "cpu")
+    vision = {}
+    for name, sampler in bench.make_samplers(policy, [4, 16], split_layers=[1]).items():
+        bench.use_sampler(policy, sampler)
+        vision[name] = bench.count_flops(policy, inputs, training=False)["vision"]
+    # SmolVLA's inference call embeds each of the two cameras once; GridS after the tower leaves it whole.
+    assert vision["dense"] == vision["K=4"] == 2 * hand_count_tiny_smolvlm_vision([64, 64], tokens=16)
+    # Inside the tower after layer 1: its second layer sees the K windows' 4 patches each; with a point on every
+    # window (K=16 of the 4x4 token grid) that is every patch again.
+    assert vision["K=4 in-tower L=1"] == 2 * hand_count_tiny_smolvlm_vision([64, 16], tokens=4)
+    assert vision["K=16 in-tower L=1"] == vision["dense"]
 
 
 def test_fake_and_real_tensors_count_the_same_flops():

@@ -48,7 +48,10 @@ from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PI0GridsCon
 from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy
 from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_pre_post_processors
 from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
-from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
+from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import (
+    SmolVLAGridsPolicy,
+    SmolVLMWithExpertGridSModel,
+)
 from lerobot_grids.policies.smolvla_grids.processor_smolvla_grids import make_smolvla_grids_pre_post_processors
 
 CAMERAS = ("observation.images.front", "observation.images.wrist")
@@ -111,15 +114,29 @@ def image_resolution(config) -> int:
     return config.image_resolution[0] if isinstance(config, PI0GridsConfig) else config.resize_imgs_with_padding[0]
 
 
-def make_samplers(policy, ks: list[int]) -> dict[str, nn.Module]:
-    """``dense``, ``K=k`` for each k, and ``no image tokens``, on the policy's device."""
+def make_samplers(policy, ks: list[int], split_layers: list[int] = ()) -> dict[str, nn.Module]:
+    """``dense``, ``K=k`` for each k, ``K=k in-tower L=l`` for each k and split layer l (SmolVLA: GridS inside the
+    vision tower after its l-th layer), and ``no image tokens``, on the policy's device."""
     backbone = policy.grids_backbone
     device = next(policy.parameters()).device
     samplers = {DENSE: backbone.grids}
     for k in ks:
         samplers[f"K={k}"] = GridSampler(backbone.grids.dim, GridSConfig(num_tokens=k)).to(device)
+    for split_layer in split_layers:
+        for k in ks:
+            sampler = backbone.make_sampler(GridSConfig(num_tokens=k, split_layer=split_layer))
+            samplers[f"K={k} in-tower L={split_layer}"] = sampler.to(device)
     samplers[NO_IMAGE_TOKENS] = NoImageTokens()
     return samplers
+
+
+def use_sampler(policy, sampler: nn.Module) -> None:
+    """Make ``sampler`` the policy's (SmolVLA: with the vision layers that train for it, see ``use_sampler``)."""
+    backbone = policy.grids_backbone
+    if isinstance(backbone, SmolVLMWithExpertGridSModel):
+        backbone.use_sampler(sampler)
+    else:
+        backbone.grids = sampler
 
 
 def make_inputs(policy, batch_size: int, device: str) -> dict[str, Tensor | list[Tensor]]:
@@ -197,16 +214,20 @@ def deployment_calls(policy, device: str) -> dict[str, Callable[[], object]]:
 
 
 def vision_modules(policy) -> list[nn.Module]:
+    """The modules whose FLOPs are the ``vision`` phase. SmolVLA's tower piece by piece: sampling inside it calls its
+    embeddings, layers and post-layernorm one by one."""
     backbone = policy.grids_backbone
     if isinstance(policy, PI0GridsPolicy):
         return [backbone.paligemma.model.vision_tower, backbone.paligemma.model.multi_modal_projector]
-    return [backbone.get_vlm_model().vision_model, backbone.get_vlm_model().connector]
+    vision = backbone.get_vlm_model().vision_model
+    return [vision.embeddings, *vision.encoder.layers, vision.post_layernorm, backbone.get_vlm_model().connector]
 
 
 def count_flops(policy, inputs: dict, training: bool) -> dict[str, int]:
     """FLOPs of one inference call or training step (forward and backward), split by phase.
 
-    Phases: ``vision`` (tower and projection), ``grids`` (the sampler), the transformer passes by which
+    Phases: ``vision`` (tower and projection), ``grids`` (the sampler; inside SmolVLA's tower its point predictor
+    and window reads, a few MFLOPs, count as ``other``), the transformer passes by which
     streams they carry (``language model prefix``, ``action expert``, or ``joint`` in training), the
     ``backward`` pass, and ``other`` (embeddings, projections, loss).
 
@@ -343,16 +364,18 @@ def benchmark(
     latency: bool = True,
     deployment: bool = True,
     compile_mode: str | None = None,
+    split_layers: list[int] = (),
 ) -> dict:
     """FLOPs (batch 1), prefix tokens and, with ``latency``, times and peak memory of every variant (with
     ``deployment``, also of one action chunk as LeRobot's record loop and async server make it). With
     ``compile_mode`` every variant is timed compiled (dense included: compiled against compiled; the warm-up rounds
-    compile each variant), FLOPs are counted eagerly."""
+    compile each variant), FLOPs are counted eagerly. ``split_layers`` (SmolVLA): also GridS inside the vision tower
+    after each of these layers, at every K."""
     results: dict = {"architecture": architecture, "device": device, "repeats": repeats, "warmup": warmup,
                      "variants": {}}
     # Fake tensors carry shapes and devices but no data: a model of any size is counted in no memory.
     policy = build_policy(architecture, "meta" if fake_flops else device)
-    samplers = make_samplers(policy, ks)
+    samplers = make_samplers(policy, ks, split_layers)
     flop_device = "cpu" if fake_flops else device
     with FakeTensorMode(allow_non_fake_inputs=True) if fake_flops else nullcontext():
         if fake_flops:
@@ -360,7 +383,7 @@ def benchmark(
             samplers = {name: on_fake_tensors(sampler) for name, sampler in samplers.items()}
         one = make_inputs(policy, 1, flop_device)
         for name, sampler in samplers.items():
-            policy.grids_backbone.grids = sampler
+            use_sampler(policy, sampler)
             results["variants"][name] = {
                 "prefix_tokens": prefix_tokens(policy, one),
                 "flops_inference": count_flops(policy, one, training=False),
@@ -372,7 +395,7 @@ def benchmark(
 
     if fake_flops or compile_mode is not None:
         policy = build_policy(architecture, device, compile_mode)
-        samplers = make_samplers(policy, ks)
+        samplers = make_samplers(policy, ks, split_layers)
     results["environment"] = environment(device, next(policy.parameters()).dtype, compile_mode)
     measurements = [(f"inference_b{b}", b, "inference") for b in batch_sizes]
     if train_batch_size:
@@ -380,7 +403,8 @@ def benchmark(
     if deployment:
         measurements += [(label, 1, label) for label in DEPLOYMENT]
     deployment_chunks = deployment_calls(policy, device) if deployment else {}
-    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-6)
+    # Every parameter: a frozen one has no gradient and is skipped; the tower's layers after an in-tower split train.
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-6)
     for label, batch_size, kind in measurements:
         if kind in DEPLOYMENT:
             call = deployment_chunks[kind]
@@ -397,7 +421,7 @@ def benchmark(
 
         def with_sampler(name: str, call=call) -> Callable[[], None]:
             def run():
-                policy.grids_backbone.grids = samplers[name]
+                use_sampler(policy, samplers[name])
                 if device.startswith("cuda"):
                     torch.cuda.reset_peak_memory_stats()
                 call()

@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["smolvla", "pi0"], choices=sorted(ARCHITECTURES))
     parser.add_argument("--ks", nargs="+", type=int, default=[1, 4, 16, 32], help="GridS tokens per camera")
+    parser.add_argument("--split-layers", nargs="*", type=int, default=[],
+                        help="SmolVLA: also GridS inside the vision tower after each of these layers (at every K)")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], help="inference batch sizes")
     parser.add_argument("--train-batch-size", type=int, default=8, help="0 to skip timing training steps")
     parser.add_argument("--repeats", type=int, default=20, help="timed rounds (every variant once per round)")
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> Path:
             model, args.ks, args.batch_sizes, args.train_batch_size, args.repeats, args.warmup, args.device,
             # SmolVLM's vision embeddings read tensor values, so SmolVLA is counted on real tensors.
             fake_flops=model.startswith("pi0"), latency=model in latency_models, deployment=args.deployment,
-            compile_mode=args.compile_mode,
+            compile_mode=args.compile_mode, split_layers=args.split_layers if model.startswith("smolvla") else [],
         ))
         all_results[-1]["benchmark_minutes"] = round((time.monotonic() - started) / 60, 1)
     command = "lerobot-grids-bench " + " ".join(argv if argv is not None else sys.argv[1:])

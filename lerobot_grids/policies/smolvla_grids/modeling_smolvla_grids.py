@@ -13,12 +13,12 @@ post-layernorm, the pixel shuffle and the connector run on those K windows only.
 import torch
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 from lerobot.policies.smolvla.smolvlm_with_expert import SmolVLMWithExpertModel
-from torch import Tensor
+from torch import Tensor, nn
 
 from lerobot_grids.grids import GridSampler, GridSConfig
-from lerobot_grids.window_sampling import pool_windows, read_windows
 from lerobot_grids.policies.grids_policy import GridSPolicyMixin
 from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
+from lerobot_grids.window_sampling import pool_windows, read_windows
 
 
 class SmolVLMWithExpertGridSModel(SmolVLMWithExpertModel):
@@ -35,7 +35,7 @@ class SmolVLMWithExpertGridSModel(SmolVLMWithExpertModel):
     @classmethod
     def add_grids(cls, backbone: SmolVLMWithExpertModel, config: GridSConfig) -> "SmolVLMWithExpertGridSModel":
         backbone.__class__ = cls
-        backbone.grids = backbone.make_sampler(config)
+        backbone.use_sampler(backbone.make_sampler(config))
         backbone.sampled_points = []
         backbone.grids_context = None
         return backbone
@@ -53,6 +53,18 @@ class SmolVLMWithExpertGridSModel(SmolVLMWithExpertModel):
                 f"0 to {depth} (the layers that run on every patch before the points are predicted)."
             )
         return GridSampler(self.config.vision_config.hidden_size, config, context_dim=width, output_dim=width)
+
+    def use_sampler(self, sampler: nn.Module) -> None:
+        """Sample with ``sampler`` from now on. Sampling inside the tower, the tower's layers after the split and its
+        post-layernorm see K windows instead of every patch: they train whatever ``freeze_vision_encoder`` and
+        ``train_expert_only`` say; every other vision layer is as SmolVLA's options have it."""
+        self.grids = sampler
+        vision = self.get_vlm_model().vision_model
+        frozen = self.freeze_vision_encoder or self.train_expert_only
+        split = self.split_layer
+        for index, layer in enumerate(vision.encoder.layers):
+            layer.requires_grad_(not frozen or (split is not None and index >= split))
+        vision.post_layernorm.requires_grad_(not frozen or split is not None)
 
     @property
     def split_layer(self) -> int | None:
@@ -117,10 +129,6 @@ class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
         # Outside the VLM, so SmolVLA's freezing (train_expert_only, freeze_vision_encoder) never
         # freezes the sampler: it is always trained.
         backbone = SmolVLMWithExpertGridSModel.add_grids(self.model.vlm_with_expert, config.grids)
-        if config.grids.split_layer is not None:  # the tower after the split sees K windows: it is trained too
-            vision = backbone.get_vlm_model().vision_model
-            for module in (*vision.encoder.layers[config.grids.split_layer :], vision.post_layernorm):
-                module.requires_grad_(True)
         if config.resize_imgs_with_padding is not None:  # images reach the backbone at this size
             width, height = config.resize_imgs_with_padding
             backbone.grids.check_grid(backbone.grid_hw((height, width)))
