@@ -52,6 +52,9 @@ def test_command_line_sets_nested_grids_options_and_refuses_bad_ones():
     config = draccus.parse(TrainPipelineConfig, args=args)
     assert isinstance(config.policy, SmolVLAGridsConfig)
     assert (config.policy.grids.num_tokens, config.policy.grids.sampler) == (4, "topk")
+    assert config.policy.grids.split_layer is None
+    in_tower = draccus.parse(TrainPipelineConfig, args=[*args[:2], "--policy.grids.split_layer=4", args[-1]])
+    assert in_tower.policy.grids.split_layer == 4
     with pytest.raises(Exception) as error:  # draccus wraps our error; the user sees it as the cause
         draccus.parse(TrainPipelineConfig, args=[*args[:1], "--policy.grids.num_tokens=0", args[-1]])
     causes = []

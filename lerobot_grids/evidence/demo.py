@@ -89,6 +89,10 @@ KINDS = {
     "attention": ("GridS attention", ["--policy.grids.sampler=grids", "--policy.grids.predictor=attention"]),
     "instructed": ("GridS attention+instruction", ["--policy.grids.sampler=grids", "--policy.grids.predictor=attention",
                                                     "--policy.grids.instruction=true"]),
+    # GridS inside the vision tower after its first layer (of the tiny tower's two), attention+instruction predictor
+    "intower": ("GridS in-tower L=1 attention+instruction", [
+        "--policy.grids.sampler=grids", "--policy.grids.predictor=attention", "--policy.grids.instruction=true",
+        "--policy.grids.split_layer=1"]),
     "topk": ("top-k", ["--policy.grids.sampler=topk"]),
     "random": ("random", ["--policy.grids.sampler=random"]),
 }
