@@ -138,6 +138,18 @@ def test_compile_mode_times_policies_compiled_as_lerobot_compiles_them(monkeypat
     assert all("speedup_inference_b1" in variant for variant in results["variants"].values())
 
 
+def test_bfloat16_and_gradient_checkpointing_are_the_policy_types_own_options():
+    pi0 = bench.build_policy("pi0_tiny", "cpu", dtype="bfloat16", gradient_checkpointing=True)
+    backbone = pi0.grids_backbone
+    assert backbone.paligemma.model.language_model.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16
+    assert backbone.paligemma.model.language_model.gradient_checkpointing and pi0.config.dtype == "bfloat16"
+    smolvla = bench.build_policy("smolvla_tiny", "cpu", dtype="bfloat16")
+    assert {p.dtype for p in smolvla.grids_backbone.vlm.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in smolvla.grids_backbone.lm_expert.parameters()} == {torch.float32}
+    with pytest.raises(ValueError, match="no gradient checkpointing"):
+        bench.build_policy("smolvla_tiny", "cpu", gradient_checkpointing=True)
+
+
 def test_command_creates_its_folder_before_building_a_model(tmp_path, monkeypatch):
     def no_model(*args, **kwargs):
         raise RuntimeError("the models are built here")

@@ -80,14 +80,23 @@ class NoImageTokens(nn.Module):
         return tokens[:, :0], tokens.new_zeros(tokens.shape[0], 0, 2)
 
 
-def build_policy(architecture: str, device: str, compile_mode: str | None = None) -> SmolVLAGridsPolicy | PI0GridsPolicy:
+def build_policy(architecture: str, device: str, compile_mode: str | None = None, dtype: str = "float32",
+                 gradient_checkpointing: bool = False) -> SmolVLAGridsPolicy | PI0GridsPolicy:
     """The architecture with random weights, two cameras and SO-100's 6 joints, on ``device``; with ``compile_mode``,
     compiled as ``--policy.compile_model=true --policy.compile_mode=<mode>`` compiles it (LeRobot's ``torch.compile``
-    of ``sample_actions`` and ``forward``)."""
+    of ``sample_actions`` and ``forward``). ``dtype="bfloat16"``: pi0's ``--policy.dtype=bfloat16``; SmolVLA's VLM in
+    bfloat16, as ``load_vlm_weights`` loads the pretrained one (the action expert stays float32).
+    ``gradient_checkpointing``: pi0's ``--policy.gradient_checkpointing=true`` (SmolVLA has none)."""
     config = ARCHITECTURES[architecture]()
     config.device = device
     if compile_mode is not None:
         config.compile_model, config.compile_mode = True, compile_mode
+    if dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"Unknown dtype {dtype!r}: choose float32 or bfloat16.")
+    if isinstance(config, PI0GridsConfig):
+        config.dtype, config.gradient_checkpointing = dtype, gradient_checkpointing
+    elif gradient_checkpointing:
+        raise ValueError("SmolVLA has no gradient checkpointing option in LeRobot: drop --gradient-checkpointing.")
     image_size = image_resolution(config)
     config.input_features = {camera: PolicyFeature(FeatureType.VISUAL, (3, image_size, image_size)) for camera in CAMERAS}
     config.input_features["observation.state"] = PolicyFeature(FeatureType.STATE, (6,))
@@ -95,7 +104,10 @@ def build_policy(architecture: str, device: str, compile_mode: str | None = None
     policy_class = PI0GridsPolicy if isinstance(config, PI0GridsConfig) else SmolVLAGridsPolicy
     with torch.device(device):
         config.grids = GridSConfig(sampler=DENSE)
-        return policy_class(config).to(device)
+        policy = policy_class(config).to(device)
+    if isinstance(policy, SmolVLAGridsPolicy) and dtype == "bfloat16":
+        policy.grids_backbone.vlm.to(torch.bfloat16)
+    return policy
 
 
 def on_fake_tensors(module: nn.Module) -> nn.Module:
@@ -365,16 +377,19 @@ def benchmark(
     deployment: bool = True,
     compile_mode: str | None = None,
     split_layers: list[int] = (),
+    dtype: str = "float32",
+    gradient_checkpointing: bool = False,
 ) -> dict:
     """FLOPs (batch 1), prefix tokens and, with ``latency``, times and peak memory of every variant (with
     ``deployment``, also of one action chunk as LeRobot's record loop and async server make it). With
     ``compile_mode`` every variant is timed compiled (dense included: compiled against compiled; the warm-up rounds
     compile each variant), FLOPs are counted eagerly. ``split_layers`` (SmolVLA): also GridS inside the vision tower
-    after each of these layers, at every K."""
+    after each of these layers, at every K. ``dtype``, ``gradient_checkpointing``: see :func:`build_policy`."""
     results: dict = {"architecture": architecture, "device": device, "repeats": repeats, "warmup": warmup,
                      "variants": {}}
     # Fake tensors carry shapes and devices but no data: a model of any size is counted in no memory.
-    policy = build_policy(architecture, "meta" if fake_flops else device)
+    options = {"dtype": dtype, "gradient_checkpointing": gradient_checkpointing}
+    policy = build_policy(architecture, "meta" if fake_flops else device, **options)
     samplers = make_samplers(policy, ks, split_layers)
     flop_device = "cpu" if fake_flops else device
     with FakeTensorMode(allow_non_fake_inputs=True) if fake_flops else nullcontext():
@@ -394,9 +409,10 @@ def benchmark(
         return results
 
     if fake_flops or compile_mode is not None:
-        policy = build_policy(architecture, device, compile_mode)
+        policy = build_policy(architecture, device, compile_mode, **options)
         samplers = make_samplers(policy, ks, split_layers)
-    results["environment"] = environment(device, next(policy.parameters()).dtype, compile_mode)
+    results["environment"] = environment(device, getattr(torch, dtype), compile_mode)
+    results["environment"]["gradient_checkpointing"] = gradient_checkpointing
     measurements = [(f"inference_b{b}", b, "inference") for b in batch_sizes]
     if train_batch_size:
         measurements.append((f"training_step_b{train_batch_size}", train_batch_size, "training"))

@@ -29,7 +29,8 @@ def write_report(output_dir: Path, command: str, all_results: list[dict]) -> str
             env = results["environment"]
             report += [f"torch {env['torch']}, CUDA {env['cuda'] or '-'}, Python {env['python']}, {env['device']}, "
                        f"{env['dtype']}, TF32 matmul/cuDNN {env['tf32_matmul']}/{env['tf32_cudnn']}, "
-                       f"{env['threads']} threads, {'eager' if env['compile'] is None else env['compile']}; "
+                       f"{env['threads']} threads, {'eager' if env['compile'] is None else env['compile']}"
+                       f"{', gradient checkpointing' if env.get('gradient_checkpointing') else ''}; "
                        f"{results['repeats']} timed rounds after {results['warmup']} warm-up rounds, speed-ups: "
                        "median over rounds [interquartile range].", ""]
         report += [markdown_table(results), ""]
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--repeats", type=int, default=20, help="timed rounds (every variant once per round)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="bfloat16: pi0's --policy.dtype=bfloat16, SmolVLA's VLM in bfloat16 as loaded pretrained")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="pi0's --policy.gradient_checkpointing=true (for the largest training batches)")
     parser.add_argument("--compile-mode", default=None, metavar="MODE",
                         help="time every variant compiled as --policy.compile_model=true --policy.compile_mode=MODE "
                              "does it (e.g. max-autotune: CUDA graphs); default eager")
@@ -83,6 +88,7 @@ def main(argv: list[str] | None = None) -> Path:
             # SmolVLM's vision embeddings read tensor values, so SmolVLA is counted on real tensors.
             fake_flops=model.startswith("pi0"), latency=model in latency_models, deployment=args.deployment,
             compile_mode=args.compile_mode, split_layers=args.split_layers if model.startswith("smolvla") else [],
+            dtype=args.dtype, gradient_checkpointing=args.gradient_checkpointing and model.startswith("pi0"),
         ))
         all_results[-1]["benchmark_minutes"] = round((time.monotonic() - started) / 60, 1)
     command = "lerobot-grids-bench " + " ".join(argv if argv is not None else sys.argv[1:])
