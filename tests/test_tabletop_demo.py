@@ -129,6 +129,24 @@ def test_demo_refuses_an_existing_folder_or_another_plan_before_writing_anything
     assert not output_dir.with_name("other").exists()
 
 
+def test_a_resumed_run_may_add_policies_and_runs_only_theirs(demo, tmp_path, monkeypatch):
+    """--resume with more --models: the finished units stay, only the new policy's run (in the order given), and the
+    plan and command become the new ones (the command, run anew, makes the whole run); dropping one is refused."""
+    output_dir = tmp_path / "run"
+    shutil.copytree(demo[0], output_dir)
+    ran = []
+    monkeypatch.setattr(demo_module, "run_unit", lambda name, seed, *_: ran.append((name, seed)))
+    with pytest.raises(ValueError, match="another models"):
+        run_demo(output_dir, TINY, recipe=RECIPE, seeds=SEEDS, models=MODELS[:1], resume=True)
+    models = ["dense", "intower_k4", "instructed_k4"]
+    results = run_demo(output_dir, TINY, recipe=RECIPE, command="lerobot-grids-demo --models ...", seeds=SEEDS,
+                       models=models, resume=True)
+    assert ran == [("intower_k4", 1000), ("intower_k4", 1001)]
+    plan = json.loads((output_dir / "run.json").read_text())
+    assert plan["models"] == models and plan["command"] == "lerobot-grids-demo --models ..."
+    assert results["missing"] == ["intower_k4 seed 1000", "intower_k4 seed 1001"]
+
+
 def test_an_interrupted_run_resumes_where_it_stopped_and_keeps_what_it_left(demo):
     """The finished units are kept as they were, the killed training's folder is set aside (not deleted),
     and the report of the partial run says what is missing."""

@@ -534,7 +534,8 @@ def run_demo(output_dir: Path, scale: DemoScale, recipe: Path = RECIPE, command:
              seeds: list[int] = (1000,), models: list[str] | None = None, resume: bool = False) -> dict:
     """The run (see the module's docstring) into ``output_dir``, a new folder; with ``resume``, a folder an
     earlier run with the same plan (scale, recipe, seeds, policies) left unfinished: its finished units are
-    kept, the others run."""
+    kept, the others run, in the order of ``models``. ``models`` may add policies to a resumed run (never drop
+    any): its plan and command become this call's."""
     models, seeds = list(models or default_models(scale)), list(seeds)
     for name in models:
         _parse(name)
@@ -547,11 +548,16 @@ def run_demo(output_dir: Path, scale: DemoScale, recipe: Path = RECIPE, command:
         if not (output_dir / "run.json").is_file():
             raise FileNotFoundError(f"{output_dir} holds no lerobot-grids-demo run to resume (no run.json).")
         stored = json.loads((output_dir / "run.json").read_text())
-        differing = [key for key in plan if stored.get(key) != plan[key]]
-        if differing:
+        differing = [key for key in plan if key != "models" and stored.get(key) != plan[key]]
+        dropped = [name for name in stored["models"] if name not in models]
+        if differing or dropped:
+            differing += ["models"] if dropped else []
             raise ValueError(f"{output_dir} was started with another {', '.join(differing)} "
                              f"({', '.join(f'{key}={stored.get(key)}' for key in differing)}); resume it with the "
-                             "same options, or start a new run in a new --output-dir.")
+                             "same options (--models may add policies to it), or start a new run in a new "
+                             "--output-dir.")
+        if models != stored["models"]:  # policies added: the run is now the one this command would make
+            (output_dir / "run.json").write_text(json.dumps({**stored, "models": models, "command": command}, indent=2))
     elif output_dir.exists():
         raise FileExistsError(f"{output_dir} already exists; choose a new --output-dir (nothing is overwritten), "
                               "or --resume to finish a run that was interrupted there.")

@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="policies to train: dense and <kind>_k<K>, kind one of " + ", ".join(KINDS)
                              + f" (default: {' '.join(default_models(FULL))}; --quick: without K=1)")
     parser.add_argument("--resume", action="store_true",
-                        help="finish the run that was interrupted in --output-dir (the same options)")
+                        help="finish the run that was interrupted in --output-dir (the same options; --models may "
+                             "add policies to it)")
     parser.add_argument("--render", type=Path, metavar="RUN_DIR", default=None,
                         help="write the report and plots of a run folder again from what it stored, and exit")
     args = parser.parse_args(argv)
