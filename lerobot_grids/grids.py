@@ -230,6 +230,8 @@ class GridSampler(nn.Module):
         """``[B, K, 2]`` the ``grids`` sampler's points, in the predictor's own dtype even under autocast
         (``accelerate launch --mixed_precision``): bfloat16 would round a point by up to a few thousandths of the
         image."""
+        if self.config.instruction and context is None:
+            raise ValueError("This GridS sampler is instruction-conditioned (instruction=True) and got no instruction.")
         height, width = grid_hw
         device = tokens.device.type
         with contextlib.nullcontext() if device == "meta" else torch.autocast(device, enabled=False):
@@ -259,8 +261,6 @@ class GridSampler(nn.Module):
             return tokens, grid_centres((height, width), tokens.device, tokens.dtype).expand(batch, -1, -1)
         self.check_grid(grid_hw)
 
-        if self.config.instruction and context is None:
-            raise ValueError("This GridS sampler is instruction-conditioned (instruction=True) and got no instruction.")
         if self.config.sampler == "grids":
             points = self.predict_points(tokens, (height, width), context)
             sampled = bilinear_sample(tokens.view(batch, height, width, -1), points, self.config.interpolation)
