@@ -142,3 +142,16 @@ def test_pi0_backbone_forward_compiles_to_one_graph(dataset_root):
             outputs.append(steps)
     for ours, eager in zip(outputs[1], outputs[0], strict=True):
         torch.testing.assert_close(ours, eager)
+
+
+@pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids"])
+def test_sampled_points_stay_one_record_per_camera_when_the_model_is_called_directly(dataset_root, policy_type):
+    """A compiled ``sample_actions`` (or a benchmark) called again and again without the policy's batch handling
+    keeps one record per camera: the record does not grow."""
+    policy = get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root,
+                                                       grids={"num_tokens": 4})).eval()
+    inputs = _model_inputs(policy, make_batch(policy.config, dataset_root))
+    with torch.no_grad():
+        for _ in range(3):
+            policy.model.sample_actions(*inputs)
+    assert len(policy.grids_backbone.sampled_points) == len(policy.config.image_features) == 2

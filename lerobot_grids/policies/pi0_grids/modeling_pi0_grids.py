@@ -56,6 +56,7 @@ class PaliGemmaGridSPolicyMixin(GridSPolicyMixin):
             self.model.gradient_checkpointing_enable()
         self.model.to(config.device)
         self.reset()
+        self.grids_backbone.cameras = len(config.image_features)
         grid = config.image_resolution[0] // self.grids_backbone.patch_size
         self.grids.check_grid((grid, grid))
         if kwargs.get("dataset_meta") is not None:  # given by LeRobot's make_policy

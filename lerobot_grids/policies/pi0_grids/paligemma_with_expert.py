@@ -100,7 +100,8 @@ class PaliGemmaWithExpertGridSModel(*BACKBONE_BASES):
         self.gemma_expert = GemmaExpertClass(config=expert_config)
         self.gemma_expert.model.embed_tokens = None
         self.grids = GridSampler(language.width, config.grids)
-        self.sampled_points: list[Tensor] = []
+        self.sampled_points: list[Tensor] = []  # of the last embedded images, one per camera
+        self.cameras: int | None = None  # cameras per call (set by the policy): a full record starts over
         self.grids_context: Tensor | None = None  # the instruction, for an instruction-conditioned sampler
 
         self.to_bfloat16_for_selected_params(config.dtype)
@@ -125,6 +126,8 @@ class PaliGemmaWithExpertGridSModel(*BACKBONE_BASES):
 
     def embed_image(self, image: Tensor) -> Tensor:
         tokens, points = self.grids(*self.dense_image_tokens(image), context=self.grids_context)
+        if len(self.sampled_points) == self.cameras:  # called again without the policy (benchmarks): bounded
+            self.sampled_points.clear()
         self.sampled_points.append(points.detach())
         return tokens
 

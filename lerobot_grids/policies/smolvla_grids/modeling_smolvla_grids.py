@@ -29,14 +29,15 @@ class SmolVLMWithExpertGridSModel(SmolVLMWithExpertModel):
     """
 
     grids: GridSampler
-    sampled_points: list[Tensor]
+    sampled_points: list[Tensor]  # of the last embedded images, one per camera
+    cameras: int | None  # cameras per call (set by the policy): a full record starts over
     grids_context: Tensor | None  # the instruction, for an instruction-conditioned sampler
 
     @classmethod
     def add_grids(cls, backbone: SmolVLMWithExpertModel, config: GridSConfig) -> "SmolVLMWithExpertGridSModel":
         backbone.__class__ = cls
         backbone.use_sampler(backbone.make_sampler(config))
-        backbone.sampled_points = []
+        backbone.sampled_points, backbone.cameras = [], None
         backbone.grids_context = None
         return backbone
 
@@ -86,6 +87,8 @@ class SmolVLMWithExpertGridSModel(SmolVLMWithExpertModel):
             tokens, points = self.grids(*self.dense_image_tokens(image), context=self.grids_context)
         else:
             tokens, points = self.sample_inside_the_tower(image)
+        if len(self.sampled_points) == self.cameras:  # called again without the policy (benchmarks): bounded
+            self.sampled_points.clear()
         self.sampled_points.append(points.detach())
         return tokens
 
@@ -129,6 +132,7 @@ class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
         # Outside the VLM, so SmolVLA's freezing (train_expert_only, freeze_vision_encoder) never
         # freezes the sampler: it is always trained.
         backbone = SmolVLMWithExpertGridSModel.add_grids(self.model.vlm_with_expert, config.grids)
+        backbone.cameras = len(config.image_features)
         if config.resize_imgs_with_padding is not None:  # images reach the backbone at this size
             width, height = config.resize_imgs_with_padding
             backbone.grids.check_grid(backbone.grid_hw((height, width)))
