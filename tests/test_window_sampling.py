@@ -1,10 +1,14 @@
 """GridS inside SmolVLA's vision tower (``--policy.grids.split_layer``): window reads, and the tower they feed."""
 
+import json
+
+import draccus
 import pytest
 import torch
 from conftest import make_batch, make_config
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 
+from lerobot_grids.backbones import TINY_SMOLVLM
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 from lerobot_grids.window_sampling import pool_windows, read_windows, window_offsets
 
@@ -97,3 +101,26 @@ def test_bad_split_layers_are_refused_when_built(dataset_root, policy_type, grid
 
     with pytest.raises(ValueError, match=message):
         get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root, grids=grids))
+
+
+def test_pointing_measures_an_in_tower_policy(tmp_path):
+    """The demo's pointing measurement reads the points wherever the policy samples (here inside the tower), for a
+    policy started from the shipped tabletop base policy as the demo starts it."""
+    import shutil
+
+    from lerobot_grids.envs.tabletop import GridSTabletop
+    from lerobot_grids.envs.tabletop_pretrain import PRETRAINED_TABLETOP_SMOLVLA
+    from lerobot_grids.evidence.pointing import pointing
+    from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
+
+    dense = json.loads((PRETRAINED_TABLETOP_SMOLVLA / "config.json").read_text())
+    config = draccus.decode(SmolVLAGridsConfig, {
+        **{key: value for key, value in dense.items() if key != "type"}, "vlm_model_name": str(TINY_SMOLVLM),
+        "init_from": str(PRETRAINED_TABLETOP_SMOLVLA), "device": "cpu",
+        "grids": {"num_tokens": 4, "split_layer": 1, "predictor": "attention", "instruction": True}})
+    SmolVLAGridsPolicy(config).save_pretrained(tmp_path / "ckpt")
+    for processor in PRETRAINED_TABLETOP_SMOLVLA.glob("policy_*processor*"):
+        shutil.copy(processor, tmp_path / "ckpt")
+    summary, drawn = pointing(tmp_path / "ckpt", scenes=2, first_seed=0, pictures=1)
+    assert summary["points"] == 2 * GridSTabletop().episode_length * 4 and len(drawn) == 1
+    assert 0 <= summary["on_target"] <= 100 and summary["layout_change"] >= 0

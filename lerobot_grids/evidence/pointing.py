@@ -74,8 +74,7 @@ def pointing(checkpoint: Path, scenes: int, first_seed: int, pictures: int = 4) 
         })
         batch = preprocessor({**batch, "task": [env.task_description] * len(frames)})
         image = policy.model_images(batch)[camera]  # also sets the instruction context of the sampler
-        dense, grid_hw = backbone.dense_image_tokens(image)
-        points = backbone.grids(dense, grid_hw, context=backbone.grids_context)[1].float()
+        points, grid_hw = backbone.sample_image(image)[1].float(), backbone.grid_hw(image.shape[-2:])
         uniform = torch.rand(points.shape, generator=generator)
         for source, sampled in (("", points), ("random_", uniform)):
             to_named = distances_to_mask(sampled, np.stack(named), grid_hw)

@@ -120,8 +120,9 @@ def visualise(source: str, output_dir: Path, repo_id: str | None = None, root: s
         batch = preprocessor(dataset[int(index)])
         for camera, image in zip(policy.config.image_features, policy.model_images(batch), strict=False):
             dense, grid_hw = backbone.dense_image_tokens(image)
-            tokens, points = backbone.grids(dense, grid_hw, context=backbone.grids_context)  # set by model_images
-            # Eq. 5 compares the dense tokens with what was read from them (before coordinate encoding).
+            tokens, points = backbone.sample_image(image)  # the instruction context is set by model_images
+            # Eq. 5 compares the dense tokens with what was read from them (before coordinate encoding); for GridS
+            # inside the tower: with what a read of the dense tokens at its points would keep.
             read = bilinear_sample(dense.view(1, *grid_hw, -1), points.to(dense.dtype), interpolation)
             retention = information_retention(dense, read)[0]
             picture = to_rgb(image[0])

@@ -124,8 +124,12 @@ class PaliGemmaWithExpertGridSModel(*BACKBONE_BASES):
             """LeRobot's ``embed_image`` (SigLIP tokens projected to the language width) and their grid."""
             return PaliGemmaWithExpertModel.embed_image(self, image), self.grid_hw(image.shape[-2:])
 
+    def sample_image(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """``(tokens [B, K, C], points [B, K, 2])`` of one camera's image."""
+        return self.grids(*self.dense_image_tokens(image), context=self.grids_context)
+
     def embed_image(self, image: Tensor) -> Tensor:
-        tokens, points = self.grids(*self.dense_image_tokens(image), context=self.grids_context)
+        tokens, points = self.sample_image(image)
         if len(self.sampled_points) == self.cameras:  # called again without the policy (benchmarks): bounded
             self.sampled_points.clear()
         self.sampled_points.append(points.detach())

@@ -82,11 +82,14 @@ class SmolVLMWithExpertGridSModel(SmolVLMWithExpertModel):
         """SmolVLA's ``[B, H*W, C]`` connector tokens of ``image`` and their grid ``(H, W)``."""
         return super().embed_image(image), self.grid_hw(image.shape[-2:])
 
-    def embed_image(self, image: Tensor) -> Tensor:
+    def sample_image(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """``(tokens [B, K, C], points [B, K, 2])`` of one camera's image, wherever GridS samples it."""
         if self.split_layer is None:
-            tokens, points = self.grids(*self.dense_image_tokens(image), context=self.grids_context)
-        else:
-            tokens, points = self.sample_inside_the_tower(image)
+            return self.grids(*self.dense_image_tokens(image), context=self.grids_context)
+        return self.sample_inside_the_tower(image)
+
+    def embed_image(self, image: Tensor) -> Tensor:
+        tokens, points = self.sample_image(image)
         if len(self.sampled_points) == self.cameras:  # called again without the policy (benchmarks): bounded
             self.sampled_points.clear()
         self.sampled_points.append(points.detach())
