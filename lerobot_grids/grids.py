@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from lerobot_grids.point_predictors import AttentionPointPredictor
 
@@ -118,8 +119,9 @@ def grid_centres(grid_hw: tuple[int, int], device=None, dtype=None) -> Tensor:
 
     Made once per grid, device and dtype and shared between calls (never change it in place); an ordinary tensor
     even when first asked for under ``torch.inference_mode`` (LeRobot's acting paths), so that training can use it
-    after. Under ``torch.compile`` it is made in the graph, which keeps it as a constant."""
-    if torch.compiler.is_compiling():
+    after. Under ``torch.compile`` it is made in the graph, which keeps it as a constant; under a dispatch mode
+    (fake tensors, FLOP counting) it is made anew, so that no fake tensor is kept for later calls."""
+    if torch.compiler.is_compiling() or is_in_torch_dispatch_mode():
         return _grid_centres(tuple(grid_hw), device, dtype)
     return _cached_grid_centres(tuple(grid_hw), device, dtype)
 

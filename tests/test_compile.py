@@ -12,6 +12,8 @@ from lerobot.policies.pi0.modeling_pi0 import make_att_2d_masks
 from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
 from test_distributed_training import SAMPLER_OPTIONS
 
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
 from lerobot_grids import compat
 from lerobot_grids.grids import GridSampler, GridSConfig, grid_centres
 
@@ -46,7 +48,8 @@ def test_sampler_compiles_to_one_graph_forward_and_backward(options):
 
 def test_grid_centres_are_made_once_and_serve_training_after_inference_mode():
     """LeRobot acts under ``torch.inference_mode``; centres first made there must not be inference tensors, which
-    autograd refuses to save: a training step after an evaluation would fail."""
+    autograd refuses to save: a training step after an evaluation would fail. Centres made on fake tensors are
+    not kept."""
     sampler = GridSampler(32, GridSConfig(num_tokens=4, predictor="attention"))
     grid = (3, 7)  # a grid no other test uses, so that it is first made here
     with torch.inference_mode():
@@ -56,6 +59,9 @@ def test_grid_centres_are_made_once_and_serve_training_after_inference_mode():
     sampled, points = sampler(tokens, grid)
     (sampled.sum() + points.sum()).backward()
     assert tokens.grad is not None and sampler.attention_predictor.queries.grad is not None
+    with FakeTensorMode():  # as the benchmark counts FLOPs: nothing fake is kept for later calls
+        fake = grid_centres((3, 8), torch.device("cpu"))
+    assert isinstance(fake, FakeTensor) and not isinstance(grid_centres((3, 8), torch.device("cpu")), FakeTensor)
 
 
 def _model_inputs(policy, batch: dict) -> tuple:
