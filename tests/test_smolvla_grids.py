@@ -47,14 +47,12 @@ def test_plugin_discovery_registers_the_policy_types():
 
 
 def test_command_line_sets_nested_grids_options_and_refuses_bad_ones():
-    args = ["--policy.type=smolvla_grids", "--policy.grids.num_tokens=4", "--policy.grids.sampler=topk",
-            "--dataset.repo_id=user/data"]
+    args = ["--policy.type=smolvla_grids", "--policy.grids.num_tokens=4", "--policy.grids.predictor=attention",
+            "--policy.grids.split_layer=4", "--dataset.repo_id=user/data"]
     config = draccus.parse(TrainPipelineConfig, args=args)
     assert isinstance(config.policy, SmolVLAGridsConfig)
-    assert (config.policy.grids.num_tokens, config.policy.grids.sampler) == (4, "topk")
-    assert config.policy.grids.split_layer is None
-    in_tower = draccus.parse(TrainPipelineConfig, args=[*args[:2], "--policy.grids.split_layer=4", args[-1]])
-    assert in_tower.policy.grids.split_layer == 4
+    grids = config.policy.grids
+    assert (grids.num_tokens, grids.predictor, grids.split_layer, grids.sampler) == (4, "attention", 4, "grids")
     with pytest.raises(Exception) as error:  # draccus wraps our error; the user sees it as the cause
         draccus.parse(TrainPipelineConfig, args=[*args[:1], "--policy.grids.num_tokens=0", args[-1]])
     causes = []
