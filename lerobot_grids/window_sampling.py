@@ -8,19 +8,16 @@ interpolation of the patch grid (eq. 2-3) at the window's offsets, differentiabl
 the window lattice every read falls on a patch centre and the window is exactly one the tower's merge would take.
 """
 
-import torch
 from torch import Tensor
 from torch.nn import functional as F  # noqa: N812
 
-from lerobot_grids.grids import bilinear_sample
+from lerobot_grids.grids import bilinear_sample, grid_centres
 
 
 def window_offsets(window: int, device=None, dtype=None) -> Tensor:
     """``[w*w, 2]`` the ``(x, y)`` offsets of a window's patches from its centre, in patches, row by row (the order in
     which a pixel shuffle concatenates them)."""
-    steps = torch.arange(window, device=device, dtype=dtype) - (window - 1) / 2
-    ys, xs = torch.meshgrid(steps, steps, indexing="ij")
-    return torch.stack([xs.flatten(), ys.flatten()], dim=-1)
+    return grid_centres((window, window), device, dtype) * (window - 1) - (window - 1) / 2
 
 
 def pool_windows(patches: Tensor, window: int) -> Tensor:

@@ -91,7 +91,7 @@ def test_smolvla_vision_flops_match_a_hand_count_with_attention():
     inputs = bench.make_inputs(policy, 1, "cpu")
     vision = {}
     for name, sampler in bench.make_samplers(policy, [4, 16], split_layers=[1]).items():
-        bench.use_sampler(policy, sampler)
+        policy.grids_backbone.use_sampler(sampler)
         vision[name] = bench.count_flops(policy, inputs, training=False)["vision"]
     # SmolVLA's inference call embeds each of the two cameras once; GridS after the tower leaves it whole.
     assert vision["dense"] == vision["K=4"] == 2 * hand_count_tiny_smolvlm_vision([64, 64], tokens=16)

@@ -48,10 +48,7 @@ from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PI0GridsCon
 from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy
 from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_pre_post_processors
 from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
-from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import (
-    SmolVLAGridsPolicy,
-    SmolVLMWithExpertGridSModel,
-)
+from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 from lerobot_grids.policies.smolvla_grids.processor_smolvla_grids import make_smolvla_grids_pre_post_processors
 
 CAMERAS = ("observation.images.front", "observation.images.wrist")
@@ -140,15 +137,6 @@ def make_samplers(policy, ks: list[int], split_layers: list[int] = ()) -> dict[s
             samplers[f"K={k} in-tower L={split_layer}"] = sampler.to(device)
     samplers[NO_IMAGE_TOKENS] = NoImageTokens()
     return samplers
-
-
-def use_sampler(policy, sampler: nn.Module) -> None:
-    """Make ``sampler`` the policy's (SmolVLA: with the vision layers that train for it, see ``use_sampler``)."""
-    backbone = policy.grids_backbone
-    if isinstance(backbone, SmolVLMWithExpertGridSModel):
-        backbone.use_sampler(sampler)
-    else:
-        backbone.grids = sampler
 
 
 def make_inputs(policy, batch_size: int, device: str) -> dict[str, Tensor | list[Tensor]]:
@@ -398,7 +386,7 @@ def benchmark(
             samplers = {name: on_fake_tensors(sampler) for name, sampler in samplers.items()}
         one = make_inputs(policy, 1, flop_device)
         for name, sampler in samplers.items():
-            use_sampler(policy, sampler)
+            policy.grids_backbone.use_sampler(sampler)
             results["variants"][name] = {
                 "prefix_tokens": prefix_tokens(policy, one),
                 "flops_inference": count_flops(policy, one, training=False),
@@ -437,7 +425,7 @@ def benchmark(
 
         def with_sampler(name: str, call=call) -> Callable[[], None]:
             def run():
-                use_sampler(policy, samplers[name])
+                policy.grids_backbone.use_sampler(samplers[name])
                 if device.startswith("cuda"):
                     torch.cuda.reset_peak_memory_stats()
                 call()

@@ -124,6 +124,10 @@ class PaliGemmaWithExpertGridSModel(*BACKBONE_BASES):
             """LeRobot's ``embed_image`` (SigLIP tokens projected to the language width) and their grid."""
             return PaliGemmaWithExpertModel.embed_image(self, image), self.grid_hw(image.shape[-2:])
 
+    def use_sampler(self, sampler: nn.Module) -> None:
+        """Sample with ``sampler`` from now on."""
+        self.grids = sampler
+
     def sample_image(self, image: Tensor) -> tuple[Tensor, Tensor]:
         """``(tokens [B, K, C], points [B, K, 2])`` of one camera's image."""
         return self.grids(*self.dense_image_tokens(image), context=self.grids_context)
