@@ -163,7 +163,9 @@ def test_demo_policies_and_their_lerobot_train_options():
     assert model_overrides("dense") == ["--policy.grids.sampler=dense"]
     assert model_overrides("topk_k16") == ["--policy.grids.sampler=topk", "--policy.grids.num_tokens=16"]
     assert "--policy.grids.instruction=true" in model_overrides("instructed_k1")
-    assert "--policy.grids.split_layer=1" in model_overrides("intower_k16")
+    for name, layer in (("intower_l0_k16", 0), ("intower_k16", 1), ("intower_l2_k16", 2)):
+        assert f"--policy.grids.split_layer={layer}" in model_overrides(name)
+        assert label(name) == f"GridS in-tower L={layer} attention+instruction K=16"
     assert label("attention_k4") == "GridS attention K=4" and label("grids_k16") == "GridS K=16"
     for bad in ("grids", "grids_k0", "mlp_k16"):
         with pytest.raises(ValueError, match="Unknown demo policy"):

@@ -89,10 +89,11 @@ KINDS = {
     "attention": ("GridS attention", ["--policy.grids.sampler=grids", "--policy.grids.predictor=attention"]),
     "instructed": ("GridS attention+instruction", ["--policy.grids.sampler=grids", "--policy.grids.predictor=attention",
                                                     "--policy.grids.instruction=true"]),
-    # GridS inside the vision tower after its first layer (of the tiny tower's two), attention+instruction predictor
-    "intower": ("GridS in-tower L=1 attention+instruction", [
+    # GridS inside the vision tower after its first layer (of the tiny tower's two), attention+instruction predictor;
+    # intower_l0 and intower_l2 split before the first layer and after the last (the trade-off over L, issue 18)
+    **{name: (f"GridS in-tower L={layer} attention+instruction", [
         "--policy.grids.sampler=grids", "--policy.grids.predictor=attention", "--policy.grids.instruction=true",
-        "--policy.grids.split_layer=1"]),
+        f"--policy.grids.split_layer={layer}"]) for name, layer in (("intower", 1), ("intower_l0", 0), ("intower_l2", 2))},
     "topk": ("top-k", ["--policy.grids.sampler=topk"]),
     "random": ("random", ["--policy.grids.sampler=random"]),
 }
