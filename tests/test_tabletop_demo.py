@@ -3,6 +3,7 @@ is built from, and the stored runs it renders."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -273,8 +274,8 @@ STORED_RUNS = sorted(path.name for path in (REPO_ROOT / "docs" / "demo").iterdir
 @pytest.mark.parametrize("run", STORED_RUNS)
 def test_stored_reports_are_rendered_from_what_each_run_stored_and_the_readme_quotes_them(tmp_path, capsys, run):
     """Each stored report is what ``lerobot-grids-demo --render`` writes from what its run stored (its units, or
-    for the run stored before units, its results.json, which rendering leaves as it is); the README has every
-    row of its tables. The README's prose quotes these tables; its figures are not parsed one by one."""
+    for the run stored before units, its results.json, which rendering leaves as it is); docs/tabletop.md has
+    every row of its tables. Its prose quotes these tables; its figures are not parsed one by one."""
     stored = REPO_ROOT / "docs" / "demo" / run
     shutil.copytree(stored, tmp_path / "run")
     main(["--render", str(tmp_path / "run")])
@@ -285,13 +286,29 @@ def test_stored_reports_are_rendered_from_what_each_run_stored_and_the_readme_qu
     table_rows = [line for line in rendered.splitlines() if line.startswith("| ")]
     measured = [name for name in results["success"] if name != "dense"]
     assert len(table_rows) == 1 + len(results["success"]) + 1 + 1 + len(measured)  # headers and rows
-    readme = (REPO_ROOT / "README.md").read_text()
-    assert all(row in readme.splitlines() for row in table_rows)
-    assert f"{results['seconds'] / 60:.1f} min" in readme
+    analysis = (REPO_ROOT / "docs" / "tabletop.md").read_text()
+    assert all(row in analysis.splitlines() for row in table_rows)
+    assert f"{results['seconds'] / 60:.1f} min" in analysis
 
 
-def test_readme_states_the_scale_of_the_stored_single_seed_run():
+def test_the_analysis_states_the_scale_of_the_stored_single_seed_run():
     results = json.loads((REPO_ROOT / "docs" / "demo" / "cpu-2core" / "results.json").read_text())
-    scale, readme = results["scale"], (REPO_ROOT / "README.md").read_text()
+    scale, analysis = results["scale"], (REPO_ROOT / "docs" / "tabletop.md").read_text()
     assert (f"{scale['episodes']} expert episodes, {scale['steps']} `lerobot-train`\nsteps at batch {scale['batch_size']} "
-            f"per policy, each from the pretrained base policy, {scale['eval_episodes']} unseen scenes per variant") in readme
+            f"per policy, each from the pretrained base policy, {scale['eval_episodes']} unseen scenes per variant") in analysis
+
+
+def test_every_figure_of_the_readmes_summary_is_in_a_stored_report():
+    """The README's "What it buys, measured" quotes stored runs only: each success rate with its interval is a
+    cell of a stored demo report, each ratio (with its interval where it has one) a cell of a stored benchmark
+    report."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    summary = readme.split("## What it buys, measured")[1].split("\n## ")[0]
+    demo_cells = {cell.strip() for path in (REPO_ROOT / "docs" / "demo").glob("*/report.md")
+                  for line in path.read_text().splitlines() for cell in line.split("|")}
+    bench_reports = "".join(path.read_text() for path in (REPO_ROOT / "docs" / "benchmarks").glob("*/report.md"))
+    rates = re.findall(r"(\d+)% (\[\d+, \d+\])", summary)
+    ratios = re.findall(r"(\d+\.\d\dx(?: \[\d\.\d\d, \d\.\d\d\])?)", summary)
+    assert len(rates) >= 8 and len(ratios) >= 8
+    assert [f"{rate} {interval}" for rate, interval in rates if f"{rate} {interval}" not in demo_cells] == []
+    assert [ratio for ratio in ratios if ratio not in bench_reports] == []
