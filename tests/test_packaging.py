@@ -1,6 +1,7 @@
 """Installing and importing the plugin in the user's LeRobot environment (0.4.4 or 0.6.x)."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -57,3 +58,17 @@ def test_plugin_loads_without_librealsense_and_the_camera_names_the_system_packa
     assert "['pi05_grids', 'pi0_grids', 'smolvla_grids']" in result.stdout
     assert "pyrealsense2 loaded: False" in result.stdout
     assert "ERROR" in result.stdout and "install the system package libusb-1.0-0" in result.stdout
+
+
+def test_the_readme_and_docs_links_resolve():
+    """Every relative link of the README and docs/*.md names a file in the repository, and every in-page link of the
+    README a heading of it (GitHub's anchors: lower case, punctuation dropped, spaces as hyphens)."""
+    pages = [REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")]
+    missing = [(page.name, target) for page in pages
+               for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text())
+               if not target.startswith("http") and not (page.parent / target).exists()]
+    readme = (REPO_ROOT / "README.md").read_text()
+    anchors = {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+               for heading in re.findall(r"^#+ (.*)$", readme, re.M)}
+    dangling = sorted(set(re.findall(r"\]\(#([^)]+)\)", readme)) - anchors)
+    assert len(pages) >= 4 and missing == [] and dangling == []
