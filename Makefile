@@ -47,8 +47,9 @@ demo-quick: $(INSTALLED)
 
 # The comparison over three training seeds: dense, GridS with the paper's predictor and the new ones (attention,
 # attention+instruction) at K = 16, 4, 1, GridS inside the vision tower at K = 16 (split after layer 1 of the tiny
-# tower's 2, and before and after it), and the top-k / random baselines at K = 16 (45 trainings, ~5.5 h on 2 CPU cores). Interrupted? make demo-seeds RESUME=outputs/demo/<date-time>
-# continues it (policies added to the list are trained in a resumed run too).
+# tower's 2, and before and after it), and the top-k / random baselines at K = 16 (45 trainings, ~5.5 h on 2 CPU
+# cores). Interrupted? make demo-seeds RESUME=outputs/demo/<date-time> continues it (policies added to the list are
+# trained in a resumed run too).
 DEMO_SEEDS_MODELS := dense grids_k16 instructed_k16 topk_k16 random_k16 attention_k16 instructed_k4 intower_k16 \
 	grids_k4 attention_k4 grids_k1 instructed_k1 attention_k1 intower_l0_k16 intower_l2_k16
 demo-seeds: $(INSTALLED)

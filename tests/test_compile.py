@@ -11,7 +11,6 @@ from lerobot.policies.factory import get_policy_class
 from lerobot.policies.pi0.modeling_pi0 import make_att_2d_masks
 from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
 from test_distributed_training import SAMPLER_OPTIONS
-
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 
 from lerobot_grids import compat

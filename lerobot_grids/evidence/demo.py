@@ -84,16 +84,17 @@ QUICK = DemoScale(episodes=60, steps=200, batch_size=16, ks=(16, 4), eval_episod
                   margin=15.0)
 # Samplers and predictors a run can compare (paper Tab. 10 and the point predictors of GridSConfig); a policy's
 # name is one of these followed by ``_k<K>``, or ``dense``.
+ATTENTION_INSTRUCTION = ["--policy.grids.sampler=grids", "--policy.grids.predictor=attention",
+                         "--policy.grids.instruction=true"]
 KINDS = {
     "grids": ("GridS", ["--policy.grids.sampler=grids"]),
     "attention": ("GridS attention", ["--policy.grids.sampler=grids", "--policy.grids.predictor=attention"]),
-    "instructed": ("GridS attention+instruction", ["--policy.grids.sampler=grids", "--policy.grids.predictor=attention",
-                                                    "--policy.grids.instruction=true"]),
+    "instructed": ("GridS attention+instruction", ATTENTION_INSTRUCTION),
     # GridS inside the vision tower after its first layer (of the tiny tower's two), attention+instruction predictor;
     # intower_l0 and intower_l2 split before the first layer and after the last (the trade-off over L, issue 18)
-    **{name: (f"GridS in-tower L={layer} attention+instruction", [
-        "--policy.grids.sampler=grids", "--policy.grids.predictor=attention", "--policy.grids.instruction=true",
-        f"--policy.grids.split_layer={layer}"]) for name, layer in (("intower", 1), ("intower_l0", 0), ("intower_l2", 2))},
+    **{name: (f"GridS in-tower L={layer} attention+instruction",
+              [*ATTENTION_INSTRUCTION, f"--policy.grids.split_layer={layer}"])
+       for name, layer in (("intower", 1), ("intower_l0", 0), ("intower_l2", 2))},
     "topk": ("top-k", ["--policy.grids.sampler=topk"]),
     "random": ("random", ["--policy.grids.sampler=random"]),
 }
