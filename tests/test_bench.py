@@ -2,6 +2,11 @@
 
 import gc
 import json
+import os
+import re
+import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,10 +115,13 @@ def test_fake_and_real_tensors_count_the_same_flops():
 
 
 def test_command_writes_json_markdown_and_plot_and_never_overwrites(tmp_path):
+    """The installed ``lerobot-grids-bench``, as a user runs it."""
     output = tmp_path / "bench"
     args = ["--models", "smolvla_tiny", "--ks", "2", "--batch-sizes", "1", "2", "--train-batch-size", "0",
-            "--repeats", "1", "--warmup", "0", "--device", "cpu", "--output-dir", str(output)]
-    lerobot_grids_bench.main(args)
+            "--repeats", "2", "--warmup", "0", "--device", "cpu", "--output-dir", str(output)]
+    command = subprocess.run([str(Path(sys.executable).with_name("lerobot-grids-bench")), *args], capture_output=True,
+                             text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert command.returncode == 0, command.stderr[-3000:]
     results = json.loads((output / "results.json").read_text())
     variants = results["results"][0]["variants"]
     assert set(variants) == {"dense", "K=2", "no image tokens"}
@@ -121,9 +129,20 @@ def test_command_writes_json_markdown_and_plot_and_never_overwrites(tmp_path):
     assert [variants[v]["prefix_tokens"] for v in ("dense", "K=2", "no image tokens")] == [81, 53, 49]
     report = (output / "report.md").read_text()
     assert "lerobot-grids-bench --models smolvla_tiny" in report and "| K=2 | 53 |" in report
+    # The share of the bound, from the stored times of every round.
+    labels = ["inference_b1", "inference_b2", "record_loop_chunk", "async_server_chunk"]
+    assert "| share of the no-image-tokens bound | " + " | ".join(labels) + " |" in report
+    shares = [bench.share_of_bound(variants["K=2"], variants["no image tokens"], label) for label in labels]
+    assert "| K=2 | " + " | ".join(f"{100 * median:.0f}% [{100 * first:.0f}, {100 * third:.0f}]"
+                                   for first, median, third in shares) + " |" in report
+    # On the console, a line as each measurement starts and ends: a long run on a CPU is not silent until it ends.
+    starts = re.findall(r"smolvla_tiny (\w+) \((\d)/4\): 2 rounds of 3 variants", command.stderr)
+    ends = re.findall(r"smolvla_tiny (\w+) done in \d+ s: K=2 [\d.]+x \[[\d.]+, [\d.]+\], no image tokens ",
+                      command.stderr)
+    assert starts == [(label, str(i)) for i, label in enumerate(labels, start=1)] and ends == labels
     assert (output / "speedup.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(FileExistsError, match="nothing is overwritten"):
-        lerobot_grids_bench.main(args)
+        lerobot_grids_bench.run(args)
 
 
 def test_compile_mode_times_policies_compiled_as_lerobot_compiles_them(monkeypatch):
@@ -156,7 +175,7 @@ def test_command_creates_its_folder_before_building_a_model(tmp_path, monkeypatc
 
     monkeypatch.setattr(lerobot_grids_bench, "benchmark", no_model)
     with pytest.raises(RuntimeError, match="the models are built here"):
-        lerobot_grids_bench.main(["--models", "smolvla_tiny", "--output-dir", str(tmp_path / "new" / "bench")])
+        lerobot_grids_bench.run(["--models", "smolvla_tiny", "--output-dir", str(tmp_path / "new" / "bench")])
     assert (tmp_path / "new" / "bench").is_dir()
 
 
@@ -166,7 +185,7 @@ def test_stored_reports_are_rendered_from_their_results_and_the_readme_quotes_th
     of docs/benchmarks.md are its rows (the H100 table: speed-ups, and peak memory of a training step in GiB)."""
     stored = REPO_ROOT / "docs" / "benchmarks" / run
     (tmp_path / "results.json").write_bytes((stored / "results.json").read_bytes())
-    lerobot_grids_bench.main(["--render", str(tmp_path / "results.json")])
+    lerobot_grids_bench.run(["--render", str(tmp_path / "results.json")])
     assert (tmp_path / "report.md").read_text() == (stored / "report.md").read_text()
     analysis = (REPO_ROOT / "docs" / "benchmarks.md").read_text().splitlines()
     results = json.loads((stored / "results.json").read_text())["results"]
@@ -207,6 +226,18 @@ def test_paired_speedup_is_the_median_and_range_of_per_round_ratios():
     assert median == 2.0 and first == 2.0 and third == 2.0
     assert bench.paired_speedup([1.0, 1.0, 1.0, 1.0], [1.0, 0.5, 2.0, 1.0]) == (0.875, 1.0, 1.25)
     assert bench.quartiles([3.0]) == (3.0, 3.0, 3.0)
+
+
+def test_share_of_bound_is_the_range_of_per_round_ratios_of_the_bound_to_the_variant(pi0_tiny_results):
+    bound = {"seconds_rounds_inference_b1": [1.0, 2.0, 2.0, 3.0, 1.0]}
+    variant = {"seconds_rounds_inference_b1": [2.0, 2.0, 4.0, 3.0, 1.0]}  # shares 0.5, 1, 0.5, 1, 1
+    assert bench.share_of_bound(variant, bound, "inference_b1") == (0.5, 1.0, 1.0)
+    assert bench.share_of_bound({}, bound, "inference_b1") is None  # a run stored before the rounds were
+    # Every round's times are stored, and the reported median is theirs.
+    for variant in pi0_tiny_results["variants"].values():
+        for label in ("inference_b1", "inference_b2", "training_step_b2"):
+            rounds = variant[f"seconds_rounds_{label}"]
+            assert len(rounds) == pi0_tiny_results["repeats"] and statistics.median(rounds) == variant[f"seconds_{label}"]
 
 
 def test_report_shows_the_speed_up_range_and_the_flops_without_the_vision_tower(pi0_tiny_results):

@@ -145,8 +145,10 @@ def test_pi0_grids_trains_and_resumes_with_lerobot_train(dataset_root, tmp_path)
     policy_args = _tiny_pi_args("pi0_grids")
     data_args = [f"--dataset.repo_id={DATASET_REPO_ID}", f"--dataset.root={dataset_root}"]
     command = [str(LEROBOT_TRAIN.with_name("lerobot-grids-init")), *policy_args, *data_args, f"--output_dir={start}"]
-    subprocess.run(command, check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    refused = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    offline = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    written = subprocess.run(command, check=True, capture_output=True, text=True, env=offline)
+    assert f"Wrote a new pi0_grids policy to {start}" in written.stderr  # LeRobot's console logging shows it
+    refused = subprocess.run(command, capture_output=True, text=True, env=offline)
     assert refused.returncode != 0 and "nothing is overwritten" in refused.stderr
 
     run = tmp_path / "run"

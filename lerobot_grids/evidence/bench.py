@@ -16,14 +16,16 @@ embeddings read tensor values, on real ones; the report gives the FLOP ratio aga
 tower counted and without it (the paper's measure). Times (:func:`time_rounds`): after warm-up rounds, every
 variant once per round, the order rotated from round to round, garbage collection off around each timed
 call; a variant's speed-up is the median over rounds of dense's time in that round over its own, with the
-interquartile range of those ratios. Each run records the torch and CUDA versions, device, dtype and TF32
-settings (:func:`environment`). What an SO-100 user waits for is timed too (:func:`deployment_calls`): one
-action chunk from a robot observation to the actions for the motors, as LeRobot's record loop and its
-async policy server make it.
+interquartile range of those ratios; the times of every round are stored, so a variant's share of the "no
+image tokens" bound (:func:`share_of_bound`) has its range too. Each run records the torch and CUDA versions,
+device, dtype and TF32 settings (:func:`environment`). What an SO-100 user waits for is timed too
+(:func:`deployment_calls`): one action chunk from a robot observation to the actions for the motors, as
+LeRobot's record loop and its async policy server make it.
 """
 
 import copy
 import gc
+import logging
 import platform
 import statistics
 import time
@@ -50,6 +52,8 @@ from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_
 from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 from lerobot_grids.policies.smolvla_grids.processor_smolvla_grids import make_smolvla_grids_pre_post_processors
+
+logger = logging.getLogger(__name__)
 
 CAMERAS = ("observation.images.front", "observation.images.wrist")
 LANGUAGE_TOKENS = 48  # both policies' default tokenizer_max_length
@@ -409,7 +413,10 @@ def benchmark(
     deployment_chunks = deployment_calls(policy, device) if deployment else {}
     # Every parameter: a frozen one has no gradient and is skipped; the tower's layers after an in-tower split train.
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-6)
-    for label, batch_size, kind in measurements:
+    for index, (label, batch_size, kind) in enumerate(measurements, start=1):
+        logger.info("%s %s (%d/%d): %d rounds of %d variants", architecture, label, index, len(measurements),
+                    warmup + repeats, len(samplers))
+        started = time.monotonic()
         if kind in DEPLOYMENT:
             call = deployment_chunks[kind]
         else:
@@ -439,11 +446,25 @@ def benchmark(
             variant = results["variants"][name]
             first, median, third = quartiles(values)
             variant[f"seconds_{label}"], variant[f"seconds_iqr_{label}"] = median, [first, third]
+            variant[f"seconds_rounds_{label}"] = values
             first, median, third = paired_speedup(times[DENSE], values)
             variant[f"speedup_{label}"], variant[f"speedup_iqr_{label}"] = median, [first, third]
             if device.startswith("cuda"):
                 variant[f"peak_memory_mb_{label}"] = peaks[name]
+        speedups = [f"{name} {_speedup_cell(v, f'speedup_{label}')}" for name, v in results["variants"].items()
+                    if name != DENSE]
+        logger.info("%s %s done in %.0f s: %s", architecture, label, time.monotonic() - started, ", ".join(speedups))
     return results
+
+
+def share_of_bound(variant: dict, bound: dict, label: str) -> tuple[float, float, float] | None:
+    """Quartiles over rounds of how much of the "no image tokens" speed-up a variant reaches: per round, dense's time
+    over the variant's divided by dense's time over the bound's, that is the bound's time over the variant's (1.0:
+    all of it). ``None`` for runs stored without the times of every round."""
+    key = f"seconds_rounds_{label}"
+    if key not in variant or key not in bound:
+        return None
+    return quartiles([b / v for b, v in zip(bound[key], variant[key], strict=True)])
 
 
 def _speedup_cell(variant: dict, key: str) -> str:
@@ -479,6 +500,30 @@ def markdown_table(results: dict) -> str:
             f"{dense['flops_training_step']['total'] / training['total']:.2f}x",
             *[_speedup_cell(v, k) for k in timing], *[f"{v[k]:.0f}" for k in memory],
         ])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def bound_table(results: dict) -> str | None:
+    """Each GridS variant's share of the "no image tokens" bound (:func:`share_of_bound`) per timed measurement, as a
+    percentage: median over rounds [interquartile range]; ``None`` for runs stored without the times of every round."""
+    variants = results["variants"]
+    if NO_IMAGE_TOKENS not in variants:
+        return None
+    bound = variants[NO_IMAGE_TOKENS]
+    labels = [key.removeprefix("seconds_rounds_") for key in bound if key.startswith("seconds_rounds_")]
+    rows = []
+    for name, variant in variants.items():
+        if name in (DENSE, NO_IMAGE_TOKENS):
+            continue
+        shares = [share_of_bound(variant, bound, label) for label in labels]
+        if None in shares:
+            return None
+        rows.append([name, *[f"{100 * median:.0f}% [{100 * first:.0f}, {100 * third:.0f}]"
+                             for first, median, third in shares]])
+    if not labels or not rows:
+        return None
+    header = ["share of the no-image-tokens bound", *labels]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 

@@ -15,9 +15,10 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
+from lerobot.utils.utils import init_logging
 
 from lerobot_grids.evidence import new_output_dir
-from lerobot_grids.evidence.bench import ARCHITECTURES, benchmark, markdown_table, plot_speedups
+from lerobot_grids.evidence.bench import ARCHITECTURES, benchmark, bound_table, markdown_table, plot_speedups
 
 
 def write_report(output_dir: Path, command: str, all_results: list[dict]) -> str:
@@ -34,6 +35,8 @@ def write_report(output_dir: Path, command: str, all_results: list[dict]) -> str
                        f"{results['repeats']} timed rounds after {results['warmup']} warm-up rounds, speed-ups: "
                        "median over rounds [interquartile range].", ""]
         report += [markdown_table(results), ""]
+        if (shares := bound_table(results)) is not None:
+            report += [shares, ""]
     (output_dir / "report.md").write_text("\n".join(report))
     timed = [r for r in all_results
              if any(k.startswith("speedup_inference") for v in r["variants"].values() for k in v)]
@@ -42,7 +45,8 @@ def write_report(output_dir: Path, command: str, all_results: list[dict]) -> str
     return "\n".join(report)
 
 
-def main(argv: list[str] | None = None) -> Path:
+def run(argv: list[str]) -> Path:
+    """The command on ``argv`` (its options), in this process; returns the folder it wrote."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["smolvla", "pi0"], choices=sorted(ARCHITECTURES))
     parser.add_argument("--ks", nargs="+", type=int, default=[1, 4, 16, 32], help="GridS tokens per camera")
@@ -74,7 +78,6 @@ def main(argv: list[str] | None = None) -> Path:
         stored = json.loads(args.render.read_text())
         print(write_report(args.render.parent, stored["command"], stored["results"]))
         return args.render.parent
-    logging.basicConfig(level=logging.INFO)
     if any(k < 1 for k in args.ks):
         raise ValueError(f"--ks must be at least 1, got {args.ks}.")
     output_dir = new_output_dir(args.output_dir or Path("outputs/bench") / datetime.now().strftime("%Y%m%d-%H%M%S"))
@@ -91,11 +94,17 @@ def main(argv: list[str] | None = None) -> Path:
             dtype=args.dtype, gradient_checkpointing=args.gradient_checkpointing and model.startswith("pi0"),
         ))
         all_results[-1]["benchmark_minutes"] = round((time.monotonic() - started) / 60, 1)
-    command = "lerobot-grids-bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "lerobot-grids-bench " + " ".join(argv)
     (output_dir / "results.json").write_text(json.dumps({"command": command, "results": all_results}, indent=2))
     print(write_report(output_dir, command, all_results))
     print(f"Wrote {output_dir}")
     return output_dir
+
+
+def main() -> None:
+    """``lerobot-grids-bench``: LeRobot's console logging (a line as each measurement starts and ends), then the run."""
+    init_logging()
+    run(sys.argv[1:])
 
 
 if __name__ == "__main__":

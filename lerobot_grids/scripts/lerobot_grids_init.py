@@ -24,6 +24,7 @@ from lerobot.configs.policies import PreTrainedConfig
 from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 from lerobot.policies.factory import make_policy
 from lerobot.utils.import_utils import register_third_party_plugins
+from lerobot.utils.utils import init_logging
 
 
 @dataclass
@@ -53,7 +54,7 @@ def init_policy(cfg: InitPolicyConfig) -> Path:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO)
+    init_logging()
     register_third_party_plugins()
     init_policy()
 
