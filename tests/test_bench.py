@@ -179,10 +179,14 @@ def test_command_creates_its_folder_before_building_a_model(tmp_path, monkeypatc
     assert (tmp_path / "new" / "bench").is_dir()
 
 
-@pytest.mark.parametrize("run", ["cpu-2core", "cpu-2core-20rounds", "cpu-2core-in-tower", "cpu-2core-in-tower-training", "h100"])
+STORED = ["cpu-2core", "cpu-2core-20rounds", "cpu-2core-bound", "cpu-2core-in-tower", "cpu-2core-in-tower-training", "h100"]
+
+
+@pytest.mark.parametrize("run", STORED)
 def test_stored_reports_are_rendered_from_their_results_and_the_readme_quotes_them(tmp_path, run):
     """``--render`` writes each stored run's report from its results.json alone, as stored; the benchmark tables
-    of docs/benchmarks.md are its rows (the H100 table: speed-ups, and peak memory of a training step in GiB)."""
+    of docs/benchmarks.md are its rows, and its shares of the no-image-tokens bound where it stores them (the H100
+    table: speed-ups, and peak memory of a training step in GiB)."""
     stored = REPO_ROOT / "docs" / "benchmarks" / run
     (tmp_path / "results.json").write_bytes((stored / "results.json").read_bytes())
     lerobot_grids_bench.run(["--render", str(tmp_path / "results.json")])
@@ -190,7 +194,8 @@ def test_stored_reports_are_rendered_from_their_results_and_the_readme_quotes_th
     analysis = (REPO_ROOT / "docs" / "benchmarks.md").read_text().splitlines()
     results = json.loads((stored / "results.json").read_text())["results"]
     if run.startswith("cpu-2core"):
-        rows = [line for r in results for line in bench.markdown_table(r).splitlines()[2:]]
+        rows = [line for r in results for table in (bench.markdown_table(r), bench.bound_table(r) or "")
+                for line in table.splitlines()[2:]]
     else:
         names = {"smolvla": "SmolVLA", "pi0": "pi0"}
         speedups = ("speedup_inference_b1", "speedup_inference_b8", "speedup_training_step_b8")
