@@ -32,7 +32,7 @@ from lerobot_grids.scripts.lerobot_grids_demo import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPE = REPO_ROOT / "policies" / "smolvla_grids_tabletop.json"
-TINY = DemoScale(episodes=6, steps=10, batch_size=4, ks=(4,), eval_episodes=4, pointing_scenes=2, margin=10.0)
+TINY = DemoScale(episodes=6, steps=10, batch_size=4, ks=(4,), eval_episodes=2, pointing_scenes=2, margin=10.0)
 SEEDS, MODELS = [1000, 1001], ["dense", "instructed_k4"]
 
 
