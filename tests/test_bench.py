@@ -179,10 +179,8 @@ def test_command_creates_its_folder_before_building_a_model(tmp_path, monkeypatc
     assert (tmp_path / "new" / "bench").is_dir()
 
 
-STORED = ["cpu-2core", "cpu-2core-20rounds", "cpu-2core-bound", "cpu-2core-in-tower", "cpu-2core-in-tower-training", "h100"]
-
-
-@pytest.mark.parametrize("run", STORED)
+@pytest.mark.parametrize("run", ["cpu-2core", "cpu-2core-20rounds", "cpu-2core-bound", "cpu-2core-in-tower",
+                                 "cpu-2core-in-tower-training", "h100"])
 def test_stored_reports_are_rendered_from_their_results_and_the_readme_quotes_them(tmp_path, run):
     """``--render`` writes each stored run's report from its results.json alone, as stored; the benchmark tables
     of docs/benchmarks.md are its rows, and its shares of the no-image-tokens bound where it stores them (the H100

@@ -474,6 +474,11 @@ def _speedup_cell(variant: dict, key: str) -> str:
     return f"{variant[key]:.2f}x" + (f" [{quartile_range[0]:.2f}, {quartile_range[1]:.2f}]" if quartile_range else "")
 
 
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def markdown_table(results: dict) -> str:
     variants = results["variants"]
     timing = sorted({key for v in variants.values() for key in v if key.startswith("speedup_")
@@ -500,32 +505,21 @@ def markdown_table(results: dict) -> str:
             f"{dense['flops_training_step']['total'] / training['total']:.2f}x",
             *[_speedup_cell(v, k) for k in timing], *[f"{v[k]:.0f}" for k in memory],
         ])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    return _markdown(header, rows)
 
 
 def bound_table(results: dict) -> str | None:
     """Each GridS variant's share of the "no image tokens" bound (:func:`share_of_bound`) per timed measurement, as a
     percentage: median over rounds [interquartile range]; ``None`` for runs stored without the times of every round."""
     variants = results["variants"]
-    if NO_IMAGE_TOKENS not in variants:
-        return None
     bound = variants[NO_IMAGE_TOKENS]
     labels = [key.removeprefix("seconds_rounds_") for key in bound if key.startswith("seconds_rounds_")]
-    rows = []
-    for name, variant in variants.items():
-        if name in (DENSE, NO_IMAGE_TOKENS):
-            continue
-        shares = [share_of_bound(variant, bound, label) for label in labels]
-        if None in shares:
-            return None
-        rows.append([name, *[f"{100 * median:.0f}% [{100 * first:.0f}, {100 * third:.0f}]"
-                             for first, median, third in shares]])
-    if not labels or not rows:
+    if not labels:
         return None
-    header = ["share of the no-image-tokens bound", *labels]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    rows = [[name, *[f"{100 * median:.0f}% [{100 * first:.0f}, {100 * third:.0f}]"
+                     for first, median, third in (share_of_bound(variant, bound, label) for label in labels)]]
+            for name, variant in variants.items() if name not in (DENSE, NO_IMAGE_TOKENS)]
+    return _markdown(["share of the no-image-tokens bound", *labels], rows)
 
 
 def plot_speedups(all_results: list[dict], path: Path) -> None:
