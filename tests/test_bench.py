@@ -129,10 +129,11 @@ def test_command_writes_json_markdown_and_plot_and_never_overwrites(tmp_path):
     assert [variants[v]["prefix_tokens"] for v in ("dense", "K=2", "no image tokens")] == [81, 53, 49]
     report = (output / "report.md").read_text()
     assert "lerobot-grids-bench --models smolvla_tiny" in report and "| K=2 | 53 |" in report
-    # The share of the bound, from the stored times of every round.
+    # The share of the time the bound saves, from the stored times of every round.
     labels = ["inference_b1", "inference_b2", "record_loop_chunk", "async_server_chunk"]
-    assert "| share of the no-image-tokens bound | " + " | ".join(labels) + " |" in report
-    shares = [bench.share_of_bound(variants["K=2"], variants["no image tokens"], label) for label in labels]
+    assert "| share of the time no image tokens saves | " + " | ".join(labels) + " |" in report
+    shares = [bench.share_of_time_saved(variants["K=2"], variants["dense"], variants["no image tokens"], label)
+              for label in labels]
     assert "| K=2 | " + " | ".join(f"{100 * median:.0f}% [{100 * first:.0f}, {100 * third:.0f}]"
                                    for first, median, third in shares) + " |" in report
     # On the console, a line as each measurement starts and ends: a long run on a CPU is not silent until it ends.
@@ -231,11 +232,16 @@ def test_paired_speedup_is_the_median_and_range_of_per_round_ratios():
     assert bench.quartiles([3.0]) == (3.0, 3.0, 3.0)
 
 
-def test_share_of_bound_is_the_range_of_per_round_ratios_of_the_bound_to_the_variant(pi0_tiny_results):
-    bound = {"seconds_rounds_inference_b1": [1.0, 2.0, 2.0, 3.0, 1.0]}
-    variant = {"seconds_rounds_inference_b1": [2.0, 2.0, 4.0, 3.0, 1.0]}  # shares 0.5, 1, 0.5, 1, 1
-    assert bench.share_of_bound(variant, bound, "inference_b1") == (0.5, 1.0, 1.0)
-    assert bench.share_of_bound({}, bound, "inference_b1") is None  # a run stored before the rounds were
+def test_share_of_time_saved_is_negative_for_a_variant_slower_than_dense(pi0_tiny_results):
+    dense = {"seconds_rounds_inference_b1": [4.0, 4.0, 4.0, 4.0, 4.0]}
+    bound = {"seconds_rounds_inference_b1": [2.0, 2.0, 2.0, 2.0, 2.0]}  # saves 2 s every round
+    # saves 1, 2, 0, 2 s and loses 2 s: shares 0.5, 1, 0, 1, -1
+    variant = {"seconds_rounds_inference_b1": [3.0, 2.0, 4.0, 2.0, 6.0]}
+    assert bench.share_of_time_saved(variant, dense, bound, "inference_b1") == (0.0, 0.5, 1.0)
+    # Slower than dense every round: a negative share, where the bound's time over the variant's would read 50%.
+    slower = {"seconds_rounds_inference_b1": [6.0] * 5}
+    assert bench.share_of_time_saved(slower, dense, bound, "inference_b1") == (-1.0, -1.0, -1.0)
+    assert bench.share_of_time_saved({}, dense, bound, "inference_b1") is None  # a run stored before the rounds were
     # Every round's times are stored, and the reported median is theirs.
     for variant in pi0_tiny_results["variants"].values():
         for label in ("inference_b1", "inference_b2", "training_step_b2"):

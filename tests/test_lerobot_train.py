@@ -97,10 +97,14 @@ def test_train_resume_and_continue_from_a_checkpoint(dataset_root, tmp_path):
 
 
 def test_train_from_a_dense_smolvla_checkpoint_with_init_from(dataset_root, tmp_path):
+    """Also with LeRobot's documented plugin flags, which walk the named package (not needed: the plugin is found
+    by its distribution name, but a user following LeRobot's docs passes them)."""
     torch.manual_seed(3)
     SmolVLAPolicy(make_config("smolvla", dataset_root=dataset_root)).save_pretrained(tmp_path / "dense")
     run = tmp_path / "run"
     lerobot_train("--policy.type=smolvla_grids", f"--policy.init_from={tmp_path / 'dense'}",
+                  "--policy.discover_packages_path=lerobot_policy_grids",
+                  "--env.discover_packages_path=lerobot_policy_grids",
                   "--policy.train_expert_only=true", *_tiny_args(dataset_root, run, 2))
     dense = load_file(tmp_path / "dense" / "model.safetensors")
     trained = _weights(run / "checkpoints" / "000002")

@@ -487,8 +487,9 @@ def test_camera_check_says_which_camera_is_which_and_what_is_missing(tmp_path):
     """The first run is of a wheel built from this checkout (a regular install: its default robot config is
     package data, not the repository's robot_configs/)."""
     source = tmp_path / "source"  # what the wheel is built from, so the build writes nothing into the checkout
-    shutil.copytree(REPO_ROOT / "lerobot_grids", source / "lerobot_grids", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("setup.cfg", "pyproject.toml", "README.md", "lerobot_policy_grids.py"):
+    for package in ("lerobot_grids", "lerobot_policy_grids"):
+        shutil.copytree(REPO_ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
         shutil.copy(REPO_ROOT / name, source / name)
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
                             "-q", "-w", str(tmp_path / "wheel"), str(source)], capture_output=True, text=True, timeout=300)

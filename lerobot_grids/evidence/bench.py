@@ -16,8 +16,8 @@ embeddings read tensor values, on real ones; the report gives the FLOP ratio aga
 tower counted and without it (the paper's measure). Times (:func:`time_rounds`): after warm-up rounds, every
 variant once per round, the order rotated from round to round, garbage collection off around each timed
 call; a variant's speed-up is the median over rounds of dense's time in that round over its own, with the
-interquartile range of those ratios; the times of every round are stored, so a variant's share of the "no
-image tokens" bound (:func:`share_of_bound`) has its range too. Each run records the torch and CUDA versions,
+interquartile range of those ratios; the times of every round are stored, so a variant's share of the time the "no
+image tokens" bound saves (:func:`share_of_time_saved`) has its range too. Each run records the torch and CUDA versions,
 device, dtype and TF32 settings (:func:`environment`). What an SO-100 user waits for is timed too
 (:func:`deployment_calls`): one action chunk from a robot observation to the actions for the motors, as
 LeRobot's record loop and its async policy server make it.
@@ -457,14 +457,14 @@ def benchmark(
     return results
 
 
-def share_of_bound(variant: dict, bound: dict, label: str) -> tuple[float, float, float] | None:
-    """Quartiles over rounds of how much of the "no image tokens" speed-up a variant reaches: per round, dense's time
-    over the variant's divided by dense's time over the bound's, that is the bound's time over the variant's (1.0:
-    all of it). ``None`` for runs stored without the times of every round."""
+def share_of_time_saved(variant: dict, dense: dict, bound: dict, label: str) -> tuple[float, float, float] | None:
+    """Quartiles over rounds of the share of the time that "no image tokens" saves which a variant saves too: per
+    round, ``(t_dense - t_variant) / (t_dense - t_bound)`` (1.0: all of it; 0: none; negative: the variant was slower
+    than dense in that round). ``None`` for runs stored without the times of every round."""
     key = f"seconds_rounds_{label}"
-    if key not in variant or key not in bound:
+    if any(key not in times for times in (variant, dense, bound)):
         return None
-    return quartiles([b / v for b, v in zip(bound[key], variant[key], strict=True)])
+    return quartiles([(d - v) / (d - b) for d, v, b in zip(dense[key], variant[key], bound[key], strict=True)])
 
 
 def _speedup_cell(variant: dict, key: str) -> str:
@@ -509,17 +509,18 @@ def markdown_table(results: dict) -> str:
 
 
 def bound_table(results: dict) -> str | None:
-    """Each GridS variant's share of the "no image tokens" bound (:func:`share_of_bound`) per timed measurement, as a
-    percentage: median over rounds [interquartile range]; ``None`` for runs stored without the times of every round."""
+    """Each GridS variant's share of the time "no image tokens" saves (:func:`share_of_time_saved`) per timed
+    measurement, as a percentage: median over rounds [interquartile range]; ``None`` for runs stored without the
+    times of every round."""
     variants = results["variants"]
-    bound = variants[NO_IMAGE_TOKENS]
+    dense, bound = variants[DENSE], variants[NO_IMAGE_TOKENS]
     labels = [key.removeprefix("seconds_rounds_") for key in bound if key.startswith("seconds_rounds_")]
     if not labels:
         return None
     rows = [[name, *[f"{100 * median:.0f}% [{100 * first:.0f}, {100 * third:.0f}]"
-                     for first, median, third in (share_of_bound(variant, bound, label) for label in labels)]]
+                     for first, median, third in (share_of_time_saved(variant, dense, bound, label) for label in labels)]]
             for name, variant in variants.items() if name not in (DENSE, NO_IMAGE_TOKENS)]
-    return _markdown(["share of the no-image-tokens bound", *labels], rows)
+    return _markdown(["share of the time no image tokens saves", *labels], rows)
 
 
 def plot_speedups(all_results: list[dict], path: Path) -> None:
