@@ -85,6 +85,39 @@ class GridSConfig:
                 f"GridS split_layer={self.split_layer} samples inside the vision tower after that many layers: it "
                 f"needs --policy.grids.sampler=grids (got {self.sampler!r}) and a layer count of 0 or more."
             )
+        inert = [name for name in self.settings_without_effect()
+                 if getattr(self, name) != type(self).__dataclass_fields__[name].default]
+        if inert:
+            raise ValueError(
+                "GridS " + "; ".join(f"{name}={getattr(self, name)!r} has no effect ({READ_BY[name]})" for name in inert)
+                + f" with sampler={self.sampler!r}, predictor={self.predictor!r}, coord_injection={self.coord_injection}."
+                f" Drop {' and '.join(f'--policy.grids.{name}' for name in inert)}, or choose the sampler that uses it."
+            )
+
+    def settings_without_effect(self) -> list[str]:
+        """The settings this sampler never reads: set to anything but their default, they are refused (they would
+        be written to the config and the model card and change nothing)."""
+        unused = {
+            "dense": ["num_tokens", "pooling", "interpolation", "coord_injection", "predictor_hidden_dim",
+                      "coord_encoder_hidden_dim"],
+            "random": ["pooling", "interpolation", "predictor_hidden_dim"],
+            "topk": ["pooling", "interpolation", "predictor_hidden_dim"],
+            "grids": ["pooling"] if self.predictor == "attention" else [],
+        }[self.sampler]
+        if not self.coord_injection and "coord_encoder_hidden_dim" not in unused:
+            unused.append("coord_encoder_hidden_dim")
+        return unused
+
+
+# What reads each setting that some samplers ignore (for the message refusing it where it has no effect).
+READ_BY = {
+    "num_tokens": "sampler=dense keeps every token",
+    "pooling": "only the mlp predictor of sampler=grids pools the tokens",
+    "interpolation": "only sampler=grids reads between token centres",
+    "coord_injection": "sampler=dense adds no coordinate embedding",
+    "predictor_hidden_dim": "only sampler=grids predicts points",
+    "coord_encoder_hidden_dim": "the coordinate encoder exists only with coord_injection=true and a pruning sampler",
+}
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -171,6 +171,12 @@ def test_initial_points_are_spread_and_collapse_indicator_detects_collapse():
         ({"sampler": "fancy"}, "Unknown GridS sampler 'fancy'"),
         ({"pooling": "median"}, "Unknown GridS pooling 'median'"),
         ({"interpolation": "bicubic"}, "Unknown GridS interpolation 'bicubic'"),
+        # Settings that would have no effect in their combination (written to the config and the card, unread).
+        ({"predictor": "attention", "pooling": "max"}, r"pooling='max' has no effect \(only the mlp predictor"),
+        ({"sampler": "topk", "interpolation": "nearest"}, "interpolation='nearest' has no effect"),
+        ({"sampler": "random", "predictor_hidden_dim": 8}, "predictor_hidden_dim=8 has no effect"),
+        ({"sampler": "dense", "num_tokens": 4}, "num_tokens=4 has no effect .*Drop --policy.grids.num_tokens"),
+        ({"coord_injection": False, "coord_encoder_hidden_dim": 8}, "coord_encoder_hidden_dim=8 has no effect"),
     ],
 )
 def test_bad_config_is_refused(kwargs, message):

@@ -124,6 +124,26 @@ def _tiny_pi_args(policy_type: str) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize(("policy_args", "message"), [
+    (["--policy.type=smolvla_grids", "--policy.grids.sampler=grid"],
+     "Unknown GridS sampler 'grid': choose one of grids, dense, random, topk (--policy.grids.sampler=...)."),
+    (["--policy.type=smolvla_grids", "--policy.grids.num_tokens=-3"], "GridS num_tokens must be at least 1, got -3."),
+    (["--policy.type=smolvla_grids", "--policy.grids.predictor=attention", "--policy.grids.pooling=max"],
+     "pooling='max' has no effect"),
+    (["--policy.type=pi0_grids", "--policy.image_resolution=[224,160]"],
+     "PaliGemma needs square images, got image_resolution=[224, 160]"),
+])
+def test_a_bad_policy_option_is_the_last_line_lerobot_train_prints(dataset_root, tmp_path, policy_args, message):
+    """Not buried in a draccus traceback that ends in "Couldn't instantiate class": our message is the last line
+    (LeRobot 0.6.1 prints it after "error:", 0.4.4 at the end of the traceback), and nothing is written."""
+    result = lerobot_train(*policy_args, f"--dataset.repo_id={DATASET_REPO_ID}", f"--dataset.root={dataset_root}",
+                           f"--output_dir={tmp_path / 'run'}", check=False)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert message in last and "Couldn't instantiate" not in result.stderr, result.stderr[-3000:]
+    assert not (tmp_path / "run").exists()
+
+
 def _tokenizer_name(checkpoint: Path) -> str:
     steps = json.loads((checkpoint / "policy_preprocessor.json").read_text())["steps"]
     return next(step["config"]["tokenizer_name"] for step in steps if step["registry_name"] == "tokenizer_processor")

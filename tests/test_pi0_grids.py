@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from transformers.cache_utils import DynamicCache
 
 from lerobot_grids import compat
+from lerobot_grids.policies.options import PolicyOptionError
 from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PI0GridsConfig
 from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy, PI0GridsPytorch
 from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_pre_post_processors
@@ -271,7 +272,7 @@ def test_processors_tokenise_with_the_configured_tokenizer(dataset_root):
     ],
 )
 def test_bad_config_is_refused(options, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(PolicyOptionError, match=message):
         PI0GridsConfig(**options)
 
 

@@ -201,7 +201,7 @@ def test_save_and_load_round_trip(dataset_root, tmp_path):
     ("requested", "message"),
     [
         ({"num_tokens": 8}, "grids.num_tokens: checkpoint 5, requested 8"),
-        ({"num_tokens": 5, "sampler": "dense"}, "grids.sampler: checkpoint 'grids', requested 'dense'"),
+        ({"sampler": "dense"}, "grids.sampler: checkpoint 'grids', requested 'dense'"),
         ({"num_tokens": 5, "predictor": "attention"}, "grids.predictor: checkpoint 'mlp', requested 'attention'"),
         ({"num_tokens": 5, "instruction": True}, "grids.instruction: checkpoint False, requested True"),
     ],

@@ -9,6 +9,7 @@ from conftest import make_batch, make_config
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 
 from lerobot_grids.backbones import TINY_SMOLVLM
+from lerobot_grids.policies.options import PolicyOptionError
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 from lerobot_grids.window_sampling import pool_windows, read_windows, window_offsets
 
@@ -99,7 +100,7 @@ def test_in_tower_policy_starts_from_a_dense_smolvla_checkpoint(dataset_root, tm
 def test_bad_split_layers_are_refused_when_built(dataset_root, policy_type, grids, message):
     from lerobot.policies.factory import get_policy_class
 
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, PolicyOptionError), match=message):  # built: ValueError; parsed: PolicyOptionError
         get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root, grids=grids))
 
 

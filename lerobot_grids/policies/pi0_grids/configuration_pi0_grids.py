@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.pi0.configuration_pi0 import PI0Config
 
-from lerobot_grids.grids import GridSConfig
+from lerobot_grids.policies.options import GridSOptions, refused_as_option_error
 
 # Gemma widths and depths beside pi0's own "gemma_2b" and "gemma_300m" (lerobot's get_gemma_config).
 # pi0's joint attention needs the language model and the action expert to share depth, heads and
@@ -41,17 +41,22 @@ class PaliGemmaGridSOptions:
     ``paligemma_variant`` and ``action_expert_variant`` also accept ``gemma_tiny`` and ``gemma_tiny_expert``.
     """
 
-    grids: GridSConfig = field(default_factory=GridSConfig)
+    grids: GridSOptions = field(default_factory=GridSOptions)
     init_from: str | None = None
     vision_variant: str = "siglip_so400m"
     tokenizer_name: str = "google/paligemma-3b-pt-224"
     vocab_size: int = PALIGEMMA_VOCAB_SIZE
 
     def __post_init__(self):
-        # LeRobot's PI0Config / PI05Config.__post_init__ know only pi0's two Gemma variants: validate here instead.
+        with refused_as_option_error():
+            self.check_options()
+
+    def check_options(self) -> None:
+        """LeRobot's ``PI0Config`` / ``PI05Config.__post_init__`` know only pi0's two Gemma variants: the options are
+        checked here instead."""
         PreTrainedConfig.__post_init__(self)
         if isinstance(self.grids, dict):  # as from make_policy_config("pi0_grids", grids={...})
-            self.grids = GridSConfig(**self.grids)
+            self.grids = GridSOptions(**self.grids)
         if self.grids.split_layer is not None:
             raise ValueError(
                 f"--policy.grids.split_layer={self.grids.split_layer} (sampling inside the vision tower) is a "

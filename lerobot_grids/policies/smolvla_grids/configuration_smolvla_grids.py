@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 
-from lerobot_grids.grids import GridSConfig
+from lerobot_grids.policies.options import GridSOptions, refused_as_option_error
 
 
 @PreTrainedConfig.register_subclass("smolvla_grids")
@@ -23,10 +23,11 @@ class SmolVLAGridsConfig(SmolVLAConfig):
             checkpoint (``--policy.path``), whose own weights are used.
     """
 
-    grids: GridSConfig = field(default_factory=GridSConfig)
+    grids: GridSOptions = field(default_factory=GridSOptions)
     init_from: str | None = None
 
     def __post_init__(self):
-        super().__post_init__()
+        with refused_as_option_error():
+            super().__post_init__()
         if isinstance(self.grids, dict):  # as from make_policy_config("smolvla_grids", grids={...})
-            self.grids = GridSConfig(**self.grids)
+            self.grids = GridSOptions(**self.grids)
