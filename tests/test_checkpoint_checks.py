@@ -2,11 +2,13 @@
 extra weights, non-finite statistics), actions that are not finite as they would reach the motors, tokenizers
 that do not fit the model, and training batches with NaN."""
 
+import json
+import logging
 import math
 
 import pytest
 import torch
-from conftest import POSTPROCESSOR_STATS, changed_copy, make_batch, make_config
+from conftest import POSTPROCESSOR_STATS, changed_copy, make_batch, make_config, make_processors
 from lerobot.policies.factory import get_policy_class
 
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
@@ -116,3 +118,64 @@ def test_spread_is_finite_for_a_healthy_policy(dataset_root):
     policy = SmolVLAGridsPolicy(make_config(dataset_root=dataset_root))
     _, output = policy.forward(make_batch(policy.config, dataset_root))
     assert all(math.isfinite(value) and value > 0.02 for key, value in output.items() if "spread" in key)
+
+
+def test_a_checkpoint_without_its_grids_section_is_refused(checkpoint, tmp_path):
+    """Loaded with default GridS settings it would run another sampler than the one trained (num_tokens 4 here)."""
+    folder = changed_copy(checkpoint, tmp_path / CHANGED)
+    written = json.loads((folder / "config.json").read_text())
+    del written["grids"]
+    (folder / "config.json").write_text(json.dumps(written))
+    with pytest.raises(ValueError, match="has no 'grids' section in its config.json"):
+        SmolVLAGridsPolicy.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids"])
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda b: b["observation.state"].view(-1).__setitem__(2, float("nan")),
+     r"observation 'observation.state' has non-finite values .* no action was made"),
+    (lambda b: b["observation.images.wrist"].mul_(255),
+     r"camera image 'observation.images.wrist' has values in \[[\d.]+, [\d.]+\]; .*divide 0-255 images by 255"),
+    (lambda b: b["observation.images.front"].view(-1).__setitem__(0, float("inf")),
+     r"observation 'observation.images.front' has non-finite values"),
+])
+def test_observations_a_policy_cannot_act_on_are_refused_naming_the_key(dataset_root, policy_type, change, message):
+    """Before the model runs, on every path that acts (select_action: record, rollout, eval; predict_action_chunk:
+    the async server), not blamed on the checkpoint's weights as the output check would."""
+    policy = get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root))
+    for act in (policy.select_action, policy.predict_action_chunk):
+        batch = make_batch(policy.config, dataset_root)
+        change(batch)
+        policy.reset()
+        with pytest.raises(ValueError, match=message):
+            act(batch)
+
+
+def test_an_instruction_conditioned_policy_refuses_an_empty_task(dataset_root):
+    policy = SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, grids={"instruction": True}))
+    batch = make_batch(policy.config, dataset_root)
+    policy.select_action(batch)  # the dataset's task
+    batch["task"] = ["\n", "\n"]  # SmolVLA's processor ends the task with a new line
+    policy.reset()
+    with pytest.raises(ValueError, match=r"task is empty, .* lerobot-record --dataset.single_task=.*--task="):
+        policy.select_action(batch)
+
+
+def test_an_instruction_cut_at_the_tokenizer_limit_is_warned_once(dataset_root, caplog):
+    config = make_config(dataset_root=dataset_root, tokenizer_max_length=6)
+    policy = SmolVLAGridsPolicy(config)
+    preprocessor, _ = make_processors(config)
+    short = make_batch(make_config(dataset_root=dataset_root), dataset_root)
+    assert short["observation.language.attention_mask"].shape[-1] > 6  # the dataset's task is longer than 6 tokens
+    batch = make_batch(config, dataset_root)
+    assert batch["observation.language.attention_mask"].shape[-1] == 6
+    with caplog.at_level(logging.WARNING):
+        policy.select_action(batch)
+        policy.reset()
+        policy.select_action(batch)
+    warnings = [r.message for r in caplog.records if "fills all 6 tokens the tokenizer keeps" in r.message]
+    assert len(warnings) == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        SmolVLAGridsPolicy(make_config(dataset_root=dataset_root)).select_action(short)
+    assert not [r for r in caplog.records if "tokens the tokenizer keeps" in r.message]

@@ -145,12 +145,31 @@ class GridSPolicyMixin:
         is kept, so that every action handed out is checked as it will reach the motors."""
         source = str(pretrained_name_or_path)
         hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
-        config = cls.load_grids_config(source, config, hub_kwargs)
-        processors = check_processor_statistics(source, **hub_kwargs)
-        policy = cls.load_pretrained_weights(source, config=config, **kwargs)
-        if PROCESSOR_CONFIGS[1] in processors:
-            policy.action_unnormaliser = load_action_unnormaliser(source, **hub_kwargs)
+        if config is not None and config.use_peft and cls.checkpoint_type(source, hub_kwargs) == cls.dense_type:
+            policy = cls.from_dense_base(source, config, hub_kwargs, **kwargs)
+        else:
+            config = cls.load_grids_config(source, config, hub_kwargs)
+            policy = cls.load_pretrained_weights(source, config=config, **kwargs)
+        # A LoRA adapter's own folder holds the processors of the run that trained it (LeRobot loads them from there).
+        processors_source = str(config.pretrained_path) if config.use_peft and config.pretrained_path else source
+        processors_kwargs = {} if processors_source != source else hub_kwargs
+        if PROCESSOR_CONFIGS[1] in check_processor_statistics(processors_source, **processors_kwargs):
+            policy.action_unnormaliser = load_action_unnormaliser(processors_source, **processors_kwargs)
         return policy
+
+    @classmethod
+    def checkpoint_type(cls, source: str, hub_kwargs: dict) -> str | None:
+        """The policy type a checkpoint's config.json names."""
+        return json.loads(Path(checkpoint_file(source, CONFIG_NAME, **hub_kwargs)).read_text()).get("type")
+
+    @classmethod
+    def from_dense_base(cls, source: str, config: PreTrainedConfig, hub_kwargs: dict, **kwargs):
+        """The base model of a LoRA adapter trained from dense weights (``--policy.init_from=<dense> --peft.*``, whose
+        adapter names the dense checkpoint as its base): the policy started from those weights again, as the training
+        run started it; LeRobot's ``PeftModel.from_pretrained`` then loads the adapter, the trained sampler with it."""
+        revision = hub_kwargs.get("revision")
+        config.init_from = f"{source}@{revision}" if revision and not os.path.isdir(source) else source
+        return cls(config, **{key: kwargs[key] for key in ("dataset_meta", "dataset_stats") if key in kwargs})
 
     @classmethod
     def load_pretrained_weights(cls, pretrained_name_or_path: str, *, config: PreTrainedConfig, **kwargs):
@@ -175,6 +194,14 @@ class GridSPolicyMixin:
         """The config to build a checkpoint's policy with: the saved one, or ``config`` if its GridS
         settings are the checkpoint's. Its ``init_from`` is cleared: the checkpoint's weights are used."""
         saved = PreTrainedConfig.from_pretrained(pretrained_name_or_path, **hub_kwargs)
+        written = json.loads(Path(checkpoint_file(pretrained_name_or_path, CONFIG_NAME, **hub_kwargs)).read_text())
+        if isinstance(saved, cls.config_class) and "grids" not in written:
+            raise ValueError(
+                f"The {cls.name} checkpoint {pretrained_name_or_path} has no 'grids' section in its config.json: it "
+                "would load with the default GridS settings, which need not be those it was trained with (a "
+                "sampler trained with pooling='max' would run with 'mean'). Add the section with the settings it was "
+                "trained with (the run's train_config.json has them under policy.grids)."
+            )
         if not isinstance(saved, cls.config_class):
             raise ValueError(
                 f"{pretrained_name_or_path} is a {saved.type!r} checkpoint, not a {cls.name} one. To start "
@@ -283,6 +310,34 @@ class GridSPolicyMixin:
 
     action_unnormaliser: PolicyProcessorPipeline | None = None  # set by from_pretrained
 
+    def fully_trained_modules(self) -> list[str]:
+        """Names of the modules a GridS policy trains in full whatever else is frozen: the sampler (new in every GridS
+        policy, so there are no pretrained weights to adapt)."""
+        return [self.grids_prefix.removesuffix(".")]
+
+    def _get_default_peft_targets(self) -> dict | None:
+        """LeRobot's LoRA targets of the policy family, with :meth:`fully_trained_modules` trained in full and saved
+        with the adapter (PEFT's ``modules_to_save``)."""
+        targets = super()._get_default_peft_targets()
+        if targets is None:
+            return None
+        return {**targets, "modules_to_save": [*(targets.get("modules_to_save") or []), *self.fully_trained_modules()]}
+
+    def _validate_peft_config(self, peft_config) -> None:
+        """LeRobot's check, with two GridS rules: :meth:`fully_trained_modules` are always among ``modules_to_save``
+        (added to a ``--peft.full_training_modules`` list that lacks them: a frozen new sampler would stay at its
+        initial points), and dense weights given by ``init_from`` count as the pretrained start LeRobot asks for;
+        the adapter then names them as its base model (:meth:`from_dense_base` loads it)."""
+        saved = list(peft_config.modules_to_save or [])
+        missing = [name for name in self.fully_trained_modules() if name not in saved]
+        if missing:
+            logging.info("%s: training %s in full with the LoRA adapter (PEFT modules_to_save)", self.name, missing)
+            peft_config.modules_to_save = saved + missing
+        if self.config.pretrained_path or not self.config.init_from:
+            super()._validate_peft_config(peft_config)
+            return
+        self.name_or_path = str(self.config.init_from)  # the adapter's base_model_name_or_path
+
     def check_finite(self, actions: Tensor) -> Tensor:
         """Refuse to hand out an action chunk that is not finite, or that the checkpoint's unnormalisation (the
         postprocessor that every acting path applies next) makes non-finite: it would reach the motors. Each
@@ -327,6 +382,7 @@ class GridSPolicyMixin:
         was trained with, or that lacks a camera it was trained with (LeRobot would pad either silently), and
         start a new record of sampled points. Every path that acts (lerobot-record, lerobot-rollout, the async
         server, lerobot-eval) passes here before the first action."""
+        self.check_observations(batch)
         state = self.config.input_features.get(OBS_STATE)
         if state is not None and OBS_STATE in batch and batch[OBS_STATE].shape[-1] != state.shape[-1]:
             self.refuse_mismatches(
@@ -352,6 +408,50 @@ class GridSPolicyMixin:
         self.grids_backbone.sampled_points.clear()
         if self.config.grids.instruction:
             self.grids_backbone.grids_context = self.instruction_context(batch)
+
+    def check_observations(self, batch: dict) -> None:
+        """Refuse, naming the key, an observation with NaN or infinity (a NaN joint reading would make every action
+        of the chunk NaN) and camera images outside [0, 1] (LeRobot's cameras and datasets give [0, 1] floats; an
+        image in 0-255 would be read as a white one); refuse an empty task where the sampler reads the instruction;
+        warn once where the instruction fills the tokenizer's limit (LeRobot's tokenizer step cuts the rest without
+        a word). Once per batch, that is once per action chunk where the policy acts, in one device sync."""
+        observations = {key: value for key, value in batch.items() if key.startswith("observation.")
+                        and torch.is_tensor(value) and value.is_floating_point()}
+        images = [key for key in self.config.image_features if key in observations]
+        if observations:
+            bad = torch.stack([~value.isfinite().all() for value in observations.values()]
+                              + [(observations[key].amin() < 0) | (observations[key].amax() > 1) for key in images])
+            if bool(bad.any()):
+                flags = bad.tolist()
+                non_finite = [key for key, flag in zip(observations, flags, strict=False) if flag]
+                if non_finite:
+                    raise ValueError(
+                        f"The observation {non_finite[0]!r} has non-finite values (NaN or infinity); no action was "
+                        "made from it. Check that sensor (a motor that did not answer, a camera frame that failed), "
+                        "or the dataset's frames if this is training."
+                    )
+                key = next(key for key, flag in zip(images, flags[len(observations):], strict=True) if flag)
+                raise ValueError(
+                    f"The camera image {key!r} has values in [{float(observations[key].amin()):.3g}, "
+                    f"{float(observations[key].amax()):.3g}]; the policy reads images in [0, 1], as LeRobot's cameras "
+                    "and datasets give them (divide 0-255 images by 255). No action was made from it."
+                )
+        if self.config.grids.instruction and any(not str(task).strip() for task in batch.get("task") or []):
+            raise ValueError(
+                f"The task is empty, and this {self.name} policy's GridS sampler chooses where to look from it "
+                "(grids.instruction=true). Give the task: lerobot-record --dataset.single_task=..., lerobot-rollout "
+                "--task=..., the async robot client's --task=..., or the dataset's task of each episode."
+            )
+        mask = batch.get(OBS_LANGUAGE_ATTENTION_MASK)
+        limit = getattr(self.config, "tokenizer_max_length", None)
+        if (mask is not None and mask.shape[-1] == limit and not getattr(self, "_instruction_limit_reported", False)
+                and bool(mask.bool().all(dim=-1).any())):
+            self._instruction_limit_reported = True
+            logging.warning(
+                "The instruction fills all %d tokens the tokenizer keeps (--policy.tokenizer_max_length): anything "
+                "longer is cut there, and the policy never sees the rest. Train with a larger "
+                "--policy.tokenizer_max_length if your tasks are longer.", limit,
+            )
 
     def instruction_context(self, batch: dict) -> Tensor:
         """``[B, C]`` the instruction as the language model embeds it (the backbone's ``embed_language_tokens``),

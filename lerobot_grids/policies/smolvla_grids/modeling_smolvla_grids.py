@@ -152,6 +152,16 @@ class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
     def language_vocab_size(self) -> int:
         return self.grids_backbone.vlm.get_input_embeddings().num_embeddings
 
+    def fully_trained_modules(self) -> list[str]:
+        """The sampler and, sampling inside the vision tower, the tower's layers after the split and its
+        post-layernorm: they see K windows instead of every patch (:meth:`SmolVLMWithExpertGridSModel.use_sampler`)."""
+        split = self.grids_backbone.split_layer
+        if split is None:
+            return super().fully_trained_modules()
+        vision = self.grids_backbone.get_vlm_model().vision_model
+        late = {id(module) for module in [*vision.encoder.layers[split:], vision.post_layernorm]}
+        return super().fully_trained_modules() + [name for name, module in self.named_modules() if id(module) in late]
+
     def _get_action_chunk(self, batch: dict[str, Tensor], noise: Tensor | None = None, **kwargs) -> Tensor:
         """SmolVLA's action chunk (``select_action`` and ``predict_action_chunk`` both make it here), refused
         if it is not finite as it would reach the motors (:meth:`check_finite`)."""
