@@ -124,6 +124,38 @@ def _tiny_pi_args(policy_type: str) -> list[str]:
     ]
 
 
+def test_fine_tuning_on_fewer_cameras_renamed_onto_the_checkpoints_trains(dataset_root, tmp_path):
+    """LeRobot's visual-validation contract: a checkpoint with cameras camera1-3, fine-tuned with --policy.path on a
+    dataset with two cameras renamed onto two of them (--rename_map), trains as LeRobot's smolvla does; acting with
+    the result still refuses the missing camera."""
+    from conftest import make_batch, make_processors
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
+
+    config = make_config(dataset_root=dataset_root, grids={"num_tokens": 4})
+    cameras = [f"observation.images.camera{i}" for i in (1, 2, 3)]
+    config.input_features = {"observation.state": config.input_features["observation.state"],
+                             **{key: PolicyFeature(type=FeatureType.VISUAL, shape=(3, 48, 64)) for key in cameras}}
+    base = tmp_path / "three_cameras"
+    SmolVLAGridsPolicy(config).save_pretrained(base)
+    for processor in make_processors(config, LeRobotDataset(DATASET_REPO_ID, root=dataset_root).meta.stats):
+        processor.save_pretrained(base)
+    run = tmp_path / "run"
+    rename = {"observation.images.front": cameras[0], "observation.images.wrist": cameras[1]}
+    lerobot_train(f"--policy.path={base}", "--policy.push_to_hub=false", f"--rename_map={json.dumps(rename)}",
+                  *[a for a in _tiny_args(dataset_root, run, 2) if not a.startswith("--policy.")])
+    trained = run / "checkpoints" / "000002" / "pretrained_model"
+    assert not torch.equal(_weights(run / "checkpoints" / "000002")["model.vlm_with_expert.grids.point_predictor.0.weight"],
+                           load_file(base / "model.safetensors")["model.vlm_with_expert.grids.point_predictor.0.weight"])
+    policy = SmolVLAGridsPolicy.from_pretrained(trained)
+    batch = make_batch(make_config(dataset_root=dataset_root), dataset_root)
+    batch = {rename.get(key, key): value for key, value in batch.items()}
+    with pytest.raises(ValueError, match=r"observation has no image for camera\(s\) \['observation.images.camera3'\]"):
+        policy.select_action(batch)
+
+
 @pytest.mark.parametrize(("policy_args", "message"), [
     (["--policy.type=smolvla_grids", "--policy.grids.sampler=grid"],
      "Unknown GridS sampler 'grid': choose one of grids, dense, random, topk (--policy.grids.sampler=...)."),

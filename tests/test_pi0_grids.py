@@ -283,12 +283,18 @@ def test_mismatched_gemma_pair_and_too_many_discrete_tokens_are_refused(dataset_
         PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, grids={"sampler": "topk", "num_tokens": 65}))
 
 
-def test_batch_missing_a_camera_is_refused(dataset_root):
+def test_a_batch_missing_a_camera_trains_as_lerobot_does_and_is_refused_when_acting(dataset_root):
+    """Fine-tuning on a rig with fewer cameras trains (the missing camera's points are absent); acting refuses."""
     policy = PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root))
     batch = make_batch(policy.config, dataset_root)
     del batch["observation.images.front"]
-    with pytest.raises(ValueError, match=r"no image for camera\(s\) \['observation.images.front'\]"):
-        policy.forward(batch)
+    loss, output = policy.forward(batch)
+    assert torch.isfinite(loss) and list(policy.sampled_points()) == ["observation.images.wrist"]
+    assert "grids_point_spread/wrist" in output and "grids_point_spread/front" not in output
+    for act in (policy.select_action, policy.predict_action_chunk):
+        policy.reset()
+        with pytest.raises(ValueError, match=r"observation has no image for camera\(s\) \['observation.images.front'\]"):
+            act(batch)
 
 
 @openpi_forward_only

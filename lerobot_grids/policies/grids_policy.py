@@ -278,14 +278,19 @@ class GridSPolicyMixin:
 
     def check_robot_features(self, dataset_meta) -> None:
         """Refuse data (a training dataset, or the robot's features that lerobot-record passes as a dataset)
-        whose state, action or camera count differ from the policy's, before anything runs. Camera names
-        are checked on the first batch (``start_images``): LeRobot may rename them (``--rename_map``)."""
-        self.refuse_mismatches(self.feature_mismatches(dataset_meta.features, dataset_meta.camera_keys))
+        whose state or action differ from the policy's, or with more cameras than it has, before anything runs.
+        Fewer cameras are LeRobot's rule for fine-tuning on a rig with fewer cameras, renamed onto some of the
+        policy's with ``--rename_map`` (its ``smolvla`` trains without the missing ones): they train, and every path
+        that acts refuses a missing camera on its first observation (:meth:`check_cameras_present`). Camera names
+        are checked on the first batch: LeRobot may rename them."""
+        self.refuse_mismatches(self.feature_mismatches(dataset_meta.features, dataset_meta.camera_keys, fewer_cameras=True))
 
-    def feature_mismatches(self, features: dict, camera_keys: list[str], check_camera_names: bool = False) -> list[str]:
+    def feature_mismatches(self, features: dict, camera_keys: list[str], check_camera_names: bool = False,
+                           fewer_cameras: bool = False) -> list[str]:
         """How LeRobot ``features`` (``{key: {"shape": ...}}``) with cameras ``camera_keys`` differ from the
-        policy's: state and action shape (where given), camera count, and with ``check_camera_names`` the
-        cameras the policy was trained with that are not among ``camera_keys``."""
+        policy's: state and action shape (where given), camera count (with ``fewer_cameras``, only more cameras
+        than the policy's, or none), and with ``check_camera_names`` the cameras the policy was trained with that
+        are not among ``camera_keys``."""
         mismatches = []
         for key, kind in ((OBS_STATE, "state"), (ACTION, "action")):
             if key == ACTION and key not in features:  # the robot's observation features only (async client)
@@ -295,7 +300,7 @@ class GridSPolicyMixin:
             if ours is not None and tuple(ours.shape) != theirs:
                 mismatches.append(f"{kind} {key}: policy {tuple(ours.shape)}, robot/dataset {theirs}")
         cameras = [key for key in self.config.image_features if not key.startswith(f"{OBS_IMAGES}.empty_camera_")]
-        if len(cameras) != len(camera_keys):
+        if len(cameras) != len(camera_keys) and not (fewer_cameras and 0 < len(camera_keys) < len(cameras)):
             mismatches.append(f"cameras: policy {cameras}, robot/dataset {list(camera_keys)}")
         elif check_camera_names and set(cameras) != set(camera_keys):
             mismatches.append(f"camera names: policy {cameras}, robot {list(camera_keys)} (rename with --rename_map)")
@@ -377,26 +382,37 @@ class GridSPolicyMixin:
         """A dense checkpoint's state dict in this policy's key names."""
         return state_dict
 
+    def check_cameras_present(self, batch: dict) -> None:
+        """Refuse to act on an observation that lacks a camera the policy was trained with (LeRobot's policies
+        would pad it with a blank image, or drop it, silently): every acting path calls it before its chunk is made.
+        Keys are named as the policy receives them, after any ``--rename_map``."""
+        empty_cameras = f"{OBS_IMAGES}.empty_camera_"
+        missing = [key for key in self.config.image_features if key not in batch and not key.startswith(empty_cameras)]
+        if missing:
+            present = [key for key in batch if key.startswith(OBS_IMAGES)]
+            raise ValueError(
+                f"The observation has no image for camera(s) {missing}: this policy was trained with "
+                f"{list(self.config.image_features)} and got {present}. Give every camera the policy was "
+                "trained with, under the same key (rename keys with --rename_map)."
+            )
+
     def start_images(self, batch: dict) -> None:
         """Before a batch's images are embedded: refuse a batch whose state has another size than the policy
-        was trained with, or that lacks a camera it was trained with (LeRobot would pad either silently), and
-        start a new record of sampled points. Every path that acts (lerobot-record, lerobot-rollout, the async
-        server, lerobot-eval) passes here before the first action."""
+        was trained with (LeRobot would pad it silently), or observations it cannot act on
+        (:meth:`check_observations`), and start a new record of sampled points, one per camera in the batch (a
+        training batch may lack some, see :meth:`check_robot_features`). Every path that acts (lerobot-record,
+        lerobot-rollout, the async server, lerobot-eval) passes here before the first action."""
         self.check_observations(batch)
         state = self.config.input_features.get(OBS_STATE)
         if state is not None and OBS_STATE in batch and batch[OBS_STATE].shape[-1] != state.shape[-1]:
             self.refuse_mismatches(
                 [f"state {OBS_STATE}: policy {tuple(state.shape)}, robot/dataset ({batch[OBS_STATE].shape[-1]},)"]
             )
+        # In the order the backbone embeds them: the cameras present, then the blanks it pads for the missing ones
+        # (a camera the batch lacks has no points: None).
         empty_cameras = f"{OBS_IMAGES}.empty_camera_"
-        missing = [key for key in self.config.image_features if key not in batch and not key.startswith(empty_cameras)]
-        if missing:
-            present = [key for key in batch if key.startswith(OBS_IMAGES)]
-            raise ValueError(
-                f"The batch has no image for camera(s) {missing}: this policy was trained with "
-                f"{list(self.config.image_features)} and got {present}. Give every camera the policy was "
-                "trained with, under the same key (rename keys with --rename_map)."
-            )
+        self.grids_backbone.sampled_cameras = [key for key in self.config.image_features if key in batch] + [
+            key if key.startswith(empty_cameras) else None for key in self.config.image_features if key not in batch]
         tokens = batch.get(OBS_LANGUAGE_TOKENS)
         if tokens is not None and tokens.numel() and int(tokens.max()) >= self.language_vocab_size:
             raise ValueError(
@@ -466,8 +482,13 @@ class GridSPolicyMixin:
         return (embedded * mask).sum(1) / mask.sum(1).clamp(min=1)
 
     def sampled_points(self) -> dict[str, Tensor]:
-        """``{camera key: [B, K, 2] points}`` of the last forward or action chunk, ``(x, y)`` in ``[0, 1]``."""
-        return dict(zip(self.config.image_features, self.grids_backbone.sampled_points, strict=True))
+        """``{camera key: [B, K, 2] points}`` of the last forward or action chunk, ``(x, y)`` in ``[0, 1]``; a camera
+        a training batch lacked has none (the blank image LeRobot's policies may pad in its place is not it)."""
+        cameras = getattr(self.grids_backbone, "sampled_cameras", None) or list(self.config.image_features)
+        points = self.grids_backbone.sampled_points
+        if len(points) > len(cameras):
+            raise RuntimeError(f"{len(points)} sampled point sets for the {len(cameras)} cameras {cameras}.")
+        return {camera: value for camera, value in zip(cameras, points, strict=False) if camera is not None}
 
     def report_point_spread(self, loss_dict: dict) -> dict:
         """Add ``grids_point_spread/<camera>`` to the output dict lerobot-train logs: the mean pairwise
