@@ -12,6 +12,7 @@
 
 import importlib.machinery
 import os
+import sys
 import threading
 import time
 import tty
@@ -28,6 +29,22 @@ SO100_MOTOR_IDS = {"shoulder_pan": 1, "shoulder_lift": 2, "elbow_flex": 3, "wris
 # calibration turns these into homing offsets of position - 2047 (+313, -262, +151, -488, +95, -30).
 SO100_REST_POSITIONS = {1: 2360, 2: 1785, 3: 2198, 4: 1559, 5: 2142, 6: 2017}
 RESOLUTION = 4096
+
+
+def answer_at_once() -> None:
+    """Run the calling thread as servos answer: at once, whatever else the machine is doing.
+
+    LeRobot's Feetech driver (scservo_sdk) gives up on a reply after about 34 ms (its ``LATENCY_TIMER`` of 16 ms,
+    twice, plus 2). A servo answers in microseconds; a simulating thread of ordinary priority waits for a core behind
+    every busy process (with two cores and four busy loops, tens of milliseconds), and in the test process also for
+    Python's lock, which LeRobot's polling read loop takes back every few microseconds and hands over only after the
+    switch interval (5 ms). So the thread takes a real-time priority (SCHED_FIFO, as root: here and in CI), which
+    puts it on a core as soon as a packet arrives, and the process hands Python's lock over ten times sooner."""
+    sys.setswitchinterval(0.0005)
+    try:
+        os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO, os.sched_param(1))
+    except PermissionError:  # not root: ordinary priority (on a busy machine a reply may then come too late)
+        pass
 
 
 def _checksum(body) -> int:
@@ -183,6 +200,7 @@ class SimulatedFeetechBus:
         return b""
 
     def _serve(self) -> None:
+        answer_at_once()
         buffer = b""
         while self._running:
             try:
@@ -294,6 +312,7 @@ class SimulatedRealSense:
             def __init__(self):
                 self.profile = None
                 self.count = 0
+                self.next_frame_at = 0.0  # time.monotonic() of the last frame delivered
 
             def start(self, config):
                 if config.serial not in module.devices:
@@ -310,7 +329,11 @@ class SimulatedRealSense:
                 return True, self.wait_for_frames(timeout_ms)
 
             def wait_for_frames(self, timeout_ms=0):
-                time.sleep(0.001)
+                # As the device: the next frame comes a frame period after the last (LeRobot's reading thread
+                # calls this in a loop; a frame at once would make it spin, taking the CPU the policy needs).
+                period = 1 / self.profile.get_stream("color").fps()
+                self.next_frame_at = max(self.next_frame_at + period, time.monotonic())
+                time.sleep(max(0.0, self.next_frame_at - time.monotonic()))
                 self.count += 1
                 width, height, _ = (self.profile.get_stream("color").width(), self.profile.get_stream("color").height(), 0)
                 image = np.full((height, width, 3), (self.count * 7) % 255, dtype=np.uint8)

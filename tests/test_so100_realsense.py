@@ -158,7 +158,10 @@ def test_lerobot_calibrate_writes_its_calibration_to_the_servos_and_the_file(arm
 
 def run(command: str, *args: str, cameras: str = BOTH_CAMERAS, env: dict[str, str] | None = None,
         cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIMULATED_REALSENSE": cameras, **(env or {})}
+    # One torch thread: LeRobot's loops time their episodes by the wall clock, and torch's OpenMP workers wait for
+    # each other spinning, so with the cores busy (LeRobot's image writer threads, other tests, other work) one
+    # action chunk took 2.5 s instead of 0.05 and an episode of 2 s recorded a single frame.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIMULATED_REALSENSE": cameras, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, str(LAUNCHER), command, *args], capture_output=True, text=True,
                           env=env, timeout=300, cwd=cwd)
 
