@@ -25,7 +25,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast, SmolVLMConfig, SmolVLMImageProcessor, SmolVLMProcessor
 from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
 
-from lerobot_grids.evidence import new_output_dir
+from lerobot_grids.output_folder import new_output_dir
 
 BACKBONES_DIR = Path(__file__).parent / "assets"
 TINY_SMOLVLM = BACKBONES_DIR / "tiny_smolvlm"

@@ -142,8 +142,9 @@ def test_command_writes_json_markdown_and_plot_and_never_overwrites(tmp_path):
                       command.stderr)
     assert starts == [(label, str(i)) for i, label in enumerate(labels, start=1)] and ends == labels
     assert (output / "speedup.png").read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(FileExistsError, match="nothing is overwritten"):
-        lerobot_grids_bench.run(args)
+    refused = subprocess.run([str(Path(sys.executable).with_name("lerobot-grids-bench")), *args], capture_output=True,
+                             text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].endswith("(nothing is overwritten).")
 
 
 def test_compile_mode_times_policies_compiled_as_lerobot_compiles_them(monkeypatch):
@@ -170,14 +171,32 @@ def test_bfloat16_and_gradient_checkpointing_are_the_policy_types_own_options():
         bench.build_policy("smolvla_tiny", "cpu", gradient_checkpointing=True)
 
 
-def test_command_creates_its_folder_before_building_a_model(tmp_path, monkeypatch):
+def test_command_creates_its_folder_before_building_a_model_and_a_failed_run_leaves_none(tmp_path, monkeypatch):
+    output = tmp_path / "new" / "bench"
+
     def no_model(*args, **kwargs):
+        assert output.is_dir()  # made before the long work: a folder that cannot be made fails at once
         raise RuntimeError("the models are built here")
 
     monkeypatch.setattr(lerobot_grids_bench, "benchmark", no_model)
     with pytest.raises(RuntimeError, match="the models are built here"):
-        lerobot_grids_bench.run(["--models", "smolvla_tiny", "--output-dir", str(tmp_path / "new" / "bench")])
-    assert (tmp_path / "new" / "bench").is_dir()
+        lerobot_grids_bench.run(["--models", "smolvla_tiny", "--output-dir", str(output)])
+    assert not (tmp_path / "new").exists()  # nothing left behind to block the next run
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--repeats", "0", "argument --repeats: must be at least 1, got 0"),
+    ("--batch-sizes", "0", "argument --batch-sizes: must be at least 1, got 0"),
+    ("--warmup", "-1", "argument --warmup: must be at least 0, got -1"),
+    ("--ks", "two", "argument --ks: a whole number is needed, got 'two'"),
+])
+def test_bad_numbers_are_refused_before_any_work(tmp_path, monkeypatch, capsys, option, value, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(lerobot_grids_bench, "benchmark", lambda *args, **kwargs: pytest.fail("work started"))
+    with pytest.raises(SystemExit) as exit_info:
+        lerobot_grids_bench.run(["--models", "smolvla_tiny", option, value])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.strip().endswith(message)
+    assert list(tmp_path.iterdir()) == []  # no outputs/ folder
 
 
 @pytest.mark.parametrize("run", ["cpu-2core", "cpu-2core-20rounds", "cpu-2core-bound", "cpu-2core-in-tower",

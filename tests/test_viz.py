@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -49,8 +50,53 @@ def test_a_training_checkpoint_needs_no_other_argument(dataset_root, tmp_path, m
         assert (output / f"self_similarity_{camera}.png").read_bytes()[:4] == b"\x89PNG"
         retention = summary["cameras"][f"observation.images.{camera}"]
         assert len(retention["retention_per_frame"]) == 5 and -1 <= retention["retention_mean"] <= 1
-    with pytest.raises(FileExistsError, match="nothing is overwritten"):
+    with pytest.raises(SystemExit):  # refused with the usage, before anything is loaded
         lerobot_grids_viz.main([str(checkpoint), "--output-dir", str(output)])
+
+
+def _run_started_elsewhere(checkpoint, dataset_root, work) -> Path:
+    """A lerobot-train run started in ``work`` with a relative --dataset.root and --output_dir (as README commands are)."""
+    shutil.copytree(dataset_root, work / "data" / "so100")
+    folder = work / "outputs" / "train" / "run" / "checkpoints" / "000002" / "pretrained_model"
+    shutil.copytree(checkpoint, folder)
+    train = {"dataset": {"repo_id": DATASET_REPO_ID, "root": "data/so100"}, "output_dir": "outputs/train/run"}
+    (folder / "train_config.json").write_text(json.dumps(train))
+    return folder
+
+
+def test_a_run_with_a_relative_dataset_root_is_read_from_any_folder(checkpoint, dataset_root, tmp_path, monkeypatch):
+    folder = _run_started_elsewhere(checkpoint, dataset_root, tmp_path / "work")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    lerobot_grids_viz.main([str(folder), "--max-frames", "2", "--episode", "1"])
+    assert [path.name for path in (tmp_path / "elsewhere").iterdir()] == ["outputs"]  # no stray dataset folder
+    [output] = (tmp_path / "elsewhere" / "outputs" / "viz").iterdir()
+    assert json.loads((output / "summary.json").read_text())["episode"] == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--episode", "99"], r"--episode 99: the dataset local/so100_grids_test has 2 episodes \(0 to 1\)"),
+    (["--max-frames", "0"], "argument --max-frames: must be at least 1, got 0"),
+    (["--dataset-root", "missing"], r"The dataset folder .*missing does not exist. Give the dataset's folder"),
+])
+def test_bad_arguments_are_refused_before_any_work_and_leave_nothing(checkpoint, dataset_root, tmp_path, monkeypatch,
+                                                                      capsys, args, message):
+    folder = _run_started_elsewhere(checkpoint, dataset_root, tmp_path / "work")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    extra = ["--dataset-repo-id", DATASET_REPO_ID] if "--dataset-root" in args else []
+    with pytest.raises(SystemExit) as exit_info:
+        lerobot_grids_viz.main([str(folder), *args, *extra])
+    assert exit_info.value.code == 2 and re.search(message, capsys.readouterr().err.strip().splitlines()[-1])
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_a_failed_run_leaves_no_output_folder(checkpoint, dataset_root, tmp_path, monkeypatch):
+    folder = _run_started_elsewhere(checkpoint, dataset_root, tmp_path / "work")
+    monkeypatch.setattr(lerobot_grids_viz, "visualise", lambda *args, **kwargs: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        lerobot_grids_viz.main([str(folder), "--output-dir", str(tmp_path / "viz" / "new")])
+    assert not (tmp_path / "viz").exists()
 
 
 def test_default_output_folder_names_a_hub_checkpoint_or_a_folder(tmp_path):

@@ -59,7 +59,7 @@ from tqdm import tqdm
 from lerobot_grids import compat
 from lerobot_grids.backbones import BACKBONES_DIR, TINY_SMOLVLM
 from lerobot_grids.envs.tabletop import COLOURS, INSTRUCTION, GridSTabletop
-from lerobot_grids.evidence import new_output_dir
+from lerobot_grids.output_folder import new_output_dir
 
 # What ``make pretrain`` wrote, shipped with the package: every policy of ``make demo`` starts from it.
 # The shipped base policy, pretrained under transformers 4 (LeRobot 0.4.4), and the same weights for transformers 5

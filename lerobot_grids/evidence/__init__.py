@@ -8,15 +8,3 @@
 
 Their commands are in :mod:`lerobot_grids.scripts`.
 """
-
-from pathlib import Path
-
-
-def new_output_dir(path: Path, option: str = "--output-dir") -> Path:
-    """Create a command's output folder before its long work starts; an existing one must be empty."""
-    path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise FileExistsError(f"{path} already exists and is not empty; choose a new {option} "
-                              "(nothing is overwritten).")
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -15,6 +15,7 @@ takes seconds.
 """
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -22,13 +23,13 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 from lerobot.configs.policies import PreTrainedConfig
-from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
 from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 from lerobot.utils.constants import OBS_IMAGES
 from torch import Tensor
 
 import lerobot_grids.policies  # noqa: F401  (registers the policy types)
-from lerobot_grids.evidence import new_output_dir
+from lerobot_grids.output_folder import new_output_dir
 from lerobot_grids.evidence.retention import information_retention, token_self_similarity
 from lerobot_grids.grids import bilinear_sample
 from lerobot_grids.policies.grids_policy import checkpoint_file
@@ -48,9 +49,30 @@ def load_policy(source: str, device: str):
 
 
 def dataset_of_run(source: str) -> tuple[str, str | None, str | None]:
-    """The dataset a lerobot-train checkpoint was trained on, and its video backend, from its train_config.json."""
-    dataset = json.loads(Path(checkpoint_file(source, TRAIN_CONFIG)).read_text())["dataset"]
-    return dataset["repo_id"], dataset.get("root"), dataset.get("video_backend")
+    """The dataset a lerobot-train checkpoint was trained on, and its video backend, from its train_config.json.
+
+    A dataset root the run was given relative to the folder it was started from is found from there: a local
+    ``<run>/checkpoints/<step>/pretrained_model`` whose run was written to a relative ``output_dir`` tells that folder,
+    wherever this command is run from."""
+    train = json.loads(Path(checkpoint_file(source, TRAIN_CONFIG)).read_text())
+    dataset, root = train["dataset"], train["dataset"].get("root")
+    if root is not None and not Path(root).is_absolute() and os.path.isdir(source) and train.get("output_dir"):
+        run, output_dir = Path(source).absolute().parents[2], Path(train["output_dir"])
+        depth = len(output_dir.parts)
+        if not output_dir.is_absolute() and run.parts[-depth:] == output_dir.parts:
+            root = str(run.parents[depth - 1] / root)
+    return dataset["repo_id"], root, dataset.get("video_backend")
+
+
+def episode_count(repo_id: str, root: str | None) -> int:
+    """Episodes of a dataset, read from its metadata; a local ``root`` that does not exist is said as such (LeRobot
+    would ask the Hub for it and leave the empty folder behind)."""
+    if root is not None and not Path(root).is_dir():
+        raise FileNotFoundError(
+            f"The dataset folder {Path(root).absolute()} does not exist. Give the dataset's folder with --dataset-root "
+            "(and its repo id with --dataset-repo-id)."
+        )
+    return LeRobotDatasetMetadata(repo_id, root=root).total_episodes
 
 
 def to_rgb(image: Tensor) -> np.ndarray:

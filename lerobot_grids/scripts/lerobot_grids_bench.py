@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 from lerobot.utils.utils import init_logging
 
-from lerobot_grids.evidence import new_output_dir
+from lerobot_grids.output_folder import check_new, output_folder
 from lerobot_grids.evidence.bench import ARCHITECTURES, benchmark, bound_table, markdown_table, plot_speedups
+from lerobot_grids.scripts import at_least
 
 
 def write_report(output_dir: Path, command: str, all_results: list[dict]) -> str:
@@ -49,13 +50,13 @@ def run(argv: list[str]) -> Path:
     """The command on ``argv`` (its options), in this process; returns the folder it wrote."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["smolvla", "pi0"], choices=sorted(ARCHITECTURES))
-    parser.add_argument("--ks", nargs="+", type=int, default=[1, 4, 16, 32], help="GridS tokens per camera")
-    parser.add_argument("--split-layers", nargs="*", type=int, default=[],
+    parser.add_argument("--ks", nargs="+", type=at_least(1), default=[1, 4, 16, 32], help="GridS tokens per camera")
+    parser.add_argument("--split-layers", nargs="*", type=at_least(0), default=[],
                         help="SmolVLA: also GridS inside the vision tower after each of these layers (at every K)")
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8], help="inference batch sizes")
-    parser.add_argument("--train-batch-size", type=int, default=8, help="0 to skip timing training steps")
-    parser.add_argument("--repeats", type=int, default=20, help="timed rounds (every variant once per round)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
+    parser.add_argument("--batch-sizes", nargs="+", type=at_least(1), default=[1, 8], help="inference batch sizes")
+    parser.add_argument("--train-batch-size", type=at_least(0), default=8, help="0 to skip timing training steps")
+    parser.add_argument("--repeats", type=at_least(1), default=20, help="timed rounds (every variant once per round)")
+    parser.add_argument("--warmup", type=at_least(0), default=3, help="untimed rounds first")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                         help="bfloat16: pi0's --policy.dtype=bfloat16, SmolVLA's VLM in bfloat16 as loaded pretrained")
@@ -78,25 +79,28 @@ def run(argv: list[str]) -> Path:
         stored = json.loads(args.render.read_text())
         print(write_report(args.render.parent, stored["command"], stored["results"]))
         return args.render.parent
-    if any(k < 1 for k in args.ks):
-        raise ValueError(f"--ks must be at least 1, got {args.ks}.")
-    output_dir = new_output_dir(args.output_dir or Path("outputs/bench") / datetime.now().strftime("%Y%m%d-%H%M%S"))
-    latency_models = args.models if args.latency_models is None else args.latency_models
-    all_results = []
-    for model in args.models:
-        logging.info("Benchmarking %s on %s", model, args.device)
-        started = time.monotonic()
-        all_results.append(benchmark(
-            model, args.ks, args.batch_sizes, args.train_batch_size, args.repeats, args.warmup, args.device,
-            # SmolVLM's vision embeddings read tensor values, so SmolVLA is counted on real tensors.
-            fake_flops=model.startswith("pi0"), latency=model in latency_models, deployment=args.deployment,
-            compile_mode=args.compile_mode, split_layers=args.split_layers if model.startswith("smolvla") else [],
-            dtype=args.dtype, gradient_checkpointing=args.gradient_checkpointing and model.startswith("pi0"),
-        ))
-        all_results[-1]["benchmark_minutes"] = round((time.monotonic() - started) / 60, 1)
-    command = "lerobot-grids-bench " + " ".join(argv)
-    (output_dir / "results.json").write_text(json.dumps({"command": command, "results": all_results}, indent=2))
-    print(write_report(output_dir, command, all_results))
+    output_dir = args.output_dir or Path("outputs/bench") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        check_new(output_dir)
+    except FileExistsError as error:
+        parser.error(str(error))
+    with output_folder(output_dir) as output_dir:
+        latency_models = args.models if args.latency_models is None else args.latency_models
+        all_results = []
+        for model in args.models:
+            logging.info("Benchmarking %s on %s", model, args.device)
+            started = time.monotonic()
+            all_results.append(benchmark(
+                model, args.ks, args.batch_sizes, args.train_batch_size, args.repeats, args.warmup, args.device,
+                # SmolVLM's vision embeddings read tensor values, so SmolVLA is counted on real tensors.
+                fake_flops=model.startswith("pi0"), latency=model in latency_models, deployment=args.deployment,
+                compile_mode=args.compile_mode, split_layers=args.split_layers if model.startswith("smolvla") else [],
+                dtype=args.dtype, gradient_checkpointing=args.gradient_checkpointing and model.startswith("pi0"),
+            ))
+            all_results[-1]["benchmark_minutes"] = round((time.monotonic() - started) / 60, 1)
+        command = "lerobot-grids-bench " + " ".join(argv)
+        (output_dir / "results.json").write_text(json.dumps({"command": command, "results": all_results}, indent=2))
+        print(write_report(output_dir, command, all_results))
     print(f"Wrote {output_dir}")
     return output_dir
 

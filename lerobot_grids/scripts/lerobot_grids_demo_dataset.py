@@ -8,14 +8,15 @@ import argparse
 from pathlib import Path
 
 from lerobot_grids.demo_dataset import make_so100_demo_dataset
+from lerobot_grids.scripts import at_least
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, required=True, help="new folder to write the dataset into")
     parser.add_argument("--repo-id", default="local/so100_grids_demo")
-    parser.add_argument("--episodes", type=int, default=4)
-    parser.add_argument("--episode-length", type=int, default=30)
+    parser.add_argument("--episodes", type=at_least(1), default=4)
+    parser.add_argument("--episode-length", type=at_least(1), default=30)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     dataset = make_so100_demo_dataset(

@@ -14,14 +14,15 @@ import argparse
 from pathlib import Path
 
 from lerobot_grids.envs.tabletop_pretrain import pretrain, write_transformers5_checkpoint
+from lerobot_grids.scripts import at_least
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", type=Path, required=True, help="new folder for the checkpoint")
-    parser.add_argument("--steps", type=int, default=1500, help="grounding steps")
-    parser.add_argument("--reach-steps", type=int, default=2500)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=at_least(1), default=1500, help="grounding steps")
+    parser.add_argument("--reach-steps", type=at_least(0), default=2500)
+    parser.add_argument("--batch-size", type=at_least(1), default=32)
     parser.add_argument("--lr", type=float, default=3e-3, help="grounding learning rate")
     parser.add_argument("--reach-lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)

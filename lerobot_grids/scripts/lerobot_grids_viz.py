@@ -12,7 +12,9 @@ import argparse
 from datetime import datetime
 from pathlib import Path
 
-from lerobot_grids.evidence.viz import visualise
+from lerobot_grids.evidence.viz import dataset_of_run, episode_count, visualise
+from lerobot_grids.output_folder import check_new, output_folder
+from lerobot_grids.scripts import at_least
 
 
 def default_output_dir(checkpoint: str) -> Path:
@@ -31,16 +33,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("checkpoint", help="smolvla_grids / pi0_grids checkpoint: local folder or Hub repo id")
     parser.add_argument("--dataset-repo-id", help="default: the dataset of the checkpoint's training run")
     parser.add_argument("--dataset-root")
-    parser.add_argument("--episode", type=int, default=0)
+    parser.add_argument("--episode", type=at_least(0), default=0)
     parser.add_argument("--video-backend", help="pyav or torchcodec (default: the training run's, else LeRobot's)")
-    parser.add_argument("--max-frames", type=int, default=64, help="frames taken evenly over the episode")
+    parser.add_argument("--max-frames", type=at_least(1), default=64, help="frames taken evenly over the episode")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output-dir", type=Path,
                         help="new folder (default: outputs/viz/<checkpoint name>-<date-time>)")
     args = parser.parse_args(argv)
     output_dir = args.output_dir or default_output_dir(args.checkpoint)
-    summary = visualise(args.checkpoint, output_dir, args.dataset_repo_id, args.dataset_root, args.episode,
-                        args.max_frames, args.device, video_backend=args.video_backend)
+    try:
+        check_new(output_dir)
+        repo_id, root, video_backend = args.dataset_repo_id, args.dataset_root, args.video_backend
+        if repo_id is None:
+            repo_id, root, run_backend = dataset_of_run(args.checkpoint)
+            video_backend = video_backend or run_backend
+        episodes = episode_count(repo_id, root)
+    except (FileExistsError, FileNotFoundError) as error:
+        parser.error(str(error))
+    if args.episode >= episodes:
+        parser.error(f"--episode {args.episode}: the dataset {repo_id} has {episodes} episodes (0 to {episodes - 1}).")
+    with output_folder(output_dir):
+        summary = visualise(args.checkpoint, output_dir, repo_id, root, args.episode, args.max_frames, args.device,
+                            video_backend=video_backend)
     for camera, values in summary["cameras"].items():
         print(f"{camera}: mean information retention {values['retention_mean']:.3f}")
     print(f"Wrote {output_dir}")
