@@ -151,14 +151,27 @@ def test_observations_a_policy_cannot_act_on_are_refused_naming_the_key(dataset_
             act(batch)
 
 
-def test_an_instruction_conditioned_policy_refuses_an_empty_task(dataset_root):
+def test_an_instruction_conditioned_policy_refuses_to_train_on_an_empty_task(dataset_root):
     policy = SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, grids={"instruction": True}))
     batch = make_batch(policy.config, dataset_root)
-    policy.select_action(batch)  # the dataset's task
+    policy.forward(batch)  # the dataset's task
     batch["task"] = ["\n", "\n"]  # SmolVLA's processor ends the task with a new line
-    policy.reset()
-    with pytest.raises(ValueError, match=r"task is empty, .* lerobot-record --dataset.single_task=.*--task="):
-        policy.select_action(batch)
+    with pytest.raises(ValueError, match=r"task is empty, .*grids.instruction=true"):
+        policy.forward(batch)
+
+
+@pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids"])
+def test_acting_on_an_empty_task_is_refused_naming_the_flags(dataset_root, policy_type):
+    """The acting commands' default when --task / --dataset.single_task is left out; training on the dataset's
+    tasks is LeRobot's as it is."""
+    policy = get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root))
+    batch = make_batch(policy.config, dataset_root)
+    batch["task"] = ["", ""]
+    policy.forward(batch)
+    for act in (policy.select_action, policy.predict_action_chunk):
+        policy.reset()
+        with pytest.raises(ValueError, match=r"task is empty: .*--dataset.single_task=.*lerobot-rollout --task="):
+            act(batch)
 
 
 def test_an_instruction_cut_at_the_tokenizer_limit_is_warned_once(dataset_root, caplog):

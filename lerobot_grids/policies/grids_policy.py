@@ -281,7 +281,7 @@ class GridSPolicyMixin:
         whose state or action differ from the policy's, or with more cameras than it has, before anything runs.
         Fewer cameras are LeRobot's rule for fine-tuning on a rig with fewer cameras, renamed onto some of the
         policy's with ``--rename_map`` (its ``smolvla`` trains without the missing ones): they train, and every path
-        that acts refuses a missing camera on its first observation (:meth:`check_cameras_present`). Camera names
+        that acts refuses a missing camera on its first observation (:meth:`check_acting_inputs`). Camera names
         are checked on the first batch: LeRobot may rename them."""
         self.refuse_mismatches(self.feature_mismatches(dataset_meta.features, dataset_meta.camera_keys, fewer_cameras=True))
 
@@ -382,10 +382,17 @@ class GridSPolicyMixin:
         """A dense checkpoint's state dict in this policy's key names."""
         return state_dict
 
-    def check_cameras_present(self, batch: dict) -> None:
+    def check_acting_inputs(self, batch: dict) -> None:
         """Refuse to act on an observation that lacks a camera the policy was trained with (LeRobot's policies
-        would pad it with a blank image, or drop it, silently): every acting path calls it before its chunk is made.
-        Keys are named as the policy receives them, after any ``--rename_map``."""
+        would pad it with a blank image, or drop it, silently), or with an empty task (the acting commands' default
+        when the flag that sets it is left out: the policy would act on no instruction). Every acting path calls it
+        before its chunk is made. Keys are named as the policy receives them, after any ``--rename_map``."""
+        if any(not str(task).strip() for task in batch.get("task") or []):
+            raise ValueError(
+                f"The task is empty: this {self.name} policy acts on an instruction. Give the task it was trained "
+                "on: lerobot-record --dataset.single_task=\"...\", lerobot-rollout --task=\"...\", the async robot "
+                "client's --task=\"...\" (lerobot-eval takes it from the env)."
+            )
         empty_cameras = f"{OBS_IMAGES}.empty_camera_"
         missing = [key for key in self.config.image_features if key not in batch and not key.startswith(empty_cameras)]
         if missing:

@@ -80,7 +80,7 @@ class PaliGemmaGridSPolicyMixin(GridSPolicyMixin):
     def predict_action_chunk(self, batch: dict[str, Tensor], **kwargs) -> Tensor:
         """LeRobot's action chunk (its ``select_action`` makes chunks here too), refused if it is not finite as
         it would reach the motors (:meth:`check_finite`)."""
-        self.check_cameras_present(batch)
+        self.check_acting_inputs(batch)
         return self.check_finite(super().predict_action_chunk(batch, **kwargs))
 
     def dense_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
