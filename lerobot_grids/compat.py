@@ -9,7 +9,8 @@ The rest of the package asks this module, never ``lerobot.__version__``:
   transformers fork, and our backbone implements pi0's ``forward`` on stock transformers itself; pi05's
   adaptive RMS norm is not part of that, so ``pi05_grids`` needs 0.5+.
 - ``PROCESSORS_BY_CONVENTION``: since 0.6.1 the factory finds ``make_<type>_pre_post_processors`` next
-  to a config subclass; 0.4.4 hands every ``PI0Config`` subclass pi0's own processors.
+  to a config subclass; 0.4.4 hands every ``PI0Config`` subclass pi0's own processors, which
+  :func:`route_family_processors` routes to ours.
 - ``POLICY_ON_ROBOT_COMMAND``: the LeRobot command that runs a policy on a robot and records its episodes:
   ``lerobot-record --policy.path=...`` up to 0.5, ``lerobot-rollout`` since 0.6.0 (whose ``lerobot-record``
   records teleoperation only).
@@ -42,6 +43,7 @@ import math
 import sys
 from collections.abc import Callable
 from functools import wraps
+from types import ModuleType
 
 import torch
 from packaging.version import Version
@@ -114,6 +116,28 @@ def extend_free_model_card(section: Callable, config_classes: tuple[type, ...]) 
 
     generate_model_card.extended_by_lerobot_grids = True
     train_utils.generate_model_card = generate_model_card
+    return True
+
+
+def route_family_processors(module: ModuleType, name: str, config_class: type, own_factory: Callable) -> bool:
+    """Before 0.6.1 LeRobot's ``make_pre_post_processors`` hands every subclass of a family's config (``PI0Config``)
+    that family's processor factory, looked up as ``module.name`` when it is called (pi0's always tokenises with
+    ``google/paligemma-3b-pt-224``, so a plain ``lerobot-train --policy.type=pi0_grids`` would ignore
+    ``--policy.tokenizer_name``). Wrap it once so that a ``config_class`` config gets ``own_factory`` (the policy type's
+    own processors) and every other config LeRobot's; ``own_factory`` reaches LeRobot's through ``__wrapped__``
+    (:func:`inspect.unwrap`). Returns whether it did (0.6.1 finds ``make_<type>_pre_post_processors`` itself)."""
+    family_factory = getattr(module, name)
+    if PROCESSORS_BY_CONVENTION or getattr(family_factory, "routed_by_lerobot_grids", False):
+        return not PROCESSORS_BY_CONVENTION
+
+    @wraps(family_factory)
+    def factory(config, *args, **kwargs):
+        if isinstance(config, config_class):
+            return own_factory(config, *args, **kwargs)
+        return family_factory(config, *args, **kwargs)
+
+    factory.routed_by_lerobot_grids = True
+    setattr(module, name, factory)
     return True
 
 

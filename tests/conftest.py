@@ -23,12 +23,9 @@ from lerobot.policies.factory import make_pre_post_processors  # noqa: E402
 
 import lerobot_grids.policies  # noqa: E402, F401  (registers the policy types)
 from lerobot_grids.backbones import TINY_PALIGEMMA_TOKENIZER, TINY_SMOLVLM  # noqa: E402
-from lerobot_grids.demo_dataset import make_so100_demo_dataset  # noqa: E402
-from lerobot_grids import compat  # noqa: E402
 from lerobot_grids.compat import dataset_to_policy_features  # noqa: E402
-from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PaliGemmaGridSOptions  # noqa: E402
+from lerobot_grids.demo_dataset import make_so100_demo_dataset  # noqa: E402
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy  # noqa: E402
-from lerobot_grids.scripts.lerobot_grids_init import make_policy_processors  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATASET_REPO_ID = "local/so100_grids_test"
@@ -121,10 +118,7 @@ def make_batch(config: PreTrainedConfig, dataset_root: Path, size: int = 2) -> d
 
 
 def make_processors(config: PreTrainedConfig, dataset_stats=None):
-    """The policy's processors as LeRobot's tools make them; LeRobot 0.4.4 gives a pi0 subclass pi0's own
-    (see the README), so there the policy type's own factory is called."""
-    if isinstance(config, PaliGemmaGridSOptions) and not compat.PROCESSORS_BY_CONVENTION:
-        return make_policy_processors(config, dataset_stats=dataset_stats)
+    """The policy's processors as LeRobot's tools make them (LeRobot's factory)."""
     return make_pre_post_processors(config, dataset_stats=dataset_stats)
 
 

@@ -29,9 +29,9 @@ from lerobot.utils.constants import OBS_IMAGES
 from torch import Tensor
 
 import lerobot_grids.policies  # noqa: F401  (registers the policy types)
-from lerobot_grids.output_folder import new_output_dir
 from lerobot_grids.evidence.retention import information_retention, token_self_similarity
 from lerobot_grids.grids import bilinear_sample
+from lerobot_grids.output_folder import new_output_dir
 from lerobot_grids.policies.grids_policy import checkpoint_file
 
 TRAIN_CONFIG = "train_config.json"

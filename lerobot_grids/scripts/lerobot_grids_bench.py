@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from lerobot.utils.utils import init_logging
 
-from lerobot_grids.output_folder import check_new, output_folder
 from lerobot_grids.evidence.bench import ARCHITECTURES, benchmark, bound_table, markdown_table, plot_speedups
+from lerobot_grids.output_folder import check_new, output_folder
 from lerobot_grids.scripts import at_least
 
 

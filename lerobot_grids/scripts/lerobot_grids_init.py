@@ -1,12 +1,9 @@
 """``lerobot-grids-init``: write a fresh GridS policy checkpoint folder for ``lerobot-train --policy.path``.
 
-LeRobot 0.4.4's ``make_pre_post_processors`` gives every ``PI0Config`` subclass pi0's own processors,
-which always tokenise with ``google/paligemma-3b-pt-224``; a fresh ``lerobot-train
---policy.type=pi0_grids`` run therefore ignores ``--policy.tokenizer_name`` there (LeRobot 0.6.1 finds our
-processors itself and needs no extra step). This command builds the
-policy with LeRobot's ``make_policy`` for a dataset's features (``--policy.init_from`` included) and
-saves it with the policy type's own processors (ours for ``pi0_grids``: the configured tokenizer), so
-that ``lerobot-train --policy.path=<output_dir>`` trains it with everything as configured::
+It builds the policy with LeRobot's ``make_policy`` for a dataset's features (``--policy.init_from`` included) and
+saves it with the policy type's own processors, without training: a start that can be inspected, shared or
+trained from several times (``lerobot-train --policy.type=...`` does the same in one step, on both LeRobot
+versions)::
 
     lerobot-grids-init --policy.type=pi0_grids --policy.tokenizer_name=<folder> \\
         --dataset.repo_id=<user>/<dataset> --output_dir=outputs/pi0_grids_start

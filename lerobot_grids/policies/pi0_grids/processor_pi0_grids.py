@@ -1,5 +1,6 @@
 """Pre- and post-processors of ``pi0_grids``: LeRobot's pi0 pipelines, tokenising with ``config.tokenizer_name``."""
 
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -37,4 +38,4 @@ def make_pi0_grids_pre_post_processors(
 ]:
     """LeRobot's ``make_pi0_pre_post_processors``, tokenising with ``config.tokenizer_name``."""
     with tokenizer_named(processor_pi0, config.tokenizer_name):
-        return processor_pi0.make_pi0_pre_post_processors(config, dataset_stats=dataset_stats)
+        return inspect.unwrap(processor_pi0.make_pi0_pre_post_processors)(config, dataset_stats=dataset_stats)
