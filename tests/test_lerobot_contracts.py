@@ -82,3 +82,24 @@ def test_forward_and_select_action_leave_their_inputs_unchanged(dataset_root, po
     with torch.no_grad():
         action = policy.select_action(observation)
     assert action.shape == (2, 6) and _equal(observation, before)
+
+
+@pytest.mark.parametrize("policy_type", [t for t in POLICY_TYPES if getattr(t, "values", [t])[0] != "smolvla_grids"])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(dataset_root, policy_type):
+    """pi0/pi0.5's --policy.gradient_checkpointing=true recomputes activations in the backward pass: the same loss and
+    gradients, the GridS sampler's included."""
+    results = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        config = make_config(policy_type, dataset_root=dataset_root, gradient_checkpointing=checkpointing)
+        policy = get_policy_class(policy_type)(config).train()
+        torch.manual_seed(1)
+        loss, _ = policy.forward(make_batch(policy.config, dataset_root))
+        loss.backward()
+        results.append((loss.detach(), {name: p.grad.clone() for name, p in policy.named_parameters()
+                                        if p.grad is not None and ".grids." in name}))
+    (plain_loss, plain_grads), (checkpointed_loss, checkpointed_grads) = results
+    torch.testing.assert_close(checkpointed_loss, plain_loss)
+    assert plain_grads and plain_grads.keys() == checkpointed_grads.keys()
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(checkpointed_grads[name], grad, msg=name)
