@@ -192,3 +192,21 @@ def test_an_instruction_cut_at_the_tokenizer_limit_is_warned_once(dataset_root, 
     with caplog.at_level(logging.WARNING):
         SmolVLAGridsPolicy(make_config(dataset_root=dataset_root)).select_action(short)
     assert not [r for r in caplog.records if "tokens the tokenizer keeps" in r.message]
+
+
+@pytest.mark.parametrize(("policy_type", "missing", "kept"), [
+    ("smolvla_grids", "wrist", "front"), ("pi0_grids", "front", "wrist")])
+def test_a_batch_missing_a_camera_trains_as_lerobot_does_and_is_refused_when_acting(
+        dataset_root, policy_type, missing, kept):
+    """Fine-tuning on a rig with fewer cameras trains (the missing camera's points are absent, not a padded blank's);
+    acting refuses (select_action: record, rollout, eval; predict_action_chunk: the async server)."""
+    policy = get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root))
+    batch = make_batch(policy.config, dataset_root)
+    del batch[f"observation.images.{missing}"]
+    loss, output = policy.forward(batch)
+    assert torch.isfinite(loss) and list(policy.sampled_points()) == [f"observation.images.{kept}"]
+    assert f"grids_point_spread/{kept}" in output and f"grids_point_spread/{missing}" not in output
+    for act in (policy.select_action, policy.predict_action_chunk):
+        policy.reset()
+        with pytest.raises(ValueError, match=rf"no image for camera\(s\) \['observation.images.{missing}'\]"):
+            act(batch)

@@ -16,7 +16,6 @@ from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PI0GridsCon
 from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy, PI0GridsPytorch
 from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_pre_post_processors
 
-
 # LeRobot 0.4.4 only: our backbone's own forward (openpi's semantics on stock transformers). On LeRobot 0.5+
 # the backbone runs LeRobot's own forward, checked against LeRobot's pi0 in test_pi_grids_lerobot05.py.
 openpi_forward_only = pytest.mark.skipif(
@@ -281,20 +280,6 @@ def test_mismatched_gemma_pair_and_too_many_discrete_tokens_are_refused(dataset_
         PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, action_expert_variant="gemma_300m"))
     with pytest.raises(ValueError, match="cannot pick 65 tokens from a 8x8 grid of 64"):
         PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, grids={"sampler": "topk", "num_tokens": 65}))
-
-
-def test_a_batch_missing_a_camera_trains_as_lerobot_does_and_is_refused_when_acting(dataset_root):
-    """Fine-tuning on a rig with fewer cameras trains (the missing camera's points are absent); acting refuses."""
-    policy = PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root))
-    batch = make_batch(policy.config, dataset_root)
-    del batch["observation.images.front"]
-    loss, output = policy.forward(batch)
-    assert torch.isfinite(loss) and list(policy.sampled_points()) == ["observation.images.wrist"]
-    assert "grids_point_spread/wrist" in output and "grids_point_spread/front" not in output
-    for act in (policy.select_action, policy.predict_action_chunk):
-        policy.reset()
-        with pytest.raises(ValueError, match=r"observation has no image for camera\(s\) \['observation.images.front'\]"):
-            act(batch)
 
 
 @openpi_forward_only

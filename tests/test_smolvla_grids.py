@@ -218,20 +218,6 @@ def test_loading_a_dense_checkpoint_as_smolvla_grids_points_to_init_from(dataset
         SmolVLAGridsPolicy.from_pretrained(tmp_path / "dense")
 
 
-def test_a_batch_missing_a_camera_trains_as_lerobot_does_and_is_refused_when_acting(dataset_root):
-    """Fine-tuning on a rig with fewer cameras trains (the missing camera's points are absent); acting refuses."""
-    policy = SmolVLAGridsPolicy(make_config(dataset_root=dataset_root))
-    batch = make_batch(policy.config, dataset_root)
-    del batch["observation.images.wrist"]
-    loss, output = policy.forward(batch)
-    assert torch.isfinite(loss) and list(policy.sampled_points()) == ["observation.images.front"]
-    assert "grids_point_spread/front" in output and "grids_point_spread/wrist" not in output
-    for act in (policy.select_action, policy.predict_action_chunk):
-        policy.reset()
-        with pytest.raises(ValueError, match=r"observation has no image for camera\(s\) \['observation.images.wrist'\]"):
-            act(batch)
-
-
 @pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids"])
 def test_a_state_of_another_size_is_refused_before_any_action(dataset_root, policy_type):
     """On every path that acts (lerobot-rollout loads a policy without the robot's features): a 7-joint state for
