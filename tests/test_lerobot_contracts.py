@@ -103,3 +103,41 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(dataset_root, 
     assert plain_grads and plain_grads.keys() == checkpointed_grads.keys()
     for name, grad in plain_grads.items():
         torch.testing.assert_close(checkpointed_grads[name], grad, msg=name)
+
+
+@pytest.mark.skipif(not hasattr(__import__("lerobot.policies.pi0.configuration_pi0", fromlist=["_"]).PI0Config,
+                                "use_relative_actions"), reason="relative actions: LeRobot 0.6")
+def test_relative_actions_round_trip_through_the_saved_processors(dataset_root, tmp_path):
+    """pi0's --policy.use_relative_actions=true: the preprocessor trains on action - state, the postprocessor of a
+    reloaded checkpoint (its absolute step re-linked by LeRobot's factory) gives the absolute action back."""
+    config = make_config("pi0_grids", dataset_root=dataset_root, use_relative_actions=True)
+    dataset = LeRobotDataset(DATASET_REPO_ID, root=dataset_root)
+    for processor in make_processors(config, dataset.meta.stats):
+        processor.save_pretrained(tmp_path)
+    preprocessor, postprocessor = make_pre_post_processors(config, pretrained_path=str(tmp_path))
+    frame = dataset[3]
+    processed = preprocessor(dict(frame))
+    plain, _ = make_processors(make_config("pi0_grids", dataset_root=dataset_root), dataset.meta.stats)
+    assert not torch.allclose(processed["action"], plain(dict(frame))["action"])  # trained on action - state
+    absolute = postprocessor(processed["action"])
+    torch.testing.assert_close(absolute[0], frame["action"], rtol=1e-5, atol=1e-4)
+    policy = get_policy_class("pi0_grids")(config).eval()
+    with torch.no_grad():
+        action = postprocessor(policy.select_action({k: v for k, v in processed.items() if k != "action"}))
+    assert action.shape == (1, 6) and torch.isfinite(action).all()
+
+
+@pytest.mark.parametrize("policy_type", POLICY_TYPES)
+def test_a_checkpoint_saved_from_a_gathered_state_dict_reloads_equal(dataset_root, tmp_path, policy_type):
+    """LeRobot 0.6.1's save_pretrained(state_dict=...) (how lerobot-train saves a model sharded over GPUs with FSDP):
+    one model.safetensors that our strict loader reads back to the same weights."""
+    import inspect
+
+    policy_class = get_policy_class(policy_type)
+    if "state_dict" not in inspect.signature(policy_class._save_pretrained).parameters:
+        pytest.skip("save_pretrained(state_dict=...) is LeRobot 0.6's")
+    policy = policy_class(make_config(policy_type, dataset_root=dataset_root))
+    policy.save_pretrained(tmp_path, state_dict={k: v.clone() for k, v in policy.state_dict().items()})
+    assert [path.name for path in tmp_path.glob("*.safetensors")] == ["model.safetensors"]
+    reloaded = policy_class.from_pretrained(tmp_path).state_dict()
+    assert all(torch.equal(value, reloaded[key]) for key, value in policy.state_dict().items())
