@@ -1,4 +1,5 @@
-"""Every difference between the LeRobot versions this package supports, in one place.
+"""Every difference between the LeRobot versions this package supports, and every place it patches or overrides
+LeRobot, in one place.
 
 LeRobot 0.4.4 is the last release for Python 3.10/3.11; 0.5/0.6 (Python >= 3.12) is what users run now.
 The rest of the package asks this module, never ``lerobot.__version__``:
@@ -35,6 +36,23 @@ The rest of the package asks this module, never ``lerobot.__version__``:
 - :func:`extend_free_model_card`: the model card is ``PreTrainedPolicy.generate_model_card`` on 0.4.4
   and 0.6.1, and a free function ``lerobot.common.train_utils.generate_model_card(model_cfg, ...)`` on
   LeRobot's main branch.
+
+Where the package patches or overrides LeRobot, on every version (nothing else of LeRobot's is changed):
+
+- patched in LeRobot's modules, for our types only: :func:`route_family_processors` (pi0's processor factory,
+  before 0.6.1), :func:`extend_free_model_card` (the free model card, where there is one), and
+  ``lerobot_grids.scripts.lerobot_grids_policy_server.allow_grids_policies`` (the async server's
+  ``SUPPORTED_POLICIES`` and ``PolicyServer``, in that command's process only);
+- patched while a call runs: ``processor_pi0_grids.tokenizer_named`` (the ``TokenizerProcessorStep`` of LeRobot's
+  pi0 / pi0.5 processor factories, for the configured tokenizer);
+- a LeRobot object's class swapped: ``SmolVLMWithExpertGridSModel.add_grids`` (SmolVLA's backbone, for its
+  ``embed_image``);
+- LeRobot methods overridden in our subclasses: ``GridSPolicyMixin`` (``from_pretrained``, the strict
+  ``_load_as_safetensor``, ``generate_model_card``, ``_get_default_peft_targets``, ``_validate_peft_config``),
+  ``SmolVLAGridsPolicy`` (``_get_action_chunk``, ``prepare_images``, ``forward``), ``PaliGemmaGridSPolicyMixin``
+  (``__init__``, ``load_pretrained_weights`` which skips pi0's key fixes, ``predict_action_chunk``,
+  ``_preprocess_images``, ``forward``), ``GridSPolicyServer.SendPolicyInstructions`` and
+  ``RealSenseByNameCamera._find_serial_number_from_name``.
 """
 
 import importlib.metadata
