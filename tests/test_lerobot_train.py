@@ -199,8 +199,12 @@ def test_pi0_grids_trains_and_resumes_with_lerobot_train(dataset_root, tmp_path)
     offline = {**os.environ, "HF_HUB_OFFLINE": "1"}
     written = subprocess.run(command, check=True, capture_output=True, text=True, env=offline)
     assert f"Wrote a new pi0_grids policy to {start}" in written.stderr  # LeRobot's console logging shows it
-    refused = subprocess.run(command, capture_output=True, text=True, env=offline)
-    assert refused.returncode != 0 and "nothing is overwritten" in refused.stderr
+    from lerobot.configs.default import DatasetConfig
+
+    from lerobot_grids.scripts.lerobot_grids_init import InitPolicyConfig, init_policy
+
+    with pytest.raises(FileExistsError, match="nothing is overwritten"):  # the same command again, in this process
+        init_policy(InitPolicyConfig(make_config("pi0_grids"), DatasetConfig(DATASET_REPO_ID, root=dataset_root), start))
 
     run = tmp_path / "run"
     lerobot_train(f"--policy.path={start}", *[a for a in _tiny_args(dataset_root, run, 2) if not a.startswith("--policy.")])

@@ -46,21 +46,14 @@ def test_plugin_discovery_registers_the_policy_types():
     assert result.stdout.split() == ["SmolVLAGridsConfig", "SmolVLAGridsPolicy", "4", "PI0GridsConfig", "PI0GridsPolicy", "4"]
 
 
-def test_command_line_sets_nested_grids_options_and_refuses_bad_ones():
+def test_command_line_sets_nested_grids_options():
+    """(A bad value is refused as the last line lerobot-train prints: tests/test_lerobot_train.py.)"""
     args = ["--policy.type=smolvla_grids", "--policy.grids.num_tokens=4", "--policy.grids.predictor=attention",
             "--policy.grids.split_layer=4", "--dataset.repo_id=user/data"]
     config = draccus.parse(TrainPipelineConfig, args=args)
     assert isinstance(config.policy, SmolVLAGridsConfig)
     grids = config.policy.grids
     assert (grids.num_tokens, grids.predictor, grids.split_layer, grids.sampler) == (4, "attention", 4, "grids")
-    with pytest.raises(Exception) as error:  # draccus wraps our error; the user sees it as the cause
-        draccus.parse(TrainPipelineConfig, args=[*args[:1], "--policy.grids.num_tokens=0", args[-1]])
-    causes = []
-    cause = error.value
-    while cause is not None:
-        causes.append(str(cause))
-        cause = cause.__cause__
-    assert any("GridS num_tokens must be at least 1, got 0" in message for message in causes)
 
 
 def test_processor_factory_of_the_policy_type(dataset_root):
