@@ -47,6 +47,22 @@ def answer_at_once() -> None:
         pass
 
 
+def patient_serial_adapter() -> None:
+    """Give the simulated servos the reply window of a USB serial adapter whose latency timer is set to its
+    largest, 255 ms (an FTDI chip's range is 1-255), instead of the 16 ms scservo_sdk assumes.
+
+    scservo_sdk waits ``2 * LATENCY_TIMER + 2`` ms for a status packet from the moment it sends. A real servo
+    answers in microseconds; here the answer comes from a thread of the test process, which on a machine whose
+    cores are taken by other work (CI's, two cores shared) can be kept off a core longer than 34 ms even at a
+    real-time priority (a container may refuse one), and LeRobot's reads do not retry. A packet that truly
+    gets no reply (``SimulatedFeetechBus.fail``) is still reported, half a second later. Call it in every process
+    that drives the simulated servos: the test process, and the LeRobot commands it starts
+    (``with_simulated_cameras.py``)."""
+    from scservo_sdk import port_handler
+
+    port_handler.LATENCY_TIMER = 255
+
+
 def _checksum(body) -> int:
     return ~sum(body) & 0xFF
 

@@ -27,6 +27,7 @@ from simulated_hardware import (
     SO100_REST_POSITIONS,
     SimulatedFeetechBus,
     SimulatedRealSense,
+    patient_serial_adapter,
 )
 
 from lerobot_grids import compat
@@ -38,6 +39,9 @@ TASK = "Pick up the green cube and place it into the green bowl."
 CAMERAS = {"front": ("intelrealsense_by_name", "Intel RealSense D435", 640, 480, 30),
            "wrist": ("intelrealsense_by_name", "Intel RealSense D405", 640, 480, 30)}
 STEP_LIMIT = 5.0  # the configs' max_relative_target: degrees (joints), percent of the range (gripper)
+
+
+patient_serial_adapter()
 
 
 def robot_config(arm: str, name: str) -> str:

@@ -3,7 +3,8 @@
 
 The devices are ``SIMULATED_REALSENSE="<serial>=<name>,..."``; they stand in for the ``pyrealsense2`` module
 (librealsense), which LeRobot's RealSenseCamera (and ours) import. Everything else (motors on their serial
-ports, the command itself) is real.
+ports, the command itself) is real; the serial adapter's reply window is the longest a real one can have
+(``simulated_hardware.patient_serial_adapter``).
 """
 
 import os
@@ -11,10 +12,11 @@ import runpy
 import sys
 from importlib.metadata import entry_points
 
-from simulated_hardware import SimulatedRealSense
+from simulated_hardware import SimulatedRealSense, patient_serial_adapter
 
 devices = dict(item.split("=", 1) for item in os.environ.get("SIMULATED_REALSENSE", "").split(",") if item)
 sys.modules["pyrealsense2"] = SimulatedRealSense(devices)
+patient_serial_adapter()  # the servos on the serial ports are simulated by the test process
 if sys.argv[1] == "-m":
     sys.argv = sys.argv[2:]
     runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
