@@ -15,8 +15,8 @@ import torch
 
 from lerobot_grids.envs.tabletop import GridSTabletop
 from lerobot_grids.evidence import demo as demo_module
+from lerobot_grids.evidence.benchmarks import TABLETOP
 from lerobot_grids.evidence.demo import (
-    OOD_VARIANTS,
     DemoScale,
     checks,
     label,
@@ -73,7 +73,7 @@ def test_demo_trains_evaluates_and_reports_every_policy_seed_and_variant(demo):
     assert list(results["success"]) == MODELS and results["missing"] == []
     report = (output_dir / "report.md").read_text()
     for name in MODELS:
-        expected = {"default", *OOD_VARIANTS} | ({"blank"} if name == "dense" else set())
+        expected = set(TABLETOP.variants) | ({"blank"} if name == "dense" else set())
         by_seed = {}
         for seed in SEEDS:
             unit = results["runs"][name][str(seed)]

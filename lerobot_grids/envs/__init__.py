@@ -1,4 +1,4 @@
-"""Simulated tasks: the gymnasium environment and its LeRobot env config (``--env.type=grids_tabletop``).
+"""Simulated tasks as LeRobot env types: ``--env.type=grids_tabletop`` and ``--env.type=meta_world_cpu``.
 
 The tabletop task's modules: ``tabletop`` (the env and its scripted expert), ``configuration_tabletop``,
 ``tabletop_dataset`` (the expert recorded into a LeRobotDataset) and ``tabletop_pretrain`` (the demo's
@@ -7,6 +7,7 @@ pretrained base policy, trained on fresh scenes of the task).
 
 import gymnasium as gym
 
+from lerobot_grids.envs.configuration_metaworld import METAWORLD_GYM_ID, MetaWorldCPUEnv
 from lerobot_grids.envs.configuration_tabletop import GYM_NAMESPACE, GridSTabletopEnv
 from lerobot_grids.envs.tabletop import GridSTabletop
 
@@ -15,5 +16,8 @@ from lerobot_grids.envs.tabletop import GridSTabletop
 if f"{GYM_NAMESPACE}/GridSTabletop-v0" not in gym.registry:
     gym.register(f"{GYM_NAMESPACE}/GridSTabletop-v0", entry_point=GridSTabletop, order_enforce=False,
                  disable_env_checker=True)
+if f"{GYM_NAMESPACE}/{METAWORLD_GYM_ID}" not in gym.registry:  # Meta-World is imported when one is made
+    gym.register(f"{GYM_NAMESPACE}/{METAWORLD_GYM_ID}", entry_point="lerobot_grids.envs.metaworld:MetaWorldCPU",
+                 order_enforce=False, disable_env_checker=True)
 
-__all__ = ["GridSTabletop", "GridSTabletopEnv"]
+__all__ = ["GridSTabletop", "GridSTabletopEnv", "MetaWorldCPUEnv"]

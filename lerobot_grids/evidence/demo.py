@@ -1,20 +1,21 @@
-"""Dense SmolVLA against GridS on the offline tabletop task, with LeRobot's tools (behind ``lerobot-grids-demo``).
+"""Dense SmolVLA against GridS on a task suite, offline, with LeRobot's tools (behind ``lerobot-grids-demo``).
 
-:func:`run_demo`: one run, offline on a CPU, into a new folder (never an earlier run's):
+:func:`run_demo`: one run, offline on a CPU, into a new folder (never an earlier run's), on a suite of
+:mod:`lerobot_grids.evidence.benchmarks` (our tabletop task by default, or Meta-World):
 
-1. records the scripted expert on the ``default`` variant of ``grids_tabletop`` into a LeRobotDataset
-   (``lerobot-grids-tabletop-dataset``);
-2. trains, with ``lerobot-train`` and the recipe ``policies/smolvla_grids_tabletop.json``, each policy
-   named in :func:`model_overrides` (by default the dense baseline, ``--policy.grids.sampler=dense`` with all
-   64 tokens per camera, and GridS with K = 16, 4 and 1 tokens per camera: paper Tab. 1 and 3), the same
+1. records the suite's scripted experts into a LeRobotDataset (``lerobot-grids-tabletop-dataset``,
+   ``lerobot-grids-metaworld-dataset``);
+2. trains, with ``lerobot-train`` and the suite's recipe (``policies/smolvla_grids_tabletop.json``, ...), each
+   policy named in :func:`model_overrides` (by default the dense baseline, ``--policy.grids.sampler=dense`` with
+   all 64 tokens per camera, and GridS with K = 16, 4 and 1 tokens per camera: paper Tab. 1 and 3), the same
    steps for each, once per training seed, each starting (``--policy.init_from``) from the pretrained base
    policy that ships with the package (:mod:`lerobot_grids.envs.tabletop_pretrain`: a grounded tiny SmolVLM
    and an action expert pretrained to reach, never to pick), as the paper's policies start from a
    pretrained SmolVLA;
-3. evaluates every policy with LeRobot's evaluation loop (``lerobot-eval``'s ``eval_main``) in
-   distribution and on each out-of-distribution variant (Fig. 5, App. E), and the dense policy with the
-   images blanked: the floor of a policy that ignores them;
-4. measures where the sampler looks (:mod:`lerobot_grids.evidence.pointing`);
+3. evaluates every policy with LeRobot's evaluation loop (``lerobot-eval``'s ``eval_main``) on each task, in
+   distribution and on each shifted variant (Fig. 5, App. E), and the dense policy with the images blanked:
+   the floor of a policy that ignores them;
+4. on the tabletop, measures where the sampler looks (:mod:`lerobot_grids.evidence.pointing`);
 5. writes ``report.md`` (tables with 95% intervals over seeds and episodes, the checks below, the
    equivalent ``lerobot-eval`` commands), ``results.json`` and ``success.png``, ``loss.png``, ``points.png``.
 
@@ -45,19 +46,16 @@ import torch
 from lerobot.configs.default import EvalConfig
 from lerobot.configs.eval import EvalPipelineConfig
 from lerobot.configs.policies import PreTrainedConfig
+from lerobot.envs.configs import EnvConfig
 from tqdm import tqdm
 
 from lerobot_grids.backbones import TINY_SMOLVLM
-from lerobot_grids.envs import GridSTabletopEnv
-from lerobot_grids.envs.tabletop import VARIANTS
-from lerobot_grids.envs.tabletop_dataset import REPO_ID, record_expert_episodes
-from lerobot_grids.envs.tabletop_pretrain import PRETRAINED_TABLETOP_SMOLVLA
+from lerobot_grids.evidence.benchmarks import BENCHMARKS, TABLETOP, Benchmark
 from lerobot_grids.evidence.pointing import pointing
 from lerobot_grids.evidence.statistics import seeds_and_episodes_interval, sign_flip_p_value
 from lerobot_grids.evidence.viz import load_policy
 
-RECIPE = Path("policies/smolvla_grids_tabletop.json")
-OOD_VARIANTS = [variant for variant in VARIANTS if variant not in ("default", "blank")]
+RECIPE = TABLETOP.recipe
 EVAL_SEED = 1000  # lerobot-eval's default; the dataset's scenes are seeds 0 .. episodes - 1
 # The base policy of runs stored before results.json named it (all made under LeRobot 0.4.4, transformers 4).
 STORED_RUNS_BASE_POLICY = "lerobot_grids/assets/grids_tabletop_smolvla"
@@ -69,11 +67,11 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 @dataclass(frozen=True)
 class DemoScale:
-    episodes: int  # expert episodes in the training dataset
+    episodes: int  # expert episodes in the training dataset, per task
     steps: int  # lerobot-train steps per policy
     batch_size: int
     ks: tuple[int, ...]  # GridS tokens per camera of the default policies
-    eval_episodes: int  # per policy and variant
+    eval_episodes: int  # per policy, task and variant
     pointing_scenes: int  # unseen scenes whose front frames are scored for where the points fall
     margin: float  # percentage points GridS K=16 may trail dense in distribution (K=4: twice this)
 
@@ -82,6 +80,13 @@ FULL = DemoScale(episodes=200, steps=800, batch_size=32, ks=(16, 4, 1), eval_epi
                  margin=5.0)
 QUICK = DemoScale(episodes=60, steps=200, batch_size=16, ks=(16, 4), eval_episodes=20, pointing_scenes=5,
                   margin=15.0)
+# Meta-World: four tasks in one dataset; each evaluation renders every step (about 40 steps/s at 224x224 on a core)
+METAWORLD_FULL = DemoScale(episodes=50, steps=800, batch_size=32, ks=(16, 4, 1), eval_episodes=20,
+                           pointing_scenes=0, margin=5.0)
+METAWORLD_QUICK = DemoScale(episodes=10, steps=200, batch_size=16, ks=(16, 4), eval_episodes=5, pointing_scenes=0,
+                            margin=15.0)
+SCALES = {("tabletop", False): FULL, ("tabletop", True): QUICK, ("metaworld", False): METAWORLD_FULL,
+          ("metaworld", True): METAWORLD_QUICK}  # (benchmark, --quick)
 # Samplers and predictors a run can compare (paper Tab. 10 and the point predictors of GridSConfig); a policy's
 # name is one of these followed by ``_k<K>``, or ``dense``.
 ATTENTION_INSTRUCTION = ["--policy.grids.sampler=grids", "--policy.grids.predictor=attention",
@@ -126,13 +131,13 @@ def label(name: str) -> str:
 
 
 def train(name: str, overrides: list[str], dataset_root: Path, output_dir: Path, scale: DemoScale, recipe: Path,
-          seed: int) -> dict:
+          seed: int, benchmark: Benchmark = TABLETOP) -> dict:
     """One ``lerobot-train`` run; returns its logged losses and wall time (the log is kept beside it)."""
     log_freq = max(1, min(50, scale.steps // 20))
     command = [
         sys.executable, "-m", "lerobot.scripts.lerobot_train", f"--config_path={recipe}",
-        f"--policy.vlm_model_name={TINY_SMOLVLM}", f"--policy.init_from={PRETRAINED_TABLETOP_SMOLVLA}",
-        f"--dataset.repo_id={REPO_ID}", f"--dataset.root={dataset_root}",
+        f"--policy.vlm_model_name={TINY_SMOLVLM}", f"--policy.init_from={benchmark.base_policy()}",
+        f"--dataset.repo_id={benchmark.repo_id}", f"--dataset.root={dataset_root}",
         f"--output_dir={output_dir}", f"--steps={scale.steps}", f"--save_freq={scale.steps}",
         f"--batch_size={scale.batch_size}", f"--policy.scheduler_decay_steps={scale.steps}",
         f"--log_freq={log_freq}", f"--seed={seed}", f"--policy.device={DEVICE}", *overrides,
@@ -154,8 +159,8 @@ def train(name: str, overrides: list[str], dataset_root: Path, output_dir: Path,
     return {"losses": losses, "seconds": time.monotonic() - started, "command": command[3:]}
 
 
-def evaluate(checkpoint: Path, variant: str, episodes: int, output_dir: Path) -> dict:
-    """LeRobot's evaluation (``lerobot-eval``'s ``eval_main``, in this process) on one variant."""
+def evaluate(checkpoint: Path, env: EnvConfig, episodes: int, output_dir: Path) -> dict:
+    """LeRobot's evaluation (``lerobot-eval``'s ``eval_main``, in this process) on one env (task and variant)."""
     from lerobot.scripts.lerobot_eval import eval_main
 
     policy = PreTrainedConfig.from_pretrained(checkpoint)
@@ -167,13 +172,13 @@ def evaluate(checkpoint: Path, variant: str, episodes: int, output_dir: Path) ->
     config_logger.setLevel(logging.ERROR)
     try:
         config = EvalPipelineConfig(
-            env=GridSTabletopEnv(variant=variant),
+            env=env,
             # In-process environments: LeRobot 0.6 defaults to one worker process per environment, each
             # importing LeRobot again (seconds per evaluation for an environment that steps in microseconds).
             eval=EvalConfig(n_episodes=episodes, batch_size=min(episodes, 25), use_async_envs=False),
             policy=policy,
             output_dir=output_dir,
-            job_name=f"grids_tabletop_{variant}",
+            job_name=f"{env.type}_{output_dir.name}",
             seed=EVAL_SEED,
         )
     finally:
@@ -184,8 +189,8 @@ def evaluate(checkpoint: Path, variant: str, episodes: int, output_dir: Path) ->
     return {"success": overall["pc_success"], "episodes": overall["n_episodes"]}
 
 
-def eval_command(checkpoint: Path, variant: str, episodes: int) -> str:
-    return (f"lerobot-eval --policy.path={checkpoint} --env.type=grids_tabletop --env.variant={variant} "
+def eval_command(checkpoint: Path, benchmark: Benchmark, task: str | None, variant: str, episodes: int) -> str:
+    return (f"lerobot-eval --policy.path={checkpoint} {benchmark.env_options(task, variant)} "
             f"--eval.n_episodes={episodes} --eval.batch_size={min(episodes, 25)} --policy.device=cpu")
 
 
@@ -211,24 +216,32 @@ def unit_path(output_dir: Path, name: str, seed: int) -> Path:
     return output_dir / "units" / name / f"seed{seed}.json"
 
 
-def run_unit(name: str, seed: int, output_dir: Path, dataset_root: Path, scale: DemoScale, recipe: Path) -> dict:
-    """Trains, evaluates and measures one policy with one training seed; stores it in ``units/``."""
+def run_unit(name: str, seed: int, output_dir: Path, dataset_root: Path, scale: DemoScale, recipe: Path,
+             benchmark: Benchmark = TABLETOP) -> dict:
+    """Trains, evaluates and measures one policy with one training seed; stores it in ``units/``. Its success per
+    variant is the mean over the suite's tasks (each evaluated on ``scale.eval_episodes`` scenes), per task in
+    ``success_by_task``."""
     run_dir, eval_dir = output_dir / "train" / name / f"seed{seed}", output_dir / "eval" / name / f"seed{seed}"
     for path in (run_dir, run_dir.with_name(f"{run_dir.name}.log"), eval_dir):
         _set_aside(path)
     started = time.monotonic()
-    training = train(name, model_overrides(name), dataset_root, run_dir, scale, recipe, seed)
+    training = train(name, model_overrides(name), dataset_root, run_dir, scale, recipe, seed, benchmark)
     checkpoint = run_dir / "checkpoints" / "last" / "pretrained_model"
-    variants = ["default", *OOD_VARIANTS] + (["blank"] if name == "dense" else [])
+    variants = benchmark.variants + (["blank"] if name == "dense" else [])
+    tasks = benchmark.tasks or (None,)
+    by_task = {variant: {task: evaluate(checkpoint, benchmark.env(task, variant), scale.eval_episodes,
+                                        eval_dir / variant / (task or ""))["success"] for task in tasks}
+               for variant in variants}
     unit = {
         "name": name, "seed": seed, "checkpoint": str(checkpoint), "tokens_per_camera": tokens_per_camera(checkpoint),
         "training": training,
-        "success": {variant: evaluate(checkpoint, variant, scale.eval_episodes, eval_dir / variant)["success"]
-                    for variant in variants},
+        "success": {variant: float(np.mean(list(percents.values()))) for variant, percents in by_task.items()},
     }
+    if benchmark.tasks:
+        unit["success_by_task"] = by_task
     path = unit_path(output_dir, name, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if name != "dense":
+    if benchmark.measures_pointing and name != "dense":
         unit["pointing"], drawn = pointing(checkpoint, scale.pointing_scenes, EVAL_SEED)
         cv2.imwrite(str(path.with_suffix(".png")), cv2.cvtColor(np.concatenate(drawn, axis=1), cv2.COLOR_RGB2BGR))
     unit["seconds"] = time.monotonic() - started
@@ -274,8 +287,8 @@ def upgrade(results: dict) -> dict:
 def success_interval(results: dict, name: str, variant: str) -> tuple[float, float, float]:
     """Mean success over the policy's seeds and its 95% interval over seeds and episodes."""
     percents = [unit["success"][variant] for unit in results["runs"][name].values()]
-    return (float(np.mean(percents)),
-            *seeds_and_episodes_interval(percents, results["scale"]["eval_episodes"]))
+    episodes = results["scale"]["eval_episodes"] * max(1, len(benchmark_of(results).tasks))  # over the tasks
+    return (float(np.mean(percents)), *seeds_and_episodes_interval(percents, episodes))
 
 
 def pooled_pointing(units: list[dict]) -> dict:
@@ -343,13 +356,19 @@ def checks(results: dict, scale: DemoScale) -> list[dict]:
     return listed
 
 
+def benchmark_of(results: dict) -> Benchmark:
+    """The suite a run was made on (runs stored before there were several: the tabletop)."""
+    return BENCHMARKS[results.get("benchmark", TABLETOP.name)]
+
+
 def plot(results: dict, output_dir: Path, pictures: dict[str, np.ndarray]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names, variants = list(results["success"]), ["default", *OOD_VARIANTS]
+    benchmark = benchmark_of(results)
+    names, variants = list(results["success"]), benchmark.variants
     figure, axis = plt.subplots(figsize=(max(9, 1.3 * len(names) + 3), 4))
     width = 0.8 / len(names)
     for index, name in enumerate(names):
@@ -358,7 +377,8 @@ def plot(results: dict, output_dir: Path, pictures: dict[str, np.ndarray]) -> No
         axis.bar(np.arange(len(variants)) + index * width, means, width, yerr=errors, capsize=2, label=label(name))
     axis.axhline(results["success"]["dense"]["blank"], color="black", linestyle="--", label="dense, images blanked")
     axis.set(xticks=np.arange(len(variants)) + width * (len(names) - 1) / 2, xticklabels=variants,
-             ylabel="success rate (%)", ylim=(0, 100), title="lerobot-eval success on grids_tabletop (95% intervals)")
+             ylabel="success rate (%)", ylim=(0, 100),
+             title=f"lerobot-eval success on {benchmark.env_type} (95% intervals)")
     axis.legend(fontsize=7, ncol=2)
     figure.tight_layout()
     figure.savefig(output_dir / "success.png", dpi=110)
@@ -391,21 +411,24 @@ def _seeds_text(seeds: list[int]) -> str:
 def write_report(results: dict, output_dir: Path) -> str:
     """``report.md`` of results in today's form (:func:`upgrade`) with their ``checks``."""
     scale, names, seeds = results["scale"], list(results["success"]), results["seeds"]
-    variants = ["default", *OOD_VARIANTS]
+    benchmark = benchmark_of(results)
+    variants, tasks = benchmark.variants, benchmark.tasks
     n = scale["eval_episodes"]
     interval = ("95% Wilson intervals over the evaluation episodes" if len(seeds) == 1 else
                 "95% intervals over seeds and episodes (two-level bootstrap: seeds, then each seed's episodes, "
                 "resampled)")
     lines = [
-        f"# GridS vs dense on `grids_tabletop` ({results['mode']} run, {results['date']})",
+        f"# GridS vs dense on {benchmark.title} ({results['mode']} run, {results['date']})",
         "",
         f"Command: `{results['command']}`; {results['machine']}; total {results['seconds'] / 60:.1f} min.",
-        f"Dataset: {scale['episodes']} expert episodes of the `default` variant (scenes 0-{scale['episodes'] - 1}). "
+        "Dataset: " + benchmark.dataset_text.format(episodes=scale["episodes"], last=scale["episodes"] - 1,
+                                                   tasks=", ".join(tasks)) + ". "
         f"Training: `lerobot-train`, recipe `{results['recipe']}`, {scale['steps']} steps, batch {scale['batch_size']}, "
         f"{_seeds_text(seeds)}, the same seeds for every policy, each starting from the pretrained base policy "
-        f"(grounding, then reach; never trained to pick) (`--policy.init_from={results['base_policy']}`). "
+        f"({benchmark.base_text}) (`--policy.init_from={results['base_policy']}`). "
         "Evaluation: LeRobot's `lerobot-eval` loop, "
-        f"{n} unseen scenes per variant (seeds {EVAL_SEED}-{EVAL_SEED + n - 1}).",
+        f"{n} unseen scenes per variant{' and task' if tasks else ''} (seeds {EVAL_SEED}-{EVAL_SEED + n - 1})"
+        + (f"; success is the mean over the {len(tasks)} tasks." if tasks else "."),
     ]
     if results["missing"]:
         lines += ["", f"**Partial run**: not finished yet: {', '.join(results['missing'])}. Rows with fewer seeds "
@@ -431,8 +454,41 @@ def write_report(results: dict, output_dir: Path) -> str:
     lines += [
         f"| dense, images blanked (`blank` variant) | 0 | {cells('dense', ['blank'])} |" + " |" * len(variants),
         "",
-        f"Brackets: {interval}. The OOD columns change only what the cameras see (unseen distractors, "
-        "table texture and background, lighting, a moved front camera); no OOD scene is in the training data.",
+        f"Brackets: {interval}. {benchmark.shift_text}",
+    ]
+    if tasks:
+        lines += ["", "## Success rate per task, in distribution (%, mean over seeds)", "",
+                  "| policy | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+        lines += [f"| {label(name)} | " + " | ".join(
+            f"{np.mean([unit['success_by_task']['default'][task] for unit in results['runs'][name].values()]):.0f}"
+            for task in tasks) + " |" for name in names]
+    if benchmark.measures_pointing:
+        lines += _pointing_section(results, scale)
+    lines += ["", "## Checks", ""]
+    lines += [f"- [{'x' if check['holds'] else ' '}] {check['claim']} ({check['numbers']})"
+              for check in results["checks"]]
+    first = {name: units[min(units, key=int)]["checkpoint"] for name, units in results["runs"].items()}
+    pointed = [label(name) for name, units in results["runs"].items() if "pointing" in next(iter(units.values()))]
+    lines += ["", "![success](success.png)", "", "![loss](loss.png)", ""]
+    if pointed:
+        lines += ["Sampled points of the front camera on the first frame of unseen scenes, first seed (rows: "
+                  + ", ".join(pointed) + "):", "", "![points](points.png)", ""]
+    lines += [
+        "## The same evaluations from the command line",
+        "",
+        "```bash",
+        *[eval_command(Path(first[name]), benchmark, task, "default", n) for name in names for task in tasks or (None,)],
+        "```",
+        "",
+        "(`--env.variant=` any of " + ", ".join([*benchmark.variants, "blank"]) + ".)",
+    ]
+    report = "\n".join(lines) + "\n"
+    (output_dir / "report.md").write_text(report)
+    return report
+
+
+def _pointing_section(results: dict, scale: dict) -> list[str]:
+    lines = [
         "",
         "## Where the sampler looks (front camera, along the expert's path)",
         "",
@@ -462,33 +518,7 @@ def write_report(results: dict, output_dir: Path) -> str:
             f"| {format_p(rates['p_value'])} "
             f"| {rates['near_target']:.1f}% | {rates['random_near_target']:.1f}% | {pair('')} | {pair('random_')} "
             f"| {format(rates['layout_change'], '.2f') if 'layout_change' in rates else 'n/a'} |")
-    lines += ["", "## Checks", ""]
-    lines += [f"- [{'x' if check['holds'] else ' '}] {check['claim']} ({check['numbers']})"
-              for check in results["checks"]]
-    first = {name: units[min(units, key=int)]["checkpoint"] for name, units in results["runs"].items()}
-    lines += [
-        "",
-        "![success](success.png)",
-        "",
-        "![loss](loss.png)",
-        "",
-        "Sampled points of the front camera on the first frame of unseen scenes, first seed (rows: "
-        + ", ".join(label(name) for name, units in results["runs"].items() if "pointing" in next(iter(units.values())))
-        + "):",
-        "",
-        "![points](points.png)",
-        "",
-        "## The same evaluations from the command line",
-        "",
-        "```bash",
-        *[eval_command(Path(first[name]), "default", n) for name in names],
-        "```",
-        "",
-        "(`--env.variant=` any of " + ", ".join(VARIANTS) + ".)",
-    ]
-    report = "\n".join(lines) + "\n"
-    (output_dir / "report.md").write_text(report)
-    return report
+    return lines
 
 
 def _pictures(output_dir: Path, results: dict) -> dict[str, np.ndarray]:
@@ -527,13 +557,15 @@ def render(output_dir: Path) -> dict:
     return results
 
 
-def _plan(scale: DemoScale, recipe: Path, seeds: list[int], models: list[str]) -> dict:
-    return {"recipe": str(recipe), "scale": asdict(scale), "seeds": seeds, "models": models,
-            "base_policy": str(PRETRAINED_TABLETOP_SMOLVLA.relative_to(PRETRAINED_TABLETOP_SMOLVLA.parents[2]))}
+def _plan(benchmark: Benchmark, scale: DemoScale, recipe: Path, seeds: list[int], models: list[str]) -> dict:
+    base_policy = benchmark.base_policy()
+    return {"benchmark": benchmark.name, "recipe": str(recipe), "scale": asdict(scale), "seeds": seeds,
+            "models": models, "base_policy": str(base_policy.relative_to(base_policy.parents[2]))}
 
 
-def run_demo(output_dir: Path, scale: DemoScale, recipe: Path = RECIPE, command: str = "lerobot-grids-demo",
-             seeds: list[int] = (1000,), models: list[str] | None = None, resume: bool = False) -> dict:
+def run_demo(output_dir: Path, scale: DemoScale, recipe: Path | None = None, command: str = "lerobot-grids-demo",
+             seeds: list[int] = (1000,), models: list[str] | None = None, resume: bool = False,
+             benchmark: Benchmark = TABLETOP) -> dict:
     """The run (see the module's docstring) into ``output_dir``, a new folder; with ``resume``, a folder an
     earlier run with the same plan (scale, recipe, seeds, policies) left unfinished: its finished units are
     kept, the others run, in the order of ``models``. ``models`` may add policies to a resumed run (never drop
@@ -545,11 +577,13 @@ def run_demo(output_dir: Path, scale: DemoScale, recipe: Path = RECIPE, command:
         raise ValueError("The demo compares with the dense baseline: include dense in --models.")
     if len(set(models)) != len(models) or len(set(seeds)) != len(seeds):
         raise ValueError(f"Repeated policy or seed in --models {models} / --seeds {seeds}.")
-    plan = json.loads(json.dumps(_plan(scale, recipe, seeds, models)))  # as run.json stores it
+    recipe = recipe or benchmark.recipe
+    plan = json.loads(json.dumps(_plan(benchmark, scale, recipe, seeds, models)))  # as run.json stores it
     if resume:
         if not (output_dir / "run.json").is_file():
             raise FileNotFoundError(f"{output_dir} holds no lerobot-grids-demo run to resume (no run.json).")
         stored = json.loads((output_dir / "run.json").read_text())
+        stored.setdefault("benchmark", TABLETOP.name)  # runs stored before there were several suites
         differing = [key for key in plan if key != "models" and stored.get(key) != plan[key]]
         dropped = [name for name in stored["models"] if name not in models]
         if differing or dropped:
@@ -569,9 +603,9 @@ def run_demo(output_dir: Path, scale: DemoScale, recipe: Path = RECIPE, command:
     if not resume:
         started = time.monotonic()
         output_dir.mkdir(parents=True)
-        record_expert_episodes(dataset_root, scale.episodes)
+        benchmark.record(dataset_root, scale.episodes)
         plan.update({
-            "mode": {QUICK: "quick", FULL: "full"}.get(scale, "custom-scale"),
+            "mode": {scale: "quick" if quick else "full" for (_, quick), scale in SCALES.items()}.get(scale, "custom-scale"),
             "date": datetime.now().isoformat(timespec="seconds"),
             "command": command,
             "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
@@ -580,7 +614,8 @@ def run_demo(output_dir: Path, scale: DemoScale, recipe: Path = RECIPE, command:
             "dataset_seconds": time.monotonic() - started,
         })
         (output_dir / "run.json").write_text(json.dumps(plan, indent=2))
-    units = [(name, seed) for name in models for seed in seeds if not unit_path(output_dir, name, seed).is_file()]
+    # Seed by seed: after the first seed the run compares every policy already (a single-seed result).
+    units = [(name, seed) for seed in seeds for name in models if not unit_path(output_dir, name, seed).is_file()]
     for name, seed in tqdm(units, desc="policies x seeds"):
-        run_unit(name, seed, output_dir, dataset_root, scale, recipe)
+        run_unit(name, seed, output_dir, dataset_root, scale, recipe, benchmark)
     return render(output_dir)

@@ -1,6 +1,6 @@
-"""``lerobot-grids-demo``: dense SmolVLA against GridS on the offline tabletop task, with LeRobot's tools.
+"""``lerobot-grids-demo``: dense SmolVLA against GridS on the offline tabletop task or Meta-World, with LeRobot's tools.
 
-One run, offline on a CPU, into a new folder: records the scripted expert into a LeRobotDataset, trains
+One run, offline on a CPU, into a new folder: records the scripted experts into a LeRobotDataset, trains
 the dense baseline and GridS (K = 16, 4, 1; other samplers and predictors with ``--models``) with
 ``lerobot-train`` from the shipped pretrained base policy, once per ``--seeds`` seed, evaluates them with
 LeRobot's evaluation loop in distribution and out of it, measures where the sampler looks, and writes
@@ -13,15 +13,19 @@ import argparse
 from datetime import datetime
 from pathlib import Path
 
-from lerobot_grids.evidence.demo import FULL, KINDS, QUICK, RECIPE, default_models, render, run_demo
+from lerobot_grids.evidence.benchmarks import BENCHMARKS
+from lerobot_grids.evidence.demo import FULL, KINDS, SCALES, default_models, render, run_demo
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--benchmark", choices=list(BENCHMARKS), default="tabletop",
+                        help="task suite: our tabletop task (default) or Meta-World (needs the metaworld extra)")
     parser.add_argument("--quick", action="store_true", help="CI scale: fewer episodes, steps and evaluations")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="new folder for everything (default outputs/demo/<date-time>)")
-    parser.add_argument("--recipe", type=Path, default=RECIPE, help="lerobot-train config file")
+    parser.add_argument("--recipe", type=Path, default=None,
+                        help="lerobot-train config file (default: the suite's, policies/smolvla_grids_<suite>.json)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1000],
                         help="lerobot-train seeds; every policy is trained once per seed (default: 1000)")
     parser.add_argument("--models", nargs="+", default=None,
@@ -40,11 +44,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.resume and args.output_dir is None:
             parser.error("--resume needs the --output-dir of the run to finish.")
         output_dir = args.output_dir or Path("outputs/demo") / datetime.now().strftime("%Y%m%d-%H%M%S")
-        command = " ".join(["lerobot-grids-demo", *(["--quick"] if args.quick else []),
+        command = " ".join(["lerobot-grids-demo", *([f"--benchmark {args.benchmark}"] if args.benchmark != "tabletop"
+                                                    else []), *(["--quick"] if args.quick else []),
                             *(["--seeds", *map(str, args.seeds)] if args.seeds != [1000] else []),
                             *(["--models", *args.models] if args.models else [])])
-        results = run_demo(output_dir, QUICK if args.quick else FULL, args.recipe, command, args.seeds, args.models,
-                           args.resume)
+        results = run_demo(output_dir, SCALES[args.benchmark, args.quick], args.recipe, command, args.seeds,
+                           args.models, args.resume, BENCHMARKS[args.benchmark])
     print((output_dir / "report.md").read_text())
     print(f"Report: {output_dir / 'report.md'}")
     failed = [check["claim"] for check in results.get("checks", []) if not check["holds"]]

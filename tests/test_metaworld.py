@@ -1,0 +1,134 @@
+"""Meta-World through LeRobot: ``--env.type=meta_world_cpu`` (LeRobot's env, rendered for a CPU), its expert
+dataset, ``lerobot-eval`` on it, and the GridS-against-dense comparison at a tiny scale."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import draccus
+import numpy as np
+import pytest
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.envs.configs import EnvConfig
+from lerobot.envs.factory import make_env
+from lerobot.envs.metaworld import TASK_DESCRIPTIONS, MetaworldEnv
+
+from lerobot_grids.envs import MetaWorldCPUEnv
+from lerobot_grids.envs.configuration_metaworld import EnvOptionError
+from lerobot_grids.envs.metaworld import MetaWorldCPU
+from lerobot_grids.envs.metaworld_dataset import record_metaworld_experts
+from lerobot_grids.evidence import benchmarks
+from lerobot_grids.evidence.demo import DemoScale, run_demo
+
+TASK = "reach-v3"  # its expert succeeds in about 45 steps
+SMALL = {"image_size": 64, "episode_length": 60}
+
+
+def test_lerobots_env_factory_makes_lerobots_metaworld_env_rendered_small_without_shadows():
+    envs = make_env(MetaWorldCPUEnv(task=TASK, **SMALL), n_envs=2, use_async_envs=False)
+    (vector,) = envs["meta_world_cpu"].values()
+    observation, _ = vector.reset(seed=[3, 4])
+    assert observation["pixels"].shape == (2, 64, 64, 3) and observation["agent_pos"].shape == (2, 4)
+    env = vector.envs[0]
+    assert isinstance(env, MetaworldEnv)  # LeRobot's own class: its task set-up, camera and observation format
+    assert vector.call("task_description")[0] == TASK_DESCRIPTIONS[TASK] == "Reach a goal position"
+    quality = env._env.model.vis.quality
+    assert (quality.shadowsize, quality.offsamples) == (0, 0) and vector.call("_max_episode_steps")[0] == 60
+    vector.close()
+
+
+def test_the_reset_seed_places_the_objects_and_the_variants_change_only_the_image():
+    frames = {}
+    for variant in ("default", "camera", "lighting", "blank"):
+        env = MetaWorldCPU(TASK, variant=variant, **SMALL)
+        placed = []  # the object and goal positions Meta-World drew for each reset
+        for seed in (7, 8, 7):
+            frames.setdefault(variant, env.reset(seed=seed)[0])
+            placed.append(env._env._last_rand_vec.copy())
+        assert np.array_equal(placed[0], placed[2]) and not np.allclose(placed[0], placed[1])
+        env.close()
+    for variant in ("camera", "lighting"):
+        assert np.abs(frames[variant]["pixels"].astype(int) - frames["default"]["pixels"]).mean() > 5, variant
+        np.testing.assert_array_equal(frames[variant]["agent_pos"], frames["default"]["agent_pos"])
+    assert not frames["blank"]["pixels"].any()
+
+
+def test_an_episode_ends_at_the_episode_length_and_the_expert_succeeds_within_it():
+    env = MetaWorldCPU(TASK, **SMALL)
+    env.reset(seed=0)
+    for step in range(1, 61):
+        *_, terminated, truncated, info = env.step(np.zeros(4, np.float32))
+        assert not terminated and truncated == (step == 60)
+    env.reset(seed=0)
+    for _ in range(60):
+        *_, terminated, _, info = env.step(env.expert_action())
+        if terminated:
+            break
+    assert info["is_success"]
+    env.close()
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("--env.task=easy", r"'easy' is not one Meta-World v3 task.*groups such as easy are for --env.type=metaworld"),
+    ("--env.task=push-v2", r"'push-v2' is not one Meta-World v3 task"),
+    ("--env.variant=fog", r"'fog' is not a variant: choose one of default, camera, lighting, blank"),
+    ("--env.image_size=0", r"--env.image_size must be at least 1"),
+])
+def test_bad_env_options_are_refused_with_what_to_do(option, message):
+    @dataclasses.dataclass
+    class CommandLine:  # what lerobot-eval parses its --env.* options into
+        env: EnvConfig
+
+    with pytest.raises(EnvOptionError, match=message):
+        draccus.parse(CommandLine, args=["--env.type=meta_world_cpu", option])
+
+
+def test_expert_dataset_has_the_schema_of_lerobots_metaworld_datasets(tmp_path):
+    dataset, skipped = record_metaworld_experts(tmp_path / "data", [TASK], 2, **SMALL, progress=False)
+    assert skipped == {TASK: 0}
+    loaded = LeRobotDataset("local/grids_metaworld", root=tmp_path / "data", video_backend="pyav")
+    assert loaded.meta.fps == 80 and loaded.meta.total_episodes == 2
+    assert set(loaded.meta.features) >= {"observation.image", "observation.state", "action"}
+    frame = loaded[0]
+    assert frame["observation.image"].shape == (3, 64, 64) and frame["task"] == "Reach a goal position"
+    assert frame["observation.state"].shape == (4,) and frame["action"].abs().max() <= 1
+    with pytest.raises(FileExistsError, match="nothing is overwritten"):
+        record_metaworld_experts(tmp_path / "data", [TASK], 1, **SMALL, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The Meta-World comparison with one task, the dense policy only, a few steps and episodes."""
+    tiny = dataclasses.replace(benchmarks.METAWORLD, tasks=(TASK,), **SMALL)
+    scale = DemoScale(episodes=2, steps=2, batch_size=2, ks=(4,), eval_episodes=1, pointing_scenes=0, margin=10.0)
+    output_dir = tmp_path_factory.mktemp("metaworld") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(benchmarks.BENCHMARKS, "metaworld", tiny)
+        results = run_demo(output_dir, scale, seeds=[1000], models=["dense"], benchmark=tiny)
+    return output_dir, results
+
+
+def test_the_comparison_trains_and_evaluates_every_task_and_variant_and_reports_per_task(tiny_run):
+    output_dir, results = tiny_run
+    unit = results["runs"]["dense"]["1000"]
+    assert set(unit["success_by_task"]) == {"default", "camera", "lighting", "blank"}
+    assert all(set(by_task) == {TASK} for by_task in unit["success_by_task"].values())
+    info = json.loads((output_dir / "eval" / "dense" / "seed1000" / "camera" / TASK / "eval_info.json").read_text())
+    assert info["overall"]["n_episodes"] == 1
+    report = (output_dir / "report.md").read_text()
+    assert "# GridS vs dense on Meta-World" in report and f"| policy | {TASK} |" in report
+    assert f"--env.type=meta_world_cpu --env.task={TASK} --env.variant=default" in report
+
+
+def test_lerobot_eval_evaluates_a_checkpoint_on_meta_world_cpu(tiny_run, tmp_path):
+    _, results = tiny_run
+    command = [sys.executable, "-m", "lerobot.scripts.lerobot_eval",
+               f"--policy.path={results['runs']['dense']['1000']['checkpoint']}", "--env.type=meta_world_cpu",
+               f"--env.task={TASK}", "--env.variant=lighting", "--env.image_size=64", "--env.episode_length=20",
+               "--eval.n_episodes=1", "--eval.batch_size=1", "--policy.device=cpu", f"--output_dir={tmp_path / 'eval'}"]
+    finished = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                              timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert json.loads((tmp_path / "eval" / "eval_info.json").read_text())["overall"]["n_episodes"] == 1
