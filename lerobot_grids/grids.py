@@ -173,6 +173,27 @@ def _cached_grid_centres(grid_hw: tuple[int, int], device, dtype) -> Tensor:
         return _grid_centres(grid_hw, device, dtype)
 
 
+Region = tuple[int, int, int, int]  # (top, bottom, left, right): token rows and columns, inclusive
+
+
+def crop_to_region(tokens: Tensor, grid_hw: tuple[int, int], region: Region) -> tuple[Tensor, tuple[int, int]]:
+    """``tokens [B, H*W, C]`` of an ``H x W`` grid cut to the rows and columns of ``region``, and the cut grid."""
+    top, bottom, left, right = region
+    height, width = grid_hw
+    cut = tokens.reshape(tokens.shape[0], height, width, -1)[:, top : bottom + 1, left : right + 1]
+    return cut.reshape(tokens.shape[0], -1, tokens.shape[-1]), (bottom - top + 1, right - left + 1)
+
+
+def region_points_to_grid(points: Tensor, grid_hw: tuple[int, int], region: Region) -> Tensor:
+    """Points ``[B, K, 2]`` of a region's own grid (``(0, 0)`` its top-left token centre, ``(1, 1)`` its
+    bottom-right one) as points of the whole ``H x W`` grid."""
+    top, bottom, left, right = region
+    height, width = grid_hw
+    low = points.new_tensor([left / max(width - 1, 1), top / max(height - 1, 1)])
+    span = points.new_tensor([(right - left) / max(width - 1, 1), (bottom - top) / max(height - 1, 1)])
+    return low + points * span
+
+
 def mean_pairwise_distance(points: Tensor) -> Tensor:
     """Mean Euclidean distance between the distinct points of each item, averaged over the batch.
 
@@ -249,22 +270,29 @@ class GridSampler(nn.Module):
         """Number of tokens ``forward`` returns for a grid of ``grid_hw``."""
         return grid_hw[0] * grid_hw[1] if self.config.sampler == "dense" else self.config.num_tokens
 
-    def check_grid(self, grid_hw: tuple[int, int]) -> None:
+    def check_grid(self, grid_hw: tuple[int, int], where: str = "") -> None:
         """Refuse more tokens per camera than the grid has: a discrete sampler (``random``, ``topk``) cannot
         pick them, and ``grids`` points beyond the grid's count read no more than the dense tokens (the
-        paper's K is far below it; use ``sampler=dense`` to keep every token)."""
+        paper's K is far below it; use ``sampler=dense`` to keep every token). ``where``: which grid, for the
+        message."""
         height, width = grid_hw
         if self.config.sampler != "dense" and self.config.num_tokens > height * width:
             raise ValueError(
                 f"GridS sampler {self.config.sampler!r} cannot pick {self.config.num_tokens} tokens from a "
-                f"{height}x{width} grid of {height * width}: set --policy.grids.num_tokens to at most "
+                f"{height}x{width} grid of {height * width}{where}: set --policy.grids.num_tokens to at most "
                 f"{height * width} (or --policy.grids.sampler=dense to keep every token)."
             )
 
-    def predict_points(self, tokens: Tensor, grid_hw: tuple[int, int], context: Tensor | None) -> Tensor:
+    def predict_points(self, tokens: Tensor, grid_hw: tuple[int, int], context: Tensor | None,
+                       region: Region | None = None) -> Tensor:
         """``[B, K, 2]`` the ``grids`` sampler's points, in the predictor's own dtype even under autocast
         (``accelerate launch --mixed_precision``): bfloat16 would round a point by up to a few thousandths of the
-        image."""
+        image. With a ``region`` (the token rows and columns the camera's image covers; the rest is the padding
+        that made it square), the predictor sees the region's tokens only and its points stay inside it: no point
+        reads a padding row or column."""
+        if region is not None:
+            cut, cut_hw = crop_to_region(tokens, grid_hw, region)
+            return region_points_to_grid(self.predict_points(cut, cut_hw, context), grid_hw, region)
         if self.config.instruction and context is None:
             raise ValueError("This GridS sampler is instruction-conditioned (instruction=True) and got no instruction.")
         height, width = grid_hw
@@ -280,9 +308,11 @@ class GridSampler(nn.Module):
             logits = self.point_predictor(self.context_norm(pooled))
             return torch.sigmoid(logits).view(tokens.shape[0], self.config.num_tokens, 2)
 
-    def forward(self, tokens: Tensor, grid_hw: tuple[int, int], context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, tokens: Tensor, grid_hw: tuple[int, int], context: Tensor | None = None,
+                region: Region | None = None) -> tuple[Tensor, Tensor]:
         """Sample ``tokens [B, H*W, C]`` of an ``H x W`` grid; ``context [B, C]``: the instruction, for a sampler
-        with ``instruction=True`` (ignored otherwise).
+        with ``instruction=True`` (ignored otherwise); ``region``: the token rows and columns the image covers
+        (``None``: all), outside which no pruning sampler reads (``dense`` passes every token, as the dense policy).
 
         Returns:
             ``(tokens [B, K, C], points [B, K, 2])``; for ``dense``, all ``H*W`` tokens unchanged and
@@ -294,8 +324,19 @@ class GridSampler(nn.Module):
             raise ValueError(f"GridS got {num_tokens} tokens for a {height}x{width} grid ({height * width} tokens).")
         if self.config.sampler == "dense":
             return tokens, grid_centres((height, width), tokens.device, tokens.dtype).expand(batch, -1, -1)
-        self.check_grid(grid_hw)
+        if region is None:
+            sampled, points = self.sample(tokens, grid_hw, context)
+        else:
+            cut, cut_hw = crop_to_region(tokens, grid_hw, region)
+            sampled, points = self.sample(cut, cut_hw, context)
+            points = region_points_to_grid(points, grid_hw, region)
+        return self.embed_coordinates(sampled, points), points
 
+    def sample(self, tokens: Tensor, grid_hw: tuple[int, int], context: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``(samples [B, K, C], points [B, K, 2])`` of a pruning sampler, before the coordinate embedding."""
+        self.check_grid(grid_hw)
+        batch, num_tokens, _ = tokens.shape
+        height, width = grid_hw
         if self.config.sampler == "grids":
             points = self.predict_points(tokens, (height, width), context)
             sampled = bilinear_sample(tokens.view(batch, height, width, -1), points, self.config.interpolation)
@@ -307,8 +348,7 @@ class GridSampler(nn.Module):
             index = scores.topk(self.config.num_tokens, dim=1).indices
             sampled = tokens.gather(1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
             points = grid_centres((height, width), tokens.device, tokens.dtype)[index]
-
-        return self.embed_coordinates(sampled, points), points
+        return sampled, points
 
     def embed_coordinates(self, sampled: Tensor, points: Tensor) -> Tensor:
         """``sampled [B, K, C]`` with the coordinate encoder's embedding of their ``points`` added (§3.2), with

@@ -203,3 +203,48 @@ def test_information_retention_is_max_cosine_to_any_sample():
     similarity = token_self_similarity(dense)
     torch.testing.assert_close(similarity.diagonal(dim1=1, dim2=2), torch.ones(1, 4))
     torch.testing.assert_close(similarity[0, 0, 3], torch.tensor(-1.0))
+
+
+REGION_SAMPLERS = [
+    {"sampler": "grids"},
+    {"sampler": "grids", "predictor": "attention"},
+    {"sampler": "grids", "predictor": "attention", "instruction": True},
+    {"sampler": "topk"},
+    {"sampler": "random"},
+]
+
+
+@pytest.mark.parametrize("options", REGION_SAMPLERS)
+def test_no_sampler_reads_outside_the_image_region(options):
+    """A 4x6 grid whose top row and left column are padding (region rows 1-3, columns 1-5): whatever the padding
+    tokens hold (here large, to lure top-k), the samples and points are the same, and every point lies inside."""
+    torch.manual_seed(0)
+    sampler = GridSampler(8, GridSConfig(num_tokens=4, **options))
+    tokens, context = torch.randn(3, 24, 8), torch.randn(3, 8)
+    padded = tokens.clone().view(3, 4, 6, 8)
+    padded[:, 0], padded[:, :, 0] = 50 * torch.randn(3, 6, 8), 50 * torch.randn(3, 4, 8)
+    region = (1, 3, 1, 5)
+    torch.manual_seed(1)
+    sampled, points = sampler(tokens, (4, 6), context, region=region)
+    torch.manual_seed(1)
+    sampled_padded, points_padded = sampler(padded.view(3, 24, 8), (4, 6), context, region=region)
+    torch.testing.assert_close(sampled, sampled_padded)
+    torch.testing.assert_close(points, points_padded)
+    assert (points[..., 0] >= 1 / 5 - 1e-6).all() and (points[..., 1] >= 1 / 3 - 1e-6).all()
+
+
+def test_points_pushed_to_the_edge_stop_at_the_regions_edge():
+    """The paper's predictor saturated towards the top-left corner reads the region's corner token, not padding."""
+    sampler = GridSampler(8, GridSConfig(num_tokens=2))
+    with torch.no_grad():
+        sampler.point_predictor[-1].bias.fill_(-30.0)
+    _, points = sampler(torch.randn(1, 32, 8), (4, 8), region=(2, 3, 0, 7))  # a 8-wide image over two rows
+    torch.testing.assert_close(points, torch.tensor([[[0.0, 2 / 3], [0.0, 2 / 3]]]), atol=1e-6, rtol=0)
+
+
+def test_the_whole_grid_as_region_changes_nothing():
+    torch.manual_seed(0)
+    sampler = GridSampler(8, GridSConfig(num_tokens=4, predictor="attention"))
+    tokens = torch.randn(2, 20, 8)
+    for got, expected in zip(sampler(tokens, (4, 5), region=(0, 3, 0, 4)), sampler(tokens, (4, 5)), strict=True):
+        torch.testing.assert_close(got, expected)

@@ -105,7 +105,7 @@ def test_train_from_a_dense_smolvla_checkpoint_with_init_from(dataset_root, tmp_
     lerobot_train("--policy.type=smolvla_grids", f"--policy.init_from={tmp_path / 'dense'}",
                   "--policy.discover_packages_path=lerobot_policy_grids",
                   "--env.discover_packages_path=lerobot_policy_grids",
-                  "--policy.train_expert_only=true", *_tiny_args(dataset_root, run, 2))
+                  "--policy.train_expert_only=true", "--policy.grids.num_tokens=4", *_tiny_args(dataset_root, run, 2))
     dense = load_file(tmp_path / "dense" / "model.safetensors")
     trained = _weights(run / "checkpoints" / "000002")
     # The frozen VLM is exactly the dense checkpoint's; the GridS parameters are new and trained.

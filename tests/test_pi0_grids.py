@@ -278,8 +278,8 @@ def test_bad_config_is_refused(options, message):
 def test_mismatched_gemma_pair_and_too_many_discrete_tokens_are_refused(dataset_root):
     with pytest.raises(ValueError, match="same depth, heads and head_dim"):
         PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, action_expert_variant="gemma_300m"))
-    with pytest.raises(ValueError, match="cannot pick 65 tokens from a 8x8 grid of 64"):
-        PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, grids={"sampler": "topk", "num_tokens": 65}))
+    with pytest.raises(ValueError, match="cannot pick 49 tokens from a 6x8 grid of 48, the part of the backbone's"):
+        PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, grids={"sampler": "topk", "num_tokens": 49}))
 
 
 @openpi_forward_only

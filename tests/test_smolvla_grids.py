@@ -223,9 +223,11 @@ def test_a_state_of_another_size_is_refused_before_any_action(dataset_root, poli
 
 
 @pytest.mark.parametrize("sampler", ["topk", "grids"])
-def test_more_tokens_than_the_grid_has_are_refused_when_built(dataset_root, sampler):
-    with pytest.raises(ValueError, match="cannot pick 17 tokens from a 4x4 grid of 16"):
-        SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, grids={"sampler": sampler, "num_tokens": 17}))
+def test_more_tokens_than_the_cameras_image_covers_are_refused_when_built(dataset_root, sampler):
+    """The test cameras (64x48) cover 3x4 of the tiny backbone's 4x4 token grid: 12 tokens, not 16."""
+    with pytest.raises(ValueError, match=r"cannot pick 13 tokens from a 3x4 grid of 12, the part of the backbone's "
+                                         r"token grid that observation.images.front's 64x48 image covers"):
+        SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, grids={"sampler": sampler, "num_tokens": 13}))
 
 
 @pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids", "pi05_grids"])

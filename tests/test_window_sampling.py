@@ -6,6 +6,7 @@ import draccus
 import pytest
 import torch
 from conftest import make_batch, make_config
+from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 
 from lerobot_grids.backbones import TINY_SMOLVLM
@@ -51,9 +52,14 @@ def test_a_point_on_every_window_gives_the_dense_tower_tokens(dataset_root, monk
     """K = every window of the 4x4 token grid (the tiny tower at 128x128: 8x8 patches, 2x2 windows), points on the
     lattice, no coordinate embedding: the in-tower tokens are SmolVLA's dense connector tokens, whatever the split
     (0: the points are predicted from the patch embeddings; 2: after the whole tower), in float64."""
-    policy = _tiny_policy(dataset_root, num_tokens=16, split_layer=split_layer, coord_injection=False).double()
+    torch.manual_seed(0)
+    config = make_config(dataset_root=dataset_root, grids={"num_tokens": 16, "split_layer": split_layer,
+                                                           "coord_injection": False})
+    for key in config.image_features:  # square cameras: the whole grid is image
+        config.input_features[key] = PolicyFeature(type=FeatureType.VISUAL, shape=(3, 128, 128))
+    policy = SmolVLAGridsPolicy(config).double()
     backbone = policy.grids_backbone
-    monkeypatch.setattr(backbone.grids, "predict_points", lambda tokens, grid, context: lattice(*grid))
+    monkeypatch.setattr(backbone.grids, "predict_points", lambda tokens, grid, context, region=None: lattice(*grid))
     image = torch.rand(2, 3, 128, 128, dtype=torch.float64) * 2 - 1
     tokens, points = backbone.sample_inside_the_tower(image)
     dense, grid = backbone.dense_image_tokens(image)

@@ -74,7 +74,8 @@ def pointing(checkpoint: Path, scenes: int, first_seed: int, pictures: int = 4) 
         })
         batch = preprocessor({**batch, "task": [env.task_description] * len(frames)})
         image = policy.model_images(batch)[camera]  # also sets the instruction context of the sampler
-        points, grid_hw = backbone.sample_image(image)[1].float(), backbone.grid_hw(image.shape[-2:])
+        points = backbone.sample_image(image, backbone.image_regions[camera])[1].float()
+        grid_hw = backbone.grid_hw(image.shape[-2:])
         uniform = torch.rand(points.shape, generator=generator)
         for source, sampled in (("", points), ("random_", uniform)):
             to_named = distances_to_mask(sampled, np.stack(named), grid_hw)

@@ -140,9 +140,11 @@ def visualise(source: str, output_dir: Path, repo_id: str | None = None, root: s
     retention_means = {camera: [] for camera in cameras}
     for index in frames:
         batch = preprocessor(dataset[int(index)])
-        for camera, image in zip(policy.config.image_features, policy.model_images(batch), strict=False):
+        images = policy.model_images(batch)  # also sets the instruction context and image regions of the sampler
+        for (camera, image), region in zip(zip(policy.config.image_features, images, strict=False),
+                                           backbone.image_regions, strict=False):
             dense, grid_hw = backbone.dense_image_tokens(image)
-            tokens, points = backbone.sample_image(image)  # the instruction context is set by model_images
+            tokens, points = backbone.sample_image(image, region)
             # Eq. 5 compares the dense tokens with what was read from them (before coordinate encoding); for GridS
             # inside the tower: with what a read of the dense tokens at its points would keep.
             read = bilinear_sample(dense.view(1, *grid_hw, -1), points.to(dense.dtype), interpolation)

@@ -32,7 +32,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from lerobot_grids import compat
-from lerobot_grids.grids import GridSampler, GridSConfig, mean_pairwise_distance
+from lerobot_grids.grids import GridSampler, GridSConfig, Region, mean_pairwise_distance
 
 # Below this mean pairwise distance (in units of the image side) the K points count as collapsed.
 COLLAPSE_THRESHOLD = 0.02
@@ -426,6 +426,8 @@ class GridSPolicyMixin:
         empty_cameras = f"{OBS_IMAGES}.empty_camera_"
         self.grids_backbone.sampled_cameras = [key for key in self.config.image_features if key in batch] + [
             key if key.startswith(empty_cameras) else None for key in self.config.image_features if key not in batch]
+        self.grids_backbone.image_regions = [self.image_region(tuple(batch[key].shape[-2:])) if key in batch else None
+                                             for key in self.grids_backbone.sampled_cameras]
         tokens = batch.get(OBS_LANGUAGE_TOKENS)
         if tokens is not None and tokens.numel() and int(tokens.max()) >= self.language_vocab_size:
             raise ValueError(
@@ -437,6 +439,47 @@ class GridSPolicyMixin:
         self.grids_backbone.sampled_points.clear()
         if self.config.grids.instruction:
             self.grids_backbone.grids_context = self.instruction_context(batch)
+
+    def image_region(self, image_hw: tuple[int, int]) -> Region | None:
+        """The token rows and columns a camera image of ``image_hw`` covers once the family's own preprocessing
+        (LeRobot's resize with padding: SmolVLA pads the top or the left, pi0 both sides) has made it the backbone's
+        input; ``None`` where it covers every token. Found by that preprocessing of a white image (it stays 1, the
+        padding is -1 or below), once per image size. The sampler reads inside it only."""
+        if self.config.grids.sampler == "dense":
+            return None
+        regions = self.__dict__.setdefault("_image_regions", {})
+        if image_hw not in regions:
+            parameter = next(self.parameters())
+            white = {next(iter(self.config.image_features)): torch.ones(1, 3, *image_hw, device=parameter.device)}
+            with torch.no_grad():
+                covered = self.family_model_images(white)[0][0].float().mean(dim=0) > 0  # [H, W] of the input
+            rows, cols = self.grids_backbone.grid_hw(tuple(covered.shape))
+            row_size, col_size = covered.shape[0] // rows, covered.shape[1] // cols
+            by_token = covered[: rows * row_size, : cols * col_size].reshape(rows, row_size, cols, col_size)
+            token_rows = by_token.any(dim=(1, 2, 3)).nonzero().flatten().tolist()
+            token_cols = by_token.any(dim=(0, 1, 3)).nonzero().flatten().tolist()
+            region = (token_rows[0], token_rows[-1], token_cols[0], token_cols[-1])
+            regions[image_hw] = None if region == (0, rows - 1, 0, cols - 1) else region
+        return regions[image_hw]
+
+    def check_camera_grids(self) -> None:
+        """Refuse, when the policy is made, more tokens per camera than a camera's image covers of the backbone's
+        token grid (the rest of the grid is the padding that made the image square)."""
+        for key, feature in self.config.image_features.items():
+            region = self.image_region(tuple(feature.shape[-2:]))
+            if region is None:
+                rows, cols = self.grids_backbone.grid_hw(tuple(self.family_model_images(
+                    {key: torch.zeros(1, *feature.shape, device=next(self.parameters()).device)})[0].shape[-2:]))
+                self.grids.check_grid((rows, cols), f" ({key})")
+            else:
+                top, bottom, left, right = region
+                self.grids.check_grid((bottom - top + 1, right - left + 1),
+                                      f", the part of the backbone's token grid that {key}'s "
+                                      f"{feature.shape[-1]}x{feature.shape[-2]} image covers (the rest is padding)")
+
+    def family_model_images(self, batch: dict) -> list[Tensor]:
+        """Each camera's image as LeRobot's policy of the family prepares it for the backbone (no GridS checks)."""
+        raise NotImplementedError
 
     def check_observations(self, batch: dict) -> None:
         """Refuse, naming the key, an observation with NaN or infinity (a NaN joint reading would make every action

@@ -57,8 +57,7 @@ class PaliGemmaGridSPolicyMixin(GridSPolicyMixin):
         self.model.to(config.device)
         self.reset()
         self.grids_backbone.cameras = len(config.image_features)
-        grid = config.image_resolution[0] // self.grids_backbone.patch_size
-        self.grids.check_grid((grid, grid))
+        self.check_camera_grids()
         if kwargs.get("dataset_meta") is not None:  # given by LeRobot's make_policy
             self.check_robot_features(kwargs["dataset_meta"])
         if config.init_from:
@@ -96,6 +95,9 @@ class PaliGemmaGridSPolicyMixin(GridSPolicyMixin):
     def _preprocess_images(self, batch: dict[str, Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         self.start_images(batch)
         return super()._preprocess_images(batch)
+
+    def family_model_images(self, batch: dict) -> list[Tensor]:
+        return super(PaliGemmaGridSPolicyMixin, self)._preprocess_images(batch)[0]
 
     def forward(self, batch: dict[str, Tensor], reduction: str = "mean") -> tuple[Tensor, dict]:
         """LeRobot's loss; the output dict adds ``grids_point_spread/<camera>`` (the collapse indicator)."""

@@ -15,7 +15,8 @@ from torch import Tensor, nn
 from transformers.models.auto import CONFIG_MAPPING
 
 from lerobot_grids import compat
-from lerobot_grids.grids import GridSampler
+from lerobot_grids.grids import GridSampler, Region
+from lerobot_grids.policies.grids_backbone import GridSBackboneMixin
 from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import (
     SIGLIP_VARIANTS,
     TINY_GEMMA_VARIANTS,
@@ -62,7 +63,7 @@ def _hf_text_config(spec: GemmaConfig, vocab_size: int, use_adarms: bool) -> dic
     }
 
 
-class PaliGemmaWithExpertGridSModel(*BACKBONE_BASES):
+class PaliGemmaWithExpertGridSModel(GridSBackboneMixin, *BACKBONE_BASES):
     """PaliGemma (SigLIP + Gemma) and the Gemma action expert of pi0 / pi0.5, with GridS at ``embed_image``.
 
     ``use_adarms``: the action expert's norms are conditioned on the flow-matching time (pi0.5).
@@ -100,9 +101,7 @@ class PaliGemmaWithExpertGridSModel(*BACKBONE_BASES):
         self.gemma_expert = GemmaExpertClass(config=expert_config)
         self.gemma_expert.model.embed_tokens = None
         self.grids = GridSampler(language.width, config.grids)
-        self.sampled_points: list[Tensor] = []  # of the last embedded images, one per camera
-        self.cameras: int | None = None  # cameras per call (set by the policy): a full record starts over
-        self.grids_context: Tensor | None = None  # the instruction, for an instruction-conditioned sampler
+        self.start_grids_record()
 
         self.to_bfloat16_for_selected_params(config.dtype)
         self.grids.float()  # the sampler trains in float32 whatever the backbone's precision
@@ -128,16 +127,8 @@ class PaliGemmaWithExpertGridSModel(*BACKBONE_BASES):
         """Sample with ``sampler`` from now on."""
         self.grids = sampler
 
-    def sample_image(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        """``(tokens [B, K, C], points [B, K, 2])`` of one camera's image."""
-        return self.grids(*self.dense_image_tokens(image), context=self.grids_context)
-
-    def embed_image(self, image: Tensor) -> Tensor:
-        tokens, points = self.sample_image(image)
-        if len(self.sampled_points) == self.cameras:  # called again without the policy (benchmarks): bounded
-            self.sampled_points.clear()
-        self.sampled_points.append(points.detach())
-        return tokens
+    def sample_image(self, image: Tensor, region: Region | None) -> tuple[Tensor, Tensor]:
+        return self.grids(*self.dense_image_tokens(image), context=self.grids_context, region=region)
 
 
 def init_pi_model(model: nn.Module, config: PaliGemmaGridSOptions, rtc_processor, use_adarms: bool) -> int:

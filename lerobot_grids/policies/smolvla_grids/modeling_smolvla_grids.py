@@ -15,30 +15,25 @@ from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 from lerobot.policies.smolvla.smolvlm_with_expert import SmolVLMWithExpertModel
 from torch import Tensor, nn
 
-from lerobot_grids.grids import GridSampler, GridSConfig
+from lerobot_grids.grids import GridSampler, GridSConfig, Region
+from lerobot_grids.policies.grids_backbone import GridSBackboneMixin
 from lerobot_grids.policies.grids_policy import GridSPolicyMixin
 from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
 from lerobot_grids.window_sampling import pool_windows, read_windows
 
 
-class SmolVLMWithExpertGridSModel(SmolVLMWithExpertModel):
+class SmolVLMWithExpertGridSModel(GridSBackboneMixin, SmolVLMWithExpertModel):
     """SmolVLA's backbone, with ``embed_image`` returning K GridS tokens per camera.
 
     ``VLAFlowMatching`` builds the dense backbone class itself, so the GridS backbone is made from a
     built one by :meth:`add_grids`, which keeps every dense parameter and its name.
     """
 
-    grids: GridSampler
-    sampled_points: list[Tensor]  # of the last embedded images, one per camera
-    cameras: int | None  # cameras per call (set by the policy): a full record starts over
-    grids_context: Tensor | None  # the instruction, for an instruction-conditioned sampler
-
     @classmethod
     def add_grids(cls, backbone: SmolVLMWithExpertModel, config: GridSConfig) -> "SmolVLMWithExpertGridSModel":
         backbone.__class__ = cls
         backbone.use_sampler(backbone.make_sampler(config))
-        backbone.sampled_points, backbone.cameras = [], None
-        backbone.grids_context = None
+        backbone.start_grids_record()
         return backbone
 
     def make_sampler(self, config: GridSConfig) -> GridSampler:
@@ -80,22 +75,15 @@ class SmolVLMWithExpertGridSModel(SmolVLMWithExpertModel):
 
     def dense_image_tokens(self, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
         """SmolVLA's ``[B, H*W, C]`` connector tokens of ``image`` and their grid ``(H, W)``."""
-        return super().embed_image(image), self.grid_hw(image.shape[-2:])
+        return SmolVLMWithExpertModel.embed_image(self, image), self.grid_hw(image.shape[-2:])
 
-    def sample_image(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        """``(tokens [B, K, C], points [B, K, 2])`` of one camera's image, wherever GridS samples it."""
+    def sample_image(self, image: Tensor, region: Region | None) -> tuple[Tensor, Tensor]:
+        """Wherever GridS samples: the connector's tokens, or inside the vision tower."""
         if self.split_layer is None:
-            return self.grids(*self.dense_image_tokens(image), context=self.grids_context)
-        return self.sample_inside_the_tower(image)
+            return self.grids(*self.dense_image_tokens(image), context=self.grids_context, region=region)
+        return self.sample_inside_the_tower(image, region)
 
-    def embed_image(self, image: Tensor) -> Tensor:
-        tokens, points = self.sample_image(image)
-        if len(self.sampled_points) == self.cameras:  # called again without the policy (benchmarks): bounded
-            self.sampled_points.clear()
-        self.sampled_points.append(points.detach())
-        return tokens
-
-    def sample_inside_the_tower(self, image: Tensor) -> tuple[Tensor, Tensor]:
+    def sample_inside_the_tower(self, image: Tensor, region: Region | None = None) -> tuple[Tensor, Tensor]:
         """``([B, K, C] tokens, [B, K, 2] points)``: SmolVLM's vision tower and connector, with GridS after layer
         ``split_layer`` (see the module). With a point on each window of the lattice (K = all windows), the tokens are
         the dense connector tokens: attention, MLPs and norms do not depend on the patches' order, and each patch
@@ -113,7 +101,7 @@ class SmolVLMWithExpertGridSModel(SmolVLMWithExpertModel):
         patches = hidden.view(batch, height, width, -1)
         grid = self.grid_hw(image.shape[-2:])
         self.grids.check_grid(grid)
-        points = self.grids.predict_points(pool_windows(patches, window), grid, self.grids_context)
+        points = self.grids.predict_points(pool_windows(patches, window), grid, self.grids_context, region)
         hidden = read_windows(patches, points, window, self.grids.config.interpolation).flatten(1, 2)
         for layer in layers[self.split_layer :]:
             hidden = layer(hidden, attention_mask=None)
@@ -136,9 +124,7 @@ class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
         # freezes the sampler: it is always trained.
         backbone = SmolVLMWithExpertGridSModel.add_grids(self.model.vlm_with_expert, config.grids)
         backbone.cameras = len(config.image_features)
-        if config.resize_imgs_with_padding is not None:  # images reach the backbone at this size
-            width, height = config.resize_imgs_with_padding
-            backbone.grids.check_grid(backbone.grid_hw((height, width)))
+        self.check_camera_grids()
         if kwargs.get("dataset_meta") is not None:  # given by LeRobot's make_policy
             self.check_robot_features(kwargs["dataset_meta"])
         if config.init_from:
@@ -175,6 +161,9 @@ class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
     def prepare_images(self, batch):
         self.start_images(batch)
         return super().prepare_images(batch)
+
+    def family_model_images(self, batch: dict) -> list[Tensor]:
+        return SmolVLAPolicy.prepare_images(self, batch)[0]
 
     def forward(self, batch, noise=None, time=None, reduction: str = "mean"):
         """SmolVLA's loss; the output dict adds ``grids_point_spread/<camera>`` (the collapse indicator)."""
