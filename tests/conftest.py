@@ -68,8 +68,9 @@ def dataset_root(tmp_path_factory) -> Path:
 def make_config(policy_type: str = "smolvla_grids", dataset_root: Path | None = None, **options) -> PreTrainedConfig:
     """A tiny policy config whose features are those of the test dataset."""
     tiny = TINY_PI0_OPTIONS if policy_type.startswith("pi0") else TINY_POLICY_OPTIONS
-    if policy_type == "smolvla_grids":  # the test cameras (4:3) cover 3x4 of the tiny backbone's 4x4 grid
-        options["grids"] = {"num_tokens": 4, **options.get("grids", {})}
+    grids = options.get("grids", {})
+    if policy_type == "smolvla_grids" and grids.get("sampler") != "dense":
+        options["grids"] = {"num_tokens": 4, **grids}  # the test cameras (4:3) cover 3x4 of the tiny 4x4 grid
     config = PreTrainedConfig.get_choice_class(policy_type)(**{**tiny, **options})
     if dataset_root is not None:
         features = dataset_to_policy_features(LeRobotDataset(DATASET_REPO_ID, root=dataset_root).meta.features)

@@ -47,20 +47,30 @@ def answer_at_once() -> None:
         pass
 
 
+REPLY_GRACE_MS = 1000  # added to the reply window of LeRobot's Feetech driver for the simulated servos
+
+
 def patient_serial_adapter() -> None:
-    """Give the simulated servos the reply window of a USB serial adapter whose latency timer is set to its
-    largest, 255 ms (an FTDI chip's range is 1-255), instead of the 16 ms scservo_sdk assumes.
+    """Give the simulated servos a second more than LeRobot's Feetech driver waits for a status packet.
 
-    scservo_sdk waits ``2 * LATENCY_TIMER + 2`` ms for a status packet from the moment it sends. A real servo
-    answers in microseconds; here the answer comes from a thread of the test process, which on a machine whose
-    cores are taken by other work (CI's, two cores shared) can be kept off a core longer than 34 ms even at a
-    real-time priority (a container may refuse one), and LeRobot's reads do not retry. A packet that truly
-    gets no reply (``SimulatedFeetechBus.fail``) is still reported, half a second later. Call it in every process
-    that drives the simulated servos: the test process, and the LeRobot commands it starts
+    LeRobot replaces scservo_sdk's reply window with its own, the packet's bytes plus 50 ms
+    (``lerobot.motors.feetech.feetech.patch_setPacketTimeout``, set on every ``FeetechMotorsBus``'s port when it is
+    made). A real servo answers in microseconds; here the answer comes from a thread of the test process, which on
+    a machine whose two cores are taken by other work can be kept from answering longer than that even at a
+    real-time priority, and LeRobot's reads do not retry. A packet that truly gets no reply
+    (``SimulatedFeetechBus.fail``) is still reported, a second later. Call it in every process that drives the
+    simulated servos, before their buses are made: the test process, and the LeRobot commands it starts
     (``with_simulated_cameras.py``)."""
-    from scservo_sdk import port_handler
+    from lerobot.motors.feetech import feetech
 
-    port_handler.LATENCY_TIMER = 255
+    lerobot_window = getattr(feetech.patch_setPacketTimeout, "lerobot_window", feetech.patch_setPacketTimeout)
+
+    def patient_window(port_handler, packet_length):
+        lerobot_window(port_handler, packet_length)
+        port_handler.packet_timeout += REPLY_GRACE_MS
+
+    patient_window.lerobot_window = lerobot_window
+    feetech.patch_setPacketTimeout = patient_window
 
 
 def _checksum(body) -> int:

@@ -158,9 +158,10 @@ def test_lerobot_eval_refuses_an_env_with_other_features(checkpoint, tmp_path):
     """An SO-100 policy (6 joints) on the tabletop env (action [x, y, gripper]), through lerobot-eval's ``eval_main``
     (in this process): refused when loaded, before the first step (LeRobot's make_policy gives a loaded policy the
     env's action features; its cameras LeRobot checks itself)."""
+    from lerobot_grids.envs import GridSTabletopEnv
     from lerobot_grids.evidence.demo import evaluate
 
     with pytest.raises(ValueError, match=r"does not fit the environment or robot it was given: "
                                          r"action: policy \(6,\), env/robot \(3,\)"):
-        evaluate(checkpoint, "default", 1, tmp_path / "eval")
+        evaluate(checkpoint, GridSTabletopEnv(), 1, tmp_path / "eval")
     assert not (tmp_path / "eval" / "eval_info.json").exists()

@@ -3,8 +3,8 @@
 
 The devices are ``SIMULATED_REALSENSE="<serial>=<name>,..."``; they stand in for the ``pyrealsense2`` module
 (librealsense), which LeRobot's RealSenseCamera (and ours) import. Everything else (motors on their serial
-ports, the command itself) is real; the serial adapter's reply window is the longest a real one can have
-(``simulated_hardware.patient_serial_adapter``).
+ports, the command itself) is real; LeRobot's Feetech driver waits a second longer for the simulated servos'
+replies (``simulated_hardware.patient_serial_adapter``).
 """
 
 import os

@@ -77,7 +77,8 @@ ARCHITECTURES: dict[str, Callable[[], SmolVLAGridsConfig | PI0GridsConfig]] = {
 class NoImageTokens(nn.Module):
     """A sampler that keeps no token: the images reach the vision tower and stop there."""
 
-    def forward(self, tokens: Tensor, grid_hw: tuple[int, int], context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, tokens: Tensor, grid_hw: tuple[int, int], context: Tensor | None = None,
+                region: tuple[int, int, int, int] | None = None) -> tuple[Tensor, Tensor]:
         return tokens[:, :0], tokens.new_zeros(tokens.shape[0], 0, 2)
 
 

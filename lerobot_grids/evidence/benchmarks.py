@@ -12,6 +12,7 @@ variant), and what its variants are; the blank-image variant (images black) of e
 that ignores the images.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,9 +68,11 @@ class Benchmark:
                                episode_length=self.episode_length)
 
     def env_options(self, task: str | None, variant: str) -> str:
-        """The same env on ``lerobot-eval``'s command line."""
+        """The same env on ``lerobot-eval``'s command line (its settings where they are not the env's defaults)."""
+        defaults = {field.name: field.default for field in dataclasses.fields(type(self.env(task, variant)))}
         return (f"--env.type={self.env_type}" + (f" --env.task={task}" if task else "") + f" --env.variant={variant}"
-                + f" --env.image_size={self.image_size} --env.episode_length={self.episode_length}")
+                + "".join(f" --env.{name}={getattr(self, name)}" for name in ("image_size", "episode_length")
+                          if getattr(self, name) != defaults[name]))
 
 
 TABLETOP = Benchmark(
