@@ -29,6 +29,7 @@ SO100_MOTOR_IDS = {"shoulder_pan": 1, "shoulder_lift": 2, "elbow_flex": 3, "wris
 # calibration turns these into homing offsets of position - 2047 (+313, -262, +151, -488, +95, -30).
 SO100_REST_POSITIONS = {1: 2360, 2: 1785, 3: 2198, 4: 1559, 5: 2142, 6: 2017}
 RESOLUTION = 4096
+STALE_PACKET_S = 0.02  # an unfinished packet is dropped after this long without another byte
 
 
 def answer_at_once() -> None:
@@ -227,12 +228,18 @@ class SimulatedFeetechBus:
 
     def _serve(self) -> None:
         answer_at_once()
-        buffer = b""
+        buffer, last_byte_at = b"", 0.0
         while self._running:
             try:
-                buffer += os.read(self._master, 1024)
+                received = os.read(self._master, 1024)
             except OSError:
                 return
+            # As a servo's parser: a packet unfinished for longer than its bytes take (a writer that died mid-packet)
+            # is dropped, so that it cannot swallow the next one.
+            now = time.monotonic()
+            if buffer and now - last_byte_at > STALE_PACKET_S:
+                buffer = b""
+            buffer, last_byte_at = buffer + received, now
             while True:
                 start = buffer.find(b"\xff\xff")
                 if start < 0 or len(buffer) < start + 4:
@@ -241,9 +248,11 @@ class SimulatedFeetechBus:
                 end = start + 4 + length
                 if len(buffer) < end:
                     break
-                packet, buffer = buffer[start:end], buffer[end:]
+                packet = buffer[start:end]
                 if _checksum(packet[2:-1]) != packet[-1]:
-                    continue  # a servo ignores a corrupted packet
+                    buffer = buffer[start + 1 :]  # not a packet here: look for the next header (no reply)
+                    continue
+                buffer = buffer[end:]
                 motor_id, instruction, params = packet[2], packet[4], packet[5:-1]
                 reply = self._answer(motor_id, instruction, params)
                 if reply:

@@ -21,6 +21,7 @@ from lerobot_grids.envs.metaworld import MetaWorldCPU
 from lerobot_grids.envs.metaworld_dataset import record_metaworld_experts
 from lerobot_grids.evidence import benchmarks
 from lerobot_grids.evidence.demo import DemoScale, run_demo
+from lerobot_grids.evidence.metaworld_rendering import main as rendering_check_main
 
 TASK = "reach-v3"  # its expert succeeds in about 45 steps
 SMALL = {"image_size": 64, "episode_length": 60}
@@ -132,3 +133,16 @@ def test_lerobot_eval_evaluates_a_checkpoint_on_meta_world_cpu(tiny_run, tmp_pat
                               timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert json.loads((tmp_path / "eval" / "eval_info.json").read_text())["overall"]["n_episodes"] == 1
+
+
+def test_the_rendering_check_evaluates_one_policy_at_both_renderings_on_the_same_scenes(tiny_run, tmp_path):
+    _, results = tiny_run
+    output = tmp_path / "rendering.json"
+    rendering_check_main(["--checkpoint", results["runs"]["dense"]["1000"]["checkpoint"], "--output", str(output),
+                          "--tasks", TASK, "--episodes", "1", "--episode-length", "5"])
+    result = json.loads(output.read_text())
+    assert result["renderings"]["lerobot"] == {"image_size": 480, "shadow_size": 4096, "multisamples": 4}
+    assert set(result["success"]) == {"meta_world_cpu", "lerobot"}
+    assert all(set(by_task) == {TASK} for by_task in result["success"].values())
+    with pytest.raises(SystemExit):  # an existing file is never overwritten
+        rendering_check_main(["--checkpoint", results["runs"]["dense"]["1000"]["checkpoint"], "--output", str(output)])
