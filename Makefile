@@ -20,8 +20,12 @@ $(INSTALLED): setup.cfg pyproject.toml
 	$(PYTHON) -m pip install --quiet -e '.[test]'
 	touch $@
 
+# Two workers, each test file on one of them (its module fixtures made once): most tests wait on LeRobot commands
+# they start, so the two cores stay busy.
+PYTEST_WORKERS := -n 2 --dist loadfile
+
 test: $(INSTALLED)
-	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest tests
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest $(PYTEST_WORKERS) tests
 
 # The whole suite again against LeRobot 0.6.1, installed first and then this package on top (as a user of
 # LeRobot 0.6 installs it). LeRobot 0.6 declares Python >= 3.12; on an older Python (these machines and CI
@@ -37,7 +41,7 @@ $(VENV06)/.installed: setup.cfg pyproject.toml tools/lerobot_py311.py
 	touch $@
 
 test-lerobot06: $(VENV06)/.installed
-	HF_HUB_OFFLINE=1 $(PYTHON06) -m pytest tests
+	HF_HUB_OFFLINE=1 $(PYTHON06) -m pytest $(PYTEST_WORKERS) tests
 
 demo: $(INSTALLED)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/lerobot-grids-demo --output-dir $(DEMO_DIR)
