@@ -10,7 +10,7 @@ VENV06 := .venv-lerobot06
 PYTHON06 := $(VENV06)/bin/python
 LEROBOT06 := lerobot[smolvla,pi,feetech,intelrealsense,async,dataset,training,hardware]==0.6.1
 
-.PHONY: install test test-lerobot06 demo demo-quick demo-seeds demo-metaworld pretrain
+.PHONY: install test test-lerobot06 lint demo demo-quick demo-quick-installed demo-seeds demo-metaworld pretrain
 
 install: $(INSTALLED)
 
@@ -43,11 +43,20 @@ $(VENV06)/.installed: setup.cfg pyproject.toml tools/lerobot_py311.py
 test-lerobot06: $(VENV06)/.installed
 	HF_HUB_OFFLINE=1 $(PYTHON06) -m pytest $(PYTEST_WORKERS) tests
 
+# LeRobot's ruff settings (pyproject.toml); the same checks as the pre-commit hooks.
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
 demo: $(INSTALLED)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/lerobot-grids-demo --output-dir $(DEMO_DIR)
 
 demo-quick: $(INSTALLED)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/lerobot-grids-demo --quick --output-dir $(DEMO_DIR)
+
+# The same from the wheel, installed beside this LeRobot in a new environment and run outside the checkout (CI).
+demo-quick-installed: $(INSTALLED)
+	HF_HUB_OFFLINE=1 $(PYTHON) tools/run_installed.py lerobot-grids-demo --quick --output-dir $(CURDIR)/$(DEMO_DIR)
 
 # The comparison over three training seeds: dense, GridS with the paper's predictor and the new ones (attention,
 # attention+instruction) at K = 16, 4, 1, GridS inside the vision tower at K = 16 (split after layer 1 of the tiny

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -28,6 +29,9 @@ from lerobot_grids.demo_dataset import make_so100_demo_dataset  # noqa: E402
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "tools"))
+from run_installed import build_wheel  # noqa: E402  (the repository's tools/, not a package)
+
 DATASET_REPO_ID = "local/so100_grids_test"
 # The unnormalisation statistics LeRobot saves with a policy's postprocessor.
 POSTPROCESSOR_STATS = "policy_postprocessor_step_0_unnormalizer_processor.safetensors"
@@ -56,6 +60,12 @@ TINY_PI0_OPTIONS = {
     "device": "cpu",
     "push_to_hub": False,
 }
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """A wheel built from this checkout: what ``pip install lerobot_policy_grids`` installs."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from lerobot_grids import compat
 from lerobot_grids.backbones import TINY_SMOLVLM
+from lerobot_grids.configs import config_path
 
 LEROBOT_TRAIN = Path(sys.executable).with_name("lerobot-train")
 
@@ -238,10 +239,10 @@ def test_pi_grids_train_with_a_plain_lerobot_train_and_act_from_the_checkpoint(d
     ("recipe", "expected"),
     [
         # Paper Appendix B, Tab. 5: (batch, steps, chunk, lr, warm-up, decay steps, decay lr, grad clip).
-        ("smolvla_grids_so100.json", (16, 50_000, 50, 1e-4, 1_000, 50_000, 2.5e-6, 10)),
-        ("pi0_grids_libero.json", (32, 30_000, 10, 5e-5, 10_000, 30_000, 5e-5, 1.0)),
-        ("pi0_grids_aloha.json", (32, 30_000, 10, 5e-5, 1_000, 15_000, 2.5e-6, 1.0)),
-        ("pi05_grids_libero.json", (128, 30_000, 10, 5e-5, 10_000, 30_000, 5e-5, 1.0)),
+        ("smolvla_grids_so100", (16, 50_000, 50, 1e-4, 1_000, 50_000, 2.5e-6, 10)),
+        ("pi0_grids_libero", (32, 30_000, 10, 5e-5, 10_000, 30_000, 5e-5, 1.0)),
+        ("pi0_grids_aloha", (32, 30_000, 10, 5e-5, 1_000, 15_000, 2.5e-6, 1.0)),
+        ("pi05_grids_libero", (128, 30_000, 10, 5e-5, 10_000, 30_000, 5e-5, 1.0)),
     ],
 )
 def test_paper_training_recipes_parse_with_lerobot_config_parser(recipe, expected):
@@ -250,7 +251,7 @@ def test_paper_training_recipes_parse_with_lerobot_config_parser(recipe, expecte
 
     # Decoded as lerobot-train's parser decodes --config_path (draccus.parse also builds a parser for every
     # registered choice: seconds a file), with --dataset.repo_id=user/data.
-    written = json.loads((REPO_ROOT / "policies" / recipe).read_text())
+    written = json.loads((config_path(recipe)).read_text())
     config = draccus.decode(TrainPipelineConfig, {**written, "dataset": {"repo_id": "user/data"}})
     policy = config.policy
     assert (config.batch_size, config.steps, policy.chunk_size, policy.optimizer_lr, policy.scheduler_warmup_steps,

@@ -28,6 +28,7 @@ from test_so100_realsense import (  # noqa: F401 (fixtures)
     positions,
 )
 
+from lerobot_grids.configs import config_path
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 from lerobot_grids.scripts.lerobot_grids_policy_server import GridSPolicyServer, allow_grids_policies
 
@@ -122,7 +123,7 @@ def test_robot_client_gets_the_refusal_and_moves_nothing(arms, tmp_path, checkpo
         # process alive: read its output until the refusal appears, then stop it.
         client = subprocess.Popen(
             [sys.executable, str(LAUNCHER), "-m", "lerobot.async_inference.robot_client",
-             f"--config_path={REPO_ROOT / 'robot_configs' / 'async_client.yaml'}", f"--server_address=127.0.0.1:{port}",
+             f"--config_path={config_path('async_client')}", f"--server_address=127.0.0.1:{port}",
              f"--pretrained_name_or_path={other}", "--actions_per_chunk=4", "--fps=10", f"--task={TASK}",
              *ports(tmp_path, follower)],
             env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -31,6 +31,7 @@ from simulated_hardware import (
 )
 
 from lerobot_grids import compat
+from lerobot_grids.configs import config_path, shipped_configs
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 
 LAUNCHER = Path(__file__).with_name("with_simulated_cameras.py")
@@ -45,8 +46,8 @@ patient_serial_adapter()
 
 
 def robot_config(arm: str, name: str) -> str:
-    """The shipped ``robot_configs/`` file ``name`` (teleoperate, record, deploy, rollout, async_client) of an arm."""
-    return f"robot_configs/{name}.yaml" if arm == "so100" else f"robot_configs/{name}_{arm}.yaml"
+    """The shipped robot config ``name`` (teleoperate, record, deploy, rollout, async_client) of an arm."""
+    return str(config_path(name if arm == "so100" else f"{name}_{arm}"))
 
 
 @pytest.fixture
@@ -252,14 +253,14 @@ def test_a_camera_given_by_serial_number_that_is_not_plugged_in_is_named(monkeyp
 
 
 @pytest.mark.parametrize(("arm", "config", "task_args"), [
-    ("so100", "datasets/so100_pick_place.yaml", []),  # a task recipe: the task is in the file
-    ("so101", "robot_configs/record_so101.yaml", [f"--dataset.single_task={TASK}"]),
+    ("so100", "so100_pick_place", []),  # a task recipe: the task is in the file
+    ("so101", "record_so101", [f"--dataset.single_task={TASK}"]),
 ], indirect=["arm"])
 def test_teleoperated_recording_writes_a_valid_dataset(arms, config, task_args, tmp_path):
     follower, leader = arms
     for motor_id in SO100_MOTOR_IDS.values():
         leader.set_present(motor_id, 2100)  # the operator holds the leader arm here
-    result = run("lerobot-record", f"--config_path={config}", *task_args, *ports(tmp_path, follower, leader),
+    result = run("lerobot-record", f"--config_path={config_path(config)}", *task_args, *ports(tmp_path, follower, leader),
                  *short_episode(tmp_path / "recorded", "local/recorded"))
     assert result.returncode == 0, result.stderr[-3000:]
     # PyAV decodes (torchcodec needs FFmpeg installed on the system).
@@ -319,7 +320,7 @@ def decode(config_class, path: Path, part: str | None = None, **command_line):
 def test_task_recipes_are_lerobot_record_configs(recipe, episodes, librealsense):
     from lerobot.scripts.lerobot_record import RecordConfig
 
-    config = decode(RecordConfig, REPO_ROOT / "datasets" / f"so100_{recipe}.yaml", dataset={"repo_id": "user/data"})
+    config = decode(RecordConfig, config_path(f"so100_{recipe}"), dataset={"repo_id": "user/data"})
     assert config.dataset.num_episodes == episodes and config.dataset.single_task
     assert config.robot.type == "so100_follower" and config.teleop.type == "so100_leader"
     assert {key: camera.serial_number_or_name for key, camera in config.robot.cameras.items()} == {
@@ -334,7 +335,7 @@ def test_so101_configs_are_lerobot_configs_of_an_so101_with_both_cameras(name, l
     from lerobot.scripts.lerobot_teleoperate import TeleoperateConfig
     from lerobot.teleoperators.config import TeleoperatorConfig
 
-    path = REPO_ROOT / robot_config("so101", name)
+    path = Path(robot_config("so101", name))
     written = yaml.safe_load(path.read_text())
     if name in ("deploy", "rollout"):
         # Their commands take the policy from the command line (lerobot-rollout is LeRobot 0.6's): the robot alone.
@@ -372,13 +373,14 @@ def load_config(path: Path):
 
 
 def test_every_robot_and_teleop_block_is_its_arm_config():
-    """The robot: and teleop: blocks of every shipped config are robot_configs/<type>.yaml, written out or included."""
+    """The robot: and teleop: blocks of every shipped config are the arm's own config (``<type>.yaml``), written out
+    or included."""
     checked = []
-    for path in sorted([*(REPO_ROOT / "robot_configs").glob("*.yaml"), *(REPO_ROOT / "datasets").glob("*.yaml")]):
+    for path in [path for path in shipped_configs().values() if path.suffix == ".yaml"]:
         config = load_config(path)
         for key in ("robot", "teleop"):
             if key in config:
-                arm_config = REPO_ROOT / "robot_configs" / f"{config[key]['type']}.yaml"
+                arm_config = config_path(config[key]["type"])
                 assert config[key] == load_config(arm_config), f"{path.name}: {key} differs from {arm_config.name}"
                 checked.append(f"{path.name}:{key}")
     assert {f"{name}_so101.yaml:robot" for name in ("teleoperate", "record", "deploy", "rollout", "async_client")} <= set(
@@ -401,10 +403,10 @@ def deploy(tmp_path, follower, policy: Path, *extra: str, cameras: str = BOTH_CA
     """Run ``policy`` on the arm and record one short evaluation episode, with the LeRobot command and shipped
     config for that: ``lerobot-record`` + ``deploy.yaml`` (0.4.4), ``lerobot-rollout`` + ``rollout.yaml`` (0.6)."""
     if compat.POLICY_ON_ROBOT_COMMAND == "lerobot-rollout":
-        command = ["lerobot-rollout", "--config_path=robot_configs/rollout.yaml", f"--task={TASK}", "--fps=10"]
+        command = ["lerobot-rollout", f"--config_path={config_path('rollout')}", f"--task={TASK}", "--fps=10"]
         repo_id = "local/rollout_so100"  # lerobot-rollout's rule for its dataset names
     else:
-        command, repo_id = ["lerobot-record", "--config_path=robot_configs/deploy.yaml"], "local/eval_so100"
+        command, repo_id = ["lerobot-record", f"--config_path={config_path('deploy')}"], "local/eval_so100"
     return run(*command, f"--policy.path={policy}", f"--dataset.single_task={TASK}", *ports(tmp_path, follower),
                *short_episode(tmp_path / "eval", repo_id), *extra, cameras=cameras)
 
@@ -490,21 +492,9 @@ def test_an_unsupported_resolution_is_named(monkeypatch):
         camera.connect()
 
 
-def test_camera_check_says_which_camera_is_which_and_what_is_missing(tmp_path):
-    """The first run is of a wheel built from this checkout (a regular install: its default robot config is
-    package data, not the repository's robot_configs/)."""
-    source = tmp_path / "source"  # what the wheel is built from, so the build writes nothing into the checkout
-    for package in ("lerobot_grids", "lerobot_policy_grids"):
-        shutil.copytree(REPO_ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("setup.cfg", "pyproject.toml", "README.md"):
-        shutil.copy(REPO_ROOT / name, source / name)
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                            "-q", "-w", str(tmp_path / "wheel"), str(source)], capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, built.stderr[-3000:]
-    (wheel,) = (tmp_path / "wheel").glob("*.whl")
+def test_camera_check_says_which_camera_is_which_and_what_is_missing(tmp_path, wheel):
+    """The first run is of the wheel (a regular install: its default robot config is package data)."""
     with zipfile.ZipFile(wheel) as archive:
-        assert archive.read("lerobot_grids/robot_configs/so100_follower.yaml") == (
-            REPO_ROOT / "robot_configs" / "so100_follower.yaml").read_bytes()
         archive.extractall(tmp_path / "installed")
     # The extracted wheel first on the path (before the checkout's editable install); run outside the checkout.
     result = run("-m", "lerobot_grids.scripts.lerobot_grids_cameras", env={"PYTHONPATH": str(tmp_path / "installed")},
@@ -533,7 +523,7 @@ def test_async_server_and_robot_client_run_a_grids_policy_over_loopback(arms, tm
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     client = subprocess.Popen(
         [sys.executable, str(LAUNCHER), "-m", "lerobot.async_inference.robot_client",
-         f"--config_path={REPO_ROOT / 'robot_configs' / 'async_client.yaml'}", f"--server_address=127.0.0.1:{port}",
+         f"--config_path={config_path('async_client')}", f"--server_address=127.0.0.1:{port}",
          f"--pretrained_name_or_path={checkpoint}", "--actions_per_chunk=4", "--fps=10", f"--task={TASK}",
          *ports(tmp_path, follower)],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

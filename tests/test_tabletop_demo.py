@@ -31,7 +31,7 @@ from lerobot_grids.evidence.statistics import seeds_and_episodes_interval, sign_
 from lerobot_grids.scripts.lerobot_grids_demo import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RECIPE = REPO_ROOT / "policies" / "smolvla_grids_tabletop.json"
+RECIPE = "smolvla_grids_tabletop"
 TINY = DemoScale(episodes=6, steps=10, batch_size=4, ks=(4,), eval_episodes=2, pointing_scenes=2, margin=10.0)
 SEEDS, MODELS = [1000, 1001], ["dense", "instructed_k4"]
 
@@ -125,7 +125,7 @@ def test_demo_refuses_an_existing_folder_or_another_plan_before_writing_anything
     with pytest.raises(ValueError, match="include dense"):
         run_demo(output_dir.with_name("other"), TINY, recipe=RECIPE, models=["grids_k4"])
     assert sorted(path.relative_to(output_dir) for path in output_dir.rglob("*")) == before
-    with pytest.raises(FileNotFoundError, match="--recipe"):
+    with pytest.raises(FileNotFoundError, match="--recipe: no/such/recipe.json is neither a file nor a shipped"):
         run_demo(output_dir.with_name("other"), TINY, recipe=Path("no/such/recipe.json"))
     assert not output_dir.with_name("other").exists()
 

@@ -23,7 +23,7 @@ except ImportError as error:  # e.g. pyrealsense2 is there, librealsense's USB l
 
 NAME_ADVICE = (
     "Plug it in, or set this camera's serial_number_or_name to a connected camera's serial number in the robot "
-    "config (robot_configs/so100_follower.yaml, cameras: <key>:); lerobot-grids-cameras lists them."
+    "config (the robot: block of your --config_path, cameras: <key>:); lerobot-grids-cameras lists them."
 )
 
 

@@ -80,7 +80,7 @@ VLM_PREFIX = "model.vlm_with_expert.vlm."  # state-dict prefix of the VLM's para
 
 
 def tabletop_smolvla_config(image_size: int = 128, **options) -> SmolVLAConfig:
-    """A dense ``smolvla`` with the architecture of the demo's recipe (``policies/smolvla_grids_tabletop.json``) for
+    """A dense ``smolvla`` with the architecture of the demo's recipe (the shipped config ``smolvla_grids_tabletop``) for
     the tabletop features."""
     camera = PolicyFeature(type=FeatureType.VISUAL, shape=(3, image_size, image_size))
     vector = PolicyFeature(type=FeatureType.STATE, shape=(3,))

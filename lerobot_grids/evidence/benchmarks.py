@@ -24,7 +24,7 @@ class Benchmark:
     name: str  # lerobot-grids-demo --benchmark
     env_type: str  # lerobot-eval --env.type
     title: str  # what the report calls it
-    recipe: Path  # lerobot-train config file
+    recipe: str  # the lerobot-train config: a shipped config's name (lerobot_grids.configs) or a file
     repo_id: str  # of the recorded expert dataset
     tasks: tuple[str, ...]  # evaluated one by one; () for an env with one task
     shifted_variants: tuple[str, ...]  # what the cameras see changed; never in the training data
@@ -76,7 +76,7 @@ class Benchmark:
 
 
 TABLETOP = Benchmark(
-    name="tabletop", env_type="grids_tabletop", title="`grids_tabletop`", recipe=Path("policies/smolvla_grids_tabletop.json"),
+    name="tabletop", env_type="grids_tabletop", title="`grids_tabletop`", recipe="smolvla_grids_tabletop",
     repo_id="local/grids_tabletop", tasks=(), shifted_variants=("distractors", "texture", "lighting", "camera"),
     measures_pointing=True, image_size=128, episode_length=20,
     dataset_text="{episodes} expert episodes of the `default` variant (scenes 0-{last})",
@@ -86,7 +86,7 @@ TABLETOP = Benchmark(
 )
 METAWORLD = Benchmark(
     name="metaworld", env_type="meta_world_cpu", title="Meta-World (`meta_world_cpu`)",
-    recipe=Path("policies/smolvla_grids_metaworld.json"), repo_id="local/grids_metaworld",
+    recipe="smolvla_grids_metaworld", repo_id="local/grids_metaworld",
     tasks=("reach-v3", "button-press-v3", "plate-slide-v3", "push-v3"), shifted_variants=("camera",),
     measures_pointing=False, image_size=224, episode_length=200,
     dataset_text="{episodes} expert episodes per task (Meta-World's scripted experts, scenes 0-{last}, "

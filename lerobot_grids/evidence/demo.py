@@ -5,7 +5,7 @@
 
 1. records the suite's scripted experts into a LeRobotDataset (``lerobot-grids-tabletop-dataset``,
    ``lerobot-grids-metaworld-dataset``);
-2. trains, with ``lerobot-train`` and the suite's recipe (``policies/smolvla_grids_tabletop.json``, ...), each
+2. trains, with ``lerobot-train`` and the suite's recipe (the shipped config ``smolvla_grids_tabletop``, ...), each
    policy named in :func:`model_overrides` (by default the dense baseline, ``--policy.grids.sampler=dense`` with
    all 64 tokens per camera, and GridS with K = 16, 4 and 1 tokens per camera: paper Tab. 1 and 3), the same
    steps for each, once per training seed, each starting (``--policy.init_from``) from the pretrained base
@@ -50,12 +50,12 @@ from lerobot.envs.configs import EnvConfig
 from tqdm import tqdm
 
 from lerobot_grids.backbones import TINY_SMOLVLM
+from lerobot_grids.configs import resolve_config
 from lerobot_grids.evidence.benchmarks import BENCHMARKS, TABLETOP, Benchmark
 from lerobot_grids.evidence.pointing import pointing
 from lerobot_grids.evidence.statistics import seeds_and_episodes_interval, sign_flip_p_value
 from lerobot_grids.evidence.viz import load_policy
 
-RECIPE = TABLETOP.recipe
 EVAL_SEED = 1000  # lerobot-eval's default; the dataset's scenes are seeds 0 .. episodes - 1
 # The base policy of runs stored before results.json named it (all made under LeRobot 0.4.4, transformers 4).
 STORED_RUNS_BASE_POLICY = "lerobot_grids/assets/grids_tabletop_smolvla"
@@ -557,13 +557,13 @@ def render(output_dir: Path) -> dict:
     return results
 
 
-def _plan(benchmark: Benchmark, scale: DemoScale, recipe: Path, seeds: list[int], models: list[str]) -> dict:
+def _plan(benchmark: Benchmark, scale: DemoScale, recipe: str, seeds: list[int], models: list[str]) -> dict:
     base_policy = benchmark.base_policy()
     return {"benchmark": benchmark.name, "recipe": str(recipe), "scale": asdict(scale), "seeds": seeds,
             "models": models, "base_policy": str(base_policy.relative_to(base_policy.parents[2]))}
 
 
-def run_demo(output_dir: Path, scale: DemoScale, recipe: Path | None = None, command: str = "lerobot-grids-demo",
+def run_demo(output_dir: Path, scale: DemoScale, recipe: str | Path | None = None, command: str = "lerobot-grids-demo",
              seeds: list[int] = (1000,), models: list[str] | None = None, resume: bool = False,
              benchmark: Benchmark = TABLETOP) -> dict:
     """The run (see the module's docstring) into ``output_dir``, a new folder; with ``resume``, a folder an
@@ -577,7 +577,7 @@ def run_demo(output_dir: Path, scale: DemoScale, recipe: Path | None = None, com
         raise ValueError("The demo compares with the dense baseline: include dense in --models.")
     if len(set(models)) != len(models) or len(set(seeds)) != len(seeds):
         raise ValueError(f"Repeated policy or seed in --models {models} / --seeds {seeds}.")
-    recipe = recipe or benchmark.recipe
+    recipe = str(recipe or benchmark.recipe)
     plan = json.loads(json.dumps(_plan(benchmark, scale, recipe, seeds, models)))  # as run.json stores it
     if resume:
         if not (output_dir / "run.json").is_file():
@@ -597,8 +597,10 @@ def run_demo(output_dir: Path, scale: DemoScale, recipe: Path | None = None, com
     elif output_dir.exists():
         raise FileExistsError(f"{output_dir} already exists; choose a new --output-dir (nothing is overwritten), "
                               "or --resume to finish a run that was interrupted there.")
-    if not recipe.is_file():
-        raise FileNotFoundError(f"No training recipe at {recipe}: run from the repository root, or pass --recipe.")
+    try:
+        recipe_path = resolve_config(recipe)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"--recipe: {error}") from None
     dataset_root = output_dir / "dataset"
     if not resume:
         started = time.monotonic()
@@ -617,5 +619,5 @@ def run_demo(output_dir: Path, scale: DemoScale, recipe: Path | None = None, com
     # Seed by seed: after the first seed the run compares every policy already (a single-seed result).
     units = [(name, seed) for seed in seeds for name in models if not unit_path(output_dir, name, seed).is_file()]
     for name, seed in tqdm(units, desc="policies x seeds"):
-        run_unit(name, seed, output_dir, dataset_root, scale, recipe, benchmark)
+        run_unit(name, seed, output_dir, dataset_root, scale, recipe_path, benchmark)
     return render(output_dir)

@@ -1,6 +1,6 @@
 """``lerobot-grids-cameras``: the RealSense cameras plugged in, and which camera of a robot config each is.
 
-    lerobot-grids-cameras                       # against so100_follower.yaml's cameras (shipped in the package)
+    lerobot-grids-cameras                       # against the shipped so100_follower config's cameras
     lerobot-grids-cameras --robot-config <yaml> # against another robot config
 
 Exits with 1, saying what to do, when a configured camera is missing or asks for a stream setting that
@@ -19,9 +19,9 @@ from lerobot.utils.import_utils import register_third_party_plugins
 import lerobot_grids.cameras  # noqa: F401  (registers intelrealsense_by_name)
 from lerobot_grids.cameras.camera_realsense_by_name import RealSenseByNameCamera
 from lerobot_grids.cameras.configuration_realsense_by_name import COMMON_COLOR_PROFILES
+from lerobot_grids.configs import config_path
 
-# Package data: a copy of the repository's robot_configs/so100_follower.yaml (a test checks they are equal).
-DEFAULT_ROBOT_CONFIG = Path(__file__).resolve().parents[1] / "robot_configs" / "so100_follower.yaml"
+DEFAULT_ROBOT_CONFIG = config_path("so100_follower")
 REALSENSE_TYPES = ("intelrealsense", "intelrealsense_by_name")
 
 

@@ -24,8 +24,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="CI scale: fewer episodes, steps and evaluations")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="new folder for everything (default outputs/demo/<date-time>)")
-    parser.add_argument("--recipe", type=Path, default=None,
-                        help="lerobot-train config file (default: the suite's, policies/smolvla_grids_<suite>.json)")
+    parser.add_argument("--recipe", default=None,
+                        help="lerobot-train config: a file or a shipped config's name (default: smolvla_grids_<suite>)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1000],
                         help="lerobot-train seeds; every policy is trained once per seed (default: 1000)")
     parser.add_argument("--models", nargs="+", default=None,

@@ -11,7 +11,7 @@ from what it was trained with, before the first observation is taken::
 
 The robot side is LeRobot's own client, which loads plugins itself::
 
-    python -m lerobot.async_inference.robot_client --config_path=robot_configs/async_client.yaml \\
+    python -m lerobot.async_inference.robot_client --config_path=$(lerobot-grids-configs async_client) \\
         --server_address=<server>:8080 --pretrained_name_or_path=<checkpoint> --task="<instruction>"
 """
 
