@@ -70,7 +70,9 @@ def train_tokenizer(
     if prepend_bos:
         bos_token = special_token_kwargs["bos_token"]
         tokenizer.post_processor = processors.TemplateProcessing(
-            single=f"{bos_token} $A", pair=f"{bos_token} $A $B", special_tokens=[(bos_token, tokenizer.token_to_id(bos_token))]
+            single=f"{bos_token} $A",
+            pair=f"{bos_token} $A $B",
+            special_tokens=[(bos_token, tokenizer.token_to_id(bos_token))],
         )
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=8192, **special_token_kwargs)
 
@@ -90,7 +92,12 @@ def tiny_paligemma_tokenizer() -> PreTrainedTokenizerFast:
     """PaliGemma's special tokens at Gemma's ids (``<pad>`` 0, ``<eos>`` 1, ``<bos>`` 2, ``<unk>`` 3) and
     its ``<bos>`` before every prompt; ids stay below 512 (``--policy.vocab_size=512``)."""
     return train_tokenizer(
-        ["<pad>", "<eos>", "<bos>", "<unk>"], prepend_bos=True, bos_token="<bos>", pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
+        ["<pad>", "<eos>", "<bos>", "<unk>"],
+        prepend_bos=True,
+        bos_token="<bos>",
+        pad_token="<pad>",
+        eos_token="<eos>",
+        unk_token="<unk>",
     )
 
 
@@ -183,8 +190,12 @@ def write_shipped_backbones(root: Path = BACKBONES_DIR) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=BACKBONES_DIR, help="where to write the backbone folders")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--root", type=Path, default=BACKBONES_DIR, help="where to write the backbone folders"
+    )
     write_shipped_backbones(parser.parse_args().root)
 
 

@@ -67,25 +67,25 @@ import torch
 from packaging.version import Version
 
 LEROBOT_VERSION = Version(importlib.metadata.version("lerobot"))
-PI_ON_STOCK_TRANSFORMERS = LEROBOT_VERSION >= Version("0.5.0")
-PROCESSORS_BY_CONVENTION = LEROBOT_VERSION >= Version("0.6.1")
-REALSENSE_NAME_LOOKUP_FIXED = LEROBOT_VERSION >= Version("0.6.0")
-POLICY_ON_ROBOT_COMMAND = "lerobot-rollout" if LEROBOT_VERSION >= Version("0.6.0") else "lerobot-record"
+PI_ON_STOCK_TRANSFORMERS = Version("0.5.0") <= LEROBOT_VERSION
+PROCESSORS_BY_CONVENTION = Version("0.6.1") <= LEROBOT_VERSION
+REALSENSE_NAME_LOOKUP_FIXED = Version("0.6.0") <= LEROBOT_VERSION
+POLICY_ON_ROBOT_COMMAND = "lerobot-rollout" if Version("0.6.0") <= LEROBOT_VERSION else "lerobot-record"
 SMOLVLA_PREFIX_PASS = (
-    {"use_cache": True} if LEROBOT_VERSION >= Version("0.6.1") else {"use_cache": False, "fill_kv_cache": True}
+    {"use_cache": True}
+    if Version("0.6.1") <= LEROBOT_VERSION
+    else {"use_cache": False, "fill_kv_cache": True}
 )
 # Hub revision of LeRobot's dense base checkpoints (lerobot/pi0_base, ...) that fits this LeRobot.
 DENSE_BASE_HUB_REVISION = None if PI_ON_STOCK_TRANSFORMERS else "v0.4"
 
-if LEROBOT_VERSION >= Version("0.6.0"):
-    from lerobot.common.control_utils import predict_action
-    from lerobot.utils.feature_utils import dataset_to_policy_features
+if Version("0.6.0") <= LEROBOT_VERSION:
+    pass
 else:
-    from lerobot.datasets.utils import dataset_to_policy_features
-    from lerobot.utils.control_utils import predict_action
+    pass
 
 TRANSFORMERS_VERSION = Version(importlib.metadata.version("transformers"))
-SMOLVLM_EXACT_PATCH_POSITIONS = TRANSFORMERS_VERSION >= Version("5")
+SMOLVLM_EXACT_PATCH_POSITIONS = Version("5") <= TRANSFORMERS_VERSION
 POSITION_EMBEDDING_KEY = "vision_model.embeddings.position_embedding.weight"
 
 REALSENSE_CONFIG_MODULE = "lerobot.cameras.realsense.configuration_realsense"

@@ -49,7 +49,9 @@ def _draw_square(image: np.ndarray, centre_xy: np.ndarray, half_size: int, rgb: 
 def joint_goal(cube_xy: np.ndarray) -> np.ndarray:
     """Joint positions (degrees, gripper in percent) that reach the cube at ``cube_xy`` in the front view."""
     u, v = cube_xy
-    return np.array([(u - 0.5) * 80, 20 + (v - 0.5) * 50, 60 - (v - 0.5) * 50, 30.0, 0.0, 10.0], dtype=np.float32)
+    return np.array(
+        [(u - 0.5) * 80, 20 + (v - 0.5) * 50, 60 - (v - 0.5) * 50, 30.0, 0.0, 10.0], dtype=np.float32
+    )
 
 
 def gripper_xy(state: np.ndarray) -> np.ndarray:
@@ -87,11 +89,19 @@ def make_so100_demo_dataset(
     """Write a new dataset at ``root`` (which must not exist yet: nothing is ever overwritten)."""
     root = Path(root)
     if root.exists():
-        raise FileExistsError(f"{root} already exists; choose a new folder for the dataset (nothing is overwritten).")
+        raise FileExistsError(
+            f"{root} already exists; choose a new folder for the dataset (nothing is overwritten)."
+        )
     if num_episodes < 1 or episode_length < 2:
-        raise ValueError(f"Need at least 1 episode of 2 frames, got {num_episodes} episodes of {episode_length}.")
+        raise ValueError(
+            f"Need at least 1 episode of 2 frames, got {num_episodes} episodes of {episode_length}."
+        )
     dataset = LeRobotDataset.create(
-        repo_id=repo_id, fps=fps, features=so100_features(image_hw), robot_type="so100_follower", root=root,
+        repo_id=repo_id,
+        fps=fps,
+        features=so100_features(image_hw),
+        robot_type="so100_follower",
+        root=root,
         use_videos=False,
     )
     rng = np.random.default_rng(seed)

@@ -85,11 +85,17 @@ class GridSConfig:
                 f"GridS split_layer={self.split_layer} samples inside the vision tower after that many layers: it "
                 f"needs --policy.grids.sampler=grids (got {self.sampler!r}) and a layer count of 0 or more."
             )
-        inert = [name for name in self.settings_without_effect()
-                 if getattr(self, name) != type(self).__dataclass_fields__[name].default]
+        inert = [
+            name
+            for name in self.settings_without_effect()
+            if getattr(self, name) != type(self).__dataclass_fields__[name].default
+        ]
         if inert:
             raise ValueError(
-                "GridS " + "; ".join(f"{name}={getattr(self, name)!r} has no effect ({READ_BY[name]})" for name in inert)
+                "GridS "
+                + "; ".join(
+                    f"{name}={getattr(self, name)!r} has no effect ({READ_BY[name]})" for name in inert
+                )
                 + f" with sampler={self.sampler!r}, predictor={self.predictor!r}, coord_injection={self.coord_injection}."
                 f" Drop {' and '.join(f'--policy.grids.{name}' for name in inert)}, or choose the sampler that uses it."
             )
@@ -98,8 +104,14 @@ class GridSConfig:
         """The settings this sampler never reads: set to anything but their default, they are refused (they would
         be written to the config and the model card and change nothing)."""
         unused = {
-            "dense": ["num_tokens", "pooling", "interpolation", "coord_injection", "predictor_hidden_dim",
-                      "coord_encoder_hidden_dim"],
+            "dense": [
+                "num_tokens",
+                "pooling",
+                "interpolation",
+                "coord_injection",
+                "predictor_hidden_dim",
+                "coord_encoder_hidden_dim",
+            ],
             "random": ["pooling", "interpolation", "predictor_hidden_dim"],
             "topk": ["pooling", "interpolation", "predictor_hidden_dim"],
             "grids": ["pooling"] if self.predictor == "attention" else [],
@@ -176,7 +188,9 @@ def _cached_grid_centres(grid_hw: tuple[int, int], device, dtype) -> Tensor:
 Region = tuple[int, int, int, int]  # (top, bottom, left, right): token rows and columns, inclusive
 
 
-def crop_to_region(tokens: Tensor, grid_hw: tuple[int, int], region: Region) -> tuple[Tensor, tuple[int, int]]:
+def crop_to_region(
+    tokens: Tensor, grid_hw: tuple[int, int], region: Region
+) -> tuple[Tensor, tuple[int, int]]:
     """``tokens [B, H*W, C]`` of an ``H x W`` grid cut to the rows and columns of ``region``, and the cut grid."""
     top, bottom, left, right = region
     height, width = grid_hw
@@ -228,7 +242,9 @@ class GridSampler(nn.Module):
     pretrained tokens.
     """
 
-    def __init__(self, dim: int, config: GridSConfig, context_dim: int | None = None, output_dim: int | None = None):
+    def __init__(
+        self, dim: int, config: GridSConfig, context_dim: int | None = None, output_dim: int | None = None
+    ):
         """``dim``: width of the tokens the points are predicted from and read; ``context_dim``: of the instruction
         (default ``dim``); ``output_dim``: of the tokens the coordinate embedding is added to (default ``dim``; they
         differ when sampling inside a vision tower)."""
@@ -240,7 +256,11 @@ class GridSampler(nn.Module):
             return
         if config.sampler == "grids" and config.predictor == "attention":
             self.attention_predictor = AttentionPointPredictor(
-                dim, config.num_tokens, config.predictor_hidden_dim, spread_points(config.num_tokens), config.instruction,
+                dim,
+                config.num_tokens,
+                config.predictor_hidden_dim,
+                spread_points(config.num_tokens),
+                config.instruction,
                 context_dim,
             )
         elif config.sampler == "grids":
@@ -283,8 +303,9 @@ class GridSampler(nn.Module):
                 f"{height * width} (or --policy.grids.sampler=dense to keep every token)."
             )
 
-    def predict_points(self, tokens: Tensor, grid_hw: tuple[int, int], context: Tensor | None,
-                       region: Region | None = None) -> Tensor:
+    def predict_points(
+        self, tokens: Tensor, grid_hw: tuple[int, int], context: Tensor | None, region: Region | None = None
+    ) -> Tensor:
         """``[B, K, 2]`` the ``grids`` sampler's points, in the predictor's own dtype even under autocast
         (``accelerate launch --mixed_precision``): bfloat16 would round a point by up to a few thousandths of the
         image. With a ``region`` (the token rows and columns the camera's image covers; the rest is the padding
@@ -294,7 +315,9 @@ class GridSampler(nn.Module):
             cut, cut_hw = crop_to_region(tokens, grid_hw, region)
             return region_points_to_grid(self.predict_points(cut, cut_hw, context), grid_hw, region)
         if self.config.instruction and context is None:
-            raise ValueError("This GridS sampler is instruction-conditioned (instruction=True) and got no instruction.")
+            raise ValueError(
+                "This GridS sampler is instruction-conditioned (instruction=True) and got no instruction."
+            )
         height, width = grid_hw
         device = tokens.device.type
         with contextlib.nullcontext() if device == "meta" else torch.autocast(device, enabled=False):
@@ -308,8 +331,13 @@ class GridSampler(nn.Module):
             logits = self.point_predictor(self.context_norm(pooled))
             return torch.sigmoid(logits).view(tokens.shape[0], self.config.num_tokens, 2)
 
-    def forward(self, tokens: Tensor, grid_hw: tuple[int, int], context: Tensor | None = None,
-                region: Region | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        tokens: Tensor,
+        grid_hw: tuple[int, int],
+        context: Tensor | None = None,
+        region: Region | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """Sample ``tokens [B, H*W, C]`` of an ``H x W`` grid; ``context [B, C]``: the instruction, for a sampler
         with ``instruction=True`` (ignored otherwise); ``region``: the token rows and columns the image covers
         (``None``: all), outside which no pruning sampler reads (``dense`` passes every token, as the dense policy).
@@ -321,7 +349,9 @@ class GridSampler(nn.Module):
         batch, num_tokens, _ = tokens.shape
         height, width = grid_hw
         if height * width != num_tokens:
-            raise ValueError(f"GridS got {num_tokens} tokens for a {height}x{width} grid ({height * width} tokens).")
+            raise ValueError(
+                f"GridS got {num_tokens} tokens for a {height}x{width} grid ({height * width} tokens)."
+            )
         if self.config.sampler == "dense":
             return tokens, grid_centres((height, width), tokens.device, tokens.dtype).expand(batch, -1, -1)
         if region is None:
@@ -332,14 +362,18 @@ class GridSampler(nn.Module):
             points = region_points_to_grid(points, grid_hw, region)
         return self.embed_coordinates(sampled, points), points
 
-    def sample(self, tokens: Tensor, grid_hw: tuple[int, int], context: Tensor | None) -> tuple[Tensor, Tensor]:
+    def sample(
+        self, tokens: Tensor, grid_hw: tuple[int, int], context: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
         """``(samples [B, K, C], points [B, K, 2])`` of a pruning sampler, before the coordinate embedding."""
         self.check_grid(grid_hw)
         batch, num_tokens, _ = tokens.shape
         height, width = grid_hw
         if self.config.sampler == "grids":
             points = self.predict_points(tokens, (height, width), context)
-            sampled = bilinear_sample(tokens.view(batch, height, width, -1), points, self.config.interpolation)
+            sampled = bilinear_sample(
+                tokens.view(batch, height, width, -1), points, self.config.interpolation
+            )
         else:
             if self.config.sampler == "random":
                 scores = torch.rand(batch, num_tokens, device=tokens.device)

@@ -11,8 +11,9 @@ def check_new(path: Path, option: str = "--output-dir") -> None:
     """Refuse an output folder that exists and is not empty (or is a file): nothing is overwritten."""
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise FileExistsError(f"{path} already exists and is not empty; choose a new {option} "
-                              "(nothing is overwritten).")
+        raise FileExistsError(
+            f"{path} already exists and is not empty; choose a new {option} (nothing is overwritten)."
+        )
 
 
 def new_output_dir(path: Path, option: str = "--output-dir") -> Path:
@@ -26,7 +27,9 @@ def new_output_dir(path: Path, option: str = "--output-dir") -> Path:
 def output_folder(path: Path, option: str = "--output-dir") -> Iterator[Path]:
     """:func:`new_output_dir` for the block; if the block fails, the folder is removed again with what the block wrote
     into it (and the parent folders it needed, where they are left empty): only a run that finished leaves a folder."""
-    missing = [folder for folder in (Path(path).absolute(), *Path(path).absolute().parents) if not folder.exists()]
+    missing = [
+        folder for folder in (Path(path).absolute(), *Path(path).absolute().parents) if not folder.exists()
+    ]
     new_output_dir(path, option)
     try:
         yield Path(path)

@@ -20,8 +20,15 @@ class AttentionPointPredictor(nn.Module):
     points, and the content term moves them. Differentiable end to end.
     """
 
-    def __init__(self, dim: int, num_points: int, hidden_dim: int, start_points: Tensor, use_context: bool,
-                 context_dim: int | None = None):
+    def __init__(
+        self,
+        dim: int,
+        num_points: int,
+        hidden_dim: int,
+        start_points: Tensor,
+        use_context: bool,
+        context_dim: int | None = None,
+    ):
         super().__init__()
         self.token_norm = nn.LayerNorm(dim)
         self.key = nn.Linear(dim, hidden_dim)

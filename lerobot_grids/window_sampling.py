@@ -33,7 +33,9 @@ def read_windows(patches: Tensor, points: Tensor, window: int, mode: str = "bili
     batch, height, width, channels = patches.shape
     num_points = points.shape[1]
     points = points.to(patches.dtype)
-    span = points.new_tensor([width - window, height - window])  # from the first window's centre to the last's
+    span = points.new_tensor(
+        [width - window, height - window]
+    )  # from the first window's centre to the last's
     centres = (window - 1) / 2 + points * span  # in patches
     positions = centres.unsqueeze(2) + window_offsets(window, points.device, points.dtype)  # [B, K, w*w, 2]
     normalised = positions / points.new_tensor([max(width - 1, 1), max(height - 1, 1)])

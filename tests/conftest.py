@@ -75,7 +75,9 @@ def dataset_root(tmp_path_factory) -> Path:
     return root
 
 
-def make_config(policy_type: str = "smolvla_grids", dataset_root: Path | None = None, **options) -> PreTrainedConfig:
+def make_config(
+    policy_type: str = "smolvla_grids", dataset_root: Path | None = None, **options
+) -> PreTrainedConfig:
     """A tiny policy config whose features are those of the test dataset."""
     tiny = TINY_PI0_OPTIONS if policy_type.startswith("pi0") else TINY_POLICY_OPTIONS
     grids = options.get("grids", {})
@@ -83,7 +85,9 @@ def make_config(policy_type: str = "smolvla_grids", dataset_root: Path | None = 
         options["grids"] = {"num_tokens": 4, **grids}  # the test cameras (4:3) cover 3x4 of the tiny 4x4 grid
     config = PreTrainedConfig.get_choice_class(policy_type)(**{**tiny, **options})
     if dataset_root is not None:
-        features = dataset_to_policy_features(LeRobotDataset(DATASET_REPO_ID, root=dataset_root).meta.features)
+        features = dataset_to_policy_features(
+            LeRobotDataset(DATASET_REPO_ID, root=dataset_root).meta.features
+        )
         config.output_features = {k: f for k, f in features.items() if f.type is FeatureType.ACTION}
         config.input_features = {k: f for k, f in features.items() if k not in config.output_features}
     return config
@@ -102,8 +106,9 @@ def checkpoint(dataset_root, tmp_path_factory) -> Path:
     return folder
 
 
-def changed_copy(checkpoint: Path, folder: Path, file: str | None = None, change=None,
-                 action_bias: float | None = None) -> Path:
+def changed_copy(
+    checkpoint: Path, folder: Path, file: str | None = None, change=None, action_bias: float | None = None
+) -> Path:
     """A copy of a saved smolvla_grids ``checkpoint`` (processors included) in ``folder``, whose safetensors ``file``
     is changed by ``change(tensors)``, and whose action head's output bias is ``action_bias`` if given."""
     shutil.copytree(checkpoint, folder)
@@ -166,7 +171,9 @@ class FakeHub:
 
     def _create_repo(self, match, body):
         request = json.loads(body)
-        repo_id = f"{request['organization']}/{request['name']}" if request.get("organization") else request["name"]
+        repo_id = (
+            f"{request['organization']}/{request['name']}" if request.get("organization") else request["name"]
+        )
         self.files.setdefault(repo_id, {})
         return {"url": f"{self.endpoint}/{repo_id}", "repo_id": repo_id, "name": repo_id}
 
@@ -189,7 +196,10 @@ class FakeHub:
             item = json.loads(line)
             if item["key"] == "file":
                 self.files[repo_id][item["value"]["path"]] = base64.b64decode(item["value"]["content"])
-        return {"commitUrl": f"{self.endpoint}/{repo_id}/commit/0123456789abcdef", "commitOid": "0123456789abcdef"}
+        return {
+            "commitUrl": f"{self.endpoint}/{repo_id}/commit/0123456789abcdef",
+            "commitOid": "0123456789abcdef",
+        }
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@
   frame rates their real counterparts support.
 """
 
+import contextlib
 import importlib.machinery
 import os
 import sys
@@ -24,7 +25,14 @@ from lerobot.motors.feetech.tables import MODEL_NUMBER_TABLE, STS_SMS_SERIES_CON
 INST_PING, INST_READ, INST_WRITE, INST_SYNC_READ, INST_SYNC_WRITE = 0x01, 0x02, 0x03, 0x82, 0x83
 BROADCAST_ID = 0xFE
 ERROR_OVERLOAD = 0x20  # bit 5 of a status packet's error byte
-SO100_MOTOR_IDS = {"shoulder_pan": 1, "shoulder_lift": 2, "elbow_flex": 3, "wrist_flex": 4, "wrist_roll": 5, "gripper": 6}
+SO100_MOTOR_IDS = {
+    "shoulder_pan": 1,
+    "shoulder_lift": 2,
+    "elbow_flex": 3,
+    "wrist_flex": 4,
+    "wrist_roll": 5,
+    "gripper": 6,
+}
 # Where each servo's encoder reads when the arm rests in the middle of its range, as assembled: LeRobot's
 # calibration turns these into homing offsets of position - 2047 (+313, -262, +151, -488, +95, -30).
 SO100_REST_POSITIONS = {1: 2360, 2: 1785, 3: 2198, 4: 1559, 5: 2142, 6: 2017}
@@ -42,10 +50,9 @@ def answer_at_once() -> None:
     switch interval (5 ms). So the thread takes a real-time priority (SCHED_FIFO, as root: here and in CI), which
     puts it on a core as soon as a packet arrives, and the process hands Python's lock over ten times sooner."""
     sys.setswitchinterval(0.0005)
-    try:
+    # not root: ordinary priority (on a busy machine a reply may then come too late)
+    with contextlib.suppress(PermissionError):
         os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO, os.sched_param(1))
-    except PermissionError:  # not root: ordinary priority (on a busy machine a reply may then come too late)
-        pass
 
 
 REPLY_GRACE_MS = 1000  # added to the reply window of LeRobot's Feetech driver for the simulated servos
@@ -99,12 +106,15 @@ class SimulatedFeetechBus:
     with torque off); ``fail(...)`` makes servos drop replies or report errors.
     """
 
-    def __init__(self, calibration: dict[int, tuple[int, int, int]] | None = None,
-                 positions: dict[int, int] | None = None):
+    def __init__(
+        self,
+        calibration: dict[int, tuple[int, int, int]] | None = None,
+        positions: dict[int, int] | None = None,
+    ):
         """``calibration``: ``{id: (homing_offset, min_position, max_position)}`` in the servos' EEPROM, by
         default the factory state (0, 0, 4095); ``positions``: encoder positions, by default
         ``SO100_REST_POSITIONS``."""
-        calibration = calibration or {motor_id: (0, 0, RESOLUTION - 1) for motor_id in SO100_MOTOR_IDS.values()}
+        calibration = calibration or dict.fromkeys(SO100_MOTOR_IDS.values(), (0, 0, RESOLUTION - 1))
         self.tables = {motor_id: bytearray(256) for motor_id in calibration}
         self.encoders = dict(positions or SO100_REST_POSITIONS)
         for motor_id, (offset, low, high) in calibration.items():
@@ -138,9 +148,14 @@ class SimulatedFeetechBus:
 
     def eeprom(self) -> dict[int, tuple[int, int, int]]:
         """``{id: (homing_offset, min_position, max_position)}`` as the servos hold them now."""
-        return {motor_id: (decode_sign_magnitude(self.peek(motor_id, "Homing_Offset"), 11),
-                           self.peek(motor_id, "Min_Position_Limit"), self.peek(motor_id, "Max_Position_Limit"))
-                for motor_id in self.tables}
+        return {
+            motor_id: (
+                decode_sign_magnitude(self.peek(motor_id, "Homing_Offset"), 11),
+                self.peek(motor_id, "Min_Position_Limit"),
+                self.peek(motor_id, "Max_Position_Limit"),
+            )
+            for motor_id in self.tables
+        }
 
     def _offset(self, motor_id: int) -> int:
         return decode_sign_magnitude(self.peek(motor_id, "Homing_Offset"), 11)
@@ -199,7 +214,10 @@ class SimulatedFeetechBus:
             self.goal_writes[motor_id].append(goal)
             self.present_at_goal[motor_id].append(self.present(motor_id))
             if self.peek(motor_id, "Torque_Enable"):
-                low, high = self.peek(motor_id, "Min_Position_Limit"), self.peek(motor_id, "Max_Position_Limit")
+                low, high = (
+                    self.peek(motor_id, "Min_Position_Limit"),
+                    self.peek(motor_id, "Max_Position_Limit"),
+                )
                 self.set_present(motor_id, min(max(goal, low), high))
 
     def _answer(self, motor_id: int, instruction: int, params: bytes) -> bytes:
@@ -217,7 +235,9 @@ class SimulatedFeetechBus:
             if address == STS_SMS_SERIES_CONTROL_TABLE["Present_Position"][0]:
                 self.position_reads += 1
             return b"".join(
-                self._status(i, self._read(i, address, length), address) for i in params[2:] if i in self.tables
+                self._status(i, self._read(i, address, length), address)
+                for i in params[2:]
+                if i in self.tables
             )
         if instruction == INST_SYNC_WRITE:
             address, length = params[0], params[1]
@@ -274,8 +294,12 @@ class SimulatedRealSense:
         self.__spec__ = importlib.machinery.ModuleSpec("pyrealsense2", None)  # LeRobot 0.6 looks it up
         module = self
         self.camera_info = SimpleNamespace(
-            name="name", serial_number="serial_number", firmware_version="firmware_version",
-            usb_type_descriptor="usb_type_descriptor", physical_port="physical_port", product_id="product_id",
+            name="name",
+            serial_number="serial_number",
+            firmware_version="firmware_version",
+            usb_type_descriptor="usb_type_descriptor",
+            physical_port="physical_port",
+            product_id="product_id",
             product_line="product_line",
         )
         self.stream = SimpleNamespace(color="color", depth="depth")
@@ -283,17 +307,28 @@ class SimulatedRealSense:
 
         class Device:
             def __init__(self, serial: str):
-                self.info = {"name": module.devices[serial], "serial_number": serial, "firmware_version": "5.16.0.1",
-                             "usb_type_descriptor": "3.2", "physical_port": f"/dev/video-{serial}",
-                             "product_id": "0B07", "product_line": "D400"}
+                self.info = {
+                    "name": module.devices[serial],
+                    "serial_number": serial,
+                    "firmware_version": "5.16.0.1",
+                    "usb_type_descriptor": "3.2",
+                    "physical_port": f"/dev/video-{serial}",
+                    "product_id": "0B07",
+                    "product_line": "D400",
+                }
 
             def get_info(self, key):
                 return self.info[key]
 
             def query_sensors(self):
                 default = SimpleNamespace(
-                    is_video_stream_profile=lambda: True, is_default=lambda: True, stream_name=lambda: "Color",
-                    format=lambda: SimpleNamespace(name="rgb8"), width=lambda: 640, height=lambda: 480, fps=lambda: 30,
+                    is_video_stream_profile=lambda: True,
+                    is_default=lambda: True,
+                    stream_name=lambda: "Color",
+                    format=lambda: SimpleNamespace(name="rgb8"),
+                    width=lambda: 640,
+                    height=lambda: 480,
+                    fps=lambda: 30,
                 )
                 default.as_video_stream_profile = lambda: default
                 return [SimpleNamespace(get_stream_profiles=lambda: [default])]
@@ -370,7 +405,11 @@ class SimulatedRealSense:
                 self.next_frame_at = max(self.next_frame_at + period, time.monotonic())
                 time.sleep(max(0.0, self.next_frame_at - time.monotonic()))
                 self.count += 1
-                width, height, _ = (self.profile.get_stream("color").width(), self.profile.get_stream("color").height(), 0)
+                width, height, _ = (
+                    self.profile.get_stream("color").width(),
+                    self.profile.get_stream("color").height(),
+                    0,
+                )
                 image = np.full((height, width, 3), (self.count * 7) % 255, dtype=np.uint8)
                 image[..., 1] = int(self.serial[-1]) * 20  # each camera its own colour
                 return Frames(image)

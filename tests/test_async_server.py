@@ -22,7 +22,9 @@ TASK = "Pick up the green cube and place it into the green bowl."
 POLICY_TYPES = [
     "smolvla_grids",
     "pi0_grids",
-    pytest.param("pi05_grids", marks=pytest.mark.skipif(not compat.PI_ON_STOCK_TRANSFORMERS, reason="LeRobot 0.5+")),
+    pytest.param(
+        "pi05_grids", marks=pytest.mark.skipif(not compat.PI_ON_STOCK_TRANSFORMERS, reason="LeRobot 0.5+")
+    ),
 ]
 
 
@@ -41,7 +43,9 @@ def _raw_observation(features: dict) -> dict:
     observation = {name: float(rng.uniform(-20, 20)) for name in features["observation.state"]["names"]}
     for key, feature in features.items():
         if key.startswith("observation.images."):
-            observation[key.removeprefix("observation.images.")] = rng.integers(0, 256, feature["shape"], dtype=np.uint8)
+            observation[key.removeprefix("observation.images.")] = rng.integers(
+                0, 256, feature["shape"], dtype=np.uint8
+            )
     return {**observation, "task": TASK}
 
 
@@ -52,8 +56,13 @@ def test_the_async_server_serves_every_grids_policy_type(dataset_root, tmp_path,
     features = robot_features()
     from lerobot.transport import services_pb2
 
-    setup = RemotePolicyConfig(policy_type=policy_type, pretrained_name_or_path=str(checkpoint),
-                               lerobot_features=features, actions_per_chunk=3, device="cpu")
+    setup = RemotePolicyConfig(
+        policy_type=policy_type,
+        pretrained_name_or_path=str(checkpoint),
+        lerobot_features=features,
+        actions_per_chunk=3,
+        device="cpu",
+    )
     server = GridSPolicyServer(PolicyServerConfig())
     server.SendPolicyInstructions(services_pb2.PolicySetup(data=pickle.dumps(setup)), Context())
     assert server.policy.name == policy_type
@@ -68,8 +77,11 @@ def test_the_async_server_serves_every_grids_policy_type(dataset_root, tmp_path,
     # The record loop's first action from the same observation and noise: the server's first.
     from lerobot.async_inference.helpers import raw_observation_to_observation
 
-    batch = server.preprocessor(raw_observation_to_observation(
-        observation.get_observation(), server.lerobot_features, server.policy_image_features))
+    batch = server.preprocessor(
+        raw_observation_to_observation(
+            observation.get_observation(), server.lerobot_features, server.policy_image_features
+        )
+    )
     server.policy.reset()
     torch.manual_seed(1)
     first = server.postprocessor(server.policy.select_action(batch))

@@ -6,7 +6,12 @@ import transformers
 from packaging.version import Version
 from transformers import AutoConfig, AutoTokenizer, SmolVLMForConditionalGeneration
 
-from lerobot_grids.backbones import SMOLVLM2_500M, TINY_PALIGEMMA_TOKENIZER, TINY_SMOLVLM, write_shipped_backbones
+from lerobot_grids.backbones import (
+    SMOLVLM2_500M,
+    TINY_PALIGEMMA_TOKENIZER,
+    TINY_SMOLVLM,
+    write_shipped_backbones,
+)
 
 
 @pytest.mark.skipif(
@@ -52,6 +57,11 @@ def test_full_size_architecture_is_smolvlm2_500m():
 
 def test_paligemma_tokenizer_has_gemma_special_ids_and_starts_with_bos():
     tokenizer = AutoTokenizer.from_pretrained(TINY_PALIGEMMA_TOKENIZER)
-    assert (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id) == (0, 1, 2, 3)
+    assert (
+        tokenizer.pad_token_id,
+        tokenizer.eos_token_id,
+        tokenizer.bos_token_id,
+        tokenizer.unk_token_id,
+    ) == (0, 1, 2, 3)
     ids = tokenizer("Transfer the pen into the container.\n")["input_ids"]
     assert ids[0] == 2 and max(ids) < 512 and len(tokenizer) <= 512

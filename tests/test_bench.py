@@ -25,7 +25,9 @@ def hand_count_prefix_flops(tokens: int) -> int:
     embedding's outer product of inverse frequencies and positions (2 FLOPs per multiply-add; norms,
     softmax and the rotation itself are elementwise, not matrix products)."""
     spec = TINY_GEMMA_VARIANTS["gemma_tiny"]
-    width, heads, kv_heads, head_dim, mlp = (spec[k] for k in ("width", "num_heads", "num_kv_heads", "head_dim", "mlp_dim"))
+    width, heads, kv_heads, head_dim, mlp = (
+        spec[k] for k in ("width", "num_heads", "num_kv_heads", "head_dim", "mlp_dim")
+    )
     projections = 2 * tokens * width * head_dim * (2 * heads + 2 * kv_heads)
     mlp_flops = 3 * 2 * tokens * width * mlp
     attention = 2 * 2 * heads * tokens * tokens * head_dim
@@ -41,13 +43,25 @@ def hand_count_other_flops(passes: int) -> int:
     config = bench.ARCHITECTURES["pi0_tiny"]()
     width = TINY_GEMMA_VARIANTS["gemma_tiny_expert"]["width"]
     state, action, chunk = config.max_state_dim, config.max_action_dim, config.chunk_size
-    return passes * 2 * (state * width + chunk * (action * width + 2 * width * width + width * width + width * action))
+    return (
+        passes
+        * 2
+        * (state * width + chunk * (action * width + 2 * width * width + width * width + width * action))
+    )
 
 
 @pytest.fixture(scope="module")
 def pi0_tiny_results():
-    return bench.benchmark("pi0_tiny", ks=[4], batch_sizes=[1, 2], train_batch_size=2, repeats=1, warmup=0,
-                           device="cpu", fake_flops=True)
+    return bench.benchmark(
+        "pi0_tiny",
+        ks=[4],
+        batch_sizes=[1, 2],
+        train_batch_size=2,
+        repeats=1,
+        warmup=0,
+        device="cpu",
+        fake_flops=True,
+    )
 
 
 def test_prefix_flops_match_a_hand_count(pi0_tiny_results):
@@ -86,13 +100,17 @@ def hand_count_tiny_smolvlm_vision(patches_per_layer: list[int], tokens: int) ->
     attention products QK^T and AV (SDPA, whose CPU kernel the counter does not know: counted through the math
     backend), then the connector's projection of ``tokens`` 2x2 pixel-shuffled windows to the language model's width."""
     width, mlp, patch, text_width = 32, 64, 16, 64
-    layers = sum(4 * 2 * n * width * width + 2 * 2 * n * width * mlp + 2 * 2 * n * n * width for n in patches_per_layer)
+    layers = sum(
+        4 * 2 * n * width * width + 2 * 2 * n * width * mlp + 2 * 2 * n * n * width for n in patches_per_layer
+    )
     return 2 * 64 * (3 * patch * patch) * width + layers + 2 * tokens * (4 * width) * text_width
 
 
 def test_smolvla_vision_flops_match_a_hand_count_with_attention():
     policy = bench.build_policy("smolvla_tiny", "cpu")
-    policy.config.num_steps = 1  # one denoising step: the vision tower runs once per call whatever their number
+    policy.config.num_steps = (
+        1  # one denoising step: the vision tower runs once per call whatever their number
+    )
     inputs = bench.make_inputs(policy, 1, "cpu")
     vision = {}
     for name, sampler in bench.make_samplers(policy, [4, 16], split_layers=[1]).items():
@@ -107,20 +125,59 @@ def test_smolvla_vision_flops_match_a_hand_count_with_attention():
 
 
 def test_fake_and_real_tensors_count_the_same_flops():
-    fake = bench.benchmark("pi0_tiny", ks=[2], batch_sizes=[1], train_batch_size=0, repeats=1, warmup=0,
-                           device="cpu", fake_flops=True, latency=False)
-    real = bench.benchmark("pi0_tiny", ks=[2], batch_sizes=[1], train_batch_size=0, repeats=1, warmup=0,
-                           device="cpu", fake_flops=False, latency=False)
+    fake = bench.benchmark(
+        "pi0_tiny",
+        ks=[2],
+        batch_sizes=[1],
+        train_batch_size=0,
+        repeats=1,
+        warmup=0,
+        device="cpu",
+        fake_flops=True,
+        latency=False,
+    )
+    real = bench.benchmark(
+        "pi0_tiny",
+        ks=[2],
+        batch_sizes=[1],
+        train_batch_size=0,
+        repeats=1,
+        warmup=0,
+        device="cpu",
+        fake_flops=False,
+        latency=False,
+    )
     assert fake["variants"] == real["variants"]
 
 
 def test_command_writes_json_markdown_and_plot_and_never_overwrites(tmp_path):
     """The installed ``lerobot-grids-bench``, as a user runs it."""
     output = tmp_path / "bench"
-    args = ["--models", "smolvla_tiny", "--ks", "2", "--batch-sizes", "1", "2", "--train-batch-size", "0",
-            "--repeats", "2", "--warmup", "0", "--device", "cpu", "--output-dir", str(output)]
-    command = subprocess.run([str(Path(sys.executable).with_name("lerobot-grids-bench")), *args], capture_output=True,
-                             text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    args = [
+        "--models",
+        "smolvla_tiny",
+        "--ks",
+        "2",
+        "--batch-sizes",
+        "1",
+        "2",
+        "--train-batch-size",
+        "0",
+        "--repeats",
+        "2",
+        "--warmup",
+        "0",
+        "--device",
+        "cpu",
+        "--output-dir",
+        str(output),
+    ]
+    command = subprocess.run(
+        [str(Path(sys.executable).with_name("lerobot-grids-bench")), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert command.returncode == 0, command.stderr[-3000:]
     results = json.loads((output / "results.json").read_text())
     variants = results["results"][0]["variants"]
@@ -132,19 +189,34 @@ def test_command_writes_json_markdown_and_plot_and_never_overwrites(tmp_path):
     # The share of the time the bound saves, from the stored times of every round.
     labels = ["inference_b1", "inference_b2", "record_loop_chunk", "async_server_chunk"]
     assert "| share of the time no image tokens saves | " + " | ".join(labels) + " |" in report
-    shares = [bench.share_of_time_saved(variants["K=2"], variants["dense"], variants["no image tokens"], label)
-              for label in labels]
-    assert "| K=2 | " + " | ".join(f"{100 * median:.0f}% [{100 * first:.0f}, {100 * third:.0f}]"
-                                   for first, median, third in shares) + " |" in report
+    shares = [
+        bench.share_of_time_saved(variants["K=2"], variants["dense"], variants["no image tokens"], label)
+        for label in labels
+    ]
+    assert (
+        "| K=2 | "
+        + " | ".join(
+            f"{100 * median:.0f}% [{100 * first:.0f}, {100 * third:.0f}]" for first, median, third in shares
+        )
+        + " |"
+        in report
+    )
     # On the console, a line as each measurement starts and ends: a long run on a CPU is not silent until it ends.
     starts = re.findall(r"smolvla_tiny (\w+) \((\d)/4\): 2 rounds of 3 variants", command.stderr)
-    ends = re.findall(r"smolvla_tiny (\w+) done in \d+ s: K=2 [\d.]+x \[[\d.]+, [\d.]+\], no image tokens ",
-                      command.stderr)
+    ends = re.findall(
+        r"smolvla_tiny (\w+) done in \d+ s: K=2 [\d.]+x \[[\d.]+, [\d.]+\], no image tokens ", command.stderr
+    )
     assert starts == [(label, str(i)) for i, label in enumerate(labels, start=1)] and ends == labels
     assert (output / "speedup.png").read_bytes()[:4] == b"\x89PNG"
-    refused = subprocess.run([str(Path(sys.executable).with_name("lerobot-grids-bench")), *args], capture_output=True,
-                             text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].endswith("(nothing is overwritten).")
+    refused = subprocess.run(
+        [str(Path(sys.executable).with_name("lerobot-grids-bench")), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].endswith(
+        "(nothing is overwritten)."
+    )
 
 
 def test_compile_mode_times_policies_compiled_as_lerobot_compiles_them(monkeypatch):
@@ -152,8 +224,18 @@ def test_compile_mode_times_policies_compiled_as_lerobot_compiles_them(monkeypat
     of ``sample_actions`` and ``forward``), the FLOPs counted on an eager one; the run records the mode."""
     modes = []
     monkeypatch.setattr(torch, "compile", lambda function, *, mode=None, **_: modes.append(mode) or function)
-    results = bench.benchmark("pi0_tiny", ks=[2], batch_sizes=[1], train_batch_size=0, repeats=1, warmup=0,
-                              device="cpu", fake_flops=True, deployment=False, compile_mode="max-autotune")
+    results = bench.benchmark(
+        "pi0_tiny",
+        ks=[2],
+        batch_sizes=[1],
+        train_batch_size=0,
+        repeats=1,
+        warmup=0,
+        device="cpu",
+        fake_flops=True,
+        deployment=False,
+        compile_mode="max-autotune",
+    )
     assert modes == ["max-autotune", "max-autotune"]
     assert results["environment"]["compile"] == "max-autotune"
     assert all("speedup_inference_b1" in variant for variant in results["variants"].values())
@@ -171,7 +253,9 @@ def test_bfloat16_and_gradient_checkpointing_are_the_policy_types_own_options():
         bench.build_policy("smolvla_tiny", "cpu", gradient_checkpointing=True)
 
 
-def test_command_creates_its_folder_before_building_a_model_and_a_failed_run_leaves_none(tmp_path, monkeypatch):
+def test_command_creates_its_folder_before_building_a_model_and_a_failed_run_leaves_none(
+    tmp_path, monkeypatch
+):
     output = tmp_path / "new" / "bench"
 
     def no_model(*args, **kwargs):
@@ -184,12 +268,15 @@ def test_command_creates_its_folder_before_building_a_model_and_a_failed_run_lea
     assert not (tmp_path / "new").exists()  # nothing left behind to block the next run
 
 
-@pytest.mark.parametrize(("option", "value", "message"), [
-    ("--repeats", "0", "argument --repeats: must be at least 1, got 0"),
-    ("--batch-sizes", "0", "argument --batch-sizes: must be at least 1, got 0"),
-    ("--warmup", "-1", "argument --warmup: must be at least 0, got -1"),
-    ("--ks", "two", "argument --ks: a whole number is needed, got 'two'"),
-])
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--repeats", "0", "argument --repeats: must be at least 1, got 0"),
+        ("--batch-sizes", "0", "argument --batch-sizes: must be at least 1, got 0"),
+        ("--warmup", "-1", "argument --warmup: must be at least 0, got -1"),
+        ("--ks", "two", "argument --ks: a whole number is needed, got 'two'"),
+    ],
+)
 def test_bad_numbers_are_refused_before_any_work(tmp_path, monkeypatch, capsys, option, value, message):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(lerobot_grids_bench, "benchmark", lambda *args, **kwargs: pytest.fail("work started"))
@@ -199,8 +286,17 @@ def test_bad_numbers_are_refused_before_any_work(tmp_path, monkeypatch, capsys, 
     assert list(tmp_path.iterdir()) == []  # no outputs/ folder
 
 
-@pytest.mark.parametrize("run", ["cpu-2core", "cpu-2core-20rounds", "cpu-2core-bound", "cpu-2core-in-tower",
-                                 "cpu-2core-in-tower-training", "h100"])
+@pytest.mark.parametrize(
+    "run",
+    [
+        "cpu-2core",
+        "cpu-2core-20rounds",
+        "cpu-2core-bound",
+        "cpu-2core-in-tower",
+        "cpu-2core-in-tower-training",
+        "h100",
+    ],
+)
 def test_stored_reports_are_rendered_from_their_results_and_the_readme_quotes_them(tmp_path, run):
     """``--render`` writes each stored run's report from its results.json alone, as stored; the benchmark tables
     of docs/benchmarks.md are its rows, and its shares of the no-image-tokens bound where it stores them (the H100
@@ -212,14 +308,22 @@ def test_stored_reports_are_rendered_from_their_results_and_the_readme_quotes_th
     analysis = (REPO_ROOT / "docs" / "benchmarks.md").read_text().splitlines()
     results = json.loads((stored / "results.json").read_text())["results"]
     if run.startswith("cpu-2core"):
-        rows = [line for r in results for table in (bench.markdown_table(r), bench.bound_table(r) or "")
-                for line in table.splitlines()[2:]]
+        rows = [
+            line
+            for r in results
+            for table in (bench.markdown_table(r), bench.bound_table(r) or "")
+            for line in table.splitlines()[2:]
+        ]
     else:
         names = {"smolvla": "SmolVLA", "pi0": "pi0"}
         speedups = ("speedup_inference_b1", "speedup_inference_b8", "speedup_training_step_b8")
-        rows = [f"| {names[r['architecture']]} | {name} | " + " | ".join(f"{v[key]:.2f}x" for key in speedups)
-                + f" | {v['peak_memory_mb_training_step_b8'] / 1024:.1f} |"
-                for r in results for name, v in r["variants"].items()]
+        rows = [
+            f"| {names[r['architecture']]} | {name} | "
+            + " | ".join(f"{v[key]:.2f}x" for key in speedups)
+            + f" | {v['peak_memory_mb_training_step_b8'] / 1024:.1f} |"
+            for r in results
+            for name, v in r["variants"].items()
+        ]
     assert rows and all(row in analysis for row in rows)
 
 
@@ -230,15 +334,20 @@ def test_time_rounds_rotates_the_order_and_times_with_the_collector_off(monkeypa
         def call():
             calls.append(name)
             collector.append(gc.isenabled())
+
         return call
 
     clock = iter(range(1000))
     monkeypatch.setattr(bench.time, "perf_counter", lambda: float(next(clock)))
     times = bench.time_rounds({name: variant(name) for name in "abc"}, repeats=3, warmup=2, device="cpu")
-    rounds = ["".join(calls[i:i + 3]) for i in range(0, len(calls), 3)]
+    rounds = ["".join(calls[i : i + 3]) for i in range(0, len(calls), 3)]
     assert rounds == ["abc", "bca", "cab", "abc", "bca"]  # every variant starts a round in turn
     assert collector == [False] * 15 and gc.isenabled()
-    assert {name: len(values) for name, values in times.items()} == {"a": 3, "b": 3, "c": 3}  # warm-up dropped
+    assert {name: len(values) for name, values in times.items()} == {
+        "a": 3,
+        "b": 3,
+        "c": 3,
+    }  # warm-up dropped
     assert all(value == 1.0 for values in times.values() for value in values)  # one clock tick per call
 
 
@@ -260,12 +369,17 @@ def test_share_of_time_saved_is_negative_for_a_variant_slower_than_dense(pi0_tin
     # Slower than dense every round: a negative share, where the bound's time over the variant's would read 50%.
     slower = {"seconds_rounds_inference_b1": [6.0] * 5}
     assert bench.share_of_time_saved(slower, dense, bound, "inference_b1") == (-1.0, -1.0, -1.0)
-    assert bench.share_of_time_saved({}, dense, bound, "inference_b1") is None  # a run stored before the rounds were
+    assert (
+        bench.share_of_time_saved({}, dense, bound, "inference_b1") is None
+    )  # a run stored before the rounds were
     # Every round's times are stored, and the reported median is theirs.
     for variant in pi0_tiny_results["variants"].values():
         for label in ("inference_b1", "inference_b2", "training_step_b2"):
             rounds = variant[f"seconds_rounds_{label}"]
-            assert len(rounds) == pi0_tiny_results["repeats"] and statistics.median(rounds) == variant[f"seconds_{label}"]
+            assert (
+                len(rounds) == pi0_tiny_results["repeats"]
+                and statistics.median(rounds) == variant[f"seconds_{label}"]
+            )
 
 
 def test_report_shows_the_speed_up_range_and_the_flops_without_the_vision_tower(pi0_tiny_results):
@@ -276,7 +390,10 @@ def test_report_shows_the_speed_up_range_and_the_flops_without_the_vision_tower(
     k4_lm = k4["flops_inference"]["total"] - k4["flops_inference"]["vision"]
     low, high = k4["speedup_iqr_inference_b1"]
     row = next(line for line in table.splitlines() if line.startswith("| K=4 |"))
-    assert f"| {dense_lm / k4_lm:.2f}x |" in row and f"{k4['speedup_inference_b1']:.2f}x [{low:.2f}, {high:.2f}]" in row
+    assert (
+        f"| {dense_lm / k4_lm:.2f}x |" in row
+        and f"{k4['speedup_inference_b1']:.2f}x [{low:.2f}, {high:.2f}]" in row
+    )
     assert dense_lm / k4_lm > variants["dense"]["flops_inference"]["total"] / k4["flops_inference"]["total"]
     assert pi0_tiny_results["environment"]["dtype"] == "float32" and pi0_tiny_results["repeats"] == 1
 
@@ -294,7 +411,9 @@ def test_deployment_calls_make_the_chunk_the_record_loop_and_the_async_server_ac
     assert action.shape == (1, 6) and chunk.shape == (1, policy.config.chunk_size, 6)
     torch.testing.assert_close(action, chunk[:, 0])
     torch.manual_seed(0)
-    assert torch.equal(calls["record_loop_chunk"](), action)  # the queue was emptied: a new chunk, not the next action
+    assert torch.equal(
+        calls["record_loop_chunk"](), action
+    )  # the queue was emptied: a new chunk, not the next action
 
 
 def test_benchmark_times_the_deployment_chunk_of_every_variant(pi0_tiny_results):

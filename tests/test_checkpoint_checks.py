@@ -18,8 +18,9 @@ CHANGED = "changed"
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_statistics_are_refused_on_load_naming_file_and_key(checkpoint, tmp_path, value):
-    folder = changed_copy(checkpoint, tmp_path / CHANGED, POSTPROCESSOR_STATS,
-                          lambda t: t["action.std"].__setitem__(5, value))
+    folder = changed_copy(
+        checkpoint, tmp_path / CHANGED, POSTPROCESSOR_STATS, lambda t: t["action.std"].__setitem__(5, value)
+    )
     with pytest.raises(ValueError, match=rf"non-finite .* in {POSTPROCESSOR_STATS}: \['action.std'\]"):
         SmolVLAGridsPolicy.from_pretrained(folder)
 
@@ -27,7 +28,9 @@ def test_non_finite_statistics_are_refused_on_load_naming_file_and_key(checkpoin
 def test_an_action_that_unnormalises_to_infinity_is_not_handed_out(checkpoint, tmp_path, dataset_root):
     """Finite statistics can still give the motors an infinite goal (float32 overflow): the check runs on the action
     as the checkpoint's postprocessor unnormalises it, not only on the policy's normalised output."""
-    folder = changed_copy(checkpoint, tmp_path / CHANGED, POSTPROCESSOR_STATS, lambda t: t["action.std"].fill_(3e38))
+    folder = changed_copy(
+        checkpoint, tmp_path / CHANGED, POSTPROCESSOR_STATS, lambda t: t["action.std"].fill_(3e38)
+    )
     policy = SmolVLAGridsPolicy.from_pretrained(folder)
     batch = make_batch(policy.config, dataset_root)
     with torch.no_grad():
@@ -36,7 +39,10 @@ def test_an_action_that_unnormalises_to_infinity_is_not_handed_out(checkpoint, t
         assert torch.isfinite(policy.predict_action_chunk(batch)).all()  # what the policy itself outputs
         policy.action_unnormaliser = unnormaliser
         policy.reset()
-        for act in (policy.select_action, policy.predict_action_chunk):  # LeRobot's record loop and eval; async
+        for act in (
+            policy.select_action,
+            policy.predict_action_chunk,
+        ):  # LeRobot's record loop and eval; async
             with pytest.raises(RuntimeError, match=r"non-finite action \(after unnormalisation: \[-?inf"):
                 act(batch)
 
@@ -68,8 +74,12 @@ def test_a_checkpoint_without_the_grids_parameters_is_refused_naming_them(checkp
 
 
 def test_a_checkpoint_with_unexpected_weights_is_refused_naming_them(checkpoint, tmp_path):
-    folder = changed_copy(checkpoint, tmp_path / CHANGED, "model.safetensors",
-                          lambda t: t.__setitem__("model.extra_head.weight", torch.zeros(2)))
+    folder = changed_copy(
+        checkpoint,
+        tmp_path / CHANGED,
+        "model.safetensors",
+        lambda t: t.__setitem__("model.extra_head.weight", torch.zeros(2)),
+    )
     with pytest.raises(ValueError, match=r"Unexpected key\(s\).*model\.extra_head\.weight"):
         SmolVLAGridsPolicy.from_pretrained(folder)
 
@@ -79,7 +89,9 @@ def test_token_ids_beyond_the_vocabulary_are_refused_before_the_model_runs(datas
     policy = get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root))
     batch = make_batch(policy.config, dataset_root)
     batch["observation.language.tokens"][0, 1] = policy.language_vocab_size  # one past the last embedding
-    with pytest.raises(ValueError, match=f"beyond the language model's vocabulary of {policy.language_vocab_size}"):
+    with pytest.raises(
+        ValueError, match=f"beyond the language model's vocabulary of {policy.language_vocab_size}"
+    ):
         policy.forward(batch)
 
 
@@ -89,7 +101,9 @@ def test_nan_in_a_training_batch_is_refused_naming_the_key_and_frame(dataset_roo
     batch = make_batch(policy.config, dataset_root)
     batch[key][1, 0] = float("nan")
     frame = int(batch["index"][1])
-    with pytest.raises(ValueError, match=rf"non-finite values .* in '{key}', dataset frame index \[{frame}\]"):
+    with pytest.raises(
+        ValueError, match=rf"non-finite values .* in '{key}', dataset frame index \[{frame}\]"
+    ):
         policy.forward(batch)
 
 
@@ -107,7 +121,9 @@ def test_init_from_a_folder_that_does_not_exist_says_so(dataset_root, source):
         SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, init_from=source))
 
 
-def test_init_from_a_relative_folder_that_does_not_exist_names_folder_and_hub(dataset_root, tmp_path, monkeypatch):
+def test_init_from_a_relative_folder_that_does_not_exist_names_folder_and_hub(
+    dataset_root, tmp_path, monkeypatch
+):
     """``outputs/ckpt`` is a valid Hub repo id too: both are named."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"no folder .*outputs/ckpt.* and not on the Hub"):
@@ -131,15 +147,26 @@ def test_a_checkpoint_without_its_grids_section_is_refused(checkpoint, tmp_path)
 
 
 @pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids"])
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda b: b["observation.state"].view(-1).__setitem__(2, float("nan")),
-     r"observation 'observation.state' has non-finite values .* no action was made"),
-    (lambda b: b["observation.images.wrist"].mul_(255),
-     r"camera image 'observation.images.wrist' has values in \[[\d.]+, [\d.]+\]; .*divide 0-255 images by 255"),
-    (lambda b: b["observation.images.front"].view(-1).__setitem__(0, float("inf")),
-     r"observation 'observation.images.front' has non-finite values"),
-])
-def test_observations_a_policy_cannot_act_on_are_refused_naming_the_key(dataset_root, policy_type, change, message):
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda b: b["observation.state"].view(-1).__setitem__(2, float("nan")),
+            r"observation 'observation.state' has non-finite values .* no action was made",
+        ),
+        (
+            lambda b: b["observation.images.wrist"].mul_(255),
+            r"camera image 'observation.images.wrist' has values in \[[\d.]+, [\d.]+\]; .*divide 0-255 images by 255",
+        ),
+        (
+            lambda b: b["observation.images.front"].view(-1).__setitem__(0, float("inf")),
+            r"observation 'observation.images.front' has non-finite values",
+        ),
+    ],
+)
+def test_observations_a_policy_cannot_act_on_are_refused_naming_the_key(
+    dataset_root, policy_type, change, message
+):
     """Before the model runs, on every path that acts (select_action: record, rollout, eval; predict_action_chunk:
     the async server), not blamed on the checkpoint's weights as the output check would."""
     policy = get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root))
@@ -170,7 +197,9 @@ def test_acting_on_an_empty_task_is_refused_naming_the_flags(dataset_root, polic
     policy.forward(batch)
     for act in (policy.select_action, policy.predict_action_chunk):
         policy.reset()
-        with pytest.raises(ValueError, match=r"task is empty: .*--dataset.single_task=.*lerobot-rollout --task="):
+        with pytest.raises(
+            ValueError, match=r"task is empty: .*--dataset.single_task=.*lerobot-rollout --task="
+        ):
             act(batch)
 
 
@@ -179,7 +208,9 @@ def test_an_instruction_cut_at_the_tokenizer_limit_is_warned_once(dataset_root, 
     policy = SmolVLAGridsPolicy(config)
     preprocessor, _ = make_processors(config)
     short = make_batch(make_config(dataset_root=dataset_root), dataset_root)
-    assert short["observation.language.attention_mask"].shape[-1] > 6  # the dataset's task is longer than 6 tokens
+    assert (
+        short["observation.language.attention_mask"].shape[-1] > 6
+    )  # the dataset's task is longer than 6 tokens
     batch = make_batch(config, dataset_root)
     assert batch["observation.language.attention_mask"].shape[-1] == 6
     with caplog.at_level(logging.WARNING):
@@ -194,10 +225,12 @@ def test_an_instruction_cut_at_the_tokenizer_limit_is_warned_once(dataset_root, 
     assert not [r for r in caplog.records if "tokens the tokenizer keeps" in r.message]
 
 
-@pytest.mark.parametrize(("policy_type", "missing", "kept"), [
-    ("smolvla_grids", "wrist", "front"), ("pi0_grids", "front", "wrist")])
+@pytest.mark.parametrize(
+    ("policy_type", "missing", "kept"), [("smolvla_grids", "wrist", "front"), ("pi0_grids", "front", "wrist")]
+)
 def test_a_batch_missing_a_camera_trains_as_lerobot_does_and_is_refused_when_acting(
-        dataset_root, policy_type, missing, kept):
+    dataset_root, policy_type, missing, kept
+):
     """Fine-tuning on a rig with fewer cameras trains (the missing camera's points are absent, not a padded blank's);
     acting refuses (select_action: record, rollout, eval; predict_action_chunk: the async server)."""
     policy = get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root))

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from conftest import make_config
@@ -17,16 +18,21 @@ from lerobot_grids.policies.grids_policy import grids_card_section, split_revisi
 
 def test_the_switches_agree_with_this_lerobots_source():
     """Each switch names an upstream change; here it is checked against the LeRobot installed."""
-    assert compat.PI_ON_STOCK_TRANSFORMERS == (importlib.util.find_spec("lerobot.policies.pi_gemma") is not None)
-    source = open(modeling_pi0.__file__).read()
-    assert compat.PI_ON_STOCK_TRANSFORMERS == ("incorrect transformer version" not in source)
-    assert compat.DENSE_BASE_HUB_REVISION == (None if compat.PI_ON_STOCK_TRANSFORMERS else "v0.4")
+    assert (
+        importlib.util.find_spec("lerobot.policies.pi_gemma") is not None
+    ) == compat.PI_ON_STOCK_TRANSFORMERS
+    source = Path(modeling_pi0.__file__).read_text()
+    assert ("incorrect transformer version" not in source) == compat.PI_ON_STOCK_TRANSFORMERS
+    assert (None if compat.PI_ON_STOCK_TRANSFORMERS else "v0.4") == compat.DENSE_BASE_HUB_REVISION
 
 
 @pytest.mark.parametrize(
     ("source", "expected"),
-    [("lerobot/pi0_base@v0.4", ("lerobot/pi0_base", "v0.4")), ("lerobot/pi0_base", ("lerobot/pi0_base", None)),
-     ("user/model@0123abc", ("user/model", "0123abc"))],
+    [
+        ("lerobot/pi0_base@v0.4", ("lerobot/pi0_base", "v0.4")),
+        ("lerobot/pi0_base", ("lerobot/pi0_base", None)),
+        ("user/model@0123abc", ("user/model", "0123abc")),
+    ],
 )
 def test_init_from_names_a_hub_revision_after_the_at_sign(source, expected):
     assert split_revision(source) == expected
@@ -52,7 +58,10 @@ def test_init_from_downloads_the_named_revision(monkeypatch, tmp_path, dataset_r
         from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy
 
         PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, init_from="lerobot/pi0_base@v0.4"))
-    assert asked == [("lerobot/pi0_base", "config.json", "v0.4"), ("lerobot/pi0_base", "model.safetensors", "v0.4")]
+    assert asked == [
+        ("lerobot/pi0_base", "config.json", "v0.4"),
+        ("lerobot/pi0_base", "model.safetensors", "v0.4"),
+    ]
 
 
 def test_model_card_section_on_lerobot_main_branch_free_function_form(monkeypatch):

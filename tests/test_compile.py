@@ -25,13 +25,18 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
-@pytest.mark.parametrize("options", SAMPLER_OPTIONS + [{"sampler": "dense"}],
-                         ids=lambda options: "-".join(f"{k}={v}" for k, v in options.items()) or "paper")
+@pytest.mark.parametrize(
+    "options",
+    SAMPLER_OPTIONS + [{"sampler": "dense"}],
+    ids=lambda options: "-".join(f"{k}={v}" for k, v in options.items()) or "paper",
+)
 def test_sampler_compiles_to_one_graph_forward_and_backward(options):
     """``fullgraph=True`` refuses any graph break: every sampler option is one graph, with the same tokens, points
     and gradients as eager."""
     torch.manual_seed(0)
-    sampler = GridSampler(32, GridSConfig(**{"num_tokens": 4, **options} if options.get("sampler") != "dense" else options))
+    sampler = GridSampler(
+        32, GridSConfig(**{"num_tokens": 4, **options} if options.get("sampler") != "dense" else options)
+    )
     compiled = torch.compile(sampler, fullgraph=True, backend="aot_eager")
     tokens, context = torch.randn(2, 20, 32), torch.randn(2, 32)
     results = []
@@ -60,7 +65,9 @@ def test_grid_centres_are_made_once_and_serve_training_after_inference_mode():
     assert tokens.grad is not None and sampler.attention_predictor.queries.grad is not None
     with FakeTensorMode():  # as the benchmark counts FLOPs: nothing fake is kept for later calls
         fake = grid_centres((3, 8), torch.device("cpu"))
-    assert isinstance(fake, FakeTensor) and not isinstance(grid_centres((3, 8), torch.device("cpu")), FakeTensor)
+    assert isinstance(fake, FakeTensor) and not isinstance(
+        grid_centres((3, 8), torch.device("cpu")), FakeTensor
+    )
 
 
 def _model_inputs(policy, batch: dict) -> tuple:
@@ -68,7 +75,13 @@ def _model_inputs(policy, batch: dict) -> tuple:
         images, masks = policy.prepare_images(batch)
     else:
         images, masks = policy._preprocess_images(batch)
-    return images, masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], policy.prepare_state(batch)
+    return (
+        images,
+        masks,
+        batch[OBS_LANGUAGE_TOKENS],
+        batch[OBS_LANGUAGE_ATTENTION_MASK],
+        policy.prepare_state(batch),
+    )
 
 
 @pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids"])
@@ -83,13 +96,18 @@ def test_lerobot_compile_model_acts_and_trains_as_eager(dataset_root, monkeypatc
         return compile_function(function, backend="aot_eager")
 
     monkeypatch.setattr(torch, "compile", compile_for_the_test)
-    options = {"grids": {"num_tokens": 4, "predictor": "attention", "instruction": True},
-               **({"num_steps": 3} if policy_type == "smolvla_grids" else {})}  # denoising steps, as the tiny pi0's
+    options = {
+        "grids": {"num_tokens": 4, "predictor": "attention", "instruction": True},
+        **({"num_steps": 3} if policy_type == "smolvla_grids" else {}),
+    }  # denoising steps, as the tiny pi0's
     torch.manual_seed(0)
     policy_class = get_policy_class(policy_type)
     eager = policy_class(make_config(policy_type, dataset_root=dataset_root, **options))
-    compiled = policy_class(make_config(policy_type, dataset_root=dataset_root, compile_model=True,
-                                        compile_mode="max-autotune", **options))
+    compiled = policy_class(
+        make_config(
+            policy_type, dataset_root=dataset_root, compile_model=True, compile_mode="max-autotune", **options
+        )
+    )
     compiled.load_state_dict(eager.state_dict())
     assert modes == ["max-autotune", "max-autotune"]
 
@@ -127,22 +145,31 @@ def test_pi0_backbone_forward_compiles_to_one_graph(dataset_root):
     batch = make_batch(policy.config, dataset_root)
     with torch.no_grad():
         images, masks = policy._preprocess_images(batch)
-        prefix, prefix_pad, prefix_att = model.embed_prefix(images, masks, batch[OBS_LANGUAGE_TOKENS],
-                                                            batch[OBS_LANGUAGE_ATTENTION_MASK])
+        prefix, prefix_pad, prefix_att = model.embed_prefix(
+            images, masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK]
+        )
         state = policy.prepare_state(batch)
         outputs = []
         for forward in (backbone.forward, compiled):
             prefix_mask = model._prepare_attention_masks_4d(make_att_2d_masks(prefix_pad, prefix_att))
-            _, cache = forward(prefix_mask, torch.cumsum(prefix_pad, 1) - 1, None, [prefix, None], use_cache=True)
+            _, cache = forward(
+                prefix_mask, torch.cumsum(prefix_pad, 1) - 1, None, [prefix, None], use_cache=True
+            )
             steps = []
             for step in range(2):
                 x_t = torch.randn(2, 4, 32, generator=torch.Generator().manual_seed(step))
                 suffix, suffix_pad, suffix_att, _ = model.embed_suffix(state, x_t, torch.full((2,), 0.5))
-                full = torch.cat([prefix_pad[:, None, :].expand(-1, suffix.shape[1], -1),
-                                  make_att_2d_masks(suffix_pad, suffix_att)], dim=2)
+                full = torch.cat(
+                    [
+                        prefix_pad[:, None, :].expand(-1, suffix.shape[1], -1),
+                        make_att_2d_masks(suffix_pad, suffix_att),
+                    ],
+                    dim=2,
+                )
                 positions = prefix_pad.sum(-1, keepdim=True) + torch.cumsum(suffix_pad, dim=1) - 1
-                (_, suffix_out), _ = forward(model._prepare_attention_masks_4d(full), positions, cache,
-                                             [None, suffix], use_cache=False)
+                (_, suffix_out), _ = forward(
+                    model._prepare_attention_masks_4d(full), positions, cache, [None, suffix], use_cache=False
+                )
                 steps.append(suffix_out)
             outputs.append(steps)
     for ours, eager in zip(outputs[1], outputs[0], strict=True):
@@ -150,11 +177,14 @@ def test_pi0_backbone_forward_compiles_to_one_graph(dataset_root):
 
 
 @pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids"])
-def test_sampled_points_stay_one_record_per_camera_when_the_model_is_called_directly(dataset_root, policy_type):
+def test_sampled_points_stay_one_record_per_camera_when_the_model_is_called_directly(
+    dataset_root, policy_type
+):
     """A compiled ``sample_actions`` (or a benchmark) called again and again without the policy's batch handling
     keeps one record per camera: the record does not grow."""
-    policy = get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root,
-                                                       grids={"num_tokens": 4})).eval()
+    policy = get_policy_class(policy_type)(
+        make_config(policy_type, dataset_root=dataset_root, grids={"num_tokens": 4})
+    ).eval()
     inputs = _model_inputs(policy, make_batch(policy.config, dataset_root))
     with torch.no_grad():
         for _ in range(3):

@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from lerobot_grids.grids import GridSampler, GridSConfig, bilinear_sample, grid_centres, mean_pairwise_distance
+from lerobot_grids.grids import (
+    GridSampler,
+    GridSConfig,
+    bilinear_sample,
+    grid_centres,
+    mean_pairwise_distance,
+)
 
 
 def _grid(batch=2, height=3, width=5, channels=4, dtype=torch.float64, seed=0):
@@ -16,7 +22,9 @@ def test_point_on_token_centre_returns_that_token():
     height, width = feature_map.shape[1:3]
     for row in range(height):
         for col in range(width):
-            point = torch.tensor([[[col / (width - 1), row / (height - 1)]]], dtype=torch.float64).expand(2, 1, 2)
+            point = torch.tensor([[[col / (width - 1), row / (height - 1)]]], dtype=torch.float64).expand(
+                2, 1, 2
+            )
             sampled = bilinear_sample(feature_map, point)
             torch.testing.assert_close(sampled[:, 0], feature_map[:, row, col], rtol=0, atol=1e-12)
 
@@ -27,7 +35,9 @@ def test_midpoint_of_two_tokens_is_their_mean():
     # Horizontal neighbours (row 1, cols 2 and 3) and vertical neighbours (rows 0 and 1, col 4).
     horizontal = torch.tensor([[2.5 / (width - 1), 1 / (height - 1)]], dtype=torch.float64)
     vertical = torch.tensor([[4 / (width - 1), 0.5 / (height - 1)]], dtype=torch.float64)
-    sampled = bilinear_sample(feature_map, torch.stack([horizontal, vertical], dim=1).squeeze(2).expand(2, 2, 2))
+    sampled = bilinear_sample(
+        feature_map, torch.stack([horizontal, vertical], dim=1).squeeze(2).expand(2, 2, 2)
+    )
     torch.testing.assert_close(sampled[:, 0], (feature_map[:, 1, 2] + feature_map[:, 1, 3]) / 2)
     torch.testing.assert_close(sampled[:, 1], (feature_map[:, 0, 4] + feature_map[:, 1, 4]) / 2)
 
@@ -72,7 +82,9 @@ def test_nearest_has_no_gradient_to_points_and_bilinear_has():
 
 def test_sampler_gradients_reach_predictor_and_features():
     torch.manual_seed(0)
-    sampler = GridSampler(8, GridSConfig(num_tokens=4, predictor_hidden_dim=16, coord_encoder_hidden_dim=16)).double()
+    sampler = GridSampler(
+        8, GridSConfig(num_tokens=4, predictor_hidden_dim=16, coord_encoder_hidden_dim=16)
+    ).double()
     tokens = torch.randn(2, 6 * 5, 8, dtype=torch.float64, requires_grad=True)
     sampled, points = sampler(tokens, (6, 5))
     assert sampled.shape == (2, 4, 8) and points.shape == (2, 4, 2)
@@ -172,11 +184,20 @@ def test_initial_points_are_spread_and_collapse_indicator_detects_collapse():
         ({"pooling": "median"}, "Unknown GridS pooling 'median'"),
         ({"interpolation": "bicubic"}, "Unknown GridS interpolation 'bicubic'"),
         # Settings that would have no effect in their combination (written to the config and the card, unread).
-        ({"predictor": "attention", "pooling": "max"}, r"pooling='max' has no effect \(only the mlp predictor"),
+        (
+            {"predictor": "attention", "pooling": "max"},
+            r"pooling='max' has no effect \(only the mlp predictor",
+        ),
         ({"sampler": "topk", "interpolation": "nearest"}, "interpolation='nearest' has no effect"),
         ({"sampler": "random", "predictor_hidden_dim": 8}, "predictor_hidden_dim=8 has no effect"),
-        ({"sampler": "dense", "num_tokens": 4}, "num_tokens=4 has no effect .*Drop --policy.grids.num_tokens"),
-        ({"coord_injection": False, "coord_encoder_hidden_dim": 8}, "coord_encoder_hidden_dim=8 has no effect"),
+        (
+            {"sampler": "dense", "num_tokens": 4},
+            "num_tokens=4 has no effect .*Drop --policy.grids.num_tokens",
+        ),
+        (
+            {"coord_injection": False, "coord_encoder_hidden_dim": 8},
+            "coord_encoder_hidden_dim=8 has no effect",
+        ),
     ],
 )
 def test_bad_config_is_refused(kwargs, message):
@@ -246,5 +267,7 @@ def test_the_whole_grid_as_region_changes_nothing():
     torch.manual_seed(0)
     sampler = GridSampler(8, GridSConfig(num_tokens=4, predictor="attention"))
     tokens = torch.randn(2, 20, 8)
-    for got, expected in zip(sampler(tokens, (4, 5), region=(0, 3, 0, 4)), sampler(tokens, (4, 5)), strict=True):
+    for got, expected in zip(
+        sampler(tokens, (4, 5), region=(0, 3, 0, 4)), sampler(tokens, (4, 5)), strict=True
+    ):
         torch.testing.assert_close(got, expected)

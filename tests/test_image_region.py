@@ -29,16 +29,23 @@ PREDICTORS = {
 def policy_and_batch(policy_type: str, image_hw: tuple[int, int], grids: dict):
     config = make_config(policy_type, grids={"num_tokens": 4, **grids})
     camera = PolicyFeature(type=FeatureType.VISUAL, shape=(3, *image_hw))
-    config.input_features = {f"{OBS_IMAGES}.front": camera, f"{OBS_IMAGES}.wrist": camera,
-                             OBS_STATE: PolicyFeature(type=FeatureType.STATE, shape=(6,))}
+    config.input_features = {
+        f"{OBS_IMAGES}.front": camera,
+        f"{OBS_IMAGES}.wrist": camera,
+        OBS_STATE: PolicyFeature(type=FeatureType.STATE, shape=(6,)),
+    }
     config.output_features = {ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(6,))}
     torch.manual_seed(0)
     policy = get_policy_class(policy_type)(config)
     batch = {key: torch.rand(2, 3, *image_hw) for key in config.image_features}
     tokens = torch.randint(5, 60, (2, 8))
-    batch |= {OBS_STATE: torch.randn(2, 6), ACTION: torch.randn(2, config.chunk_size, 6),
-              "action_is_pad": torch.zeros(2, config.chunk_size, dtype=torch.bool),
-              "observation.language.tokens": tokens, "observation.language.attention_mask": torch.ones_like(tokens).bool()}
+    batch |= {
+        OBS_STATE: torch.randn(2, 6),
+        ACTION: torch.randn(2, config.chunk_size, 6),
+        "action_is_pad": torch.zeros(2, config.chunk_size, dtype=torch.bool),
+        "observation.language.tokens": tokens,
+        "observation.language.attention_mask": torch.ones_like(tokens).bool(),
+    }
     return policy, batch
 
 

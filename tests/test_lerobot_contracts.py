@@ -15,7 +15,9 @@ from lerobot_grids import compat
 POLICY_TYPES = [
     "smolvla_grids",
     "pi0_grids",
-    pytest.param("pi05_grids", marks=pytest.mark.skipif(not compat.PI_ON_STOCK_TRANSFORMERS, reason="LeRobot 0.5+")),
+    pytest.param(
+        "pi05_grids", marks=pytest.mark.skipif(not compat.PI_ON_STOCK_TRANSFORMERS, reason="LeRobot 0.5+")
+    ),
 ]
 
 
@@ -33,7 +35,9 @@ def _family_processors(config, stats):
     family = config.type.removesuffix("_grids")
     module = __import__(f"lerobot.policies.{family}.processor_{family}", fromlist=["_"])
     with tokenizer_named(module, config.tokenizer_name):
-        return inspect.unwrap(getattr(module, f"make_{family}_pre_post_processors"))(config, dataset_stats=stats)
+        return inspect.unwrap(getattr(module, f"make_{family}_pre_post_processors"))(
+            config, dataset_stats=stats
+        )
 
 
 def _step_names(pipeline) -> list[str]:
@@ -84,7 +88,9 @@ def test_forward_and_select_action_leave_their_inputs_unchanged(dataset_root, po
     assert action.shape == (2, 6) and _equal(observation, before)
 
 
-@pytest.mark.parametrize("policy_type", [t for t in POLICY_TYPES if getattr(t, "values", [t])[0] != "smolvla_grids"])
+@pytest.mark.parametrize(
+    "policy_type", [t for t in POLICY_TYPES if getattr(t, "values", [t])[0] != "smolvla_grids"]
+)
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients(dataset_root, policy_type):
     """pi0/pi0.5's --policy.gradient_checkpointing=true recomputes activations in the backward pass: the same loss and
     gradients, the GridS sampler's included."""
@@ -96,8 +102,16 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(dataset_root, 
         torch.manual_seed(1)
         loss, _ = policy.forward(make_batch(policy.config, dataset_root))
         loss.backward()
-        results.append((loss.detach(), {name: p.grad.clone() for name, p in policy.named_parameters()
-                                        if p.grad is not None and ".grids." in name}))
+        results.append(
+            (
+                loss.detach(),
+                {
+                    name: p.grad.clone()
+                    for name, p in policy.named_parameters()
+                    if p.grad is not None and ".grids." in name
+                },
+            )
+        )
     (plain_loss, plain_grads), (checkpointed_loss, checkpointed_grads) = results
     torch.testing.assert_close(checkpointed_loss, plain_loss)
     assert plain_grads and plain_grads.keys() == checkpointed_grads.keys()
@@ -105,8 +119,12 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(dataset_root, 
         torch.testing.assert_close(checkpointed_grads[name], grad, msg=name)
 
 
-@pytest.mark.skipif(not hasattr(__import__("lerobot.policies.pi0.configuration_pi0", fromlist=["_"]).PI0Config,
-                                "use_relative_actions"), reason="relative actions: LeRobot 0.6")
+@pytest.mark.skipif(
+    not hasattr(
+        __import__("lerobot.policies.pi0.configuration_pi0", fromlist=["_"]).PI0Config, "use_relative_actions"
+    ),
+    reason="relative actions: LeRobot 0.6",
+)
 def test_relative_actions_round_trip_through_the_saved_processors(dataset_root, tmp_path):
     """pi0's --policy.use_relative_actions=true: the preprocessor trains on action - state, the postprocessor of a
     reloaded checkpoint (its absolute step re-linked by LeRobot's factory) gives the absolute action back."""

@@ -33,7 +33,9 @@ def test_lerobots_env_factory_makes_lerobots_metaworld_env_rendered_small_withou
     observation, _ = vector.reset(seed=[3, 4])
     assert observation["pixels"].shape == (2, 64, 64, 3) and observation["agent_pos"].shape == (2, 4)
     env = vector.envs[0]
-    assert isinstance(env, MetaworldEnv)  # LeRobot's own class: its task set-up, camera and observation format
+    assert isinstance(
+        env, MetaworldEnv
+    )  # LeRobot's own class: its task set-up, camera and observation format
     assert vector.call("task_description")[0] == TASK_DESCRIPTIONS[TASK] == "Reach a goal position"
     quality = env._env.model.vis.quality
     assert (quality.shadowsize, quality.offsamples) == (0, 0) and vector.call("_max_episode_steps")[0] == 60
@@ -71,12 +73,18 @@ def test_an_episode_ends_at_the_episode_length_and_the_expert_succeeds_within_it
     env.close()
 
 
-@pytest.mark.parametrize(("option", "message"), [
-    ("--env.task=easy", r"'easy' is not one Meta-World v3 task.*groups such as easy are for --env.type=metaworld"),
-    ("--env.task=push-v2", r"'push-v2' is not one Meta-World v3 task"),
-    ("--env.variant=fog", r"'fog' is not a variant: choose one of default, camera, lighting, blank"),
-    ("--env.image_size=0", r"--env.image_size must be at least 1"),
-])
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (
+            "--env.task=easy",
+            r"'easy' is not one Meta-World v3 task.*groups such as easy are for --env.type=metaworld",
+        ),
+        ("--env.task=push-v2", r"'push-v2' is not one Meta-World v3 task"),
+        ("--env.variant=fog", r"'fog' is not a variant: choose one of default, camera, lighting, blank"),
+        ("--env.image_size=0", r"--env.image_size must be at least 1"),
+    ],
+)
 def test_bad_env_options_are_refused_with_what_to_do(option, message):
     @dataclasses.dataclass
     class CommandLine:  # what lerobot-eval parses its --env.* options into
@@ -103,7 +111,9 @@ def test_expert_dataset_has_the_schema_of_lerobots_metaworld_datasets(tmp_path):
 def tiny_run(tmp_path_factory):
     """The Meta-World comparison with one task, the dense policy only, a few steps and episodes."""
     tiny = dataclasses.replace(benchmarks.METAWORLD, tasks=(TASK,), **SMALL)
-    scale = DemoScale(episodes=2, steps=2, batch_size=2, ks=(4,), eval_episodes=1, pointing_scenes=0, margin=10.0)
+    scale = DemoScale(
+        episodes=2, steps=2, batch_size=2, ks=(4,), eval_episodes=1, pointing_scenes=0, margin=10.0
+    )
     output_dir = tmp_path_factory.mktemp("metaworld") / "run"
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(benchmarks.BENCHMARKS, "metaworld", tiny)
@@ -116,7 +126,9 @@ def test_the_comparison_trains_and_evaluates_every_task_and_variant_and_reports_
     unit = results["runs"]["dense"]["1000"]
     assert set(unit["success_by_task"]) == {"default", "camera", "blank"}
     assert all(set(by_task) == {TASK} for by_task in unit["success_by_task"].values())
-    info = json.loads((output_dir / "eval" / "dense" / "seed1000" / "camera" / TASK / "eval_info.json").read_text())
+    info = json.loads(
+        (output_dir / "eval" / "dense" / "seed1000" / "camera" / TASK / "eval_info.json").read_text()
+    )
     assert info["overall"]["n_episodes"] == 1
     report = (output_dir / "report.md").read_text()
     assert "# GridS vs dense on Meta-World" in report and f"| policy | {TASK} |" in report
@@ -125,12 +137,24 @@ def test_the_comparison_trains_and_evaluates_every_task_and_variant_and_reports_
 
 def test_lerobot_eval_evaluates_a_checkpoint_on_meta_world_cpu(tiny_run, tmp_path):
     _, results = tiny_run
-    command = [sys.executable, "-m", "lerobot.scripts.lerobot_eval",
-               f"--policy.path={results['runs']['dense']['1000']['checkpoint']}", "--env.type=meta_world_cpu",
-               f"--env.task={TASK}", "--env.variant=lighting", "--env.image_size=64", "--env.episode_length=20",
-               "--eval.n_episodes=1", "--eval.batch_size=1", "--policy.device=cpu", f"--output_dir={tmp_path / 'eval'}"]
-    finished = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                              timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "lerobot.scripts.lerobot_eval",
+        f"--policy.path={results['runs']['dense']['1000']['checkpoint']}",
+        "--env.type=meta_world_cpu",
+        f"--env.task={TASK}",
+        "--env.variant=lighting",
+        "--env.image_size=64",
+        "--env.episode_length=20",
+        "--eval.n_episodes=1",
+        "--eval.batch_size=1",
+        "--policy.device=cpu",
+        f"--output_dir={tmp_path / 'eval'}",
+    ]
+    finished = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300
+    )
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert json.loads((tmp_path / "eval" / "eval_info.json").read_text())["overall"]["n_episodes"] == 1
 
@@ -138,11 +162,25 @@ def test_lerobot_eval_evaluates_a_checkpoint_on_meta_world_cpu(tiny_run, tmp_pat
 def test_the_rendering_check_evaluates_one_policy_at_both_renderings_on_the_same_scenes(tiny_run, tmp_path):
     _, results = tiny_run
     output = tmp_path / "rendering.json"
-    rendering_check_main(["--checkpoint", results["runs"]["dense"]["1000"]["checkpoint"], "--output", str(output),
-                          "--tasks", TASK, "--episodes", "1", "--episode-length", "5"])
+    rendering_check_main(
+        [
+            "--checkpoint",
+            results["runs"]["dense"]["1000"]["checkpoint"],
+            "--output",
+            str(output),
+            "--tasks",
+            TASK,
+            "--episodes",
+            "1",
+            "--episode-length",
+            "5",
+        ]
+    )
     result = json.loads(output.read_text())
     assert result["renderings"]["lerobot"] == {"image_size": 480, "shadow_size": 4096, "multisamples": 4}
     assert set(result["success"]) == {"meta_world_cpu", "lerobot"}
     assert all(set(by_task) == {TASK} for by_task in result["success"].values())
     with pytest.raises(SystemExit):  # an existing file is never overwritten
-        rendering_check_main(["--checkpoint", results["runs"]["dense"]["1000"]["checkpoint"], "--output", str(output)])
+        rendering_check_main(
+            ["--checkpoint", results["runs"]["dense"]["1000"]["checkpoint"], "--output", str(output)]
+        )

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import POSTPROCESSOR_STATS, REPO_ROOT, changed_copy
+from conftest import POSTPROCESSOR_STATS, changed_copy
 from lerobot.async_inference.configs import PolicyServerConfig
 from lerobot.async_inference.helpers import RemotePolicyConfig
 from test_so100_realsense import (  # noqa: F401 (fixtures)
@@ -33,8 +33,7 @@ from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAG
 from lerobot_grids.scripts.lerobot_grids_policy_server import GridSPolicyServer, allow_grids_policies
 
 
-
-class Aborted(Exception):
+class AbortedError(Exception):
     pass
 
 
@@ -45,36 +44,61 @@ class Context:
         return "ipv4:127.0.0.1:1"
 
     def abort(self, code, details):
-        raise Aborted(f"{code}: {details}")
+        raise AbortedError(f"{code}: {details}")
 
 
 def instructions(checkpoint: Path, features: dict, rename_map: dict | None = None):
     from lerobot.transport import services_pb2
 
-    config = RemotePolicyConfig(policy_type="smolvla_grids", pretrained_name_or_path=str(checkpoint),
-                                lerobot_features=features, actions_per_chunk=4, device="cpu",
-                                rename_map=rename_map or {})
+    config = RemotePolicyConfig(
+        policy_type="smolvla_grids",
+        pretrained_name_or_path=str(checkpoint),
+        lerobot_features=features,
+        actions_per_chunk=4,
+        device="cpu",
+        rename_map=rename_map or {},
+    )
     return services_pb2.PolicySetup(data=pickle.dumps(config))
 
 
 def robot_features(state: int = 6, cameras=("front", "wrist")) -> dict:
     """What LeRobot's robot client sends for an SO arm (``hw_to_dataset_features`` of its observation)."""
-    features = {"observation.state": {"dtype": "float32", "shape": (state,), "names": [f"j{i}.pos" for i in range(state)]}}
+    features = {
+        "observation.state": {
+            "dtype": "float32",
+            "shape": (state,),
+            "names": [f"j{i}.pos" for i in range(state)],
+        }
+    }
     for name in cameras:
-        features[f"observation.images.{name}"] = {"dtype": "image", "shape": (480, 640, 3),
-                                                   "names": ["height", "width", "channels"]}
+        features[f"observation.images.{name}"] = {
+            "dtype": "image",
+            "shape": (480, 640, 3),
+            "names": ["height", "width", "channels"],
+        }
     return features
 
 
-@pytest.mark.parametrize(("features", "rename_map", "message"), [
-    (robot_features(state=7), None, r"state observation.state: policy \(6,\), robot/dataset \(7,\)"),
-    (robot_features(cameras=("front",)), None, r"cameras: policy \[.*wrist'\], robot/dataset \['observation.images.front'\]"),
-    (robot_features(cameras=("top", "wrist")), None, r"camera names: policy .* robot \['observation.images.top'"),
-])
+@pytest.mark.parametrize(
+    ("features", "rename_map", "message"),
+    [
+        (robot_features(state=7), None, r"state observation.state: policy \(6,\), robot/dataset \(7,\)"),
+        (
+            robot_features(cameras=("front",)),
+            None,
+            r"cameras: policy \[.*wrist'\], robot/dataset \['observation.images.front'\]",
+        ),
+        (
+            robot_features(cameras=("top", "wrist")),
+            None,
+            r"camera names: policy .* robot \['observation.images.top'",
+        ),
+    ],
+)
 def test_async_server_refuses_a_policy_that_does_not_fit_the_robot(checkpoint, features, rename_map, message):
     allow_grids_policies()
     server = GridSPolicyServer(PolicyServerConfig())
-    with pytest.raises(Aborted, match=f"FAILED_PRECONDITION.*{message}"):
+    with pytest.raises(AbortedError, match=f"FAILED_PRECONDITION.*{message}"):
         server.SendPolicyInstructions(instructions(checkpoint, features, rename_map), Context())
     assert server.policy is None  # nothing left to act with
 
@@ -85,19 +109,26 @@ def test_async_server_accepts_the_robot_it_was_trained_for_and_renamed_cameras(c
     server.SendPolicyInstructions(instructions(checkpoint, robot_features()), Context())
     assert isinstance(server.policy, SmolVLAGridsPolicy)
     renamed = {"observation.images.top": "observation.images.front"}
-    server.SendPolicyInstructions(instructions(checkpoint, robot_features(cameras=("top", "wrist")), renamed), Context())
+    server.SendPolicyInstructions(
+        instructions(checkpoint, robot_features(cameras=("top", "wrist")), renamed), Context()
+    )
     assert isinstance(server.policy, SmolVLAGridsPolicy)
 
 
 def test_async_server_refuses_non_finite_statistics(checkpoint, tmp_path):
-    broken = changed_copy(checkpoint, tmp_path / "nan_stats", POSTPROCESSOR_STATS, lambda t: t["action.std"].__setitem__(5, float("nan")))
+    broken = changed_copy(
+        checkpoint,
+        tmp_path / "nan_stats",
+        POSTPROCESSOR_STATS,
+        lambda t: t["action.std"].__setitem__(5, float("nan")),
+    )
     allow_grids_policies()
     server = GridSPolicyServer(PolicyServerConfig())
     with pytest.raises(ValueError, match=rf"non-finite .* in {POSTPROCESSOR_STATS}: \['action.std'\]"):
         server.SendPolicyInstructions(instructions(broken, robot_features()), Context())
 
 
-def test_robot_client_gets_the_refusal_and_moves_nothing(arms, tmp_path, checkpoint):
+def test_robot_client_gets_the_refusal_and_moves_nothing(arms, tmp_path, checkpoint):  # noqa: F811
     """LeRobot's robot client (cameras front and wrist) asks for a policy trained with cameras front and top: refused
     over the wire, before any observation is taken."""
     follower, _ = arms
@@ -105,28 +136,55 @@ def test_robot_client_gets_the_refusal_and_moves_nothing(arms, tmp_path, checkpo
     other = tmp_path / "front_top"
     shutil.copytree(checkpoint, other)
     config = json.loads((other / "config.json").read_text())
-    config["input_features"]["observation.images.top"] = config["input_features"].pop("observation.images.wrist")
+    config["input_features"]["observation.images.top"] = config["input_features"].pop(
+        "observation.images.wrist"
+    )
     (other / "config.json").write_text(json.dumps(config))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIMULATED_REALSENSE": BOTH_CAMERAS}
-    server = subprocess.Popen([str(Path(sys.executable).with_name("lerobot-grids-policy-server")), "--host=127.0.0.1",
-                               f"--port={port}", "--fps=10"], env=env, cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("lerobot-grids-policy-server")),
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--fps=10",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     server_log = ""
-    while "started" not in server_log.lower() and server.poll() is None:  # the client does not retry a refused connection
+    while (
+        "started" not in server_log.lower() and server.poll() is None
+    ):  # the client does not retry a refused connection
         server_log += server.stdout.readline()
     client = None
     try:
         # After the refusal LeRobot's client returns from its main, but the connected robot's camera threads keep the
         # process alive: read its output until the refusal appears, then stop it.
         client = subprocess.Popen(
-            [sys.executable, str(LAUNCHER), "-m", "lerobot.async_inference.robot_client",
-             f"--config_path={config_path('async_client')}", f"--server_address=127.0.0.1:{port}",
-             f"--pretrained_name_or_path={other}", "--actions_per_chunk=4", "--fps=10", f"--task={TASK}",
-             *ports(tmp_path, follower)],
-            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                str(LAUNCHER),
+                "-m",
+                "lerobot.async_inference.robot_client",
+                f"--config_path={config_path('async_client')}",
+                f"--server_address=127.0.0.1:{port}",
+                f"--pretrained_name_or_path={other}",
+                "--actions_per_chunk=4",
+                "--fps=10",
+                f"--task={TASK}",
+                *ports(tmp_path, follower),
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         log, deadline = "", time.monotonic() + 120
         while "does not fit this robot" not in log and time.monotonic() < deadline and client.poll() is None:
@@ -139,19 +197,27 @@ def test_robot_client_gets_the_refusal_and_moves_nothing(arms, tmp_path, checkpo
         server.terminate()
         server_log += server.communicate(timeout=30)[0]
     assert "Failed to connect to policy server" in log and "does not fit this robot: camera names" in log, (
-        log[-3000:] + server_log[-3000:])
+        log[-3000:] + server_log[-3000:]
+    )
     assert not moved(follower, start)
 
 
-def test_an_action_that_unnormalises_to_infinity_never_reaches_the_bus(arms, tmp_path, checkpoint):
+def test_an_action_that_unnormalises_to_infinity_never_reaches_the_bus(arms, tmp_path, checkpoint):  # noqa: F811
     """Finite statistics, finite policy output (bias 10 in normalised units), but 10 * 3e38 overflows: the check on
     the unnormalised action stops the deployment command before any goal is written."""
     follower, _ = arms
     start = positions(follower)
-    broken = changed_copy(checkpoint, tmp_path / "overflow", POSTPROCESSOR_STATS, lambda t: t["action.std"].fill_(3e38),
-                          action_bias=10.0)
+    broken = changed_copy(
+        checkpoint,
+        tmp_path / "overflow",
+        POSTPROCESSOR_STATS,
+        lambda t: t["action.std"].fill_(3e38),
+        action_bias=10.0,
+    )
     result = deploy(tmp_path, follower, broken)
-    assert result.returncode != 0 and "non-finite action (after unnormalisation" in result.stderr, result.stderr[-3000:]
+    assert result.returncode != 0 and "non-finite action (after unnormalisation" in result.stderr, (
+        result.stderr[-3000:]
+    )
     assert not moved(follower, start)
 
 
@@ -162,7 +228,10 @@ def test_lerobot_eval_refuses_an_env_with_other_features(checkpoint, tmp_path):
     from lerobot_grids.envs import GridSTabletopEnv
     from lerobot_grids.evidence.demo import evaluate
 
-    with pytest.raises(ValueError, match=r"does not fit the environment or robot it was given: "
-                                         r"action: policy \(6,\), env/robot \(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"does not fit the environment or robot it was given: "
+        r"action: policy \(6,\), env/robot \(3,\)",
+    ):
         evaluate(checkpoint, GridSTabletopEnv(), 1, tmp_path / "eval")
     assert not (tmp_path / "eval" / "eval_info.json").exists()

@@ -8,7 +8,15 @@ import textwrap
 
 from conftest import REPO_ROOT
 
-LEROBOT_PINNED = {"lerobot", "torch", "transformers", "draccus", "huggingface-hub", "huggingface_hub", "safetensors"}
+LEROBOT_PINNED = {
+    "lerobot",
+    "torch",
+    "transformers",
+    "draccus",
+    "huggingface-hub",
+    "huggingface_hub",
+    "safetensors",
+}
 
 
 def test_installing_into_this_lerobot_environment_changes_none_of_its_versions(tmp_path):
@@ -16,8 +24,22 @@ def test_installing_into_this_lerobot_environment_changes_none_of_its_versions(t
     satisfied by the LeRobot environment as it is, and the only thing it would install is the plugin."""
     report = tmp_path / "report.json"
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--no-build-isolation", "--quiet", "--report", str(report), str(REPO_ROOT)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--no-index",
+            "--no-build-isolation",
+            "--quiet",
+            "--report",
+            str(report),
+            str(REPO_ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     installed = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
@@ -64,11 +86,16 @@ def test_the_readme_and_docs_links_resolve():
     """Every relative link of the README and docs/*.md names a file in the repository, and every in-page link of the
     README a heading of it (GitHub's anchors: lower case, punctuation dropped, spaces as hyphens)."""
     pages = [REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")]
-    missing = [(page.name, target) for page in pages
-               for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text())
-               if not target.startswith("http") and not (page.parent / target).exists()]
+    missing = [
+        (page.name, target)
+        for page in pages
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text())
+        if not target.startswith("http") and not (page.parent / target).exists()
+    ]
     readme = (REPO_ROOT / "README.md").read_text()
-    anchors = {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
-               for heading in re.findall(r"^#+ (.*)$", readme, re.M)}
+    anchors = {
+        re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        for heading in re.findall(r"^#+ (.*)$", readme, re.M)
+    }
     dangling = sorted(set(re.findall(r"\]\(#([^)]+)\)", readme)) - anchors)
     assert len(pages) >= 4 and missing == [] and dangling == []

@@ -24,7 +24,9 @@ GRIDS = "model.vlm_with_expert.grids."
 
 def _lora(policy, **overrides):
     """``wrap_with_peft`` as lerobot-train calls it with ``--peft.method_type=LORA`` (and ``overrides``)."""
-    return policy.wrap_with_peft(peft_cli_overrides=dataclasses.asdict(PeftConfig(method_type="LORA", **overrides)))
+    return policy.wrap_with_peft(
+        peft_cli_overrides=dataclasses.asdict(PeftConfig(method_type="LORA", **overrides))
+    )
 
 
 def _load(folder, dataset_root):
@@ -35,13 +37,17 @@ def _load(folder, dataset_root):
 
 
 def _grids_weights(policy) -> dict[str, torch.Tensor]:
-    return {name.split(GRIDS, 1)[1]: value.detach().clone() for name, value in policy.state_dict().items()
-            if GRIDS in name and "original_module" not in name}
+    return {
+        name.split(GRIDS, 1)[1]: value.detach().clone()
+        for name, value in policy.state_dict().items()
+        if GRIDS in name and "original_module" not in name
+    }
 
 
 @pytest.mark.parametrize("full_training_modules", [None, ["state_proj"]])
 def test_lora_trains_the_sampler_in_full_and_the_adapter_reloads_to_the_same_actions(
-        checkpoint, dataset_root, tmp_path, full_training_modules):
+    checkpoint, dataset_root, tmp_path, full_training_modules
+):
     """From a smolvla_grids checkpoint (--policy.path): after wrap_with_peft every GridS parameter trains (a
     --peft.full_training_modules list that lacks the sampler gets it added), a few steps change it, the adapter holds
     it, and the adapter loaded through make_policy gives the same action chunk as the policy that was trained."""
@@ -70,14 +76,18 @@ def test_lora_trains_the_sampler_in_full_and_the_adapter_reloads_to_the_same_act
     assert not (folder / "model.safetensors").exists()
     adapter = load_file(folder / "adapter_model.safetensors")
     assert sum(GRIDS in name for name in adapter) == len(grids_parameters)
-    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == str(checkpoint)
+    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == str(
+        checkpoint
+    )
 
     reloaded = _load(folder, dataset_root)
     assert isinstance(reloaded, peft.PeftModel)
     assert all(torch.equal(after[name], value) for name, value in _grids_weights(reloaded).items())
     policy.eval()
     reloaded.eval()
-    noise = torch.randn(2, policy.config.chunk_size, policy.config.max_action_dim, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(
+        2, policy.config.chunk_size, policy.config.max_action_dim, generator=torch.Generator().manual_seed(0)
+    )
     with torch.no_grad():
         expected = policy.predict_action_chunk(batch, noise=noise)
         actual = reloaded.predict_action_chunk(batch, noise=noise)
@@ -101,11 +111,18 @@ def test_lerobot_train_with_lora_from_dense_weights_and_acting_from_the_adapter(
     torch.manual_seed(3)
     SmolVLAPolicy(make_config("smolvla", dataset_root=dataset_root)).save_pretrained(tmp_path / "dense")
     run = tmp_path / "run"
-    lerobot_train("--policy.type=smolvla_grids", f"--policy.init_from={tmp_path / 'dense'}", "--peft.method_type=LORA",
-                  "--policy.grids.num_tokens=4", *_tiny_args(dataset_root, run, 2))
+    lerobot_train(
+        "--policy.type=smolvla_grids",
+        f"--policy.init_from={tmp_path / 'dense'}",
+        "--peft.method_type=LORA",
+        "--policy.grids.num_tokens=4",
+        *_tiny_args(dataset_root, run, 2),
+    )
     folder = run / "checkpoints" / "000002" / "pretrained_model"
     assert json.loads((folder / "config.json").read_text())["use_peft"] is True
-    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tmp_path / "dense")
+    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == str(
+        tmp_path / "dense"
+    )
     adapter = load_file(folder / "adapter_model.safetensors")
     bias = next(value for name, value in adapter.items() if name.endswith("grids.point_predictor.2.bias"))
     assert not torch.allclose(bias, torch.logit(spread_points(4)).flatten().float())  # trained from its start

@@ -81,8 +81,11 @@ def test_prefix_pass_is_transformers_gemma_without_the_embedding_normaliser(data
     (ours, _), cache = backbone.forward(mask, positions, None, [embeds, None], use_cache=True)
     language_model = backbone.paligemma.model.language_model
     language_model.config._attn_implementation = "eager"  # as pi0 sets it
-    stock = language_model(inputs_embeds=embeds / language_model.config.hidden_size**0.5,
-                           attention_mask=mask, position_ids=positions).last_hidden_state
+    stock = language_model(
+        inputs_embeds=embeds / language_model.config.hidden_size**0.5,
+        attention_mask=mask,
+        position_ids=positions,
+    ).last_hidden_state
     # transformers' eager attention takes its softmax in float32, ours (SDPA) in the inputs' float64
     torch.testing.assert_close(ours, stock, rtol=1e-6, atol=1e-6)
     assert len(cache) == len(language_model.layers)
@@ -98,7 +101,10 @@ def test_suffix_pass_attends_to_the_cached_prefix_and_leaves_it_unchanged(datase
     _, cache = backbone.forward(prefix_mask, positions, None, [embeds, None], use_cache=True)
     cached = [(k.clone(), v.clone()) for k, v in cache]
 
-    suffix_pad, suffix_att = torch.ones(2, 5, dtype=torch.bool), torch.tensor([[1, 1, 0, 0, 0]] * 2, dtype=torch.bool)
+    suffix_pad, suffix_att = (
+        torch.ones(2, 5, dtype=torch.bool),
+        torch.tensor([[1, 1, 0, 0, 0]] * 2, dtype=torch.bool),
+    )
     full = torch.cat([pad[:, None, :].expand(2, 5, 7), make_att_2d_masks(suffix_pad, suffix_att)], dim=2)
     mask = policy.model._prepare_attention_masks_4d(full).double()
     suffix_positions = pad.sum(-1, keepdim=True) + torch.cumsum(suffix_pad, dim=1) - 1
@@ -106,15 +112,26 @@ def test_suffix_pass_attends_to_the_cached_prefix_and_leaves_it_unchanged(datase
     expert.config._attn_implementation = "eager"
     buffers = []
     for step in range(3):  # every denoising step sees the same prefix
-        suffix = torch.randn(2, 5, expert.config.hidden_size, generator=torch.Generator().manual_seed(step),
-                             dtype=torch.float64)
+        suffix = torch.randn(
+            2,
+            5,
+            expert.config.hidden_size,
+            generator=torch.Generator().manual_seed(step),
+            dtype=torch.float64,
+        )
         (_, ours), _ = backbone.forward(mask, suffix_positions, cache, [None, suffix], use_cache=False)
         stock_cache = DynamicCache()
         for index, (k, v) in enumerate(cached):
             stock_cache.update(k, v, index)
-        stock = expert(inputs_embeds=suffix / expert.config.hidden_size**0.5, attention_mask=mask,
-                       position_ids=suffix_positions, past_key_values=stock_cache).last_hidden_state
-        torch.testing.assert_close(ours, stock, rtol=1e-6, atol=1e-6)  # softmax in float32 in eager transformers
+        stock = expert(
+            inputs_embeds=suffix / expert.config.hidden_size**0.5,
+            attention_mask=mask,
+            position_ids=suffix_positions,
+            past_key_values=stock_cache,
+        ).last_hidden_state
+        torch.testing.assert_close(
+            ours, stock, rtol=1e-6, atol=1e-6
+        )  # softmax in float32 in eager transformers
         buffers.append([key.data_ptr() for key, _ in cache._buffers.values()])
     for (k, v), (k0, v0) in zip(cache, cached, strict=True):
         assert torch.equal(k, k0) and torch.equal(v, v0)
@@ -129,14 +146,20 @@ def test_grouped_query_attention_is_attention_with_shared_key_value_heads():
     generator = torch.Generator().manual_seed(0)
     for heads, groups in ((8, 1), (4, 2), (2, 2)):
         query = torch.randn(2, heads, 5, 16, generator=generator, dtype=torch.float64)
-        key, value = (torch.randn(2, groups, 9, 16, generator=generator, dtype=torch.float64) for _ in range(2))
+        key, value = (
+            torch.randn(2, groups, 9, 16, generator=generator, dtype=torch.float64) for _ in range(2)
+        )
         visible = torch.rand(2, 1, 5, 9, generator=generator) < 0.7
         visible[..., 0], visible[1, ..., -1] = True, False
         mask = torch.where(visible, 0.0, -2.3819763e38).double()
         repeated = [tensor.repeat_interleave(heads // groups, dim=1) for tensor in (key, value)]
         weights = torch.softmax(query @ repeated[0].transpose(-1, -2) * 0.25 + mask, dim=-1)
-        torch.testing.assert_close(grouped_query_attention(query, key, value, mask, 0.25),
-                                   (weights @ repeated[1]).transpose(1, 2), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(
+            grouped_query_attention(query, key, value, mask, 0.25),
+            (weights @ repeated[1]).transpose(1, 2),
+            rtol=1e-12,
+            atol=1e-12,
+        )
 
 
 @openpi_forward_only
@@ -160,8 +183,9 @@ def test_training_and_inference_paths_give_the_same_velocity(dataset_root):
     # Inference: the velocity of one denoising step at the same x_t and time.
     prefix, prefix_pad, prefix_att = model.embed_prefix(images, masks, tokens, token_masks)
     prefix_mask = model._prepare_attention_masks_4d(make_att_2d_masks(prefix_pad, prefix_att))
-    _, cache = model.paligemma_with_expert.forward(prefix_mask, torch.cumsum(prefix_pad, 1) - 1, None,
-                                                   [prefix, None], use_cache=True)
+    _, cache = model.paligemma_with_expert.forward(
+        prefix_mask, torch.cumsum(prefix_pad, 1) - 1, None, [prefix, None], use_cache=True
+    )
     v_infer = model.denoise_step(state, prefix_pad, cache, x_t, time)
     torch.testing.assert_close(losses, (1 - v_infer) ** 2, atol=1e-5, rtol=1e-4)
 
@@ -175,7 +199,9 @@ def test_dense_sampler_keeps_every_image_token_and_grids_keeps_k(dataset_root):
 
 
 def test_grids_trains_while_pi0_freezes_the_vlm_and_reports_spread(dataset_root):
-    config = make_config("pi0_grids", dataset_root=dataset_root, train_expert_only=True, grids={"num_tokens": 4})
+    config = make_config(
+        "pi0_grids", dataset_root=dataset_root, train_expert_only=True, grids={"num_tokens": 4}
+    )
     policy = PI0GridsPolicy(config)
     policy.train()
     assert all(p.requires_grad for p in policy.grids.parameters())
@@ -195,7 +221,9 @@ def _write_dense_pi0_checkpoint(policy: PI0GridsPolicy, folder, openpi_names: bo
     (folder / "config.json").write_text(json.dumps({"type": "pi0", "paligemma_variant": "gemma_tiny"}))
     state, saved = {}, set()
     for name, tensor in policy.state_dict().items():
-        if tensor.data_ptr() in saved:  # a tied weight (transformers 4's lm_head) is saved once, as LeRobot does
+        if (
+            tensor.data_ptr() in saved
+        ):  # a tied weight (transformers 4's lm_head) is saved once, as LeRobot does
             continue
         saved.add(tensor.data_ptr())
         if openpi_names:
@@ -209,21 +237,33 @@ def test_init_from_a_dense_pi0_checkpoint(dataset_root, tmp_path, openpi_names):
     torch.manual_seed(4)
     dense = PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, grids={"sampler": "dense"}))
     _write_dense_pi0_checkpoint(dense, tmp_path / "dense", openpi_names)
-    policy = PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, init_from=str(tmp_path / "dense")))
+    policy = PI0GridsPolicy(
+        make_config("pi0_grids", dataset_root=dataset_root, init_from=str(tmp_path / "dense"))
+    )
     state = policy.state_dict()
     for name, tensor in dense.state_dict().items():
         assert torch.equal(state[name], tensor), name
-    assert {n for n in state if n not in dense.state_dict()} == {n for n in state if n.startswith("model.paligemma_with_expert.grids.")}
+    assert {n for n in state if n not in dense.state_dict()} == {
+        n for n in state if n.startswith("model.paligemma_with_expert.grids.")
+    }
 
 
 def test_init_from_refuses_other_checkpoints(dataset_root, tmp_path):
-    small = PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, grids={"sampler": "dense"}, max_state_dim=16))
+    small = PI0GridsPolicy(
+        make_config("pi0_grids", dataset_root=dataset_root, grids={"sampler": "dense"}, max_state_dim=16)
+    )
     _write_dense_pi0_checkpoint(small, tmp_path / "other", openpi_names=False)
-    with pytest.raises(ValueError, match=r"other shapes for \['model.state_proj.weight \(checkpoint \(32, 16\), policy \(32, 32\)\)'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"other shapes for \['model.state_proj.weight \(checkpoint \(32, 16\), policy \(32, 32\)\)'\]",
+    ):
         PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, init_from=str(tmp_path / "other")))
     missing = tmp_path / "missing"
-    _write_dense_pi0_checkpoint(small.__class__(make_config("pi0_grids", dataset_root=dataset_root, grids={"sampler": "dense"})),
-                                missing, openpi_names=False)
+    _write_dense_pi0_checkpoint(
+        small.__class__(make_config("pi0_grids", dataset_root=dataset_root, grids={"sampler": "dense"})),
+        missing,
+        openpi_names=False,
+    )
     state = load_file(missing / "model.safetensors")
     del state["model.state_proj.bias"]
     save_file(state, missing / "model.safetensors")
@@ -232,7 +272,9 @@ def test_init_from_refuses_other_checkpoints(dataset_root, tmp_path):
     (tmp_path / "smolvla").mkdir()
     (tmp_path / "smolvla" / "config.json").write_text(json.dumps({"type": "smolvla"}))
     with pytest.raises(ValueError, match="is a 'smolvla' checkpoint, not a dense 'pi0' one"):
-        PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, init_from=str(tmp_path / "smolvla")))
+        PI0GridsPolicy(
+            make_config("pi0_grids", dataset_root=dataset_root, init_from=str(tmp_path / "smolvla"))
+        )
 
 
 def test_save_load_round_trip_and_other_grids_settings_refused(dataset_root, tmp_path):
@@ -244,10 +286,14 @@ def test_save_load_round_trip_and_other_grids_settings_refused(dataset_root, tmp
     loaded = PI0GridsPolicy.from_pretrained(tmp_path / "ckpt")
     batch = make_batch(config, dataset_root)
     noise = torch.randn(2, 4, 32)
-    assert torch.equal(policy.predict_action_chunk(dict(batch), noise=noise),
-                       loaded.predict_action_chunk(dict(batch), noise=noise))
+    assert torch.equal(
+        policy.predict_action_chunk(dict(batch), noise=noise),
+        loaded.predict_action_chunk(dict(batch), noise=noise),
+    )
     with pytest.raises(ValueError, match="grids.num_tokens: checkpoint 3, requested 16"):
-        PI0GridsPolicy.from_pretrained(tmp_path / "ckpt", config=make_config("pi0_grids", dataset_root=dataset_root))
+        PI0GridsPolicy.from_pretrained(
+            tmp_path / "ckpt", config=make_config("pi0_grids", dataset_root=dataset_root)
+        )
 
 
 def test_processors_tokenise_with_the_configured_tokenizer(dataset_root):
@@ -265,7 +311,10 @@ def test_processors_tokenise_with_the_configured_tokenizer(dataset_root):
     ("options", "message"),
     [
         ({"paligemma_variant": "gemma_7b"}, "Unknown Gemma variant 'gemma_7b' for paligemma_variant"),
-        ({"image_resolution": (224, 160)}, r"PaliGemma needs square images, got image_resolution=\[224, 160\]"),
+        (
+            {"image_resolution": (224, 160)},
+            r"PaliGemma needs square images, got image_resolution=\[224, 160\]",
+        ),
         ({"vision_variant": "siglip_giant"}, "Unknown vision_variant 'siglip_giant'"),
         ({"grids": {"num_tokens": 0}}, "num_tokens must be at least 1"),
     ],
@@ -277,9 +326,15 @@ def test_bad_config_is_refused(options, message):
 
 def test_mismatched_gemma_pair_and_too_many_discrete_tokens_are_refused(dataset_root):
     with pytest.raises(ValueError, match="same depth, heads and head_dim"):
-        PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, action_expert_variant="gemma_300m"))
-    with pytest.raises(ValueError, match="cannot pick 49 tokens from a 6x8 grid of 48, the part of the backbone's"):
-        PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, grids={"sampler": "topk", "num_tokens": 49}))
+        PI0GridsPolicy(
+            make_config("pi0_grids", dataset_root=dataset_root, action_expert_variant="gemma_300m")
+        )
+    with pytest.raises(
+        ValueError, match="cannot pick 49 tokens from a 6x8 grid of 48, the part of the backbone's"
+    ):
+        PI0GridsPolicy(
+            make_config("pi0_grids", dataset_root=dataset_root, grids={"sampler": "topk", "num_tokens": 49})
+        )
 
 
 @openpi_forward_only
@@ -318,8 +373,14 @@ def test_dense_training_loss_is_lerobot_pi0s(dataset_root, monkeypatch):
     model = policy.model
     batch = make_batch(policy.config, dataset_root)
     images, masks = policy._preprocess_images(batch)
-    inputs = (images, masks, batch["observation.language.tokens"], batch["observation.language.attention_mask"],
-              policy.prepare_state(batch), policy.prepare_action(batch))
+    inputs = (
+        images,
+        masks,
+        batch["observation.language.tokens"],
+        batch["observation.language.attention_mask"],
+        policy.prepare_state(batch),
+        policy.prepare_action(batch),
+    )
     generator = torch.Generator().manual_seed(6)
     noise, time = torch.randn(2, 4, 32, generator=generator), torch.tensor([0.2, 0.9])
     ours = model.forward(*inputs, noise=noise, time=time)
@@ -346,8 +407,9 @@ def test_bfloat16_policy_matches_float32_within_its_precision_and_samples_in_flo
     sampled points and the sampler's gradients (training in bfloat16) agree within bfloat16's precision."""
     torch.manual_seed(0)
     full = PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, grids={"num_tokens": 4})).eval()
-    half = PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, grids={"num_tokens": 4},
-                                      dtype="bfloat16")).eval()
+    half = PI0GridsPolicy(
+        make_config("pi0_grids", dataset_root=dataset_root, grids={"num_tokens": 4}, dtype="bfloat16")
+    ).eval()
     half.load_state_dict(full.state_dict())  # copied into each parameter's own dtype
     backbone = half.model.paligemma_with_expert
     assert backbone.paligemma.model.language_model.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16
@@ -361,9 +423,20 @@ def test_bfloat16_policy_matches_float32_within_its_precision_and_samples_in_flo
             chunks.append(policy.predict_action_chunk(dict(batch), noise=noise).float())
         points.append(policy.sampled_points()["observation.images.front"])
         images, masks = policy.train()._preprocess_images(batch)
-        loss = policy.model.forward(
-            images, masks, batch["observation.language.tokens"], batch["observation.language.attention_mask"],
-            policy.prepare_state(batch), policy.prepare_action(batch), noise=noise, time=time).float().mean()
+        loss = (
+            policy.model.forward(
+                images,
+                masks,
+                batch["observation.language.tokens"],
+                batch["observation.language.attention_mask"],
+                policy.prepare_state(batch),
+                policy.prepare_action(batch),
+                noise=noise,
+                time=time,
+            )
+            .float()
+            .mean()
+        )
         loss.backward()
         losses.append(loss.detach())
         gradients.append(torch.cat([p.grad.flatten() for p in policy.grids.parameters()]))
@@ -372,5 +445,8 @@ def test_bfloat16_policy_matches_float32_within_its_precision_and_samples_in_flo
     torch.testing.assert_close(losses[1], losses[0], rtol=0.01, atol=0)
     torch.testing.assert_close(chunks[1], chunks[0], rtol=0, atol=0.01 * chunks[0].abs().max().item())
     torch.testing.assert_close(points[1], points[0], rtol=0, atol=0.005)
-    assert gradients[1].dtype == torch.float32 and torch.cosine_similarity(gradients[1], gradients[0], dim=0) > 0.98
+    assert (
+        gradients[1].dtype == torch.float32
+        and torch.cosine_similarity(gradients[1], gradients[0], dim=0) > 0.98
+    )
     assert not torch.equal(chunks[1], chunks[0])  # the bfloat16 weights did compute

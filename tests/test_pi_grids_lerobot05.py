@@ -26,20 +26,23 @@ if not compat.PI_ON_STOCK_TRANSFORMERS:
             PI05GridsPolicy(make_config("pi05_grids", dataset_root=dataset_root))
 
 else:
-    from lerobot.policies.pi0.configuration_pi0 import PI0Config
-    from lerobot.policies.pi0.modeling_pi0 import PaliGemmaWithExpertModel, PI0Policy, PI0Pytorch
-    from lerobot.policies.pi05.configuration_pi05 import PI05Config
-    from lerobot.policies.pi05.modeling_pi05 import PaliGemmaWithExpertModel as PI05Backbone
-    from lerobot.policies.pi05.modeling_pi05 import PI05Policy, PI05Pytorch
     from lerobot.configs.types import FeatureType, NormalizationMode
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+    from lerobot.policies.pi0.configuration_pi0 import PI0Config
+    from lerobot.policies.pi0.modeling_pi0 import PaliGemmaWithExpertModel, PI0Policy, PI0Pytorch
+    from lerobot.policies.pi05.configuration_pi05 import PI05Config
+    from lerobot.policies.pi05.modeling_pi05 import (
+        PaliGemmaWithExpertModel as PI05Backbone,
+        PI05Policy,
+        PI05Pytorch,
+    )
     from safetensors.torch import load_file, save_model
 
     from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PI0GridsConfig
-    from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy, PI0GridsPytorch
+    from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPytorch
     from lerobot_grids.policies.pi05_grids.configuration_pi05_grids import PI05GridsConfig
-    from lerobot_grids.policies.pi05_grids.modeling_pi05_grids import PI05GridsPolicy, PI05GridsPytorch
+    from lerobot_grids.policies.pi05_grids.modeling_pi05_grids import PI05GridsPytorch
 
     LEROBOT = {  # GridS type -> LeRobot's policy, model and backbone classes
         "pi0_grids": (PI0Policy, PI0Pytorch, PaliGemmaWithExpertModel),
@@ -63,7 +66,11 @@ else:
         policy_class, model_class, backbone_class = LEROBOT[policy.name]
         backbone = reference.model.paligemma_with_expert
         del backbone.grids, backbone.sampled_points
-        backbone.__class__, reference.model.__class__, reference.__class__ = backbone_class, model_class, policy_class
+        backbone.__class__, reference.model.__class__, reference.__class__ = (
+            backbone_class,
+            model_class,
+            policy_class,
+        )
         return reference
 
     @pytest.mark.parametrize(
@@ -136,9 +143,13 @@ else:
         folder = tmp_path / "dense"
         folder.mkdir()
         (folder / "config.json").write_text(json.dumps({"type": dense.name}))
-        save_model(dense, str(folder / "model.safetensors"))  # as LeRobot saves a policy (shared tensors once)
+        save_model(
+            dense, str(folder / "model.safetensors")
+        )  # as LeRobot saves a policy (shared tensors once)
         state = load_file(folder / "model.safetensors")
-        policy = get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root, init_from=str(folder)))
+        policy = get_policy_class(policy_type)(
+            make_config(policy_type, dataset_root=dataset_root, init_from=str(folder))
+        )
         loaded = policy.state_dict()
         for name, tensor in state.items():
             assert torch.equal(loaded[name], tensor), name
@@ -159,7 +170,10 @@ else:
         assert tokenizer.max_length == 16 and steps["DeviceProcessorStep"].device == "cpu"
         mode = NormalizationMode.MEAN_STD if policy_type == "pi0_grids" else NormalizationMode.QUANTILES
         assert steps["NormalizerProcessorStep"].norm_map == {
-            FeatureType.VISUAL: NormalizationMode.IDENTITY, FeatureType.STATE: mode, FeatureType.ACTION: mode}
+            FeatureType.VISUAL: NormalizationMode.IDENTITY,
+            FeatureType.STATE: mode,
+            FeatureType.ACTION: mode,
+        }
         frame = next(iter(torch.utils.data.DataLoader(dataset, batch_size=2, shuffle=False)))
         action = frame["action"]
         if mode is NormalizationMode.MEAN_STD:

@@ -12,7 +12,9 @@ DIM, HEIGHT, WIDTH = 8, 6, 5
 
 def sampler(**options) -> GridSampler:
     torch.manual_seed(0)
-    config = GridSConfig(**{"num_tokens": 4, "predictor_hidden_dim": 16, "coord_encoder_hidden_dim": 16, **options})
+    config = GridSConfig(
+        **{"num_tokens": 4, "predictor_hidden_dim": 16, "coord_encoder_hidden_dim": 16, **options}
+    )
     return GridSampler(DIM, config).double()
 
 
@@ -20,7 +22,9 @@ def test_attention_predictor_gradients_agree_with_finite_differences():
     torch.manual_seed(0)
     predictor = AttentionPointPredictor(DIM, 3, 16, spread_points(3), use_context=True).double()
     torch.nn.init.normal_(predictor.context_queries.weight, std=0.1)  # zero at first: make the context count
-    tokens = torch.randn(1, 4 * 3, DIM, dtype=torch.float64, requires_grad=True)  # small: one column per input
+    tokens = torch.randn(
+        1, 4 * 3, DIM, dtype=torch.float64, requires_grad=True
+    )  # small: one column per input
     context = torch.randn(1, DIM, dtype=torch.float64, requires_grad=True)
     centres = grid_centres((4, 3), dtype=torch.float64)
 
@@ -28,13 +32,19 @@ def test_attention_predictor_gradients_agree_with_finite_differences():
         parameters = {**dict(predictor.named_parameters()), "queries": queries, "anchors": anchors}
         return torch.func.functional_call(predictor, parameters, (tokens, centres, 0.25, context))
 
-    inputs = (tokens, context, predictor.queries.detach().clone().requires_grad_(),
-              predictor.anchors.detach().clone().requires_grad_())
+    inputs = (
+        tokens,
+        context,
+        predictor.queries.detach().clone().requires_grad_(),
+        predictor.anchors.detach().clone().requires_grad_(),
+    )
     assert torch.autograd.gradcheck(points, inputs)
 
 
-@pytest.mark.parametrize("options", [{"predictor": "attention"}, {"predictor": "attention", "instruction": True},
-                                     {"instruction": True}])
+@pytest.mark.parametrize(
+    "options",
+    [{"predictor": "attention"}, {"predictor": "attention", "instruction": True}, {"instruction": True}],
+)
 def test_new_predictors_start_spread_and_gradients_reach_every_part(options):
     grids = sampler(**options)
     tokens = torch.randn(2, HEIGHT * WIDTH, DIM, dtype=torch.float64, requires_grad=True)
@@ -46,13 +56,22 @@ def test_new_predictors_start_spread_and_gradients_reach_every_part(options):
     assert mean_pairwise_distance(points) > 0.3
     torch.testing.assert_close(points, spread_points(4).expand(2, -1, -1).to(points.dtype), atol=0.15, rtol=0)
     sampled.pow(2).sum().backward()
-    trained = {name for name, parameter in grids.named_parameters() if parameter.grad is not None
-               and parameter.grad.abs().sum() > 0}
-    expected = {"attention_predictor.key.weight", "attention_predictor.queries", "attention_predictor.anchors"} \
-        if options.get("predictor") == "attention" else {"point_predictor.0.weight"}
+    trained = {
+        name
+        for name, parameter in grids.named_parameters()
+        if parameter.grad is not None and parameter.grad.abs().sum() > 0
+    }
+    expected = (
+        {"attention_predictor.key.weight", "attention_predictor.queries", "attention_predictor.anchors"}
+        if options.get("predictor") == "attention"
+        else {"point_predictor.0.weight"}
+    )
     if options.get("instruction"):
-        expected |= {"attention_predictor.context_queries.weight"} if options.get("predictor") == "attention" \
+        expected |= (
+            {"attention_predictor.context_queries.weight"}
+            if options.get("predictor") == "attention"
             else {"instruction_proj.weight"}
+        )
     assert expected <= trained, expected - trained
     assert tokens.grad.abs().sum() > 0
 
@@ -81,8 +100,12 @@ def test_instruction_moves_the_points_once_learned_and_is_required(predictor):
     tokens = torch.randn(1, HEIGHT * WIDTH, DIM, dtype=torch.float64)
     red, blue = torch.randn(2, 1, DIM, dtype=torch.float64)
     # At first (zero weights) the instruction changes nothing: the predictor without it.
-    torch.testing.assert_close(grids(tokens, (HEIGHT, WIDTH), red)[1], grids(tokens, (HEIGHT, WIDTH), blue)[1])
-    projection = grids.attention_predictor.context_queries if predictor == "attention" else grids.instruction_proj
+    torch.testing.assert_close(
+        grids(tokens, (HEIGHT, WIDTH), red)[1], grids(tokens, (HEIGHT, WIDTH), blue)[1]
+    )
+    projection = (
+        grids.attention_predictor.context_queries if predictor == "attention" else grids.instruction_proj
+    )
     with torch.no_grad():
         projection.weight.normal_(std=1.0)
     moved = (grids(tokens, (HEIGHT, WIDTH), red)[1] - grids(tokens, (HEIGHT, WIDTH), blue)[1]).abs().max()
@@ -102,18 +125,23 @@ def test_bfloat16_tokens_keep_their_dtype_and_give_the_float32_points():
     torch.testing.assert_close(points, reference, atol=0.02, rtol=0)
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"predictor": "transformer"}, "Unknown GridS predictor 'transformer'"),
-    ({"sampler": "topk", "predictor": "attention"}, "the 'topk' sampler predicts none"),
-    ({"sampler": "dense", "instruction": True}, "the 'dense' sampler predicts none"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"predictor": "transformer"}, "Unknown GridS predictor 'transformer'"),
+        ({"sampler": "topk", "predictor": "attention"}, "the 'topk' sampler predicts none"),
+        ({"sampler": "dense", "instruction": True}, "the 'dense' sampler predicts none"),
+    ],
+)
 def test_predictor_options_are_refused_where_they_mean_nothing(options, message):
     with pytest.raises(ValueError, match=message):
         GridSConfig(**options)
 
 
 @pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids"])
-def test_instruction_conditioned_attention_trains_in_the_policy_and_follows_the_instruction(dataset_root, policy_type):
+def test_instruction_conditioned_attention_trains_in_the_policy_and_follows_the_instruction(
+    dataset_root, policy_type
+):
     from conftest import make_batch, make_config
     from lerobot.policies.factory import get_policy_class
 
@@ -131,5 +159,7 @@ def test_instruction_conditioned_attention_trains_in_the_policy_and_follows_the_
         tokens = batch["observation.language.tokens"]
         other = dict(batch, **{"observation.language.tokens": (tokens + 1) % policy.language_vocab_size})
         policy.forward(other)
-    moved = max((points[key] - other_points).abs().max() for key, other_points in policy.sampled_points().items())
+    moved = max(
+        (points[key] - other_points).abs().max() for key, other_points in policy.sampled_points().items()
+    )
     assert moved > 1e-3  # same images, another instruction: other points

@@ -13,7 +13,9 @@ from lerobot_grids import compat
 POLICY_TYPES = [
     "smolvla_grids",
     "pi0_grids",
-    pytest.param("pi05_grids", marks=pytest.mark.skipif(not compat.PI_ON_STOCK_TRANSFORMERS, reason="LeRobot 0.5+")),
+    pytest.param(
+        "pi05_grids", marks=pytest.mark.skipif(not compat.PI_ON_STOCK_TRANSFORMERS, reason="LeRobot 0.5+")
+    ),
 ]
 
 
@@ -28,19 +30,27 @@ def test_rtc_processor_exists_only_when_configured(dataset_root, policy_type):
 
 
 @pytest.mark.parametrize("policy_type", POLICY_TYPES)
-def test_a_chunk_guided_by_the_previous_one_differs_and_without_one_is_the_plain_chunk(dataset_root, policy_type):
-    config = make_config(policy_type, dataset_root=dataset_root, rtc_config=RTCConfig(enabled=True, execution_horizon=3))
+def test_a_chunk_guided_by_the_previous_one_differs_and_without_one_is_the_plain_chunk(
+    dataset_root, policy_type
+):
+    config = make_config(
+        policy_type, dataset_root=dataset_root, rtc_config=RTCConfig(enabled=True, execution_horizon=3)
+    )
     torch.manual_seed(0)
     policy = get_policy_class(policy_type)(config).eval()
     batch = make_batch(policy.config, dataset_root, size=1)
-    noise = torch.randn(1, config.chunk_size, config.max_action_dim, generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(
+        1, config.chunk_size, config.max_action_dim, generator=torch.Generator().manual_seed(1)
+    )
     with torch.no_grad():
         plain = policy.predict_action_chunk(batch, noise=noise.clone())
-        unguided = policy.predict_action_chunk(batch, noise=noise.clone(), prev_chunk_left_over=None,
-                                               inference_delay=1)
+        unguided = policy.predict_action_chunk(
+            batch, noise=noise.clone(), prev_chunk_left_over=None, inference_delay=1
+        )
         leftover = torch.full_like(plain[:, 1:], 3.0)  # far from what the policy would output
-        guided = policy.predict_action_chunk(batch, noise=noise.clone(), prev_chunk_left_over=leftover,
-                                             inference_delay=1, execution_horizon=3)
+        guided = policy.predict_action_chunk(
+            batch, noise=noise.clone(), prev_chunk_left_over=leftover, inference_delay=1, execution_horizon=3
+        )
     assert plain.shape == guided.shape == (1, config.chunk_size, 6) and torch.isfinite(guided).all()
     torch.testing.assert_close(unguided, plain, rtol=0, atol=0)
     assert not torch.allclose(guided, plain)

@@ -43,17 +43,34 @@ def test_plugin_discovery_registers_the_policy_types():
         "    print(type(config).__name__, get_policy_class(name).__name__, config.grids.num_tokens)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["SmolVLAGridsConfig", "SmolVLAGridsPolicy", "4", "PI0GridsConfig", "PI0GridsPolicy", "4"]
+    assert result.stdout.split() == [
+        "SmolVLAGridsConfig",
+        "SmolVLAGridsPolicy",
+        "4",
+        "PI0GridsConfig",
+        "PI0GridsPolicy",
+        "4",
+    ]
 
 
 def test_command_line_sets_nested_grids_options():
     """(A bad value is refused as the last line lerobot-train prints: tests/test_lerobot_train.py.)"""
-    args = ["--policy.type=smolvla_grids", "--policy.grids.num_tokens=4", "--policy.grids.predictor=attention",
-            "--policy.grids.split_layer=4", "--dataset.repo_id=user/data"]
+    args = [
+        "--policy.type=smolvla_grids",
+        "--policy.grids.num_tokens=4",
+        "--policy.grids.predictor=attention",
+        "--policy.grids.split_layer=4",
+        "--dataset.repo_id=user/data",
+    ]
     config = draccus.parse(TrainPipelineConfig, args=args)
     assert isinstance(config.policy, SmolVLAGridsConfig)
     grids = config.policy.grids
-    assert (grids.num_tokens, grids.predictor, grids.split_layer, grids.sampler) == (4, "attention", 4, "grids")
+    assert (grids.num_tokens, grids.predictor, grids.split_layer, grids.sampler) == (
+        4,
+        "attention",
+        4,
+        "grids",
+    )
 
 
 def test_processor_factory_of_the_policy_type(dataset_root):
@@ -69,10 +86,16 @@ def test_processor_factory_of_the_policy_type(dataset_root):
     tokenizer = steps["TokenizerProcessorStep"]
     assert (tokenizer.tokenizer_name, tokenizer.max_length) == (str(TINY_SMOLVLM), 10)
     assert steps["DeviceProcessorStep"].device == "cpu"
-    modes = {FeatureType.VISUAL: NormalizationMode.IDENTITY, FeatureType.STATE: NormalizationMode.MEAN_STD,
-             FeatureType.ACTION: NormalizationMode.MEAN_STD}
+    modes = {
+        FeatureType.VISUAL: NormalizationMode.IDENTITY,
+        FeatureType.STATE: NormalizationMode.MEAN_STD,
+        FeatureType.ACTION: NormalizationMode.MEAN_STD,
+    }
     assert steps["NormalizerProcessorStep"].norm_map == modes
-    assert [type(step).__name__ for step in postprocessor.steps] == ["UnnormalizerProcessorStep", "DeviceProcessorStep"]
+    assert [type(step).__name__ for step in postprocessor.steps] == [
+        "UnnormalizerProcessorStep",
+        "DeviceProcessorStep",
+    ]
 
     frame = next(iter(torch.utils.data.DataLoader(dataset, batch_size=2, shuffle=False)))
     processed = preprocessor(dict(frame))
@@ -81,7 +104,9 @@ def test_processor_factory_of_the_policy_type(dataset_root):
         torch.testing.assert_close(processed[key], (frame[key] - mean) / (std + 1e-8))
     assert torch.equal(processed["observation.images.front"], frame["observation.images.front"])
     # the task with SmolVLA's newline, cut at the configured length (the test dataset's task is longer)
-    words = AutoTokenizer.from_pretrained(str(TINY_SMOLVLM))([f"{task}\n" for task in frame["task"]])["input_ids"]
+    words = AutoTokenizer.from_pretrained(str(TINY_SMOLVLM))([f"{task}\n" for task in frame["task"]])[
+        "input_ids"
+    ]
     assert min(len(ids) for ids in words) > 10
     assert processed["observation.language.tokens"].tolist() == [ids[:10] for ids in words]
     torch.testing.assert_close(postprocessor(processed["action"]), frame["action"])
@@ -107,10 +132,13 @@ def test_grids_feeds_k_tokens_per_camera_to_the_language_model(dataset_root):
     policy = SmolVLAGridsPolicy(config)
     batch = make_batch(config, dataset_root)
     images, masks = policy.prepare_images(batch)
-    dense_images, _ = SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, grids={"sampler": "dense"})).prepare_images(batch)
+    dense_images, _ = SmolVLAGridsPolicy(
+        make_config(dataset_root=dataset_root, grids={"sampler": "dense"})
+    ).prepare_images(batch)
     tokens = batch["observation.language.tokens"]
-    prefix, _, _ = policy.model.embed_prefix(images, masks, tokens, batch["observation.language.attention_mask"],
-                                             state=policy.prepare_state(batch))
+    prefix, _, _ = policy.model.embed_prefix(
+        images, masks, tokens, batch["observation.language.attention_mask"], state=policy.prepare_state(batch)
+    )
     # 2 cameras x 3 GridS tokens + language tokens + 1 state token; the dense grid at 128x128 is 4x4.
     assert prefix.shape[1] == 2 * 3 + tokens.shape[1] + 1
     assert policy.model.vlm_with_expert.grid_hw(dense_images[0].shape[-2:]) == (4, 4)
@@ -164,8 +192,12 @@ def test_init_from_dense_checkpoint_loads_every_dense_weight(dataset_root, tmp_p
 
 
 def test_init_from_refuses_other_architectures_and_policy_types(dataset_root, tmp_path):
-    SmolVLAPolicy(make_config("smolvla", dataset_root=dataset_root, num_vlm_layers=2)).save_pretrained(tmp_path / "short")
-    with pytest.raises(ValueError, match=r"Missing from the checkpoint: \['model.vlm_with_expert.lm_expert.layers.2"):
+    SmolVLAPolicy(make_config("smolvla", dataset_root=dataset_root, num_vlm_layers=2)).save_pretrained(
+        tmp_path / "short"
+    )
+    with pytest.raises(
+        ValueError, match=r"Missing from the checkpoint: \['model.vlm_with_expert.lm_expert.layers.2"
+    ):
         SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, init_from=str(tmp_path / "short")))
     ACTConfig(pretrained_backbone_weights=None).save_pretrained(tmp_path / "act")
     with pytest.raises(ValueError, match="is a 'act' checkpoint, not a dense 'smolvla' one"):
@@ -186,8 +218,10 @@ def test_save_and_load_round_trip(dataset_root, tmp_path):
         assert torch.equal(loaded.state_dict()[name], tensor), name
     batch = make_batch(config, dataset_root)
     noise, _ = _noise_and_time(config)
-    assert torch.equal(policy.predict_action_chunk(dict(batch), noise=noise),
-                       loaded.predict_action_chunk(dict(batch), noise=noise))
+    assert torch.equal(
+        policy.predict_action_chunk(dict(batch), noise=noise),
+        loaded.predict_action_chunk(dict(batch), noise=noise),
+    )
 
 
 @pytest.mark.parametrize(
@@ -195,14 +229,21 @@ def test_save_and_load_round_trip(dataset_root, tmp_path):
     [
         ({"num_tokens": 8}, "grids.num_tokens: checkpoint 5, requested 8"),
         ({"sampler": "dense"}, "grids.sampler: checkpoint 'grids', requested 'dense'"),
-        ({"num_tokens": 5, "predictor": "attention"}, "grids.predictor: checkpoint 'mlp', requested 'attention'"),
+        (
+            {"num_tokens": 5, "predictor": "attention"},
+            "grids.predictor: checkpoint 'mlp', requested 'attention'",
+        ),
         ({"num_tokens": 5, "instruction": True}, "grids.instruction: checkpoint False, requested True"),
     ],
 )
 def test_loading_with_other_grids_settings_is_refused(dataset_root, tmp_path, requested, message):
-    SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, grids={"num_tokens": 5})).save_pretrained(tmp_path / "ckpt")
+    SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, grids={"num_tokens": 5})).save_pretrained(
+        tmp_path / "ckpt"
+    )
     with pytest.raises(ValueError, match=message):
-        SmolVLAGridsPolicy.from_pretrained(tmp_path / "ckpt", config=make_config(dataset_root=dataset_root, grids=requested))
+        SmolVLAGridsPolicy.from_pretrained(
+            tmp_path / "ckpt", config=make_config(dataset_root=dataset_root, grids=requested)
+        )
 
 
 def test_loading_a_dense_checkpoint_as_smolvla_grids_points_to_init_from(dataset_root, tmp_path):
@@ -217,7 +258,9 @@ def test_a_state_of_another_size_is_refused_before_any_action(dataset_root, poli
     a 6-joint policy would be zero-padded to max_state_dim and acted on."""
     policy = get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root))
     batch = make_batch(policy.config, dataset_root)
-    batch["observation.state"] = torch.cat([batch["observation.state"], batch["observation.state"][..., :1]], dim=-1)
+    batch["observation.state"] = torch.cat(
+        [batch["observation.state"], batch["observation.state"][..., :1]], dim=-1
+    )
     with pytest.raises(ValueError, match=r"state observation.state: policy \(6,\), robot/dataset \(7,\)"):
         policy.select_action(batch)
 
@@ -225,19 +268,28 @@ def test_a_state_of_another_size_is_refused_before_any_action(dataset_root, poli
 @pytest.mark.parametrize("sampler", ["topk", "grids"])
 def test_more_tokens_than_the_cameras_image_covers_are_refused_when_built(dataset_root, sampler):
     """The test cameras (64x48) cover 3x4 of the tiny backbone's 4x4 token grid: 12 tokens, not 16."""
-    with pytest.raises(ValueError, match=r"cannot pick 13 tokens from a 3x4 grid of 12, the part of the backbone's "
-                                         r"token grid that observation.images.front's 64x48 image covers"):
-        SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, grids={"sampler": sampler, "num_tokens": 13}))
+    with pytest.raises(
+        ValueError,
+        match=r"cannot pick 13 tokens from a 3x4 grid of 12, the part of the backbone's "
+        r"token grid that observation.images.front's 64x48 image covers",
+    ):
+        SmolVLAGridsPolicy(
+            make_config(dataset_root=dataset_root, grids={"sampler": sampler, "num_tokens": 13})
+        )
 
 
 @pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids", "pi05_grids"])
-def test_push_to_hub_uploads_config_weights_processors_and_card(dataset_root, tmp_path, fake_hub, policy_type):
+def test_push_to_hub_uploads_config_weights_processors_and_card(
+    dataset_root, tmp_path, fake_hub, policy_type
+):
     from lerobot.policies.factory import get_policy_class
 
     if policy_type == "pi05_grids" and not compat.PI_ON_STOCK_TRANSFORMERS:
         pytest.skip("pi05_grids needs LeRobot 0.5+")
 
-    config = make_config(policy_type, dataset_root=dataset_root, grids={"num_tokens": 4}, repo_id="user/so100_grids")
+    config = make_config(
+        policy_type, dataset_root=dataset_root, grids={"num_tokens": 4}, repo_id="user/so100_grids"
+    )
     policy = get_policy_class(policy_type)(config)
     train_config = TrainPipelineConfig(dataset=DatasetConfig(repo_id="user/so100"), policy=config)
     policy.push_model_to_hub(train_config)  # LeRobot's own push, as lerobot-train calls it
@@ -249,7 +301,9 @@ def test_push_to_hub_uploads_config_weights_processors_and_card(dataset_root, tm
     assert saved_config["type"] == policy_type and saved_config["grids"]["num_tokens"] == 4
     (tmp_path / "model.safetensors").write_bytes(files["model.safetensors"])
     weights = load_file(tmp_path / "model.safetensors")
-    assert torch.equal(weights[policy.grids_prefix + "point_predictor.2.bias"], policy.grids.point_predictor[2].bias)
+    assert torch.equal(
+        weights[policy.grids_prefix + "point_predictor.2.bias"], policy.grids.point_predictor[2].bias
+    )
     assert {"policy_preprocessor.json", "policy_postprocessor.json", "train_config.json"} <= set(files)
     card = files["README.md"].decode()
     assert "GridS token pruning" in card and "| `num_tokens` | `4` |" in card
@@ -262,7 +316,9 @@ def test_bfloat16_vlm_acts_and_trains_like_float32_within_its_precision(dataset_
     points too); with the float32 policy's weights and noise, the chunk, the loss and the sampler's gradients agree
     within bfloat16's precision."""
     torch.manual_seed(0)
-    config = make_config(dataset_root=dataset_root, grids={"num_tokens": 4, "predictor": "attention", "instruction": True})
+    config = make_config(
+        dataset_root=dataset_root, grids={"num_tokens": 4, "predictor": "attention", "instruction": True}
+    )
     full = SmolVLAGridsPolicy(config)
     half = SmolVLAGridsPolicy(config)
     half.load_state_dict(full.state_dict())
@@ -273,7 +329,11 @@ def test_bfloat16_vlm_acts_and_trains_like_float32_within_its_precision(dataset_
     noise = torch.randn(2, config.chunk_size, config.max_action_dim, generator=generator)
     time = torch.tensor([0.3, 0.8])
     results = {}
-    for name, policy, autocast in (("float32", full, False), ("bfloat16", half, False), ("autocast", full, True)):
+    for name, policy, autocast in (
+        ("float32", full, False),
+        ("bfloat16", half, False),
+        ("autocast", full, True),
+    ):
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             chunk = policy.eval().predict_action_chunk(dict(batch), noise=noise).float()
         points = policy.sampled_points()["observation.images.front"]

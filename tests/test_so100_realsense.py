@@ -37,8 +37,10 @@ from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAG
 LAUNCHER = Path(__file__).with_name("with_simulated_cameras.py")
 BOTH_CAMERAS = "111=Intel RealSense D435,222=Intel RealSense D405"
 TASK = "Pick up the green cube and place it into the green bowl."
-CAMERAS = {"front": ("intelrealsense_by_name", "Intel RealSense D435", 640, 480, 30),
-           "wrist": ("intelrealsense_by_name", "Intel RealSense D405", 640, 480, 30)}
+CAMERAS = {
+    "front": ("intelrealsense_by_name", "Intel RealSense D435", 640, 480, 30),
+    "wrist": ("intelrealsense_by_name", "Intel RealSense D405", 640, 480, 30),
+}
 STEP_LIMIT = 5.0  # the configs' max_relative_target: degrees (joints), percent of the range (gripper)
 
 
@@ -88,11 +90,21 @@ def lerobot_calibrate(folder: Path, kind: str, arm_type: str, bus: SimulatedFeet
     with pytest.MonkeyPatch.context() as monkeypatch, ThreadPoolExecutor(1) as pool:
         # LeRobot 0.6's lerobot-calibrate imports librealsense: simulated, no device.
         monkeypatch.setitem(sys.modules, "pyrealsense2", SimulatedRealSense({}))
-        from lerobot.scripts.lerobot_calibrate import CalibrateConfig, RobotConfig, TeleoperatorConfig, calibrate
+        from lerobot.scripts.lerobot_calibrate import (
+            CalibrateConfig,
+            RobotConfig,
+            TeleoperatorConfig,
+            calibrate,
+        )
 
         choices = {"robot": RobotConfig, "teleop": TeleoperatorConfig}
-        config = CalibrateConfig(**{kind: choices[kind].get_choice_class(arm_type)(
-            port=bus.port, id=arm_type, calibration_dir=folder)})
+        config = CalibrateConfig(
+            **{
+                kind: choices[kind].get_choice_class(arm_type)(
+                    port=bus.port, id=arm_type, calibration_dir=folder
+                )
+            }
+        )
         monkeypatch.setattr(sys, "stdin", terminal.stdin)
         monkeypatch.setattr(sys, "stdout", terminal)
         run_ = pool.submit(calibrate, config)
@@ -100,7 +112,9 @@ def lerobot_calibrate(folder: Path, kind: str, arm_type: str, bus: SimulatedFeet
 
         def wait(done) -> None:
             while not done():
-                assert not run_.done() and time.monotonic() < deadline, run_.exception() if run_.done() else "timeout"
+                assert not run_.done() and time.monotonic() < deadline, (
+                    run_.exception() if run_.done() else "timeout"
+                )
                 time.sleep(0.01)
 
         wait(lambda: "middle of its range" in terminal.seen)
@@ -111,7 +125,7 @@ def lerobot_calibrate(folder: Path, kind: str, arm_type: str, bus: SimulatedFeet
                 if motor_id != SO100_MOTOR_IDS["wrist_roll"]:
                     bus.set_present(motor_id, position)
             reads = bus.position_reads
-            wait(lambda: bus.position_reads >= reads + 2)  # LeRobot has seen it
+            wait(lambda reads=reads: bus.position_reads >= reads + 2)  # LeRobot has seen it
         terminal.press_enter()
         run_.result(timeout=60)
     terminal.close()
@@ -150,25 +164,51 @@ def test_lerobot_calibrate_writes_its_calibration_to_the_servos_and_the_file(arm
     follower, leader = arms
     for bus, arm_id in ((follower, "so100_follower"), (leader, "so100_leader")):
         written = json.loads((tmp_path / "calibration" / f"{arm_id}.json").read_text())
-        assert {name: (entry["id"], entry["homing_offset"], entry["range_min"], entry["range_max"], entry["drive_mode"])
-                for name, entry in written.items()} == {
-            name: (motor_id, *bus.eeprom()[motor_id], 0) for name, motor_id in SO100_MOTOR_IDS.items()}
+        assert {
+            name: (
+                entry["id"],
+                entry["homing_offset"],
+                entry["range_min"],
+                entry["range_max"],
+                entry["drive_mode"],
+            )
+            for name, entry in written.items()
+        } == {name: (motor_id, *bus.eeprom()[motor_id], 0) for name, motor_id in SO100_MOTOR_IDS.items()}
         # Half-turn homing: the resting position reads 2047; the ranges the joints were moved through.
         assert {motor_id: offset for motor_id, (offset, _, _) in bus.eeprom().items()} == {
-            motor_id: position - 2047 for motor_id, position in SO100_REST_POSITIONS.items()}
+            motor_id: position - 2047 for motor_id, position in SO100_REST_POSITIONS.items()
+        }
         assert {name: (entry["range_min"], entry["range_max"]) for name, entry in written.items()} == {
-            name: (0, 4095) if name == "wrist_roll" else (1000, 3000) for name in SO100_MOTOR_IDS}
+            name: (0, 4095) if name == "wrist_roll" else (1000, 3000) for name in SO100_MOTOR_IDS
+        }
         assert all(bus.present(motor_id) == 2047 for motor_id in SO100_MOTOR_IDS.values())
 
 
-def run(command: str, *args: str, cameras: str = BOTH_CAMERAS, env: dict[str, str] | None = None,
-        cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+def run(
+    command: str,
+    *args: str,
+    cameras: str = BOTH_CAMERAS,
+    env: dict[str, str] | None = None,
+    cwd: Path = REPO_ROOT,
+) -> subprocess.CompletedProcess:
     # One torch thread: LeRobot's loops time their episodes by the wall clock, and torch's OpenMP workers wait for
     # each other spinning, so with the cores busy (LeRobot's image writer threads, other tests, other work) one
     # action chunk took 2.5 s instead of 0.05 and an episode of 2 s recorded a single frame.
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIMULATED_REALSENSE": cameras, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, str(LAUNCHER), command, *args], capture_output=True, text=True,
-                          env=env, timeout=300, cwd=cwd)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "SIMULATED_REALSENSE": cameras,
+        "OMP_NUM_THREADS": "1",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, str(LAUNCHER), command, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=cwd,
+    )
 
 
 def ports(tmp_path, follower, leader=None) -> list[str]:
@@ -179,8 +219,14 @@ def ports(tmp_path, follower, leader=None) -> list[str]:
 
 
 def short_episode(root: Path, repo_id: str) -> list[str]:
-    return [f"--dataset.repo_id={repo_id}", f"--dataset.root={root}", "--dataset.num_episodes=1",
-            "--dataset.episode_time_s=2", "--dataset.reset_time_s=0", "--dataset.fps=10"]
+    return [
+        f"--dataset.repo_id={repo_id}",
+        f"--dataset.root={root}",
+        "--dataset.num_episodes=1",
+        "--dataset.episode_time_s=2",
+        "--dataset.reset_time_s=0",
+        "--dataset.fps=10",
+    ]
 
 
 @pytest.fixture
@@ -190,8 +236,11 @@ def follower(tmp_path_factory):
 
     folder = tmp_path_factory.getbasetemp() / "lerobot_calibrate" / "so100"
     bus = SimulatedFeetechBus(calibrated("so100", folder)["follower"])
-    robot = SO100Follower(SO100FollowerConfig(port=bus.port, id="so100_follower", calibration_dir=folder,
-                                              max_relative_target=STEP_LIMIT))
+    robot = SO100Follower(
+        SO100FollowerConfig(
+            port=bus.port, id="so100_follower", calibration_dir=folder, max_relative_target=STEP_LIMIT
+        )
+    )
     yield robot, bus
     bus.heal()
     if robot.is_connected:
@@ -207,7 +256,9 @@ def test_the_servos_clamp_goals_to_their_limits_and_move_only_with_torque(follow
     top = 1000 * 360 / 4095  # 3000 in degrees about the range's middle, 2000
     # A goal write has no reply: reading the state back after it shows what the servo did.
     robot.send_action({f"{name}.pos": 0.0 for name in SO100_MOTOR_IDS} | {"elbow_flex.pos": 180.0})
-    assert robot.get_observation()["elbow_flex.pos"] == pytest.approx(top) and bus.goal_writes[elbow][-1] > 3000
+    assert (
+        robot.get_observation()["elbow_flex.pos"] == pytest.approx(top) and bus.goal_writes[elbow][-1] > 3000
+    )
     robot.bus.disable_torque()
     robot.send_action({f"{name}.pos": 0.0 for name in SO100_MOTOR_IDS})  # 5 degrees down: 57 steps
     assert robot.get_observation()["elbow_flex.pos"] == pytest.approx(top)  # written, not executed
@@ -244,24 +295,39 @@ def test_a_camera_given_by_serial_number_that_is_not_plugged_in_is_named(monkeyp
 
     from lerobot_grids.cameras.camera_realsense_by_name import RealSenseByNameCamera
 
-    monkeypatch.setattr(camera_realsense, "rs", devices, raising=False)  # imported earlier, with or without one
-    camera = RealSenseByNameCamera(RealSenseByNameCameraConfig(serial_number_or_name="333", width=640, height=480,
-                                                               fps=30))
-    with pytest.raises(ConnectionError, match=r"No RealSense camera with serial number 333 is connected; "
-                                              r"connected: Intel RealSense D435 \(serial 111\)\. Plug it in"):
+    monkeypatch.setattr(
+        camera_realsense, "rs", devices, raising=False
+    )  # imported earlier, with or without one
+    camera = RealSenseByNameCamera(
+        RealSenseByNameCameraConfig(serial_number_or_name="333", width=640, height=480, fps=30)
+    )
+    with pytest.raises(
+        ConnectionError,
+        match=r"No RealSense camera with serial number 333 is connected; "
+        r"connected: Intel RealSense D435 \(serial 111\)\. Plug it in",
+    ):
         camera.connect()
 
 
-@pytest.mark.parametrize(("arm", "config", "task_args"), [
-    ("so100", "so100_pick_place", []),  # a task recipe: the task is in the file
-    ("so101", "record_so101", [f"--dataset.single_task={TASK}"]),
-], indirect=["arm"])
+@pytest.mark.parametrize(
+    ("arm", "config", "task_args"),
+    [
+        ("so100", "so100_pick_place", []),  # a task recipe: the task is in the file
+        ("so101", "record_so101", [f"--dataset.single_task={TASK}"]),
+    ],
+    indirect=["arm"],
+)
 def test_teleoperated_recording_writes_a_valid_dataset(arms, config, task_args, tmp_path):
     follower, leader = arms
     for motor_id in SO100_MOTOR_IDS.values():
         leader.set_present(motor_id, 2100)  # the operator holds the leader arm here
-    result = run("lerobot-record", f"--config_path={config_path(config)}", *task_args, *ports(tmp_path, follower, leader),
-                 *short_episode(tmp_path / "recorded", "local/recorded"))
+    result = run(
+        "lerobot-record",
+        f"--config_path={config_path(config)}",
+        *task_args,
+        *ports(tmp_path, follower, leader),
+        *short_episode(tmp_path / "recorded", "local/recorded"),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     # PyAV decodes (torchcodec needs FFmpeg installed on the system).
     dataset = LeRobotDataset("local/recorded", root=tmp_path / "recorded", video_backend="pyav")
@@ -280,15 +346,21 @@ def test_teleoperated_recording_writes_a_valid_dataset(arms, config, task_args, 
     expected = torch.tensor([(2100 - (low + high) / 2) * 360 / 4095 for low, high in ranges[:5]] + [55.0])
     torch.testing.assert_close(frame["action"], expected, atol=0.05, rtol=0)
     assert len(frame["observation.state"]) == 6
-    assert all(writes[-1] in (2099, 2100) for writes in follower.goal_writes.values())  # the follower followed
+    assert all(
+        writes[-1] in (2099, 2100) for writes in follower.goal_writes.values()
+    )  # the follower followed
 
 
 def test_teleoperation_moves_the_follower_with_the_leader(arm, arms, tmp_path):
     """SO-100 (the SO-101's follower follows its leader in the recording test above)."""
     follower, leader = arms
     leader.set_present(SO100_MOTOR_IDS["elbow_flex"], 2500)
-    result = run("lerobot-teleoperate", f"--config_path={robot_config(arm, 'teleoperate')}", "--teleop_time_s=2",
-                 *ports(tmp_path, follower, leader))
+    result = run(
+        "lerobot-teleoperate",
+        f"--config_path={robot_config(arm, 'teleoperate')}",
+        "--teleop_time_s=2",
+        *ports(tmp_path, follower, leader),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert follower.goal_writes[SO100_MOTOR_IDS["elbow_flex"]][-1:] == [2500], result.stderr[-3000:]
 
@@ -316,7 +388,9 @@ def decode(config_class, path: Path, part: str | None = None, **command_line):
     return draccus.decode(config_class, written)
 
 
-@pytest.mark.parametrize(("recipe", "episodes"), [("pick_place", 83), ("transfer_pen", 74), ("stack_cubes", 75)])
+@pytest.mark.parametrize(
+    ("recipe", "episodes"), [("pick_place", 83), ("transfer_pen", 74), ("stack_cubes", 75)]
+)
 def test_task_recipes_are_lerobot_record_configs(recipe, episodes, librealsense):
     from lerobot.scripts.lerobot_record import RecordConfig
 
@@ -324,7 +398,9 @@ def test_task_recipes_are_lerobot_record_configs(recipe, episodes, librealsense)
     assert config.dataset.num_episodes == episodes and config.dataset.single_task
     assert config.robot.type == "so100_follower" and config.teleop.type == "so100_leader"
     assert {key: camera.serial_number_or_name for key, camera in config.robot.cameras.items()} == {
-        "front": "Intel RealSense D435", "wrist": "Intel RealSense D405"}
+        "front": "Intel RealSense D435",
+        "wrist": "Intel RealSense D405",
+    }
 
 
 @pytest.mark.parametrize("name", ["teleoperate", "record", "deploy", "rollout", "async_client"])
@@ -341,9 +417,13 @@ def test_so101_configs_are_lerobot_configs_of_an_so101_with_both_cameras(name, l
         # Their commands take the policy from the command line (lerobot-rollout is LeRobot 0.6's): the robot alone.
         robot, teleop = decode(RobotConfig, path, part="robot"), None
     else:
-        config_class = {"teleoperate": TeleoperateConfig, "async_client": RobotClientConfig}.get(name, RecordConfig)
-        command_line = {RecordConfig: {"dataset": {"repo_id": "user/data", "single_task": TASK}},
-                        RobotClientConfig: {"pretrained_name_or_path": "user/policy"}}.get(config_class, {})
+        config_class = {"teleoperate": TeleoperateConfig, "async_client": RobotClientConfig}.get(
+            name, RecordConfig
+        )
+        command_line = {
+            RecordConfig: {"dataset": {"repo_id": "user/data", "single_task": TASK}},
+            RobotClientConfig: {"pretrained_name_or_path": "user/policy"},
+        }.get(config_class, {})
         config = decode(config_class, path, **command_line)
         if config_class is RobotClientConfig:
             assert config.policy_type == "smolvla_grids"
@@ -353,8 +433,10 @@ def test_so101_configs_are_lerobot_configs_of_an_so101_with_both_cameras(name, l
     assert written["robot"]["type"] == "so101_follower"
     assert type(robot) is RobotConfig.get_choice_class("so101_follower")
     assert robot.id == "so101_follower"  # the calibration file lerobot-calibrate wrote for it
-    assert {key: (camera.type, camera.serial_number_or_name, camera.width, camera.height, camera.fps)
-            for key, camera in robot.cameras.items()} == CAMERAS
+    assert {
+        key: (camera.type, camera.serial_number_or_name, camera.width, camera.height, camera.fps)
+        for key, camera in robot.cameras.items()
+    } == CAMERAS
     assert (teleop is not None) == (name in ("teleoperate", "record"))
     if teleop is not None:
         assert written["teleop"]["type"] == "so101_leader"
@@ -368,7 +450,9 @@ def load_config(path: Path):
     class Loader(yaml.SafeLoader):
         pass
 
-    Loader.add_constructor("!include", lambda loader, node: load_config(path.parent / loader.construct_scalar(node)))
+    Loader.add_constructor(
+        "!include", lambda loader, node: load_config(path.parent / loader.construct_scalar(node))
+    )
     return yaml.load(path.read_text(), Loader=Loader)
 
 
@@ -381,10 +465,13 @@ def test_every_robot_and_teleop_block_is_its_arm_config():
         for key in ("robot", "teleop"):
             if key in config:
                 arm_config = config_path(config[key]["type"])
-                assert config[key] == load_config(arm_config), f"{path.name}: {key} differs from {arm_config.name}"
+                assert config[key] == load_config(arm_config), (
+                    f"{path.name}: {key} differs from {arm_config.name}"
+                )
                 checked.append(f"{path.name}:{key}")
-    assert {f"{name}_so101.yaml:robot" for name in ("teleoperate", "record", "deploy", "rollout", "async_client")} <= set(
-        checked)
+    assert {
+        f"{name}_so101.yaml:robot" for name in ("teleoperate", "record", "deploy", "rollout", "async_client")
+    } <= set(checked)
     assert {"teleoperate_so101.yaml:teleop", "record_so101.yaml:teleop", "record.yaml:robot"} <= set(checked)
 
 
@@ -392,7 +479,9 @@ def moved(follower: SimulatedFeetechBus, start: dict[int, int]) -> bool:
     """Whether any goal other than a joint's position at ``start`` reached the bus. lerobot-rollout (0.6) holds the
     arm where it found it when it stops (``return_to_initial_position``): those goals move nothing, give or take the
     one step LeRobot's normalisation round trip may round the gripper's 0-100 % by."""
-    return any(abs(goal - start[motor]) > 1 for motor, goals in follower.goal_writes.items() for goal in goals)
+    return any(
+        abs(goal - start[motor]) > 1 for motor, goals in follower.goal_writes.items() for goal in goals
+    )
 
 
 def positions(follower: SimulatedFeetechBus) -> dict[int, int]:
@@ -407,8 +496,15 @@ def deploy(tmp_path, follower, policy: Path, *extra: str, cameras: str = BOTH_CA
         repo_id = "local/rollout_so100"  # lerobot-rollout's rule for its dataset names
     else:
         command, repo_id = ["lerobot-record", f"--config_path={config_path('deploy')}"], "local/eval_so100"
-    return run(*command, f"--policy.path={policy}", f"--dataset.single_task={TASK}", *ports(tmp_path, follower),
-               *short_episode(tmp_path / "eval", repo_id), *extra, cameras=cameras)
+    return run(
+        *command,
+        f"--policy.path={policy}",
+        f"--dataset.single_task={TASK}",
+        *ports(tmp_path, follower),
+        *short_episode(tmp_path / "eval", repo_id),
+        *extra,
+        cameras=cameras,
+    )
 
 
 def test_deployment_moves_the_arm_at_most_one_step_limit_per_action(arms, tmp_path, checkpoint):
@@ -421,7 +517,9 @@ def test_deployment_moves_the_arm_at_most_one_step_limit_per_action(arms, tmp_pa
     pushing = changed_copy(checkpoint, tmp_path / "pushing", action_bias=1000.0)
     result = deploy(tmp_path, follower, pushing)
     assert result.returncode == 0, result.stderr[-3000:]
-    repo_id = "local/rollout_so100" if compat.POLICY_ON_ROBOT_COMMAND == "lerobot-rollout" else "local/eval_so100"
+    repo_id = (
+        "local/rollout_so100" if compat.POLICY_ON_ROBOT_COMMAND == "lerobot-rollout" else "local/eval_so100"
+    )
     actions = torch.stack(list(LeRobotDataset(repo_id, root=tmp_path / "eval").hf_dataset["action"]))
     assert len(actions) >= 5 and (actions.abs() > 360).all()  # far beyond any joint's range: the bias
     for index, (name, motor_id) in enumerate(SO100_MOTOR_IDS.items()):
@@ -429,19 +527,23 @@ def test_deployment_moves_the_arm_at_most_one_step_limit_per_action(arms, tmp_pa
         goals, presents = follower.goal_writes[motor_id], follower.present_at_goal[motor_id]
         # LeRobot's normalisation: degrees about the middle of the range (4095 steps a turn), or percent.
         if name == "gripper":
-            to_raw = lambda v: int(min(100.0, max(0.0, v)) / 100 * (high - low) + low)  # noqa: E731
-            to_unit = lambda p: (p - low) / (high - low) * 100  # noqa: E731
+            to_raw = lambda v, low=low, high=high: int(min(100.0, max(0.0, v)) / 100 * (high - low) + low)  # noqa: E731
+            to_unit = lambda p, low=low, high=high: (p - low) / (high - low) * 100  # noqa: E731
         else:
-            to_raw = lambda v: int(v * 4095 / 360 + (low + high) / 2)  # noqa: E731
-            to_unit = lambda p: (p - (low + high) / 2) * 360 / 4095  # noqa: E731
+            to_raw = lambda v, low=low, high=high: int(v * 4095 / 360 + (low + high) / 2)  # noqa: E731
+            to_unit = lambda p, low=low, high=high: (p - (low + high) / 2) * 360 / 4095  # noqa: E731
         step = to_raw(STEP_LIMIT) - to_raw(0)
-        assert all(abs(goal - present) <= step + 1 for goal, present in zip(goals, presents)), name
+        assert all(abs(goal - present) <= step + 1 for goal, present in zip(goals, presents, strict=False)), (
+            name
+        )
         assert all(low <= present <= high for present in [*presents, follower.present(motor_id)]), name
         # Towards the limit the policy points at, at most a step a frame (it gets there in about 18 frames).
         limit = high if actions[0, index] > 0 else low
-        assert 0 < abs(presents[0] - limit) - abs(presents[len(actions) - 1] - limit) <= step * len(actions), name
+        assert (
+            0 < abs(presents[0] - limit) - abs(presents[len(actions) - 1] - limit) <= step * len(actions)
+        ), name
         # The frames' goals (lerobot-rollout then returns the arm to where it started: more goals, no frames).
-        for action, goal, present in zip(actions[:, index].tolist(), goals, presents):
+        for action, goal, present in zip(actions[:, index].tolist(), goals, presents, strict=False):
             clipped = min(max(action, to_unit(present) - STEP_LIMIT), to_unit(present) + STEP_LIMIT)
             assert abs(goal - to_raw(clipped)) <= 1, (name, action, goal, present)
         assert len(goals) >= len(actions)
@@ -486,8 +588,11 @@ def test_an_unsupported_resolution_is_named(monkeypatch):
     from lerobot_grids.cameras.camera_realsense_by_name import RealSenseByNameCamera
 
     monkeypatch.setattr(camera_realsense, "rs", devices, raising=False)
-    camera = RealSenseByNameCamera(RealSenseByNameCameraConfig(serial_number_or_name="Intel RealSense D435",
-                                                               width=1920, height=1080, fps=30))
+    camera = RealSenseByNameCamera(
+        RealSenseByNameCameraConfig(
+            serial_number_or_name="Intel RealSense D435", width=1920, height=1080, fps=30
+        )
+    )
     with pytest.raises(ConnectionError, match="did not start an RGB stream of 1920x1080 at 30 fps"):
         camera.connect()
 
@@ -497,8 +602,12 @@ def test_camera_check_says_which_camera_is_which_and_what_is_missing(tmp_path, w
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(tmp_path / "installed")
     # The extracted wheel first on the path (before the checkout's editable install); run outside the checkout.
-    result = run("-m", "lerobot_grids.scripts.lerobot_grids_cameras", env={"PYTHONPATH": str(tmp_path / "installed")},
-                 cwd=tmp_path)
+    result = run(
+        "-m",
+        "lerobot_grids.scripts.lerobot_grids_cameras",
+        env={"PYTHONPATH": str(tmp_path / "installed")},
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Intel RealSense D435, serial 111 -> front" in result.stdout
     assert "Intel RealSense D405, serial 222 -> wrist" in result.stdout
@@ -518,15 +627,36 @@ def test_async_server_and_robot_client_run_a_grids_policy_over_loopback(arms, tm
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIMULATED_REALSENSE": BOTH_CAMERAS}
-    server = subprocess.Popen([str(Path(sys.executable).with_name("lerobot-grids-policy-server")), "--host=127.0.0.1",
-                               f"--port={port}", "--fps=10"], env=env, cwd=tmp_path,  # LeRobot writes logs/ to cwd
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("lerobot-grids-policy-server")),
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--fps=10",
+        ],
+        env=env,
+        cwd=tmp_path,  # LeRobot writes logs/ to cwd
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     client = subprocess.Popen(
-        [sys.executable, str(LAUNCHER), "-m", "lerobot.async_inference.robot_client",
-         f"--config_path={config_path('async_client')}", f"--server_address=127.0.0.1:{port}",
-         f"--pretrained_name_or_path={checkpoint}", "--actions_per_chunk=4", "--fps=10", f"--task={TASK}",
-         *ports(tmp_path, follower)],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            str(LAUNCHER),
+            "-m",
+            "lerobot.async_inference.robot_client",
+            f"--config_path={config_path('async_client')}",
+            f"--server_address=127.0.0.1:{port}",
+            f"--pretrained_name_or_path={checkpoint}",
+            "--actions_per_chunk=4",
+            "--fps=10",
+            f"--task={TASK}",
+            *ports(tmp_path, follower),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 180

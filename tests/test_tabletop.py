@@ -29,12 +29,14 @@ def test_variants_change_what_the_cameras_see_and_nothing_else():
         other, _ = env.reset(seed=5)
         assert env.task_description == default.task_description
         np.testing.assert_array_equal(other["agent_pos"], observation["agent_pos"])
-        for ours, theirs in zip(env.blocks, default.blocks, strict=False):  # distractors come after the blocks
+        for ours, theirs in zip(
+            env.blocks, default.blocks, strict=False
+        ):  # distractors come after the blocks
             np.testing.assert_array_equal(ours.xy, theirs.xy)
         assert not np.array_equal(other["pixels"]["front"], observation["pixels"]["front"]), variant
     distractors = GridSTabletop(variant="distractors")
     distractors.reset(seed=5)
-    unseen = {block.rgb for block in distractors.blocks[distractors.num_blocks:]}
+    unseen = {block.rgb for block in distractors.blocks[distractors.num_blocks :]}
     assert len(unseen) == 2 and not unseen & set(COLOURS.values())
     blank, _ = GridSTabletop(variant="blank").reset(seed=5)
     assert all(np.unique(image).tolist() == [128] for image in blank["pixels"].values())
@@ -44,8 +46,11 @@ def test_success_needs_the_named_block_in_the_closed_gripper():
     env = GridSTabletop()
     env.reset(seed=1)
     wrong = next(i for i in range(env.num_blocks) if i != env.target)
-    for xy, expected in ((env.blocks[wrong].xy, False), (np.float32([0.0, -0.2]), False),
-                         (env.blocks[env.target].xy, True)):
+    for xy, expected in (
+        (env.blocks[wrong].xy, False),
+        (np.float32([0.0, -0.2]), False),
+        (env.blocks[env.target].xy, True),
+    ):
         env.reset(seed=1)
         for step in range(env.episode_length):
             *_, info = env.step(np.float32([*xy, 0.0 if step >= env.episode_length - 3 else 1.0]))
@@ -86,8 +91,8 @@ def test_bad_input_is_refused_with_the_choices():
 
 
 def test_lerobot_builds_the_env_from_its_config_and_reads_the_instruction():
-    from lerobot.envs.factory import make_env
     from lerobot.envs import utils as env_utils
+    from lerobot.envs.factory import make_env
 
     from lerobot_grids.envs import GridSTabletopEnv
 
@@ -95,7 +100,9 @@ def test_lerobot_builds_the_env_from_its_config_and_reads_the_instruction():
     vector_env = make_env(config, n_envs=2)["grids_tabletop"][0]
     observation, _ = vector_env.reset(seed=[0, 1])
     batch = env_utils.preprocess_observation(observation)
-    if hasattr(env_utils, "add_envs_task"):  # LeRobot 0.4.4-0.5; 0.6's lerobot-eval reads the attribute itself
+    if hasattr(
+        env_utils, "add_envs_task"
+    ):  # LeRobot 0.4.4-0.5; 0.6's lerobot-eval reads the attribute itself
         batch = env_utils.add_envs_task(vector_env, batch)
     else:
         batch["task"] = list(vector_env.call("task_description"))
@@ -124,6 +131,8 @@ def test_expert_dataset_is_a_lerobot_dataset_with_videos(tmp_path):
     torch.testing.assert_close(item["observation.state"], torch.from_numpy(observation["agent_pos"]))
     torch.testing.assert_close(item["action"], torch.from_numpy(env.expert_action()))
     decoded = (item["observation.images.front"].permute(1, 2, 0).numpy() * 255).astype(int)
-    assert np.abs(decoded - observation["pixels"]["front"].astype(int)).mean() < 8  # lossy video, same picture
+    assert (
+        np.abs(decoded - observation["pixels"]["front"].astype(int)).mean() < 8
+    )  # lossy video, same picture
     with pytest.raises(FileExistsError, match="nothing is overwritten"):
         record_expert_episodes(tmp_path / "data", num_episodes=1, progress=False)

@@ -90,13 +90,22 @@ def test_demo_trains_evaluates_and_reports_every_policy_seed_and_variant(demo):
             steps = [step for step, _ in unit["training"]["losses"]]
             assert steps == sorted(steps) and steps[-1] == TINY.steps
         for variant in expected:  # the mean over seeds, and its interval over seeds and episodes in the table
-            assert results["success"][name][variant] == pytest.approx(np.mean([by_seed[s][variant] for s in SEEDS]))
+            assert results["success"][name][variant] == pytest.approx(
+                np.mean([by_seed[s][variant] for s in SEEDS])
+            )
         low, high = seeds_and_episodes_interval([by_seed[s]["default"] for s in SEEDS], TINY.eval_episodes)
         assert f"| {label(name)} | " in report
         assert f"{results['success'][name]['default']:.0f} [{low:.0f}, {high:.0f}]" in report
-    instructed = json.loads((Path(results["runs"]["instructed_k4"]["1000"]["checkpoint"]) / "config.json").read_text())
-    assert instructed["grids"] == {**instructed["grids"], "sampler": "grids", "predictor": "attention",
-                                   "instruction": True, "num_tokens": 4}
+    instructed = json.loads(
+        (Path(results["runs"]["instructed_k4"]["1000"]["checkpoint"]) / "config.json").read_text()
+    )
+    assert instructed["grids"] == {
+        **instructed["grids"],
+        "sampler": "grids",
+        "predictor": "attention",
+        "instruction": True,
+        "num_tokens": 4,
+    }
     assert results["runs"]["dense"]["1000"]["tokens_per_camera"] == 64
     pointing = results["runs"]["instructed_k4"]["1001"]["pointing"]
     assert len(pointing["scene_on_target"]) == len(pointing["random_scene_on_target"]) == TINY.pointing_scenes
@@ -125,7 +134,9 @@ def test_demo_refuses_an_existing_folder_or_another_plan_before_writing_anything
     with pytest.raises(ValueError, match="include dense"):
         run_demo(output_dir.with_name("other"), TINY, recipe=RECIPE, models=["grids_k4"])
     assert sorted(path.relative_to(output_dir) for path in output_dir.rglob("*")) == before
-    with pytest.raises(FileNotFoundError, match="--recipe: no/such/recipe.json is neither a file nor a shipped"):
+    with pytest.raises(
+        FileNotFoundError, match="--recipe: no/such/recipe.json is neither a file nor a shipped"
+    ):
         run_demo(output_dir.with_name("other"), TINY, recipe=Path("no/such/recipe.json"))
     assert not output_dir.with_name("other").exists()
 
@@ -140,8 +151,15 @@ def test_a_resumed_run_may_add_policies_and_runs_only_theirs(demo, tmp_path, mon
     with pytest.raises(ValueError, match="another models"):
         run_demo(output_dir, TINY, recipe=RECIPE, seeds=SEEDS, models=MODELS[:1], resume=True)
     models = ["dense", "intower_k4", "instructed_k4"]
-    results = run_demo(output_dir, TINY, recipe=RECIPE, command="lerobot-grids-demo --models ...", seeds=SEEDS,
-                       models=models, resume=True)
+    results = run_demo(
+        output_dir,
+        TINY,
+        recipe=RECIPE,
+        command="lerobot-grids-demo --models ...",
+        seeds=SEEDS,
+        models=models,
+        resume=True,
+    )
     assert ran == [("intower_k4", 1000), ("intower_k4", 1001)]
     plan = json.loads((output_dir / "run.json").read_text())
     assert plan["models"] == models and plan["command"] == "lerobot-grids-demo --models ..."
@@ -153,10 +171,15 @@ def test_an_interrupted_run_resumes_where_it_stopped_and_keeps_what_it_left(demo
     and the report of the partial run says what is missing."""
     output_dir, results, finished, partial = demo
     assert partial["missing"] == ["instructed_k4 seed 1001"] and results["missing"] == []
-    assert "Partial run" in partial["report"] and "| GridS attention+instruction K=4 (1 of 2 seeds) |" in partial["report"]
+    assert (
+        "Partial run" in partial["report"]
+        and "| GridS attention+instruction K=4 (1 of 2 seeds) |" in partial["report"]
+    )
     assert len(finished) == 3 and all(path.read_text() == text for path, text in finished.items())
     assert unit_path(output_dir, "instructed_k4", 1001).is_file()
-    set_aside = [path for path in (output_dir / "train" / "instructed_k4").iterdir() if ".interrupted-" in path.name]
+    set_aside = [
+        path for path in (output_dir / "train" / "instructed_k4").iterdir() if ".interrupted-" in path.name
+    ]
     assert len(set_aside) == 1 and (set_aside[0] / "checkpoints").is_dir()
 
 
@@ -175,12 +198,21 @@ def test_demo_policies_and_their_lerobot_train_options():
 
 def test_lerobot_eval_command_evaluates_a_demo_checkpoint(demo, tmp_path):
     _, results, *_ = demo
-    command = [sys.executable, "-m", "lerobot.scripts.lerobot_eval",
-               f"--policy.path={results['runs']['instructed_k4']['1000']['checkpoint']}",
-               "--env.type=grids_tabletop", "--env.variant=camera", "--eval.n_episodes=2", "--eval.batch_size=2",
-               "--policy.device=cpu", f"--output_dir={tmp_path / 'eval'}"]
-    finished = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                              timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "lerobot.scripts.lerobot_eval",
+        f"--policy.path={results['runs']['instructed_k4']['1000']['checkpoint']}",
+        "--env.type=grids_tabletop",
+        "--env.variant=camera",
+        "--eval.n_episodes=2",
+        "--eval.batch_size=2",
+        "--policy.device=cpu",
+        f"--output_dir={tmp_path / 'eval'}",
+    ]
+    finished = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300
+    )
     assert finished.returncode == 0, finished.stderr[-3000:]
     overall = json.loads((tmp_path / "eval" / "eval_info.json").read_text())["overall"]
     assert overall["n_episodes"] == 2 and 0 <= overall["pc_success"] <= 100
@@ -193,7 +225,9 @@ def test_distances_to_mask_in_token_pitches():
     points = torch.tensor([[[0.5, 0.5], [0.0, 0.0], [3.9 / 7, 3.9 / 7], [2.5 / 7, 4 / 7], [1.0, 0.0]]])
     distances = distances_to_mask(points, masks, (8, 8))[0]
     assert (distances == 0).sum() == 2  # pixels (40, 40) and (44, 44)
-    assert distances[3] == pytest.approx(0.5, abs=0.05)  # pixel (30, 45): 5 px (half a pitch) left of the block
+    assert distances[3] == pytest.approx(
+        0.5, abs=0.05
+    )  # pixel (30, 45): 5 px (half a pitch) left of the block
     assert distances[1] == pytest.approx(np.hypot(30, 30) / 10, rel=0.05)  # (5, 5) to the corner (35, 35)
     uniform = torch.rand(1, 20000, 2, generator=torch.Generator().manual_seed(0))
     # token centres span pixels 5 .. 75: the block is 100 of 70 x 70 = 4900 pixels of that span
@@ -230,40 +264,59 @@ def test_seeds_and_episodes_interval():
 
 
 def test_sign_flip_p_value():
-    assert sign_flip_p_value(np.ones(10)) == pytest.approx(2 ** -10, abs=0.001)  # only the observed signs
+    assert sign_flip_p_value(np.ones(10)) == pytest.approx(2**-10, abs=0.001)  # only the observed signs
     assert 0.3 < sign_flip_p_value(np.r_[np.ones(20), -np.ones(20)]) < 0.7
     assert sign_flip_p_value(-np.ones(10)) == 1.0
 
 
 def _results(success: dict, pointing: dict) -> dict:
     """Results of a one-seed run with the given success rates (``default``, ``blank``) and pointing."""
-    return {"success": success, "seeds": [1000], "scale": {}, "missing": [], "runs": {
-        name: {"1000": {"success": rates, **({"pointing": pointing[name]} if name in pointing else {})}}
-        for name, rates in success.items()}}
+    return {
+        "success": success,
+        "seeds": [1000],
+        "scale": {},
+        "missing": [],
+        "runs": {
+            name: {"1000": {"success": rates, **({"pointing": pointing[name]} if name in pointing else {})}}
+            for name, rates in success.items()
+        },
+    }
 
 
 def test_checks():
     scenes = {"scene_on_target": [3.0] * 10, "random_scene_on_target": [0.5] * 10}
     pointing = {"grids_k16": {"on_target": 3.0, "random_on_target": 0.5, **scenes}}
-    success = {"dense": {"default": 80.0, "blank": 10.0}, "grids_k16": {"default": 74.0},
-               "topk_k16": {"default": 60.0}, "random_k16": {"default": 50.0}, "instructed_k4": {"default": 59.0}}
+    success = {
+        "dense": {"default": 80.0, "blank": 10.0},
+        "grids_k16": {"default": 74.0},
+        "topk_k16": {"default": 60.0},
+        "random_k16": {"default": 50.0},
+        "instructed_k4": {"default": 59.0},
+    }
     listed = checks(_results(success, pointing), TINY)
     assert [check["holds"] for check in listed] == [True, True, False, False, False, True, True]
     assert f"p = {sign_flip_p_value(np.full(10, 2.5)):.4f}" in listed[5]["numbers"]  # 10 scenes, all positive
     pointing["grids_k16"].update(scene_on_target=[3.0] * 30, random_scene_on_target=[0.5] * 30)
-    assert "p < 0.0001" in checks(_results(success, pointing), TINY)[5]["numbers"]  # 1 flip in 2^30: below resolution
+    assert (
+        "p < 0.0001" in checks(_results(success, pointing), TINY)[5]["numbers"]
+    )  # 1 flip in 2^30: below resolution
     success["grids_k16"]["default"] = 55.0  # below top-k: Tab. 10's order does not hold
     pointing["grids_k16"]["on_target"] = 1.0  # 2x random only
     assert [check["holds"] for check in checks(_results(success, pointing), TINY)][-2:] == [False, False]
     success = {"dense": {"default": 4.0, "blank": 0.0}, "grids_k16": {"default": 0.0}}
-    assert [check["holds"] for check in checks(_results(success, {}), TINY)] == [False, False]  # nothing learned
+    assert [check["holds"] for check in checks(_results(success, {}), TINY)] == [
+        False,
+        False,
+    ]  # nothing learned
 
 
 def test_viz_reads_a_demo_checkpoint_video_dataset_with_the_run_backend(demo, tmp_path):
     from lerobot_grids.evidence.viz import visualise
 
     _, results, *_ = demo
-    summary = visualise(results["runs"]["instructed_k4"]["1000"]["checkpoint"], tmp_path / "viz", max_frames=4)
+    summary = visualise(
+        results["runs"]["instructed_k4"]["1000"]["checkpoint"], tmp_path / "viz", max_frames=4
+    )
     assert summary["dataset"] == "local/grids_tabletop" and len(summary["frames"]) == 4
     assert (tmp_path / "viz" / "points_front.png").is_file()
 
@@ -272,7 +325,9 @@ STORED_RUNS = sorted(path.name for path in (REPO_ROOT / "docs" / "demo").iterdir
 
 
 @pytest.mark.parametrize("run", STORED_RUNS)
-def test_stored_reports_are_rendered_from_what_each_run_stored_and_the_readme_quotes_them(tmp_path, capsys, run):
+def test_stored_reports_are_rendered_from_what_each_run_stored_and_the_readme_quotes_them(
+    tmp_path, capsys, run
+):
     """Each stored report is what ``lerobot-grids-demo --render`` writes from what its run stored (its units, or
     for the run stored before units, its results.json, which rendering leaves as it is); docs/tabletop.md has
     every row of its tables. Its prose quotes these tables; its figures are not parsed one by one."""
@@ -294,8 +349,10 @@ def test_stored_reports_are_rendered_from_what_each_run_stored_and_the_readme_qu
 def test_the_analysis_states_the_scale_of_the_stored_single_seed_run():
     results = json.loads((REPO_ROOT / "docs" / "demo" / "cpu-2core" / "results.json").read_text())
     scale, analysis = results["scale"], (REPO_ROOT / "docs" / "tabletop.md").read_text()
-    assert (f"{scale['episodes']} expert episodes, {scale['steps']} `lerobot-train`\nsteps at batch {scale['batch_size']} "
-            f"per policy, each from the pretrained base policy, {scale['eval_episodes']} unseen scenes per variant") in analysis
+    assert (
+        f"{scale['episodes']} expert episodes, {scale['steps']} `lerobot-train`\nsteps at batch {scale['batch_size']} "
+        f"per policy, each from the pretrained base policy, {scale['eval_episodes']} unseen scenes per variant"
+    ) in analysis
 
 
 def test_every_figure_of_the_readmes_summary_is_in_a_stored_report():
@@ -305,15 +362,24 @@ def test_every_figure_of_the_readmes_summary_is_in_a_stored_report():
     has one) is in a stored benchmark report."""
     readme = (REPO_ROOT / "README.md").read_text()
     summary = readme.split("## What it buys, measured")[1].split("\n## ")[0]
-    demo_cells = {cell.strip() for path in (REPO_ROOT / "docs" / "demo").glob("*/report.md")
-                  for line in path.read_text().splitlines() for cell in line.split("|")}
-    bench_reports = "".join(path.read_text() for path in (REPO_ROOT / "docs" / "benchmarks").glob("*/report.md"))
+    demo_cells = {
+        cell.strip()
+        for path in (REPO_ROOT / "docs" / "demo").glob("*/report.md")
+        for line in path.read_text().splitlines()
+        for cell in line.split("|")
+    }
+    bench_reports = "".join(
+        path.read_text() for path in (REPO_ROOT / "docs" / "benchmarks").glob("*/report.md")
+    )
     bench_cells = {cell.strip() for line in bench_reports.splitlines() for cell in line.split("|")}
     rates = re.findall(r"(\d+)%\s+(\[\d+, \d+\])", summary)
     ratios = re.findall(r"(\d+\.\d\dx(?: \[\d\.\d\d, \d\.\d\d\])?)", summary)
     pointing = re.findall(r"(\d+\.\dx)\b", summary)
     assert len(rates) >= 8 and len(ratios) >= 8 and pointing
-    assert [f"{rate}% {interval}" for rate, interval in rates
-            if f"{rate}% {interval}" not in demo_cells | bench_cells and f"{rate} {interval}" not in demo_cells] == []
+    assert [
+        f"{rate}% {interval}"
+        for rate, interval in rates
+        if f"{rate}% {interval}" not in demo_cells | bench_cells and f"{rate} {interval}" not in demo_cells
+    ] == []
     assert [ratio for ratio in pointing if ratio not in demo_cells] == []
     assert [ratio for ratio in ratios if ratio not in bench_reports] == []

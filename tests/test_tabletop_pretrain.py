@@ -12,16 +12,14 @@ from lerobot_grids import compat
 from lerobot_grids.backbones import TINY_SMOLVLM
 from lerobot_grids.envs import tabletop_pretrain
 from lerobot_grids.envs.tabletop import COLOURS, INSTRUCTION, GridSTabletop
-from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
-from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 from lerobot_grids.envs.tabletop_pretrain import (
     HEADS_FILE,
     METRICS_FILE,
     PRETRAIN_SEED,
     PRETRAINED_TABLETOP_SMOLVLA,
+    TOUCH_INSTRUCTION,
     TRANSFORMERS4_TABLETOP_SMOLVLA,
     TRANSFORMERS5_TABLETOP_SMOLVLA,
-    TOUCH_INSTRUCTION,
     VLM_PREFIX,
     colour_cover,
     goal_error,
@@ -33,11 +31,20 @@ from lerobot_grids.envs.tabletop_pretrain import (
     tabletop_smolvla_config,
     write_transformers5_checkpoint,
 )
+from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
+from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 from lerobot_grids.scripts import lerobot_grids_tabletop_pretrain
 
 # Grounding steps of the small runs: the colour loss halves on transformers 4 and 5 alike (40 sufficed on 4 only).
 GROUNDING_STEPS = 60
-SMALL = dict(batch_size=8, scenes_per_refresh=8, refresh_every=10, validation_scenes=16, stats_scenes=8, progress=False)
+SMALL = {
+    "batch_size": 8,
+    "scenes_per_refresh": 8,
+    "refresh_every": 10,
+    "validation_scenes": 16,
+    "stats_scenes": 8,
+    "progress": False,
+}
 
 
 def test_colour_cover_is_the_fraction_of_each_token_in_each_block_colour():
@@ -69,7 +76,9 @@ def test_scenes_are_fresh_default_scenes_with_the_named_block_and_the_experts_ac
     np.testing.assert_array_equal(scenes["action"][39, -1], actions[-1])  # past the end: the last action
     assert actions[-1][2] == 0  # the pick expert closes the gripper...
 
-    touch = record_scenes(PRETRAIN_SEED, 3, 2, np.random.default_rng(0), instructions=(TOUCH_INSTRUCTION,), touch=True)
+    touch = record_scenes(
+        PRETRAIN_SEED, 3, 2, np.random.default_rng(0), instructions=(TOUCH_INSTRUCTION,), touch=True
+    )
     assert len(touch["instruction"]) == 6 and touch["instruction"][0].startswith("Touch the ")
     assert (touch["action"][..., 2] == 1).all()  # ...the reach expert never does
     mixed = record_scenes(PRETRAIN_SEED, 40, 1, np.random.default_rng(0))
@@ -85,16 +94,38 @@ def pretrained(tmp_path_factory):
 def test_pretraining_writes_a_dense_smolvla_checkpoint_that_smolvla_grids_starts_from(pretrained):
     output_dir, results = pretrained
     assert json.loads((output_dir / "config.json").read_text())["type"] == "smolvla"
-    assert set(load_file(output_dir / HEADS_FILE)) == {"colour.weight", "colour.bias", "referring.weight",
-                                                        "referring.bias", "position.weight", "position.bias"}
+    assert set(load_file(output_dir / HEADS_FILE)) == {
+        "colour.weight",
+        "colour.bias",
+        "referring.weight",
+        "referring.bias",
+        "position.weight",
+        "position.bias",
+    }
     metrics = json.loads((output_dir / METRICS_FILE).read_text())
     assert metrics["steps"] == GROUNDING_STEPS == results["steps"] and len(metrics["reach_history"]) == 20
     weights = load_file(output_dir / "model.safetensors")
     assert all(tensor.dtype == torch.float32 for tensor in weights.values())
     config = tabletop_smolvla_config()
-    grids = SmolVLAGridsPolicy(SmolVLAGridsConfig(**{field: getattr(config, field) for field in (
-        "input_features", "output_features", "vlm_model_name", "load_vlm_weights", "resize_imgs_with_padding",
-        "tokenizer_max_length", "chunk_size", "n_action_steps", "device")}, init_from=str(output_dir)))
+    grids = SmolVLAGridsPolicy(
+        SmolVLAGridsConfig(
+            **{
+                field: getattr(config, field)
+                for field in (
+                    "input_features",
+                    "output_features",
+                    "vlm_model_name",
+                    "load_vlm_weights",
+                    "resize_imgs_with_padding",
+                    "tokenizer_max_length",
+                    "chunk_size",
+                    "n_action_steps",
+                    "device",
+                )
+            },
+            init_from=str(output_dir),
+        )
+    )
     own = grids.state_dict()
     for key, tensor in weights.items():
         torch.testing.assert_close(own[key], tensor)
@@ -123,8 +154,12 @@ def test_grounding_trains_the_vlm_below_its_last_layer_and_reach_only_the_expert
     trained = load_file(output_dir / "model.safetensors")
     changed = {key for key, tensor in trained.items() if not torch.equal(tensor, fresh[key])}
     assert any(key.startswith(f"{VLM_PREFIX}model.vision_model.") for key in changed)
-    assert any("lm_expert" in key for key in changed) and any(key.startswith("model.action_") for key in changed)
-    last_layer = f"text_model.layers.{len(untrained.model.vlm_with_expert.get_vlm_model().text_model.layers) - 1}."
+    assert any("lm_expert" in key for key in changed) and any(
+        key.startswith("model.action_") for key in changed
+    )
+    last_layer = (
+        f"text_model.layers.{len(untrained.model.vlm_with_expert.get_vlm_model().text_model.layers) - 1}."
+    )
     assert not any(key.startswith(VLM_PREFIX) and last_layer in key for key in changed), sorted(changed)
     # The reach stage leaves the VLM as grounding left it: the same run without reach has the same VLM.
     pretrain(tmp_path / "grounding_only", steps=GROUNDING_STEPS, reach_steps=0, **SMALL)
@@ -135,7 +170,9 @@ def test_grounding_trains_the_vlm_below_its_last_layer_and_reach_only_the_expert
     assert any(not torch.equal(trained[key], grounded[key]) for key in grounded if "lm_expert" in key)
 
 
-def test_pretraining_refuses_a_non_empty_folder_and_creates_its_own_before_building_the_model(tmp_path, monkeypatch):
+def test_pretraining_refuses_a_non_empty_folder_and_creates_its_own_before_building_the_model(
+    tmp_path, monkeypatch
+):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "model.safetensors").write_bytes(b"")
     with pytest.raises(FileExistsError, match="nothing is overwritten"):
@@ -162,7 +199,9 @@ def test_the_shipped_checkpoint_finds_and_reaches_the_named_block_in_unseen_scen
     mean_guess = mean_guess_error(scenes)
     assert metrics["position_error"] < 0.4 * mean_guess, (metrics, mean_guess)
     assert metrics["referring_hits"] >= 0.9, metrics
-    touch = record_scenes(1000, 40, 1, np.random.default_rng(0), instructions=(TOUCH_INSTRUCTION,), touch=True)
+    touch = record_scenes(
+        1000, 40, 1, np.random.default_rng(0), instructions=(TOUCH_INSTRUCTION,), touch=True
+    )
     error = goal_error(grounding.policy, grounding.preprocessor, postprocessor, touch)
     assert error < 0.4 * mean_guess_error(touch), (error, mean_guess_error(touch))
     pretraining = json.loads((PRETRAINED_TABLETOP_SMOLVLA / METRICS_FILE).read_text())

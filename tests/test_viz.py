@@ -31,8 +31,13 @@ def test_a_training_checkpoint_needs_no_other_argument(dataset_root, tmp_path, m
     run = tmp_path / "run"
     # The instruction-conditioned content-addressed predictor: lerobot-train's parser takes its options, and the
     # points drawn are those the policy computes with the episode's instruction.
-    lerobot_train("--policy.type=smolvla_grids", "--policy.grids.num_tokens=3", "--policy.grids.predictor=attention",
-                  "--policy.grids.instruction=true", *_tiny_args(dataset_root, run, 2))
+    lerobot_train(
+        "--policy.type=smolvla_grids",
+        "--policy.grids.num_tokens=3",
+        "--policy.grids.predictor=attention",
+        "--policy.grids.instruction=true",
+        *_tiny_args(dataset_root, run, 2),
+    )
     checkpoint = run / "checkpoints" / "last" / "pretrained_model"
     monkeypatch.chdir(tmp_path)
     lerobot_grids_viz.main([str(checkpoint), "--max-frames", "5"])
@@ -64,23 +69,34 @@ def _run_started_elsewhere(checkpoint, dataset_root, work) -> Path:
     return folder
 
 
-def test_a_run_with_a_relative_dataset_root_is_read_from_any_folder(checkpoint, dataset_root, tmp_path, monkeypatch):
+def test_a_run_with_a_relative_dataset_root_is_read_from_any_folder(
+    checkpoint, dataset_root, tmp_path, monkeypatch
+):
     folder = _run_started_elsewhere(checkpoint, dataset_root, tmp_path / "work")
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     lerobot_grids_viz.main([str(folder), "--max-frames", "2", "--episode", "1"])
-    assert [path.name for path in (tmp_path / "elsewhere").iterdir()] == ["outputs"]  # no stray dataset folder
+    assert [path.name for path in (tmp_path / "elsewhere").iterdir()] == [
+        "outputs"
+    ]  # no stray dataset folder
     [output] = (tmp_path / "elsewhere" / "outputs" / "viz").iterdir()
     assert json.loads((output / "summary.json").read_text())["episode"] == 1
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--episode", "99"], r"--episode 99: the dataset local/so100_grids_test has 2 episodes \(0 to 1\)"),
-    (["--max-frames", "0"], "argument --max-frames: must be at least 1, got 0"),
-    (["--dataset-root", "missing"], r"The dataset folder .*missing does not exist. Give the dataset's folder"),
-])
-def test_bad_arguments_are_refused_before_any_work_and_leave_nothing(checkpoint, dataset_root, tmp_path, monkeypatch,
-                                                                      capsys, args, message):
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--episode", "99"], r"--episode 99: the dataset local/so100_grids_test has 2 episodes \(0 to 1\)"),
+        (["--max-frames", "0"], "argument --max-frames: must be at least 1, got 0"),
+        (
+            ["--dataset-root", "missing"],
+            r"The dataset folder .*missing does not exist. Give the dataset's folder",
+        ),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work_and_leave_nothing(
+    checkpoint, dataset_root, tmp_path, monkeypatch, capsys, args, message
+):
     folder = _run_started_elsewhere(checkpoint, dataset_root, tmp_path / "work")
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
@@ -101,7 +117,9 @@ def test_a_failed_run_leaves_no_output_folder(checkpoint, dataset_root, tmp_path
 
 def test_default_output_folder_names_a_hub_checkpoint_or_a_folder(tmp_path):
     hub = lerobot_grids_viz.default_output_dir("user/smolvla_grids_so100")
-    assert hub.parent == Path("outputs/viz") and re.fullmatch(r"user_smolvla_grids_so100-\d{8}-\d{6}", hub.name)
+    assert hub.parent == Path("outputs/viz") and re.fullmatch(
+        r"user_smolvla_grids_so100-\d{8}-\d{6}", hub.name
+    )
     assert lerobot_grids_viz.default_output_dir(str(tmp_path)).name.startswith(f"{tmp_path.name}-")
 
 
@@ -113,8 +131,9 @@ def test_dense_pi0_keeps_all_information(dataset_root, tmp_path):
     stats = LeRobotDataset(DATASET_REPO_ID, root=dataset_root).meta.stats
     for processor in make_pi0_grids_pre_post_processors(config, dataset_stats=stats):
         processor.save_pretrained(checkpoint)
-    summary = viz.visualise(str(checkpoint), tmp_path / "viz", DATASET_REPO_ID, str(dataset_root), episode=1,
-                            max_frames=3)
+    summary = viz.visualise(
+        str(checkpoint), tmp_path / "viz", DATASET_REPO_ID, str(dataset_root), episode=1, max_frames=3
+    )
     for camera in summary["cameras"].values():
         assert camera["retention_mean"] == pytest.approx(1.0, abs=1e-5)
     # 64 points (the 8x8 token centres) drawn on each 112x112 frame.

@@ -7,7 +7,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from run_installed import install_wheel  # tools/ (conftest puts it on the path)
 
 from lerobot_grids.configs import CONFIGS_DIR, shipped_configs
@@ -23,8 +22,14 @@ def installed(wheel, tmp_path_factory) -> Path:
 
 def run_installed(bin_dir: Path, command: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    return subprocess.run([str(bin_dir / command), *args], capture_output=True, text=True, timeout=600, cwd=cwd,
-                          env={**env, "HF_HUB_OFFLINE": "1"})
+    return subprocess.run(
+        [str(bin_dir / command), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env={**env, "HF_HUB_OFFLINE": "1"},
+    )
 
 
 def test_wheel_carries_every_config_asset_and_the_license(wheel):
@@ -33,15 +38,21 @@ def test_wheel_carries_every_config_asset_and_the_license(wheel):
     package_root = CONFIGS_DIR.parents[1]
     for name, path in shipped_configs().items():
         files = [path] if path.is_file() else [file for file in path.rglob("*") if file.is_file()]
-        missing = [str(file.relative_to(package_root)) for file in files
-                   if str(file.relative_to(package_root)) not in names]
+        missing = [
+            str(file.relative_to(package_root))
+            for file in files
+            if str(file.relative_to(package_root)) not in names
+        ]
         assert not missing, f"{name}: not in the wheel: {missing}"
-    assert any(name.endswith(".dist-info/licenses/LICENSE") or name.endswith(".dist-info/LICENSE") for name in names)
+    assert any(
+        name.endswith(".dist-info/licenses/LICENSE") or name.endswith(".dist-info/LICENSE") for name in names
+    )
 
 
 def test_installed_commands_find_the_shipped_configs_from_any_folder(installed, tmp_path):
-    location = run_installed(installed, "python", "-c", "import lerobot_grids; print(lerobot_grids.__file__)",
-                             cwd=tmp_path)
+    location = run_installed(
+        installed, "python", "-c", "import lerobot_grids; print(lerobot_grids.__file__)", cwd=tmp_path
+    )
     assert location.returncode == 0, location.stderr[-2000:]
     assert not Path(location.stdout.strip()).is_relative_to(REPO_ROOT)  # the wheel's copy, not the checkout
     listing = run_installed(installed, "lerobot-grids-configs", cwd=tmp_path)
@@ -51,12 +62,19 @@ def test_installed_commands_find_the_shipped_configs_from_any_folder(installed, 
     record_path = Path(record.stdout.strip())
     assert record_path.is_file() and record_path.parent.parent.parent == Path(location.stdout.strip()).parent
     # LeRobot's own parser reads it (as lerobot-record would) in the installed environment.
-    parsed = run_installed(installed, "python", "-c", (
-        "import sys, draccus; from lerobot.scripts.lerobot_record import RecordConfig; import lerobot_grids.cameras; "
-        "from lerobot.utils.import_utils import register_third_party_plugins; register_third_party_plugins(); "
-        "config = draccus.parse(RecordConfig, config_path=sys.argv[1], args=['--dataset.repo_id=user/data', "
-        "'--dataset.single_task=Pick up the cube.']); print(config.robot.type, sorted(config.robot.cameras))"),
-        str(record_path), cwd=tmp_path)
+    parsed = run_installed(
+        installed,
+        "python",
+        "-c",
+        (
+            "import sys, draccus; from lerobot.scripts.lerobot_record import RecordConfig; import lerobot_grids.cameras; "
+            "from lerobot.utils.import_utils import register_third_party_plugins; register_third_party_plugins(); "
+            "config = draccus.parse(RecordConfig, config_path=sys.argv[1], args=['--dataset.repo_id=user/data', "
+            "'--dataset.single_task=Pick up the cube.']); print(config.robot.type, sorted(config.robot.cameras))"
+        ),
+        str(record_path),
+        cwd=tmp_path,
+    )
     assert parsed.returncode == 0, parsed.stderr[-3000:]
     assert parsed.stdout.split()[-3:] == ["so100_follower", "['front',", "'wrist']"]
     copied = run_installed(installed, "lerobot-grids-configs", "--copy-to", "mine", cwd=tmp_path)
@@ -67,15 +85,36 @@ def test_installed_commands_find_the_shipped_configs_from_any_folder(installed, 
 
 def test_installed_package_trains_a_shipped_recipe_outside_the_checkout(installed, tmp_path):
     """The smoke recipe of docs/datasets.md, as written there, from a folder that is not the checkout."""
-    dataset = run_installed(installed, "lerobot-grids-demo-dataset", "--root", "outputs/so100_demo", "--episodes", "2",
-                            "--episode-length", "8", cwd=tmp_path)
+    dataset = run_installed(
+        installed,
+        "lerobot-grids-demo-dataset",
+        "--root",
+        "outputs/so100_demo",
+        "--episodes",
+        "2",
+        "--episode-length",
+        "8",
+        cwd=tmp_path,
+    )
     assert dataset.returncode == 0, dataset.stderr[-3000:]
-    recipe = run_installed(installed, "lerobot-grids-configs", "smolvla_grids_cpu_demo", cwd=tmp_path).stdout.strip()
+    recipe = run_installed(
+        installed, "lerobot-grids-configs", "smolvla_grids_cpu_demo", cwd=tmp_path
+    ).stdout.strip()
     backbone = run_installed(installed, "lerobot-grids-configs", "tiny_smolvlm", cwd=tmp_path).stdout.strip()
-    trained = run_installed(installed, "python", "-m", "lerobot.scripts.lerobot_train", f"--config_path={recipe}",
-                            f"--policy.vlm_model_name={backbone}", "--dataset.root=outputs/so100_demo",
-                            "--output_dir=outputs/train/so100_smoke", "--steps=2", "--batch_size=2", "--save_freq=2",
-                            cwd=tmp_path)
+    trained = run_installed(
+        installed,
+        "python",
+        "-m",
+        "lerobot.scripts.lerobot_train",
+        f"--config_path={recipe}",
+        f"--policy.vlm_model_name={backbone}",
+        "--dataset.root=outputs/so100_demo",
+        "--output_dir=outputs/train/so100_smoke",
+        "--steps=2",
+        "--batch_size=2",
+        "--save_freq=2",
+        cwd=tmp_path,
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     checkpoint = tmp_path / "outputs/train/so100_smoke/checkpoints/last/pretrained_model"
     assert (checkpoint / "model.safetensors").is_file()

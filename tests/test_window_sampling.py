@@ -53,13 +53,17 @@ def test_a_point_on_every_window_gives_the_dense_tower_tokens(dataset_root, monk
     lattice, no coordinate embedding: the in-tower tokens are SmolVLA's dense connector tokens, whatever the split
     (0: the points are predicted from the patch embeddings; 2: after the whole tower), in float64."""
     torch.manual_seed(0)
-    config = make_config(dataset_root=dataset_root, grids={"num_tokens": 16, "split_layer": split_layer,
-                                                           "coord_injection": False})
+    config = make_config(
+        dataset_root=dataset_root,
+        grids={"num_tokens": 16, "split_layer": split_layer, "coord_injection": False},
+    )
     for key in config.image_features:  # square cameras: the whole grid is image
         config.input_features[key] = PolicyFeature(type=FeatureType.VISUAL, shape=(3, 128, 128))
     policy = SmolVLAGridsPolicy(config).double()
     backbone = policy.grids_backbone
-    monkeypatch.setattr(backbone.grids, "predict_points", lambda tokens, grid, context, region=None: lattice(*grid))
+    monkeypatch.setattr(
+        backbone.grids, "predict_points", lambda tokens, grid, context, region=None: lattice(*grid)
+    )
     image = torch.rand(2, 3, 128, 128, dtype=torch.float64) * 2 - 1
     tokens, points = backbone.sample_inside_the_tower(image)
     dense, grid = backbone.dense_image_tokens(image)
@@ -90,23 +94,35 @@ def test_in_tower_policy_trains_the_sampler_and_the_tower_after_the_split(datase
 def test_in_tower_policy_starts_from_a_dense_smolvla_checkpoint(dataset_root, tmp_path):
     torch.manual_seed(3)
     SmolVLAPolicy(make_config("smolvla", dataset_root=dataset_root)).save_pretrained(tmp_path / "dense")
-    policy = SmolVLAGridsPolicy(make_config(dataset_root=dataset_root, init_from=str(tmp_path / "dense"),
-                                            grids={"num_tokens": 4, "split_layer": 1}))
+    policy = SmolVLAGridsPolicy(
+        make_config(
+            dataset_root=dataset_root,
+            init_from=str(tmp_path / "dense"),
+            grids={"num_tokens": 4, "split_layer": 1},
+        )
+    )
     dense = SmolVLAPolicy.from_pretrained(tmp_path / "dense").state_dict()
     ours = policy.state_dict()
     assert all(torch.equal(ours[name], value) for name, value in dense.items())
-    assert set(ours) - set(dense) == {name for name in ours if name.startswith("model.vlm_with_expert.grids.")}
+    assert set(ours) - set(dense) == {
+        name for name in ours if name.startswith("model.vlm_with_expert.grids.")
+    }
 
 
-@pytest.mark.parametrize(("policy_type", "grids", "message"), [
-    ("smolvla_grids", {"split_layer": 3}, "beyond the vision tower's 2 layers"),
-    ("smolvla_grids", {"split_layer": 1, "sampler": "topk"}, "needs --policy.grids.sampler=grids"),
-    ("pi0_grids", {"split_layer": 1}, "is a smolvla_grids option"),
-])
+@pytest.mark.parametrize(
+    ("policy_type", "grids", "message"),
+    [
+        ("smolvla_grids", {"split_layer": 3}, "beyond the vision tower's 2 layers"),
+        ("smolvla_grids", {"split_layer": 1, "sampler": "topk"}, "needs --policy.grids.sampler=grids"),
+        ("pi0_grids", {"split_layer": 1}, "is a smolvla_grids option"),
+    ],
+)
 def test_bad_split_layers_are_refused_when_built(dataset_root, policy_type, grids, message):
     from lerobot.policies.factory import get_policy_class
 
-    with pytest.raises((ValueError, PolicyOptionError), match=message):  # built: ValueError; parsed: PolicyOptionError
+    with pytest.raises(
+        (ValueError, PolicyOptionError), match=message
+    ):  # built: ValueError; parsed: PolicyOptionError
         get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root, grids=grids))
 
 
@@ -121,10 +137,16 @@ def test_pointing_measures_an_in_tower_policy(tmp_path):
     from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
 
     dense = json.loads((PRETRAINED_TABLETOP_SMOLVLA / "config.json").read_text())
-    config = draccus.decode(SmolVLAGridsConfig, {
-        **{key: value for key, value in dense.items() if key != "type"}, "vlm_model_name": str(TINY_SMOLVLM),
-        "init_from": str(PRETRAINED_TABLETOP_SMOLVLA), "device": "cpu",
-        "grids": {"num_tokens": 4, "split_layer": 1, "predictor": "attention", "instruction": True}})
+    config = draccus.decode(
+        SmolVLAGridsConfig,
+        {
+            **{key: value for key, value in dense.items() if key != "type"},
+            "vlm_model_name": str(TINY_SMOLVLM),
+            "init_from": str(PRETRAINED_TABLETOP_SMOLVLA),
+            "device": "cpu",
+            "grids": {"num_tokens": 4, "split_layer": 1, "predictor": "attention", "instruction": True},
+        },
+    )
     SmolVLAGridsPolicy(config).save_pretrained(tmp_path / "ckpt")
     for processor in PRETRAINED_TABLETOP_SMOLVLA.glob("policy_*processor*"):
         shutil.copy(processor, tmp_path / "ckpt")

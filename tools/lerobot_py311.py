@@ -34,7 +34,9 @@ def rewrite(source: str) -> str:
 
     def generic_class(match: re.Match) -> str:
         indent, name, params, bases = match.groups()
-        missing = [p.strip() for p in params.split(",") if not re.search(rf"^{p.strip()} = TypeVar\(", source, re.M)]
+        missing = [
+            p.strip() for p in params.split(",") if not re.search(rf"^{p.strip()} = TypeVar\(", source, re.M)
+        ]
         typevars = "".join(f'{indent}{p} = TypeVar("{p}")\n' for p in missing)
         bases = f"{bases}, " if bases else ""
         return f"{typevars}{indent}class {name}({bases}Generic[{params}]):"
@@ -69,7 +71,10 @@ def main() -> int:
             changed.append(path.relative_to(package.parent))
     print(f"Rewrote {len(changed)} file(s) for Python 3.11: {', '.join(map(str, changed)) or 'none'}")
     if not compileall.compile_dir(package, quiet=1, force=True):
-        print(f"{package} still has syntax Python {sys.version.split()[0]} cannot read (see above).", file=sys.stderr)
+        print(
+            f"{package} still has syntax Python {sys.version.split()[0]} cannot read (see above).",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

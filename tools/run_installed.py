@@ -26,8 +26,24 @@ def build_wheel(folder: Path) -> Path:
         shutil.copytree(REPO_ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(REPO_ROOT / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-                    "-w", str(folder / "dist"), str(source)], check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(folder / "dist"),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     (wheel,) = (folder / "dist").glob("*.whl")
     return wheel
 
@@ -38,12 +54,32 @@ def install_wheel(wheel: Path, environment: Path) -> Path:
     user has it, and the wheel's copy of the plugin before the checkout's editable install."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(environment)], check=True, timeout=120)
     python = environment / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     (Path(purelib) / "lerobot_environment.pth").write_text(
-        f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q",
-                    str(wheel)], check=True, capture_output=True, timeout=600)
+        f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "-q",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     return environment / "bin"
 
 
@@ -52,7 +88,9 @@ def main(command: list[str]) -> int:
         bin_dir = install_wheel(build_wheel(Path(folder)), Path(folder) / "env")
         (Path(folder) / "cwd").mkdir()
         env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-        return subprocess.run([str(bin_dir / command[0]), *command[1:]], cwd=Path(folder) / "cwd", env=env).returncode
+        return subprocess.run(
+            [str(bin_dir / command[0]), *command[1:]], cwd=Path(folder) / "cwd", env=env
+        ).returncode
 
 
 if __name__ == "__main__":

@@ -56,7 +56,9 @@ class RealSenseByNameCamera(RealSenseCamera):
                 raise
             connected = {str(camera["id"]): camera["name"] for camera in self.find_cameras()}
             if str(self.serial_number) not in connected:
-                listed = ", ".join(f"{name} (serial {serial})" for serial, name in connected.items()) or "none"
+                listed = (
+                    ", ".join(f"{name} (serial {serial})" for serial, name in connected.items()) or "none"
+                )
                 raise ConnectionError(
                     f"No RealSense camera with serial number {self.serial_number} is connected; connected: {listed}. "
                     f"{NAME_ADVICE}"

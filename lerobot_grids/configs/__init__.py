@@ -24,8 +24,12 @@ KINDS = ("policies", "robots", "datasets")
 
 def shipped_configs() -> dict[str, Path]:
     """Every shipped config by name, in kind order then by name, then the asset folders."""
-    configs = {path.stem: path for kind in KINDS for path in sorted((CONFIGS_DIR / kind).glob("*.*"))
-               if path.suffix in (".json", ".yaml")}
+    configs = {
+        path.stem: path
+        for kind in KINDS
+        for path in sorted((CONFIGS_DIR / kind).glob("*.*"))
+        if path.suffix in (".json", ".yaml")
+    }
     return {**configs, **{path.name: path for path in sorted(ASSETS_DIR.iterdir()) if path.is_dir()}}
 
 
@@ -42,6 +46,8 @@ def resolve_config(name_or_path: str | Path) -> Path:
     files = {name: path for name, path in shipped_configs().items() if path.is_file()}
     path = files.get(str(name_or_path), Path(name_or_path))
     if not path.is_file():
-        raise FileNotFoundError(f"{name_or_path} is neither a file nor a shipped config's name; the shipped configs "
-                                f"are: {', '.join(files)}.")
+        raise FileNotFoundError(
+            f"{name_or_path} is neither a file nor a shipped config's name; the shipped configs "
+            f"are: {', '.join(files)}."
+        )
     return path

@@ -14,10 +14,18 @@ from lerobot_grids.envs.tabletop import GridSTabletop
 # No wrappers (the episode length is the env's own): lerobot-eval reads the instruction from the env's
 # ``task_description`` attribute, which gymnasium's wrappers would hide.
 if f"{GYM_NAMESPACE}/GridSTabletop-v0" not in gym.registry:
-    gym.register(f"{GYM_NAMESPACE}/GridSTabletop-v0", entry_point=GridSTabletop, order_enforce=False,
-                 disable_env_checker=True)
+    gym.register(
+        f"{GYM_NAMESPACE}/GridSTabletop-v0",
+        entry_point=GridSTabletop,
+        order_enforce=False,
+        disable_env_checker=True,
+    )
 if f"{GYM_NAMESPACE}/{METAWORLD_GYM_ID}" not in gym.registry:  # Meta-World is imported when one is made
-    gym.register(f"{GYM_NAMESPACE}/{METAWORLD_GYM_ID}", entry_point="lerobot_grids.envs.metaworld:MetaWorldCPU",
-                 order_enforce=False, disable_env_checker=True)
+    gym.register(
+        f"{GYM_NAMESPACE}/{METAWORLD_GYM_ID}",
+        entry_point="lerobot_grids.envs.metaworld:MetaWorldCPU",
+        order_enforce=False,
+        disable_env_checker=True,
+    )
 
 __all__ = ["GridSTabletop", "GridSTabletopEnv", "MetaWorldCPUEnv"]

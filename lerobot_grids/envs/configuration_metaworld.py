@@ -44,23 +44,32 @@ class MetaWorldCPUEnv(MetaworldEnv):
 
             from lerobot_grids.envs.metaworld import VARIANTS
         except ImportError as error:
-            raise EnvOptionError(f"--env.type=meta_world_cpu needs Meta-World ({error}): {INSTALL_HINT}.") from None
+            raise EnvOptionError(
+                f"--env.type=meta_world_cpu needs Meta-World ({error}): {INSTALL_HINT}."
+            ) from None
         super().__post_init__()
         self.task = self.task.removeprefix("metaworld-")
         if self.task not in TASK_DESCRIPTIONS:
-            raise EnvOptionError(f"--env.task={self.task!r} is not one Meta-World v3 task: name one, such as push-v3 or "
-                    f"reach-v3 (LeRobot's metaworld_config.json lists them; groups such as easy are for "
-                    f"--env.type=metaworld).")
+            raise EnvOptionError(
+                f"--env.task={self.task!r} is not one Meta-World v3 task: name one, such as push-v3 or "
+                f"reach-v3 (LeRobot's metaworld_config.json lists them; groups such as easy are for "
+                f"--env.type=metaworld)."
+            )
         if self.variant not in VARIANTS:
-            raise EnvOptionError(f"--env.variant={self.variant!r} is not a variant: choose one of {', '.join(VARIANTS)}.")
+            raise EnvOptionError(
+                f"--env.variant={self.variant!r} is not a variant: choose one of {', '.join(VARIANTS)}."
+            )
         for name in ("image_size", "episode_length"):
             if getattr(self, name) < 1:
                 raise EnvOptionError(f"--env.{name} must be at least 1, got {getattr(self, name)}.")
         if self.obs_type != "pixels_agent_pos":
-            raise EnvOptionError(f"--env.obs_type={self.obs_type!r}: meta_world_cpu gives the image and the 4-d state "
-                    "(pixels_agent_pos), as the policies trained on its datasets expect.")
-        self.features["pixels/top"] = PolicyFeature(type=FeatureType.VISUAL,
-                                                    shape=(self.image_size, self.image_size, 3))
+            raise EnvOptionError(
+                f"--env.obs_type={self.obs_type!r}: meta_world_cpu gives the image and the 4-d state "
+                "(pixels_agent_pos), as the policies trained on its datasets expect."
+            )
+        self.features["pixels/top"] = PolicyFeature(
+            type=FeatureType.VISUAL, shape=(self.image_size, self.image_size, 3)
+        )
 
     @property
     def package_name(self) -> str:
@@ -72,9 +81,14 @@ class MetaWorldCPUEnv(MetaworldEnv):
 
     @property
     def gym_kwargs(self) -> dict:
-        return {"task": self.task, "variant": self.variant, "image_size": self.image_size,
-                "shadow_size": self.shadow_size, "multisamples": self.multisamples,
-                "episode_length": self.episode_length}
+        return {
+            "task": self.task,
+            "variant": self.variant,
+            "image_size": self.image_size,
+            "shadow_size": self.shadow_size,
+            "multisamples": self.multisamples,
+            "episode_length": self.episode_length,
+        }
 
     def create_envs(self, n_envs: int, use_async_envs: bool = False):
         """LeRobot 0.6's env factory: the one task through gymnasium, as LeRobot 0.4.4 makes it (not LeRobot's

@@ -36,7 +36,9 @@ class GridSTabletopEnv(EnvConfig):
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
-            raise ValueError(f"--env.variant={self.variant!r} is not a variant: choose one of {', '.join(VARIANTS)}.")
+            raise ValueError(
+                f"--env.variant={self.variant!r} is not a variant: choose one of {', '.join(VARIANTS)}."
+            )
         camera = PolicyFeature(type=FeatureType.VISUAL, shape=(self.image_size, self.image_size, 3))
         self.features = {
             ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(3,)),

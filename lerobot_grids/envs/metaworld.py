@@ -26,16 +26,28 @@ from lerobot.envs.metaworld import MetaworldEnv  # noqa: E402
 
 VARIANTS = ("default", "camera", "lighting", "blank")
 LEROBOT_RENDERING = {"image_size": 480, "shadow_size": 4096, "multisamples": 4}
-CAMERA_SHIFT = np.array([0.08, -0.12, 0.06])  # metres: right, towards the robot and up, for the camera variant
+CAMERA_SHIFT = np.array(
+    [0.08, -0.12, 0.06]
+)  # metres: right, towards the robot and up, for the camera variant
 LIGHT_SCALE = np.array([0.55, 0.45, 0.3])  # the lights' diffuse colour (RGB) scaled: dimmer and warmer
 
 
 class MetaWorldCPU(MetaworldEnv):
-    def __init__(self, task: str, image_size: int = 224, shadow_size: int = 0, multisamples: int = 0,
-                 episode_length: int = 200, variant: str = "default", obs_type: str = "pixels_agent_pos"):
+    def __init__(
+        self,
+        task: str,
+        image_size: int = 224,
+        shadow_size: int = 0,
+        multisamples: int = 0,
+        episode_length: int = 200,
+        variant: str = "default",
+        obs_type: str = "pixels_agent_pos",
+    ):
         if variant not in VARIANTS:
             raise ValueError(f"Unknown Meta-World variant {variant!r}: choose one of {', '.join(VARIANTS)}.")
-        super().__init__(task=task, obs_type=obs_type, observation_width=image_size, observation_height=image_size)
+        super().__init__(
+            task=task, obs_type=obs_type, observation_width=image_size, observation_height=image_size
+        )
         self.image_size, self.shadow_size, self.multisamples = image_size, shadow_size, multisamples
         self.episode_length, self.variant = episode_length, variant
         self._max_episode_steps = episode_length

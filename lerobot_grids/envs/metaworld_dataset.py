@@ -25,33 +25,62 @@ FPS = 80  # LeRobot's metaworld env config
 
 def metaworld_features(image_size: int) -> dict:
     return {
-        OBS_IMAGE: {"dtype": "video", "shape": (image_size, image_size, 3), "names": ["height", "width", "channels"]},
+        OBS_IMAGE: {
+            "dtype": "video",
+            "shape": (image_size, image_size, 3),
+            "names": ["height", "width", "channels"],
+        },
         OBS_STATE: {"dtype": "float32", "shape": (len(STATE_NAMES),), "names": STATE_NAMES},
         ACTION: {"dtype": "float32", "shape": (len(ACTION_NAMES),), "names": ACTION_NAMES},
     }
 
 
-def record_metaworld_experts(root: str | Path, tasks: list[str], episodes_per_task: int, repo_id: str = REPO_ID,
-                             seed: int = 0, image_size: int = 224, episode_length: int = 200,
-                             progress: bool = True) -> tuple[LeRobotDataset, dict[str, int]]:
+def record_metaworld_experts(
+    root: str | Path,
+    tasks: list[str],
+    episodes_per_task: int,
+    repo_id: str = REPO_ID,
+    seed: int = 0,
+    image_size: int = 224,
+    episode_length: int = 200,
+    progress: bool = True,
+) -> tuple[LeRobotDataset, dict[str, int]]:
     """Write a new dataset at ``root`` (which must not exist yet: nothing is ever overwritten); returns it and the
     number of expert episodes skipped per task (those that did not succeed)."""
     root = Path(root)
     if root.exists():
-        raise FileExistsError(f"{root} already exists; choose a new folder for the dataset (nothing is overwritten).")
+        raise FileExistsError(
+            f"{root} already exists; choose a new folder for the dataset (nothing is overwritten)."
+        )
     if episodes_per_task < 1 or not tasks:
-        raise ValueError(f"Need at least one task and one episode per task, got {tasks} and {episodes_per_task}.")
-    environments = [MetaWorldCPU(task, image_size=image_size, episode_length=episode_length) for task in tasks]
-    dataset = LeRobotDataset.create(repo_id=repo_id, fps=FPS, root=root, features=metaworld_features(image_size),
-                                    robot_type="sawyer", use_videos=True)
+        raise ValueError(
+            f"Need at least one task and one episode per task, got {tasks} and {episodes_per_task}."
+        )
+    environments = [
+        MetaWorldCPU(task, image_size=image_size, episode_length=episode_length) for task in tasks
+    ]
+    dataset = LeRobotDataset.create(
+        repo_id=repo_id,
+        fps=FPS,
+        root=root,
+        features=metaworld_features(image_size),
+        robot_type="sawyer",
+        use_videos=True,
+    )
     skipped = dict.fromkeys(tasks, 0)
     for env in environments:
         for episode in tqdm(range(episodes_per_task), desc=f"Recording {env.task}", disable=not progress):
             observation, _ = env.reset(seed=seed + episode)
             for _ in range(episode_length):
                 action = env.expert_action()
-                dataset.add_frame({OBS_IMAGE: observation["pixels"], OBS_STATE: observation["agent_pos"].astype("float32"),
-                                   ACTION: action, "task": env.task_description})
+                dataset.add_frame(
+                    {
+                        OBS_IMAGE: observation["pixels"],
+                        OBS_STATE: observation["agent_pos"].astype("float32"),
+                        ACTION: action,
+                        "task": env.task_description,
+                    }
+                )
                 observation, _, terminated, truncated, info = env.step(action)
                 if terminated or truncated:
                     break
@@ -62,7 +91,9 @@ def record_metaworld_experts(root: str | Path, tasks: list[str], episodes_per_ta
                 skipped[env.task] += 1
         env.close()
         if skipped[env.task] == episodes_per_task:
-            raise RuntimeError(f"Meta-World's expert did not succeed on {env.task} in any of {episodes_per_task} "
-                               f"scenes within {episode_length} steps: give it a longer --episode-length.")
+            raise RuntimeError(
+                f"Meta-World's expert did not succeed on {env.task} in any of {episodes_per_task} "
+                f"scenes within {episode_length} steps: give it a longer --episode-length."
+            )
     dataset.finalize()
     return dataset, skipped

@@ -65,16 +65,20 @@ class GridSTabletop(gym.Env):
         if variant not in VARIANTS:
             raise ValueError(f"Unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}.")
         if not 1 <= num_blocks <= len(COLOURS):
-            raise ValueError(f"num_blocks must be between 1 and {len(COLOURS)} (one block per colour), got {num_blocks}.")
+            raise ValueError(
+                f"num_blocks must be between 1 and {len(COLOURS)} (one block per colour), got {num_blocks}."
+            )
         self.variant, self.image_size, self.episode_length = variant, image_size, episode_length
         self.num_blocks, self.block_half_size = num_blocks, block_half_size
         self.grasp_radius, self.max_step, self.render_mode = grasp_radius, max_step, render_mode
         self._max_episode_steps = episode_length  # read by lerobot-eval
         image = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
-        self.observation_space = gym.spaces.Dict({
-            "pixels": gym.spaces.Dict({"front": image, "wrist": image}),
-            "agent_pos": gym.spaces.Box(-2, 2, (3,), np.float32),
-        })
+        self.observation_space = gym.spaces.Dict(
+            {
+                "pixels": gym.spaces.Dict({"front": image, "wrist": image}),
+                "agent_pos": gym.spaces.Box(-2, 2, (3,), np.float32),
+            }
+        )
         self.action_space = gym.spaces.Box(np.float32([-1, -1, 0]), np.float32([1, 1, 1]))
         view = FRONT_VIEWS["camera" if variant == "camera" else "default"] * image_size
         self._table_to_front = cv2.getPerspectiveTransform(TABLE_CORNERS, view)
@@ -105,7 +109,7 @@ class GridSTabletop(gym.Env):
             xy = self.np_random.uniform([-0.8, -0.5], [0.8, 0.8]).astype(np.float32)
             if all(np.linalg.norm(xy - other) >= 0.4 for other in places):
                 places.append(xy)
-        return places[len(taken):]
+        return places[len(taken) :]
 
     def step(self, action):
         action = np.asarray(action, dtype=np.float32)
@@ -157,7 +161,9 @@ class GridSTabletop(gym.Env):
         if block.round:
             cv2.circle(canvas, (int(u), int(v)), int(half), block.rgb, -1, cv2.LINE_AA)
         else:
-            cv2.rectangle(canvas, (int(u - half), int(v - half)), (int(u + half), int(v + half)), block.rgb, -1)
+            cv2.rectangle(
+                canvas, (int(u - half), int(v - half)), (int(u + half), int(v + half)), block.rgb, -1
+            )
 
     def _blocks_on(self, canvas: np.ndarray) -> np.ndarray:
         canvas = canvas.copy()
@@ -168,8 +174,14 @@ class GridSTabletop(gym.Env):
     def _front_image(self, canvas: np.ndarray) -> np.ndarray:
         size = self.image_size
         background = (40, 70, 50) if self.variant == "texture" else (205, 205, 215)
-        image = cv2.warpPerspective(canvas, self._canvas_to_front, (size, size), flags=cv2.INTER_AREA,
-                                    borderMode=cv2.BORDER_CONSTANT, borderValue=background)
+        image = cv2.warpPerspective(
+            canvas,
+            self._canvas_to_front,
+            (size, size),
+            flags=cv2.INTER_AREA,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=background,
+        )
         # The arm: from the robot's base below the near edge to the gripper, drawn over the table.
         base = self._to_front(np.float32([0.0, -1.3]))
         gripper = self._to_front(self.gripper_xy)
@@ -185,13 +197,26 @@ class GridSTabletop(gym.Env):
         scale = size / (2 * WRIST_HALF_WIDTH)
         x, y = self.gripper_xy
         # Table (x, y) -> wrist pixel: centred on the gripper, far side up.
-        table_to_wrist = np.float64([[scale, 0, size / 2 - scale * x], [0, -scale, size / 2 + scale * y], [0, 0, 1]])
-        image = cv2.warpPerspective(canvas, table_to_wrist @ np.linalg.inv(_table_to_canvas()), (size, size),
-                                    flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT, borderValue=(90, 90, 90))
+        table_to_wrist = np.float64(
+            [[scale, 0, size / 2 - scale * x], [0, -scale, size / 2 + scale * y], [0, 0, 1]]
+        )
+        image = cv2.warpPerspective(
+            canvas,
+            table_to_wrist @ np.linalg.inv(_table_to_canvas()),
+            (size, size),
+            flags=cv2.INTER_AREA,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(90, 90, 90),
+        )
         opening = int(size / 8 * (0.3 + self.gripper_open))
         for side in (-1, 1):  # the fingers, at the bottom of the wrist view
-            cv2.rectangle(image, (size // 2 + side * opening - 3, size - size // 5), (size // 2 + side * opening + 3, size),
-                          (30, 30, 30), -1)
+            cv2.rectangle(
+                image,
+                (size // 2 + side * opening - 3, size - size // 5),
+                (size // 2 + side * opening + 3, size),
+                (30, 30, 30),
+                -1,
+            )
         return self._light(image)
 
     def _to_front(self, xy: np.ndarray) -> tuple[int, int]:
@@ -212,9 +237,14 @@ class GridSTabletop(gym.Env):
     def block_mask_front(self, index: int) -> np.ndarray:
         """``H x W`` bool: the front-view pixels of block ``index`` (where it is now: held blocks move)."""
         canvas = np.zeros((CANVAS, CANVAS, 3), np.uint8)
-        self._draw_block(canvas, self._block_xy(index), Block(self.blocks[index].xy, (255, 255, 255),
-                                                              self.blocks[index].round))
-        warped = cv2.warpPerspective(canvas, self._canvas_to_front, (self.image_size,) * 2, flags=cv2.INTER_NEAREST)
+        self._draw_block(
+            canvas,
+            self._block_xy(index),
+            Block(self.blocks[index].xy, (255, 255, 255), self.blocks[index].round),
+        )
+        warped = cv2.warpPerspective(
+            canvas, self._canvas_to_front, (self.image_size,) * 2, flags=cv2.INTER_NEAREST
+        )
         return warped[..., 0] > 0
 
     def _observation(self) -> dict:

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
+from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.datasets.compute_stats import get_feature_stats
@@ -50,8 +51,13 @@ from lerobot.policies.factory import make_pre_post_processors
 from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy, make_att_2d_masks
 from lerobot.processor import PolicyProcessorPipeline
-from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
-from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
+from lerobot.utils.constants import (
+    ACTION,
+    OBS_IMAGES,
+    OBS_LANGUAGE_ATTENTION_MASK,
+    OBS_LANGUAGE_TOKENS,
+    OBS_STATE,
+)
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -84,18 +90,33 @@ def tabletop_smolvla_config(image_size: int = 128, **options) -> SmolVLAConfig:
     the tabletop features."""
     camera = PolicyFeature(type=FeatureType.VISUAL, shape=(3, image_size, image_size))
     vector = PolicyFeature(type=FeatureType.STATE, shape=(3,))
-    defaults = dict(vlm_model_name=str(TINY_SMOLVLM), load_vlm_weights=False, resize_imgs_with_padding=(256, 256),
-                    tokenizer_max_length=16, chunk_size=10, n_action_steps=5, device="cpu", push_to_hub=False)
+    defaults = {
+        "vlm_model_name": str(TINY_SMOLVLM),
+        "load_vlm_weights": False,
+        "resize_imgs_with_padding": (256, 256),
+        "tokenizer_max_length": 16,
+        "chunk_size": 10,
+        "n_action_steps": 5,
+        "device": "cpu",
+        "push_to_hub": False,
+    }
     return SmolVLAConfig(
-        input_features={f"{OBS_IMAGES}.{camera_name}": camera for camera_name in CAMERAS} | {OBS_STATE: vector},
+        input_features={f"{OBS_IMAGES}.{camera_name}": camera for camera_name in CAMERAS}
+        | {OBS_STATE: vector},
         output_features={ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(3,))},
         **(defaults | options),
     )
 
 
-def record_scenes(first_seed: int, scenes: int, frames_per_scene: int | None, rng: np.random.Generator,
-                  instructions: tuple[str, ...] = (INSTRUCTION, TOUCH_INSTRUCTION), touch: bool = False,
-                  chunk_size: int = 10) -> dict:
+def record_scenes(
+    first_seed: int,
+    scenes: int,
+    frames_per_scene: int | None,
+    rng: np.random.Generator,
+    instructions: tuple[str, ...] = (INSTRUCTION, TOUCH_INSTRUCTION),
+    touch: bool = False,
+    chunk_size: int = 10,
+) -> dict:
     """Frames of ``scenes`` fresh ``default`` scenes, ``frames_per_scene`` of each (``None``: all) taken at random
     along the scripted expert's path, so the wrist camera sees the table near the start and the blocks near the end.
 
@@ -105,7 +126,9 @@ def record_scenes(first_seed: int, scenes: int, frames_per_scene: int | None, rn
     past the episode's end, as LeRobot's dataset gives an action chunk.
     """
     env = GridSTabletop()
-    frames = {key: [] for key in ("front", "wrist", "named_colour", "target_xy", "instruction", "state", "action")}
+    frames = {
+        key: [] for key in ("front", "wrist", "named_colour", "target_xy", "instruction", "state", "action")
+    }
     for scene in range(scenes):
         observation, _ = env.reset(seed=first_seed + scene)
         colour = list(COLOURS.values()).index(env.blocks[env.target].rgb)
@@ -118,13 +141,18 @@ def record_scenes(first_seed: int, scenes: int, frames_per_scene: int | None, rn
             observations.append(observation)
             actions.append(action)
             observation, *_ = env.step(action)
-        keep = range(env.episode_length) if frames_per_scene is None else sorted(
-            rng.choice(env.episode_length, frames_per_scene, replace=False).tolist())
+        keep = (
+            range(env.episode_length)
+            if frames_per_scene is None
+            else sorted(rng.choice(env.episode_length, frames_per_scene, replace=False).tolist())
+        )
         for step in keep:
             for camera in CAMERAS:
                 frames[camera].append(observations[step]["pixels"][camera])
             frames["state"].append(observations[step]["agent_pos"])
-            frames["action"].append(np.stack([actions[min(step + i, len(actions) - 1)] for i in range(chunk_size)]))
+            frames["action"].append(
+                np.stack([actions[min(step + i, len(actions) - 1)] for i in range(chunk_size)])
+            )
             frames["named_colour"].append(colour)
             frames["target_xy"].append(env.blocks[env.target].xy)
             frames["instruction"].append(instruction)
@@ -141,17 +169,21 @@ def record_scenes(first_seed: int, scenes: int, frames_per_scene: int | None, rn
 def task_stats(scenes: dict) -> dict[str, dict[str, np.ndarray]]:
     """Normalisation statistics of the state and action of :func:`record_scenes` frames, by LeRobot's own
     feature statistics (as a LeRobotDataset of the same episodes would have them)."""
-    return {OBS_STATE: get_feature_stats(scenes["state"], axis=0, keepdims=False),
-            ACTION: get_feature_stats(scenes["action"][:, 0], axis=0, keepdims=False)}
+    return {
+        OBS_STATE: get_feature_stats(scenes["state"], axis=0, keepdims=False),
+        ACTION: get_feature_stats(scenes["action"][:, 0], axis=0, keepdims=False),
+    }
 
 
 def policy_batch(scenes: dict, index: np.ndarray, preprocessor: PolicyProcessorPipeline) -> dict:
     """Frames ``index`` of :func:`record_scenes` as lerobot-train feeds them to the policy: a dataset batch
     (images in [0, 1], the task) through the policy's preprocessor (tokenised, normalised)."""
-    batch = preprocess_observation({  # lerobot-eval's conversion of env observations
-        "pixels": {camera: scenes["images"][camera][index] for camera in CAMERAS},
-        "agent_pos": scenes["state"][index],
-    })
+    batch = preprocess_observation(
+        {  # lerobot-eval's conversion of env observations
+            "pixels": {camera: scenes["images"][camera][index] for camera in CAMERAS},
+            "agent_pos": scenes["state"][index],
+        }
+    )
     batch[ACTION] = torch.from_numpy(scenes["action"][index])
     batch["task"] = [scenes["instruction"][i] for i in index]
     return preprocessor(batch)
@@ -195,8 +227,9 @@ class TabletopGrounding(nn.Module):
         """The VLM's vision encoder, connector, token embeddings and text layers below ``read_layer``, and the heads."""
         vlm = self.policy.model.vlm_with_expert.get_vlm_model()
         above = tuple(f"text_model.layers.{i}." for i in range(self.read_layer, len(vlm.text_model.layers)))
-        return [p for name, p in vlm.named_parameters()
-                if not name.startswith((*above, "text_model.norm."))] + list(self.heads.parameters())
+        return [
+            p for name, p in vlm.named_parameters() if not name.startswith((*above, "text_model.norm."))
+        ] + list(self.heads.parameters())
 
     def forward(self, scenes: dict, index: np.ndarray) -> tuple[Tensor, dict[str, float]]:
         """``referring_hits`` is the fraction of frames whose front-camera token most likely to be the named
@@ -204,39 +237,63 @@ class TabletopGrounding(nn.Module):
         policy, model = self.policy, self.policy.model
         batch = policy_batch(scenes, index, self.preprocessor)
         images, image_masks = policy.prepare_images(batch)
-        state = torch.zeros(len(index), policy.config.max_state_dim)  # no state: positions come from the images
+        state = torch.zeros(
+            len(index), policy.config.max_state_dim
+        )  # no state: positions come from the images
         embeddings, pad_masks, att_masks = model.embed_prefix(
-            images, image_masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], state=state)
+            images, image_masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], state=state
+        )
         captured = []  # the hidden states entering the last layer (module docstring)
         read_layer = model.vlm_with_expert.get_vlm_model().text_model.layers[self.read_layer]
-        hook = read_layer.input_layernorm.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+        hook = read_layer.input_layernorm.register_forward_pre_hook(
+            lambda module, args: captured.append(args[0])
+        )
         try:
             model.vlm_with_expert.forward(
-                attention_mask=make_att_2d_masks(pad_masks, att_masks), position_ids=torch.cumsum(pad_masks, 1) - 1,
-                past_key_values=None, inputs_embeds=[embeddings, None], **compat.SMOLVLA_PREFIX_PASS)
+                attention_mask=make_att_2d_masks(pad_masks, att_masks),
+                position_ids=torch.cumsum(pad_masks, 1) - 1,
+                past_key_values=None,
+                inputs_embeds=[embeddings, None],
+                **compat.SMOLVLA_PREFIX_PASS,
+            )
         finally:
             hook.remove()
         (hidden,) = captured
 
         tokens_per_camera = self.grid_hw[0] * self.grid_hw[1]
-        image_hidden = hidden[:, : len(CAMERAS) * tokens_per_camera]  # the prefix starts with each camera's tokens
-        cover = torch.cat([colour_cover(scenes["images"][camera][index], self.grid_hw) for camera in CAMERAS], dim=1)
+        image_hidden = hidden[
+            :, : len(CAMERAS) * tokens_per_camera
+        ]  # the prefix starts with each camera's tokens
+        cover = torch.cat(
+            [colour_cover(scenes["images"][camera][index], self.grid_hw) for camera in CAMERAS], dim=1
+        )
         named = cover[torch.arange(len(index)), :, torch.from_numpy(scenes["named_colour"][index])]
         colour_loss = F.binary_cross_entropy_with_logits(self.heads.colour(image_hidden), (cover > 0).float())
         # A block covers a few tokens of the 2 x 64: weigh them up so "nowhere" is not the easy answer.
         referring = self.heads.referring(image_hidden).squeeze(-1)
-        referring_loss = F.binary_cross_entropy_with_logits(referring, (named > 0).float(), pos_weight=torch.tensor(10.0))
-        front_best = referring[:, :tokens_per_camera].argmax(dim=1)  # the front camera always sees the named block
+        referring_loss = F.binary_cross_entropy_with_logits(
+            referring, (named > 0).float(), pos_weight=torch.tensor(10.0)
+        )
+        front_best = referring[:, :tokens_per_camera].argmax(
+            dim=1
+        )  # the front camera always sees the named block
         referring_hits = (named[torch.arange(len(index)), front_best] > 0).float().mean()
         target_xy = torch.from_numpy(scenes["target_xy"][index])
-        position = self.heads.position(torch.cat([image_hidden, hidden[:, -1:]], dim=1))  # [B, image tokens + 1, 2]
+        position = self.heads.position(
+            torch.cat([image_hidden, hidden[:, -1:]], dim=1)
+        )  # [B, image tokens + 1, 2]
         position_loss = F.mse_loss(position, target_xy[:, None].expand_as(position))
         position = position.mean(dim=1)  # what an expert attending evenly to them reads
         loss = colour_loss + referring_loss + position_loss
         position_error = (position - target_xy).norm(dim=-1).mean()
-        return loss, {"loss": loss.item(), "colour": colour_loss.item(), "referring": referring_loss.item(),
-                      "position": position_loss.item(), "referring_hits": referring_hits.item(),
-                      "position_error": position_error.item()}
+        return loss, {
+            "loss": loss.item(),
+            "colour": colour_loss.item(),
+            "referring": referring_loss.item(),
+            "position": position_loss.item(),
+            "referring_hits": referring_hits.item(),
+            "position_error": position_error.item(),
+        }
 
 
 def expert_parameters(policy: SmolVLAPolicy) -> list[nn.Parameter]:
@@ -245,8 +302,12 @@ def expert_parameters(policy: SmolVLAPolicy) -> list[nn.Parameter]:
 
 
 @torch.no_grad()
-def goal_error(policy: SmolVLAPolicy, preprocessor: PolicyProcessorPipeline, postprocessor: PolicyProcessorPipeline,
-               scenes: dict) -> float:
+def goal_error(
+    policy: SmolVLAPolicy,
+    preprocessor: PolicyProcessorPipeline,
+    postprocessor: PolicyProcessorPipeline,
+    scenes: dict,
+) -> float:
     """Mean distance (table units) from the named block to the first goal of the action chunk the policy predicts."""
     was_training = policy.training
     batch = policy_batch(scenes, np.arange(len(scenes["instruction"])), preprocessor)
@@ -257,9 +318,21 @@ def goal_error(policy: SmolVLAPolicy, preprocessor: PolicyProcessorPipeline, pos
     return float((goals - torch.from_numpy(scenes["target_xy"])).norm(dim=-1).mean())
 
 
-def pretrain(output_dir: Path, steps: int = 1500, reach_steps: int = 2500, batch_size: int = 32, lr: float = 3e-3,
-             reach_lr: float = 1e-3, scenes_per_refresh: int = 64, frames_per_scene: int = 4, refresh_every: int = 25,
-             validation_scenes: int = 50, stats_scenes: int = 200, seed: int = 0, progress: bool = True) -> dict:
+def pretrain(
+    output_dir: Path,
+    steps: int = 1500,
+    reach_steps: int = 2500,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    reach_lr: float = 1e-3,
+    scenes_per_refresh: int = 64,
+    frames_per_scene: int = 4,
+    refresh_every: int = 25,
+    validation_scenes: int = 50,
+    stats_scenes: int = 200,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
     """Pretrain and save a dense ``smolvla`` checkpoint (with its processors, the heads and the metrics) into a new
     ``output_dir``: ``steps`` of grounding, then ``reach_steps`` of reach (module docstring).
 
@@ -267,8 +340,10 @@ def pretrain(output_dir: Path, steps: int = 1500, reach_steps: int = 2500, batch
     from; the validation scenes are other fresh scenes, one frame each.
     """
     if steps < 1 or reach_steps < 0 or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be positive and reach_steps not negative, got steps={steps}, "
-                         f"reach_steps={reach_steps}, batch_size={batch_size}.")
+        raise ValueError(
+            f"steps and batch_size must be positive and reach_steps not negative, got steps={steps}, "
+            f"reach_steps={reach_steps}, batch_size={batch_size}."
+        )
     output_dir = new_output_dir(output_dir)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -287,8 +362,15 @@ def pretrain(output_dir: Path, steps: int = 1500, reach_steps: int = 2500, batch
     validation = fresh_scenes(validation_scenes, 1)
     reach_validation = fresh_scenes(validation_scenes, 1, instructions=(TOUCH_INSTRUCTION,), touch=True)
 
-    def train(parameters: list[nn.Parameter], loss_of, stage_steps: int, stage_lr: float, metrics_of, desc: str,
-              **scene_options) -> list[dict]:
+    def train(
+        parameters: list[nn.Parameter],
+        loss_of,
+        stage_steps: int,
+        stage_lr: float,
+        metrics_of,
+        desc: str,
+        **scene_options,
+    ) -> list[dict]:
         if stage_steps == 0:
             return []
         for parameter in policy.parameters():
@@ -296,8 +378,9 @@ def pretrain(output_dir: Path, steps: int = 1500, reach_steps: int = 2500, batch
         for parameter in parameters:
             parameter.requires_grad_(True)
         optimizer = torch.optim.AdamW(parameters, lr=stage_lr, weight_decay=0.01)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=stage_lr, total_steps=stage_steps,
-                                                       pct_start=max(0.05, 2 / stage_steps))  # 5% warm-up
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=stage_lr, total_steps=stage_steps, pct_start=max(0.05, 2 / stage_steps)
+        )  # 5% warm-up
         history = []
         policy.train()
         for step in tqdm(range(stage_steps), desc=desc, unit="step", disable=not progress):
@@ -313,22 +396,45 @@ def pretrain(output_dir: Path, steps: int = 1500, reach_steps: int = 2500, batch
                 history.append({"step": step + 1, "train": metrics, "validation": metrics_of()})
         return history
 
-    grounding_history = train(grounding.trained_parameters(), grounding, steps, lr, lambda: validate(grounding, validation),
-                              "Pretraining 1/2: grounding the tiny SmolVLM")
-    reach_history = train(expert_parameters(policy), lambda pool, index: policy.forward(policy_batch(pool, index, preprocessor)),
-                          reach_steps, reach_lr, lambda: {"goal_error": goal_error(policy, preprocessor, postprocessor, reach_validation)},
-                          "Pretraining 2/2: reach, action expert", instructions=(TOUCH_INSTRUCTION,), touch=True)
+    grounding_history = train(
+        grounding.trained_parameters(),
+        grounding,
+        steps,
+        lr,
+        lambda: validate(grounding, validation),
+        "Pretraining 1/2: grounding the tiny SmolVLM",
+    )
+    reach_history = train(
+        expert_parameters(policy),
+        lambda pool, index: policy.forward(policy_batch(pool, index, preprocessor)),
+        reach_steps,
+        reach_lr,
+        lambda: {"goal_error": goal_error(policy, preprocessor, postprocessor, reach_validation)},
+        "Pretraining 2/2: reach, action expert",
+        instructions=(TOUCH_INSTRUCTION,),
+        touch=True,
+    )
 
     policy.save_pretrained(output_dir)
     preprocessor.save_pretrained(output_dir)
     postprocessor.save_pretrained(output_dir)
     save_file(grounding.heads.state_dict(), output_dir / HEADS_FILE)
     results = {
-        "steps": steps, "reach_steps": reach_steps, "batch_size": batch_size, "lr": lr, "reach_lr": reach_lr,
-        "seed": seed, "scenes_seen": next_seed - PRETRAIN_SEED, "first_scene_seed": PRETRAIN_SEED,
-        "seconds": round(time.monotonic() - started), "history": grounding_history, "reach_history": reach_history,
-        "before": {"position_error_of_mean_guess": mean_guess_error(validation),
-                   "goal_error_of_mean_guess": mean_guess_error(reach_validation)},
+        "steps": steps,
+        "reach_steps": reach_steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "reach_lr": reach_lr,
+        "seed": seed,
+        "scenes_seen": next_seed - PRETRAIN_SEED,
+        "first_scene_seed": PRETRAIN_SEED,
+        "seconds": round(time.monotonic() - started),
+        "history": grounding_history,
+        "reach_history": reach_history,
+        "before": {
+            "position_error_of_mean_guess": mean_guess_error(validation),
+            "goal_error_of_mean_guess": mean_guess_error(reach_validation),
+        },
     }
     (output_dir / METRICS_FILE).write_text(json.dumps(results, indent=2))
     return results
@@ -363,11 +469,15 @@ def write_transformers5_checkpoint(source: Path, output_dir: Path) -> Path:
 def load_pretrained(checkpoint: str | Path) -> tuple[TabletopGrounding, PolicyProcessorPipeline]:
     """A pretrained checkpoint folder with its heads and processors, to measure how well it grounds and reaches."""
     config = PreTrainedConfig.from_pretrained(checkpoint)
-    config.vlm_model_name = str(TINY_SMOLVLM)  # the backbone's architecture and tokenizer ship with the package
+    config.vlm_model_name = str(
+        TINY_SMOLVLM
+    )  # the backbone's architecture and tokenizer ship with the package
     policy = SmolVLAPolicy.from_pretrained(checkpoint, config=config)
     preprocessor, postprocessor = make_pre_post_processors(
-        config, pretrained_path=str(checkpoint),
-        preprocessor_overrides={"tokenizer_processor": {"tokenizer_name": str(TINY_SMOLVLM)}})
+        config,
+        pretrained_path=str(checkpoint),
+        preprocessor_overrides={"tokenizer_processor": {"tokenizer_name": str(TINY_SMOLVLM)}},
+    )
     grounding = TabletopGrounding(policy, preprocessor)
     grounding.heads.load_state_dict(load_file(Path(checkpoint) / HEADS_FILE))
     return grounding.eval(), postprocessor

@@ -51,7 +51,9 @@ from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy
 from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_pre_post_processors
 from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
-from lerobot_grids.policies.smolvla_grids.processor_smolvla_grids import make_smolvla_grids_pre_post_processors
+from lerobot_grids.policies.smolvla_grids.processor_smolvla_grids import (
+    make_smolvla_grids_pre_post_processors,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +70,11 @@ ARCHITECTURES: dict[str, Callable[[], SmolVLAGridsConfig | PI0GridsConfig]] = {
         vlm_model_name=str(TINY_SMOLVLM), load_vlm_weights=False, resize_imgs_with_padding=(128, 128)
     ),
     "pi0_tiny": lambda: PI0GridsConfig(
-        paligemma_variant="gemma_tiny", action_expert_variant="gemma_tiny_expert", vision_variant="siglip_tiny",
-        vocab_size=512, image_resolution=(112, 112),
+        paligemma_variant="gemma_tiny",
+        action_expert_variant="gemma_tiny_expert",
+        vision_variant="siglip_tiny",
+        vocab_size=512,
+        image_resolution=(112, 112),
     ),
 }
 
@@ -77,13 +82,23 @@ ARCHITECTURES: dict[str, Callable[[], SmolVLAGridsConfig | PI0GridsConfig]] = {
 class NoImageTokens(nn.Module):
     """A sampler that keeps no token: the images reach the vision tower and stop there."""
 
-    def forward(self, tokens: Tensor, grid_hw: tuple[int, int], context: Tensor | None = None,
-                region: tuple[int, int, int, int] | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        tokens: Tensor,
+        grid_hw: tuple[int, int],
+        context: Tensor | None = None,
+        region: tuple[int, int, int, int] | None = None,
+    ) -> tuple[Tensor, Tensor]:
         return tokens[:, :0], tokens.new_zeros(tokens.shape[0], 0, 2)
 
 
-def build_policy(architecture: str, device: str, compile_mode: str | None = None, dtype: str = "float32",
-                 gradient_checkpointing: bool = False) -> SmolVLAGridsPolicy | PI0GridsPolicy:
+def build_policy(
+    architecture: str,
+    device: str,
+    compile_mode: str | None = None,
+    dtype: str = "float32",
+    gradient_checkpointing: bool = False,
+) -> SmolVLAGridsPolicy | PI0GridsPolicy:
     """The architecture with random weights, two cameras and SO-100's 6 joints, on ``device``; with ``compile_mode``,
     compiled as ``--policy.compile_model=true --policy.compile_mode=<mode>`` compiles it (LeRobot's ``torch.compile``
     of ``sample_actions`` and ``forward``). ``dtype="bfloat16"``: pi0's ``--policy.dtype=bfloat16``; SmolVLA's VLM in
@@ -98,9 +113,13 @@ def build_policy(architecture: str, device: str, compile_mode: str | None = None
     if isinstance(config, PI0GridsConfig):
         config.dtype, config.gradient_checkpointing = dtype, gradient_checkpointing
     elif gradient_checkpointing:
-        raise ValueError("SmolVLA has no gradient checkpointing option in LeRobot: drop --gradient-checkpointing.")
+        raise ValueError(
+            "SmolVLA has no gradient checkpointing option in LeRobot: drop --gradient-checkpointing."
+        )
     image_size = image_resolution(config)
-    config.input_features = {camera: PolicyFeature(FeatureType.VISUAL, (3, image_size, image_size)) for camera in CAMERAS}
+    config.input_features = {
+        camera: PolicyFeature(FeatureType.VISUAL, (3, image_size, image_size)) for camera in CAMERAS
+    }
     config.input_features["observation.state"] = PolicyFeature(FeatureType.STATE, (6,))
     config.output_features = {"action": PolicyFeature(FeatureType.ACTION, (6,))}
     policy_class = PI0GridsPolicy if isinstance(config, PI0GridsConfig) else SmolVLAGridsPolicy
@@ -125,7 +144,11 @@ def on_fake_tensors(module: nn.Module) -> nn.Module:
 
 
 def image_resolution(config) -> int:
-    return config.image_resolution[0] if isinstance(config, PI0GridsConfig) else config.resize_imgs_with_padding[0]
+    return (
+        config.image_resolution[0]
+        if isinstance(config, PI0GridsConfig)
+        else config.resize_imgs_with_padding[0]
+    )
 
 
 def make_samplers(policy, ks: list[int], split_layers: list[int] = ()) -> dict[str, nn.Module]:
@@ -165,15 +188,25 @@ def inference_call(policy, inputs: dict) -> Tensor:
     """One action chunk: vision, prefix, and every denoising step."""
     with torch.no_grad():
         return policy.model.sample_actions(
-            inputs["images"], inputs["img_masks"], inputs["lang_tokens"], inputs["lang_masks"], inputs["state"],
+            inputs["images"],
+            inputs["img_masks"],
+            inputs["lang_tokens"],
+            inputs["lang_masks"],
+            inputs["state"],
             noise=inputs["noise"],
         )
 
 
 def training_loss(policy, inputs: dict) -> Tensor:
     losses = policy.model.forward(
-        inputs["images"], inputs["img_masks"], inputs["lang_tokens"], inputs["lang_masks"], inputs["state"],
-        inputs["actions"], noise=inputs["noise"], time=inputs["time"],
+        inputs["images"],
+        inputs["img_masks"],
+        inputs["lang_tokens"],
+        inputs["lang_masks"],
+        inputs["state"],
+        inputs["actions"],
+        noise=inputs["noise"],
+        time=inputs["time"],
     )
     return losses.mean()
 
@@ -193,26 +226,49 @@ def deployment_calls(policy, device: str) -> dict[str, Callable[[], object]]:
     """
     config = copy.copy(policy.config)
     if isinstance(config, PI0GridsConfig):
-        config.tokenizer_name, make_processors = str(TINY_PALIGEMMA_TOKENIZER), make_pi0_grids_pre_post_processors
+        config.tokenizer_name, make_processors = (
+            str(TINY_PALIGEMMA_TOKENIZER),
+            make_pi0_grids_pre_post_processors,
+        )
     else:
         config.vlm_model_name, make_processors = str(TINY_SMOLVLM), make_smolvla_grids_pre_post_processors
-    unit = {"mean": torch.zeros(6), "std": torch.ones(6), "min": -torch.ones(6), "max": torch.ones(6),
-            "q01": -torch.ones(6), "q99": torch.ones(6)}
+    unit = {
+        "mean": torch.zeros(6),
+        "std": torch.ones(6),
+        "min": -torch.ones(6),
+        "max": torch.ones(6),
+        "q01": -torch.ones(6),
+        "q99": torch.ones(6),
+    }
     config.device = device
-    preprocessor, postprocessor = make_processors(config, dataset_stats={"observation.state": unit, "action": unit})
+    preprocessor, postprocessor = make_processors(
+        config, dataset_stats={"observation.state": unit, "action": unit}
+    )
     generator = np.random.default_rng(0)
-    observation = {camera: generator.integers(0, 256, (*ROBOT_CAMERA_HW, 3), dtype=np.uint8) for camera in CAMERAS}
+    observation = {
+        camera: generator.integers(0, 256, (*ROBOT_CAMERA_HW, 3), dtype=np.uint8) for camera in CAMERAS
+    }
     observation["observation.state"] = generator.normal(size=6).astype(np.float32)
     torch_device = torch.device(device)
 
     def record_loop_chunk():
         policy.reset()
-        return predict_action(observation, policy, torch_device, preprocessor, postprocessor, use_amp=False,
-                              task=TASK, robot_type=ROBOT_TYPE)
+        return predict_action(
+            observation,
+            policy,
+            torch_device,
+            preprocessor,
+            postprocessor,
+            use_amp=False,
+            task=TASK,
+            robot_type=ROBOT_TYPE,
+        )
 
     def async_server_chunk():
         with torch.inference_mode():
-            batch = preprocessor(prepare_observation_for_inference(dict(observation), torch_device, TASK, ROBOT_TYPE))
+            batch = preprocessor(
+                prepare_observation_for_inference(dict(observation), torch_device, TASK, ROBOT_TYPE)
+            )
             return postprocessor(policy.predict_action_chunk(batch))
 
     return {"record_loop_chunk": record_loop_chunk, "async_server_chunk": async_server_chunk}
@@ -225,7 +281,12 @@ def vision_modules(policy) -> list[nn.Module]:
     if isinstance(policy, PI0GridsPolicy):
         return [backbone.paligemma.model.vision_tower, backbone.paligemma.model.multi_modal_projector]
     vision = backbone.get_vlm_model().vision_model
-    return [vision.embeddings, *vision.encoder.layers, vision.post_layernorm, backbone.get_vlm_model().connector]
+    return [
+        vision.embeddings,
+        *vision.encoder.layers,
+        vision.post_layernorm,
+        backbone.get_vlm_model().connector,
+    ]
 
 
 def count_flops(policy, inputs: dict, training: bool) -> dict[str, int]:
@@ -260,9 +321,17 @@ def count_flops(policy, inputs: dict, training: bool) -> dict[str, int]:
     handles += [grids.register_forward_pre_hook(start), grids.register_forward_hook(stop("grids"))]
     backbone_forward = policy.grids_backbone.forward
 
-    def tracked_forward(*args, inputs_embeds, **kwargs):  # pi0 and SmolVLA call it directly, not through hooks
+    def tracked_forward(
+        *args, inputs_embeds, **kwargs
+    ):  # pi0 and SmolVLA call it directly, not through hooks
         prefix, suffix = inputs_embeds
-        phase = "joint" if prefix is not None and suffix is not None else "language model prefix" if suffix is None else "action expert"
+        phase = (
+            "joint"
+            if prefix is not None and suffix is not None
+            else "language model prefix"
+            if suffix is None
+            else "action expert"
+        )
         before = counter.get_total_flops()
         output = backbone_forward(*args, inputs_embeds=inputs_embeds, **kwargs)
         phases[phase] += counter.get_total_flops() - before
@@ -291,7 +360,10 @@ def prefix_tokens(policy, inputs: dict) -> int:
     with torch.no_grad():
         images = [image[:1] for image in inputs["images"]]
         embeddings, _, _ = policy.model.embed_prefix(
-            images, [mask[:1] for mask in inputs["img_masks"]], inputs["lang_tokens"][:1], inputs["lang_masks"][:1],
+            images,
+            [mask[:1] for mask in inputs["img_masks"]],
+            inputs["lang_tokens"][:1],
+            inputs["lang_masks"][:1],
             **({"state": inputs["state"][:1]} if isinstance(policy, SmolVLAGridsPolicy) else {}),
         )
     return embeddings.shape[1]
@@ -317,7 +389,9 @@ def timed(call: Callable[[], object], device: str) -> float:
             gc.enable()
 
 
-def time_rounds(calls: dict[str, Callable[[], object]], repeats: int, warmup: int, device: str) -> dict[str, list[float]]:
+def time_rounds(
+    calls: dict[str, Callable[[], object]], repeats: int, warmup: int, device: str
+) -> dict[str, list[float]]:
     """``repeats`` timed rounds after ``warmup`` untimed ones; each round calls every variant once, starting one
     variant later than the round before (so no variant always runs first, or always after the same one), with
     a collection before the round rather than inside a timed call. ``{variant: [seconds per round]}``."""
@@ -349,11 +423,17 @@ def environment(device: str, dtype: torch.dtype, compile_mode: str | None = None
     """What the times depend on besides the model: versions, device, dtype, TF32, threads, compile mode."""
     cuda = device.startswith("cuda")
     return {
-        "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None, "python": platform.python_version(),
-        "device": torch.cuda.get_device_name(device) if cuda else f"CPU ({platform.processor() or platform.machine()})",
-        "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if cuda else None,
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name(device)
+        if cuda
+        else f"CPU ({platform.processor() or platform.machine()})",
+        "dtype": str(dtype).removeprefix("torch."),
+        "threads": torch.get_num_threads(),
         "tf32_matmul": torch.backends.cuda.matmul.allow_tf32 if cuda else None,
-        "tf32_cudnn": torch.backends.cudnn.allow_tf32 if cuda else None, "compile": compile_mode,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32 if cuda else None,
+        "compile": compile_mode,
     }
 
 
@@ -378,8 +458,13 @@ def benchmark(
     ``compile_mode`` every variant is timed compiled (dense included: compiled against compiled; the warm-up rounds
     compile each variant), FLOPs are counted eagerly. ``split_layers`` (SmolVLA): also GridS inside the vision tower
     after each of these layers, at every K. ``dtype``, ``gradient_checkpointing``: see :func:`build_policy`."""
-    results: dict = {"architecture": architecture, "device": device, "repeats": repeats, "warmup": warmup,
-                     "variants": {}}
+    results: dict = {
+        "architecture": architecture,
+        "device": device,
+        "repeats": repeats,
+        "warmup": warmup,
+        "variants": {},
+    }
     # Fake tensors carry shapes and devices but no data: a model of any size is counted in no memory.
     options = {"dtype": dtype, "gradient_checkpointing": gradient_checkpointing}
     policy = build_policy(architecture, "meta" if fake_flops else device, **options)
@@ -415,8 +500,15 @@ def benchmark(
     # Every parameter: a frozen one has no gradient and is skipped; the tower's layers after an in-tower split train.
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-6)
     for index, (label, batch_size, kind) in enumerate(measurements, start=1):
-        logger.info("%s %s (%d/%d): %d rounds of %d variants", architecture, label, index, len(measurements),
-                    warmup + repeats, len(samplers))
+        logger.info(
+            "%s %s (%d/%d): %d rounds of %d variants",
+            architecture,
+            label,
+            index,
+            len(measurements),
+            warmup + repeats,
+            len(samplers),
+        )
         started = time.monotonic()
         if kind in DEPLOYMENT:
             call = deployment_chunks[kind]
@@ -431,7 +523,9 @@ def benchmark(
                 else:
                     inference_call(policy, inputs)
 
-        def with_sampler(name: str, call=call) -> Callable[[], None]:
+        peaks: dict[str, float] = {}
+
+        def with_sampler(name: str, call=call, peaks=peaks) -> Callable[[], None]:
             def run():
                 policy.grids_backbone.use_sampler(samplers[name])
                 if device.startswith("cuda"):
@@ -439,9 +533,9 @@ def benchmark(
                 call()
                 if device.startswith("cuda"):
                     peaks[name] = torch.cuda.max_memory_allocated() / 2**20
+
             return run
 
-        peaks: dict[str, float] = {}
         times = time_rounds({name: with_sampler(name) for name in samplers}, repeats, warmup, device)
         for name, values in times.items():
             variant = results["variants"][name]
@@ -452,27 +546,38 @@ def benchmark(
             variant[f"speedup_{label}"], variant[f"speedup_iqr_{label}"] = median, [first, third]
             if device.startswith("cuda"):
                 variant[f"peak_memory_mb_{label}"] = peaks[name]
-        speedups = [f"{name} {_speedup_cell(v, f'speedup_{label}')}" for name, v in results["variants"].items()
-                    if name != DENSE]
-        logger.info("%s %s done in %.0f s: %s", architecture, label, time.monotonic() - started, ", ".join(speedups))
+        speedups = [
+            f"{name} {_speedup_cell(v, f'speedup_{label}')}"
+            for name, v in results["variants"].items()
+            if name != DENSE
+        ]
+        logger.info(
+            "%s %s done in %.0f s: %s", architecture, label, time.monotonic() - started, ", ".join(speedups)
+        )
     return results
 
 
-def share_of_time_saved(variant: dict, dense: dict, bound: dict, label: str) -> tuple[float, float, float] | None:
+def share_of_time_saved(
+    variant: dict, dense: dict, bound: dict, label: str
+) -> tuple[float, float, float] | None:
     """Quartiles over rounds of the share of the time that "no image tokens" saves which a variant saves too: per
     round, ``(t_dense - t_variant) / (t_dense - t_bound)`` (1.0: all of it; 0: none; negative: the variant was slower
     than dense in that round). ``None`` for runs stored without the times of every round."""
     key = f"seconds_rounds_{label}"
     if any(key not in times for times in (variant, dense, bound)):
         return None
-    return quartiles([(d - v) / (d - b) for d, v, b in zip(dense[key], variant[key], bound[key], strict=True)])
+    return quartiles(
+        [(d - v) / (d - b) for d, v, b in zip(dense[key], variant[key], bound[key], strict=True)]
+    )
 
 
 def _speedup_cell(variant: dict, key: str) -> str:
     """``1.23x [1.20, 1.25]``: the median speed-up and its interquartile range over rounds (runs stored before
     the range was recorded: the median alone)."""
     quartile_range = variant.get(key.replace("speedup_", "speedup_iqr_", 1))
-    return f"{variant[key]:.2f}x" + (f" [{quartile_range[0]:.2f}, {quartile_range[1]:.2f}]" if quartile_range else "")
+    return f"{variant[key]:.2f}x" + (
+        f" [{quartile_range[0]:.2f}, {quartile_range[1]:.2f}]" if quartile_range else ""
+    )
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -482,14 +587,27 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
 
 def markdown_table(results: dict) -> str:
     variants = results["variants"]
-    timing = sorted({key for v in variants.values() for key in v if key.startswith("speedup_")
-                     and not key.startswith("speedup_iqr_")})
+    timing = sorted(
+        {
+            key
+            for v in variants.values()
+            for key in v
+            if key.startswith("speedup_") and not key.startswith("speedup_iqr_")
+        }
+    )
     memory = sorted({key for v in variants.values() for key in v if key.startswith("peak_memory_mb_")})
     dense = variants[DENSE]
-    header = ["variant", "prefix tokens", "inference GFLOPs (vision / LM prefix / expert)", "vs dense",
-              "vs dense without the vision tower", "training-step GFLOPs", "vs dense",
-              *[f"speed-up {k.removeprefix('speedup_')}" for k in timing],
-              *[f"peak MB {k.removeprefix('peak_memory_mb_')}" for k in memory]]
+    header = [
+        "variant",
+        "prefix tokens",
+        "inference GFLOPs (vision / LM prefix / expert)",
+        "vs dense",
+        "vs dense without the vision tower",
+        "training-step GFLOPs",
+        "vs dense",
+        *[f"speed-up {k.removeprefix('speedup_')}" for k in timing],
+        *[f"peak MB {k.removeprefix('peak_memory_mb_')}" for k in memory],
+    ]
 
     def without_vision(flops: dict) -> int:
         return flops["total"] - flops.get("vision", 0)
@@ -497,15 +615,22 @@ def markdown_table(results: dict) -> str:
     rows = []
     for name, v in variants.items():
         inference, training = v["flops_inference"], v["flops_training_step"]
-        split = " / ".join(f"{inference.get(p, 0) / 1e9:.4g}" for p in ("vision", "language model prefix", "action expert"))
-        rows.append([
-            name, str(v["prefix_tokens"]), f"{inference['total'] / 1e9:.4g} ({split})",
-            f"{dense['flops_inference']['total'] / inference['total']:.2f}x",
-            f"{without_vision(dense['flops_inference']) / without_vision(inference):.2f}x",
-            f"{training['total'] / 1e9:.4g}",
-            f"{dense['flops_training_step']['total'] / training['total']:.2f}x",
-            *[_speedup_cell(v, k) for k in timing], *[f"{v[k]:.0f}" for k in memory],
-        ])
+        split = " / ".join(
+            f"{inference.get(p, 0) / 1e9:.4g}" for p in ("vision", "language model prefix", "action expert")
+        )
+        rows.append(
+            [
+                name,
+                str(v["prefix_tokens"]),
+                f"{inference['total'] / 1e9:.4g} ({split})",
+                f"{dense['flops_inference']['total'] / inference['total']:.2f}x",
+                f"{without_vision(dense['flops_inference']) / without_vision(inference):.2f}x",
+                f"{training['total'] / 1e9:.4g}",
+                f"{dense['flops_training_step']['total'] / training['total']:.2f}x",
+                *[_speedup_cell(v, k) for k in timing],
+                *[f"{v[k]:.0f}" for k in memory],
+            ]
+        )
     return _markdown(header, rows)
 
 
@@ -518,9 +643,19 @@ def bound_table(results: dict) -> str | None:
     labels = [key.removeprefix("seconds_rounds_") for key in bound if key.startswith("seconds_rounds_")]
     if not labels:
         return None
-    rows = [[name, *[f"{100 * median:.0f}% [{100 * first:.0f}, {100 * third:.0f}]"
-                     for first, median, third in (share_of_time_saved(variant, dense, bound, label) for label in labels)]]
-            for name, variant in variants.items() if name not in (DENSE, NO_IMAGE_TOKENS)]
+    rows = [
+        [
+            name,
+            *[
+                f"{100 * median:.0f}% [{100 * first:.0f}, {100 * third:.0f}]"
+                for first, median, third in (
+                    share_of_time_saved(variant, dense, bound, label) for label in labels
+                )
+            ],
+        ]
+        for name, variant in variants.items()
+        if name not in (DENSE, NO_IMAGE_TOKENS)
+    ]
     return _markdown(["share of the time no image tokens saves", *labels], rows)
 
 
@@ -534,14 +669,24 @@ def plot_speedups(all_results: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(1, len(all_results), figsize=(5 * len(all_results), 4), squeeze=False)
     for axis, results in zip(axes[0], all_results, strict=True):
         for name, v in results["variants"].items():
-            sizes = sorted(int(k.removeprefix("speedup_inference_b")) for k in v if k.startswith("speedup_inference_b"))
+            sizes = sorted(
+                int(k.removeprefix("speedup_inference_b")) for k in v if k.startswith("speedup_inference_b")
+            )
             medians = [v[f"speedup_inference_b{b}"] for b in sizes]
-            ranges = [v.get(f"speedup_iqr_inference_b{b}", [median, median]) for b, median in zip(sizes, medians, strict=True)]
-            errors = [[median - low for median, (low, _) in zip(medians, ranges, strict=True)],
-                      [high - median for median, (_, high) in zip(medians, ranges, strict=True)]]
+            ranges = [
+                v.get(f"speedup_iqr_inference_b{b}", [median, median])
+                for b, median in zip(sizes, medians, strict=True)
+            ]
+            errors = [
+                [median - low for median, (low, _) in zip(medians, ranges, strict=True)],
+                [high - median for median, (_, high) in zip(medians, ranges, strict=True)],
+            ]
             axis.errorbar(sizes, medians, yerr=errors, marker="o", capsize=3, label=name)
-        axis.set(title=f"{results['architecture']} on {results['device']}", xlabel="batch size",
-                 ylabel="inference speed-up vs dense (median, IQR)")
+        axis.set(
+            title=f"{results['architecture']} on {results['device']}",
+            xlabel="batch size",
+            ylabel="inference speed-up vs dense (median, IQR)",
+        )
         axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -76,30 +76,45 @@ class DemoScale:
     margin: float  # percentage points GridS K=16 may trail dense in distribution (K=4: twice this)
 
 
-FULL = DemoScale(episodes=200, steps=800, batch_size=32, ks=(16, 4, 1), eval_episodes=200, pointing_scenes=200,
-                 margin=5.0)
-QUICK = DemoScale(episodes=60, steps=200, batch_size=16, ks=(16, 4), eval_episodes=20, pointing_scenes=5,
-                  margin=15.0)
+FULL = DemoScale(
+    episodes=200, steps=800, batch_size=32, ks=(16, 4, 1), eval_episodes=200, pointing_scenes=200, margin=5.0
+)
+QUICK = DemoScale(
+    episodes=60, steps=200, batch_size=16, ks=(16, 4), eval_episodes=20, pointing_scenes=5, margin=15.0
+)
 # Meta-World: four tasks in one dataset; each evaluation renders every step (about 40 steps/s at 224x224 on a core)
-METAWORLD_FULL = DemoScale(episodes=50, steps=800, batch_size=32, ks=(16, 4, 1), eval_episodes=20,
-                           pointing_scenes=0, margin=5.0)
-METAWORLD_QUICK = DemoScale(episodes=10, steps=200, batch_size=16, ks=(16, 4), eval_episodes=5, pointing_scenes=0,
-                            margin=15.0)
-SCALES = {("tabletop", False): FULL, ("tabletop", True): QUICK, ("metaworld", False): METAWORLD_FULL,
-          ("metaworld", True): METAWORLD_QUICK}  # (benchmark, --quick)
+METAWORLD_FULL = DemoScale(
+    episodes=50, steps=800, batch_size=32, ks=(16, 4, 1), eval_episodes=20, pointing_scenes=0, margin=5.0
+)
+METAWORLD_QUICK = DemoScale(
+    episodes=10, steps=200, batch_size=16, ks=(16, 4), eval_episodes=5, pointing_scenes=0, margin=15.0
+)
+SCALES = {
+    ("tabletop", False): FULL,
+    ("tabletop", True): QUICK,
+    ("metaworld", False): METAWORLD_FULL,
+    ("metaworld", True): METAWORLD_QUICK,
+}  # (benchmark, --quick)
 # Samplers and predictors a run can compare (paper Tab. 10 and the point predictors of GridSConfig); a policy's
 # name is one of these followed by ``_k<K>``, or ``dense``.
-ATTENTION_INSTRUCTION = ["--policy.grids.sampler=grids", "--policy.grids.predictor=attention",
-                         "--policy.grids.instruction=true"]
+ATTENTION_INSTRUCTION = [
+    "--policy.grids.sampler=grids",
+    "--policy.grids.predictor=attention",
+    "--policy.grids.instruction=true",
+]
 KINDS = {
     "grids": ("GridS", ["--policy.grids.sampler=grids"]),
     "attention": ("GridS attention", ["--policy.grids.sampler=grids", "--policy.grids.predictor=attention"]),
     "instructed": ("GridS attention+instruction", ATTENTION_INSTRUCTION),
     # GridS inside the vision tower after its first layer (of the tiny tower's two), attention+instruction predictor;
     # intower_l0 and intower_l2 split before the first layer and after the last (the trade-off over L, issue 18)
-    **{name: (f"GridS in-tower L={layer} attention+instruction",
-              [*ATTENTION_INSTRUCTION, f"--policy.grids.split_layer={layer}"])
-       for name, layer in (("intower", 1), ("intower_l0", 0), ("intower_l2", 2))},
+    **{
+        name: (
+            f"GridS in-tower L={layer} attention+instruction",
+            [*ATTENTION_INSTRUCTION, f"--policy.grids.split_layer={layer}"],
+        )
+        for name, layer in (("intower", 1), ("intower_l0", 0), ("intower_l2", 2))
+    },
     "topk": ("top-k", ["--policy.grids.sampler=topk"]),
     "random": ("random", ["--policy.grids.sampler=random"]),
 }
@@ -114,15 +129,21 @@ def _parse(name: str) -> tuple[str, int]:
     if name == "dense":
         return "dense", 0
     if kind not in KINDS or not k.isdigit() or int(k) < 1:
-        raise ValueError(f"Unknown demo policy {name!r}: use dense or <kind>_k<K> with kind one of "
-                         f"{', '.join(KINDS)} (e.g. grids_k16, instructed_k4, topk_k16).")
+        raise ValueError(
+            f"Unknown demo policy {name!r}: use dense or <kind>_k<K> with kind one of "
+            f"{', '.join(KINDS)} (e.g. grids_k16, instructed_k4, topk_k16)."
+        )
     return kind, int(k)
 
 
 def model_overrides(name: str) -> list[str]:
     """``lerobot-train`` overrides of the demo policy ``name`` (``dense``, ``grids_k16``, ``instructed_k4``, ...)."""
     kind, k = _parse(name)
-    return ["--policy.grids.sampler=dense"] if kind == "dense" else [*KINDS[kind][1], f"--policy.grids.num_tokens={k}"]
+    return (
+        ["--policy.grids.sampler=dense"]
+        if kind == "dense"
+        else [*KINDS[kind][1], f"--policy.grids.num_tokens={k}"]
+    )
 
 
 def label(name: str) -> str:
@@ -130,24 +151,51 @@ def label(name: str) -> str:
     return "dense" if kind == "dense" else f"{KINDS[kind][0]} K={k}"
 
 
-def train(name: str, overrides: list[str], dataset_root: Path, output_dir: Path, scale: DemoScale, recipe: Path,
-          seed: int, benchmark: Benchmark = TABLETOP) -> dict:
+def train(
+    name: str,
+    overrides: list[str],
+    dataset_root: Path,
+    output_dir: Path,
+    scale: DemoScale,
+    recipe: Path,
+    seed: int,
+    benchmark: Benchmark = TABLETOP,
+) -> dict:
     """One ``lerobot-train`` run; returns its logged losses and wall time (the log is kept beside it)."""
     log_freq = max(1, min(50, scale.steps // 20))
     command = [
-        sys.executable, "-m", "lerobot.scripts.lerobot_train", f"--config_path={recipe}",
-        f"--policy.vlm_model_name={TINY_SMOLVLM}", f"--policy.init_from={benchmark.base_policy()}",
-        f"--dataset.repo_id={benchmark.repo_id}", f"--dataset.root={dataset_root}",
-        f"--output_dir={output_dir}", f"--steps={scale.steps}", f"--save_freq={scale.steps}",
-        f"--batch_size={scale.batch_size}", f"--policy.scheduler_decay_steps={scale.steps}",
-        f"--log_freq={log_freq}", f"--seed={seed}", f"--policy.device={DEVICE}", *overrides,
+        sys.executable,
+        "-m",
+        "lerobot.scripts.lerobot_train",
+        f"--config_path={recipe}",
+        f"--policy.vlm_model_name={TINY_SMOLVLM}",
+        f"--policy.init_from={benchmark.base_policy()}",
+        f"--dataset.repo_id={benchmark.repo_id}",
+        f"--dataset.root={dataset_root}",
+        f"--output_dir={output_dir}",
+        f"--steps={scale.steps}",
+        f"--save_freq={scale.steps}",
+        f"--batch_size={scale.batch_size}",
+        f"--policy.scheduler_decay_steps={scale.steps}",
+        f"--log_freq={log_freq}",
+        f"--seed={seed}",
+        f"--policy.device={DEVICE}",
+        *overrides,
     ]
     log_path = output_dir.with_name(f"{output_dir.name}.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     losses, started = [], time.monotonic()
-    with open(log_path, "w") as log, tqdm(total=scale.steps, desc=f"lerobot-train {label(name)} seed {seed}", unit="step") as bar:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    with (
+        open(log_path, "w") as log,
+        tqdm(total=scale.steps, desc=f"lerobot-train {label(name)} seed {seed}", unit="step") as bar,
+    ):
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
         for line in process.stdout:
             log.write(line)
             match = re.search(r" step:\S+ .* loss:(\S+)", line)
@@ -155,7 +203,9 @@ def train(name: str, overrides: list[str], dataset_root: Path, output_dir: Path,
                 losses.append(((len(losses) + 1) * log_freq, float(match.group(1))))
                 bar.update(log_freq)
         if process.wait() != 0:
-            raise RuntimeError(f"lerobot-train for {label(name)} failed (exit {process.returncode}); see {log_path}")
+            raise RuntimeError(
+                f"lerobot-train for {label(name)} failed (exit {process.returncode}); see {log_path}"
+            )
     return {"losses": losses, "seconds": time.monotonic() - started, "command": command[3:]}
 
 
@@ -189,9 +239,13 @@ def evaluate(checkpoint: Path, env: EnvConfig, episodes: int, output_dir: Path) 
     return {"success": overall["pc_success"], "episodes": overall["n_episodes"]}
 
 
-def eval_command(checkpoint: Path, benchmark: Benchmark, task: str | None, variant: str, episodes: int) -> str:
-    return (f"lerobot-eval --policy.path={checkpoint} {benchmark.env_options(task, variant)} "
-            f"--eval.n_episodes={episodes} --eval.batch_size={min(episodes, 25)} --policy.device=cpu")
+def eval_command(
+    checkpoint: Path, benchmark: Benchmark, task: str | None, variant: str, episodes: int
+) -> str:
+    return (
+        f"lerobot-eval --policy.path={checkpoint} {benchmark.env_options(task, variant)} "
+        f"--eval.n_episodes={episodes} --eval.batch_size={min(episodes, 25)} --policy.device=cpu"
+    )
 
 
 def tokens_per_camera(checkpoint: Path) -> int:
@@ -204,8 +258,6 @@ def tokens_per_camera(checkpoint: Path) -> int:
     return rows * cols
 
 
-
-
 def _set_aside(path: Path) -> None:
     """What an interrupted unit left is kept under a new name (nothing is deleted or overwritten)."""
     if path.exists():
@@ -216,12 +268,22 @@ def unit_path(output_dir: Path, name: str, seed: int) -> Path:
     return output_dir / "units" / name / f"seed{seed}.json"
 
 
-def run_unit(name: str, seed: int, output_dir: Path, dataset_root: Path, scale: DemoScale, recipe: Path,
-             benchmark: Benchmark = TABLETOP) -> dict:
+def run_unit(
+    name: str,
+    seed: int,
+    output_dir: Path,
+    dataset_root: Path,
+    scale: DemoScale,
+    recipe: Path,
+    benchmark: Benchmark = TABLETOP,
+) -> dict:
     """Trains, evaluates and measures one policy with one training seed; stores it in ``units/``. Its success per
     variant is the mean over the suite's tasks (each evaluated on ``scale.eval_episodes`` scenes), per task in
     ``success_by_task``."""
-    run_dir, eval_dir = output_dir / "train" / name / f"seed{seed}", output_dir / "eval" / name / f"seed{seed}"
+    run_dir, eval_dir = (
+        output_dir / "train" / name / f"seed{seed}",
+        output_dir / "eval" / name / f"seed{seed}",
+    )
     for path in (run_dir, run_dir.with_name(f"{run_dir.name}.log"), eval_dir):
         _set_aside(path)
     started = time.monotonic()
@@ -229,13 +291,27 @@ def run_unit(name: str, seed: int, output_dir: Path, dataset_root: Path, scale: 
     checkpoint = run_dir / "checkpoints" / "last" / "pretrained_model"
     variants = benchmark.variants + (["blank"] if name == "dense" else [])
     tasks = benchmark.tasks or (None,)
-    by_task = {variant: {task: evaluate(checkpoint, benchmark.env(task, variant), scale.eval_episodes,
-                                        eval_dir / variant / (task or ""))["success"] for task in tasks}
-               for variant in variants}
+    by_task = {
+        variant: {
+            task: evaluate(
+                checkpoint,
+                benchmark.env(task, variant),
+                scale.eval_episodes,
+                eval_dir / variant / (task or ""),
+            )["success"]
+            for task in tasks
+        }
+        for variant in variants
+    }
     unit = {
-        "name": name, "seed": seed, "checkpoint": str(checkpoint), "tokens_per_camera": tokens_per_camera(checkpoint),
+        "name": name,
+        "seed": seed,
+        "checkpoint": str(checkpoint),
+        "tokens_per_camera": tokens_per_camera(checkpoint),
         "training": training,
-        "success": {variant: float(np.mean(list(percents.values()))) for variant, percents in by_task.items()},
+        "success": {
+            variant: float(np.mean(list(percents.values()))) for variant, percents in by_task.items()
+        },
     }
     if benchmark.tasks:
         unit["success_by_task"] = by_task
@@ -243,7 +319,9 @@ def run_unit(name: str, seed: int, output_dir: Path, dataset_root: Path, scale: 
     path.parent.mkdir(parents=True, exist_ok=True)
     if benchmark.measures_pointing and name != "dense":
         unit["pointing"], drawn = pointing(checkpoint, scale.pointing_scenes, EVAL_SEED)
-        cv2.imwrite(str(path.with_suffix(".png")), cv2.cvtColor(np.concatenate(drawn, axis=1), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(
+            str(path.with_suffix(".png")), cv2.cvtColor(np.concatenate(drawn, axis=1), cv2.COLOR_RGB2BGR)
+        )
     unit["seconds"] = time.monotonic() - started
     path.write_text(json.dumps(unit, indent=2))
     return unit
@@ -261,10 +339,18 @@ def collect(output_dir: Path) -> dict:
             else:
                 missing.append(f"{name} seed {seed}")
     return {
-        **plan, "runs": runs, "missing": missing,
-        "success": {name: {variant: float(np.mean([unit["success"][variant] for unit in units.values()]))
-                           for variant in next(iter(units.values()))["success"]} for name, units in runs.items()},
-        "seconds": plan["dataset_seconds"] + sum(unit["seconds"] for units in runs.values() for unit in units.values()),
+        **plan,
+        "runs": runs,
+        "missing": missing,
+        "success": {
+            name: {
+                variant: float(np.mean([unit["success"][variant] for unit in units.values()]))
+                for variant in next(iter(units.values()))["success"]
+            }
+            for name, units in runs.items()
+        },
+        "seconds": plan["dataset_seconds"]
+        + sum(unit["seconds"] for units in runs.values() for unit in units.values()),
     }
 
 
@@ -272,15 +358,28 @@ def upgrade(results: dict) -> dict:
     """A ``results.json`` of a run stored before runs had seeds and units (one seed, 1000) in today's form."""
     if "runs" in results:
         return results
-    runs = {name: {str(EVAL_SEED): {
-        "checkpoint": results["checkpoints"][name], "tokens_per_camera": results["tokens_per_camera"][name],
-        "training": results["training"][name], "success": results["success"][name],
-        **({"pointing": results["pointing"][name]} if name in results["pointing"] else {}),
-    }} for name in results["success"]}
+    runs = {
+        name: {
+            str(EVAL_SEED): {
+                "checkpoint": results["checkpoints"][name],
+                "tokens_per_camera": results["tokens_per_camera"][name],
+                "training": results["training"][name],
+                "success": results["success"][name],
+                **({"pointing": results["pointing"][name]} if name in results["pointing"] else {}),
+            }
+        }
+        for name in results["success"]
+    }
     return {
-        **{key: results[key] for key in ("mode", "date", "command", "machine", "recipe", "scale", "success", "seconds")},
-        "base_policy": results.get("base_policy", STORED_RUNS_BASE_POLICY), "seeds": [EVAL_SEED],
-        "models": list(results["success"]), "runs": runs, "missing": [],
+        **{
+            key: results[key]
+            for key in ("mode", "date", "command", "machine", "recipe", "scale", "success", "seconds")
+        },
+        "base_policy": results.get("base_policy", STORED_RUNS_BASE_POLICY),
+        "seeds": [EVAL_SEED],
+        "models": list(results["success"]),
+        "runs": runs,
+        "missing": [],
     }
 
 
@@ -295,11 +394,16 @@ def pooled_pointing(units: list[dict]) -> dict:
     """Pointing measures averaged over seeds; the p-value of the sampler's points beating random points on the
     named block, paired per (seed, scene). ``None`` for runs stored without per-scene counts."""
     measured = [unit["pointing"] for unit in units]
-    pooled = {key: float(np.mean([m[key] for m in measured])) for key, value in measured[0].items()
-              if isinstance(value, float)}
+    pooled = {
+        key: float(np.mean([m[key] for m in measured]))
+        for key, value in measured[0].items()
+        if isinstance(value, float)
+    }
     pooled["p_value"] = None
     if all("scene_on_target" in m for m in measured):
-        differences = np.concatenate([np.subtract(m["scene_on_target"], m["random_scene_on_target"]) for m in measured])
+        differences = np.concatenate(
+            [np.subtract(m["scene_on_target"], m["random_scene_on_target"]) for m in measured]
+        )
         pooled["p_value"] = sign_flip_p_value(differences)
     return pooled
 
@@ -314,45 +418,64 @@ def checks(results: dict, scale: DemoScale) -> list[dict]:
     success = results["success"]
     dense, floor = success["dense"]["default"], success["dense"]["blank"]
     learned = dense >= floor + 30
-    listed = [{
-        "claim": "The task is learned: dense succeeds far above a policy that ignores the images "
-                 "(the dense policy with the images blanked).",
-        "holds": learned,
-        "numbers": f"dense {dense:.0f}% vs blanked images {floor:.0f}% (needs 30 points more)",
-    }]
+    listed = [
+        {
+            "claim": "The task is learned: dense succeeds far above a policy that ignores the images "
+            "(the dense policy with the images blanked).",
+            "holds": learned,
+            "numbers": f"dense {dense:.0f}% vs blanked images {floor:.0f}% (needs 30 points more)",
+        }
+    ]
     for name in success:
         kind, k = _parse(name)
         if kind != "dense" and k in (16, 4):
             margin = scale.margin * (1 if k == 16 else 2)
-            listed.append({
-                "claim": f"{label(name)} reaches the dense baseline's in-distribution success within {margin:.0f} "
-                         "points (shown only where the task is learned: two failures are no match).",
-                "holds": learned and success[name]["default"] >= dense - margin,
-                "numbers": f"{label(name)} {success[name]['default']:.0f}% vs dense {dense:.0f}%",
-            })
+            listed.append(
+                {
+                    "claim": f"{label(name)} reaches the dense baseline's in-distribution success within {margin:.0f} "
+                    "points (shown only where the task is learned: two failures are no match).",
+                    "holds": learned and success[name]["default"] >= dense - margin,
+                    "numbers": f"{label(name)} {success[name]['default']:.0f}% vs dense {dense:.0f}%",
+                }
+            )
     for name, units in results["runs"].items():
         if "pointing" not in next(iter(units.values())):
             continue
         rates = pooled_pointing(list(units.values()))
         ratio = rates["on_target"] / max(rates["random_on_target"], 1e-9)
         p_value = rates["p_value"]
-        listed.append({
-            "claim": f"{label(name)}'s front-camera points lie on the named block at least {POINTING_RATIO:.0f}x as "
-                     f"often as random points, significantly (one-sided p < {SIGNIFICANCE} over scenes).",
-            "holds": ratio >= POINTING_RATIO and p_value is not None and p_value < SIGNIFICANCE,
-            "numbers": f"{rates['on_target']:.1f}% vs {rates['random_on_target']:.1f}% of points ({ratio:.1f}x), "
-                       + ("p not available: this run stored no per-scene counts" if p_value is None
-                          else f"p {format_p(p_value)}" if p_value < 1e-4 else f"p = {format_p(p_value)}"),
-        })
-    grids_k16 = [name for name in success if _parse(name) in {(kind, 16) for kind in ("grids", "attention", "instructed")}]
+        listed.append(
+            {
+                "claim": f"{label(name)}'s front-camera points lie on the named block at least {POINTING_RATIO:.0f}x as "
+                f"often as random points, significantly (one-sided p < {SIGNIFICANCE} over scenes).",
+                "holds": ratio >= POINTING_RATIO and p_value is not None and p_value < SIGNIFICANCE,
+                "numbers": f"{rates['on_target']:.1f}% vs {rates['random_on_target']:.1f}% of points ({ratio:.1f}x), "
+                + (
+                    "p not available: this run stored no per-scene counts"
+                    if p_value is None
+                    else f"p {format_p(p_value)}"
+                    if p_value < 1e-4
+                    else f"p = {format_p(p_value)}"
+                ),
+            }
+        )
+    grids_k16 = [
+        name
+        for name in success
+        if _parse(name) in {(kind, 16) for kind in ("grids", "attention", "instructed")}
+    ]
     if grids_k16 and {"topk_k16", "random_k16"} <= set(success):
         best = max(grids_k16, key=lambda name: success[name]["default"])
-        listed.append({
-            "claim": "At K=16 GridS beats top-k, which beats random tokens, in distribution (paper Tab. 10).",
-            "holds": success[best]["default"] > success["topk_k16"]["default"] > success["random_k16"]["default"],
-            "numbers": f"{label(best)} {success[best]['default']:.0f}%, top-k {success['topk_k16']['default']:.0f}%, "
-                       f"random {success['random_k16']['default']:.0f}%",
-        })
+        listed.append(
+            {
+                "claim": "At K=16 GridS beats top-k, which beats random tokens, in distribution (paper Tab. 10).",
+                "holds": success[best]["default"]
+                > success["topk_k16"]["default"]
+                > success["random_k16"]["default"],
+                "numbers": f"{label(best)} {success[best]['default']:.0f}%, top-k {success['topk_k16']['default']:.0f}%, "
+                f"random {success['random_k16']['default']:.0f}%",
+            }
+        )
     return listed
 
 
@@ -372,13 +495,23 @@ def plot(results: dict, output_dir: Path, pictures: dict[str, np.ndarray]) -> No
     figure, axis = plt.subplots(figsize=(max(9, 1.3 * len(names) + 3), 4))
     width = 0.8 / len(names)
     for index, name in enumerate(names):
-        means, lows, highs = zip(*(success_interval(results, name, variant) for variant in variants), strict=True)
+        means, lows, highs = zip(
+            *(success_interval(results, name, variant) for variant in variants), strict=True
+        )
         errors = [np.subtract(means, lows), np.subtract(highs, means)]
-        axis.bar(np.arange(len(variants)) + index * width, means, width, yerr=errors, capsize=2, label=label(name))
-    axis.axhline(results["success"]["dense"]["blank"], color="black", linestyle="--", label="dense, images blanked")
-    axis.set(xticks=np.arange(len(variants)) + width * (len(names) - 1) / 2, xticklabels=variants,
-             ylabel="success rate (%)", ylim=(0, 100),
-             title=f"lerobot-eval success on {benchmark.env_type} (95% intervals)")
+        axis.bar(
+            np.arange(len(variants)) + index * width, means, width, yerr=errors, capsize=2, label=label(name)
+        )
+    axis.axhline(
+        results["success"]["dense"]["blank"], color="black", linestyle="--", label="dense, images blanked"
+    )
+    axis.set(
+        xticks=np.arange(len(variants)) + width * (len(names) - 1) / 2,
+        xticklabels=variants,
+        ylabel="success rate (%)",
+        ylim=(0, 100),
+        title=f"lerobot-eval success on {benchmark.env_type} (95% intervals)",
+    )
     axis.legend(fontsize=7, ncol=2)
     figure.tight_layout()
     figure.savefig(output_dir / "success.png", dpi=110)
@@ -389,8 +522,12 @@ def plot(results: dict, output_dir: Path, pictures: dict[str, np.ndarray]) -> No
         curves = [unit["training"]["losses"] for unit in units.values() if unit["training"]["losses"]]
         if curves:
             steps = [step for step, _ in curves[0]]
-            axis.plot(steps, np.mean([[loss for _, loss in curve] for curve in curves], axis=0), label=label(name))
-    axis.set(xlabel="step", ylabel="flow-matching loss (mean over seeds)", yscale="log", title="lerobot-train loss")
+            axis.plot(
+                steps, np.mean([[loss for _, loss in curve] for curve in curves], axis=0), label=label(name)
+            )
+    axis.set(
+        xlabel="step", ylabel="flow-matching loss (mean over seeds)", yscale="log", title="lerobot-train loss"
+    )
     axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(output_dir / "loss.png", dpi=110)
@@ -400,12 +537,17 @@ def plot(results: dict, output_dir: Path, pictures: dict[str, np.ndarray]) -> No
         rows = list(pictures.values())
         width = max(row.shape[1] for row in rows)
         rows = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows]
-        cv2.imwrite(str(output_dir / "points.png"), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(
+            str(output_dir / "points.png"), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR)
+        )
 
 
 def _seeds_text(seeds: list[int]) -> str:
-    return f"one training seed ({seeds[0]}): a single-seed result" if len(seeds) == 1 else \
-        f"{len(seeds)} training seeds ({', '.join(map(str, seeds))}), means over seeds"
+    return (
+        f"one training seed ({seeds[0]}): a single-seed result"
+        if len(seeds) == 1
+        else f"{len(seeds)} training seeds ({', '.join(map(str, seeds))}), means over seeds"
+    )
 
 
 def write_report(results: dict, output_dir: Path) -> str:
@@ -414,15 +556,21 @@ def write_report(results: dict, output_dir: Path) -> str:
     benchmark = benchmark_of(results)
     variants, tasks = benchmark.variants, benchmark.tasks
     n = scale["eval_episodes"]
-    interval = ("95% Wilson intervals over the evaluation episodes" if len(seeds) == 1 else
-                "95% intervals over seeds and episodes (two-level bootstrap: seeds, then each seed's episodes, "
-                "resampled)")
+    interval = (
+        "95% Wilson intervals over the evaluation episodes"
+        if len(seeds) == 1
+        else "95% intervals over seeds and episodes (two-level bootstrap: seeds, then each seed's episodes, "
+        "resampled)"
+    )
     lines = [
         f"# GridS vs dense on {benchmark.title} ({results['mode']} run, {results['date']})",
         "",
         f"Command: `{results['command']}`; {results['machine']}; total {results['seconds'] / 60:.1f} min.",
-        "Dataset: " + benchmark.dataset_text.format(episodes=scale["episodes"], last=scale["episodes"] - 1,
-                                                   tasks=", ".join(tasks)) + ". "
+        "Dataset: "
+        + benchmark.dataset_text.format(
+            episodes=scale["episodes"], last=scale["episodes"] - 1, tasks=", ".join(tasks)
+        )
+        + ". "
         f"Training: `lerobot-train`, recipe `{results['recipe']}`, {scale['steps']} steps, batch {scale['batch_size']}, "
         f"{_seeds_text(seeds)}, the same seeds for every policy, each starting from the pretrained base policy "
         f"({benchmark.base_text}) (`--policy.init_from={results['base_policy']}`). "
@@ -431,8 +579,11 @@ def write_report(results: dict, output_dir: Path) -> str:
         + (f"; success is the mean over the {len(tasks)} tasks." if tasks else "."),
     ]
     if results["missing"]:
-        lines += ["", f"**Partial run**: not finished yet: {', '.join(results['missing'])}. Rows with fewer seeds "
-                      "say how many they have."]
+        lines += [
+            "",
+            f"**Partial run**: not finished yet: {', '.join(results['missing'])}. Rows with fewer seeds "
+            "say how many they have.",
+        ]
     lines += [
         "",
         "## Success rate (%)",
@@ -442,42 +593,72 @@ def write_report(results: dict, output_dir: Path) -> str:
     ]
 
     def cells(name: str, variants: list[str]) -> str:
-        return " | ".join("{:.0f} [{:.0f}, {:.0f}]".format(*success_interval(results, name, variant))
-                          for variant in variants)
+        return " | ".join(
+            "{:.0f} [{:.0f}, {:.0f}]".format(*success_interval(results, name, variant))
+            for variant in variants
+        )
 
     for name in names:
         units = list(results["runs"][name].values())
         seeds_done = "" if len(units) == len(seeds) else f" ({len(units)} of {len(seeds)} seeds)"
         minutes = np.mean([unit["training"]["seconds"] for unit in units]) / 60
-        lines.append(f"| {label(name)}{seeds_done} | {units[0]['tokens_per_camera']} | {cells(name, variants)} "
-                     f"| {minutes:.1f} min |")
+        lines.append(
+            f"| {label(name)}{seeds_done} | {units[0]['tokens_per_camera']} | {cells(name, variants)} "
+            f"| {minutes:.1f} min |"
+        )
     lines += [
-        f"| dense, images blanked (`blank` variant) | 0 | {cells('dense', ['blank'])} |" + " |" * len(variants),
+        f"| dense, images blanked (`blank` variant) | 0 | {cells('dense', ['blank'])} |"
+        + " |" * len(variants),
         "",
         f"Brackets: {interval}. {benchmark.shift_text}",
     ]
     if tasks:
-        lines += ["", "## Success rate per task, in distribution (%, mean over seeds)", "",
-                  "| policy | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
-        lines += [f"| {label(name)} | " + " | ".join(
-            f"{np.mean([unit['success_by_task']['default'][task] for unit in results['runs'][name].values()]):.0f}"
-            for task in tasks) + " |" for name in names]
+        lines += [
+            "",
+            "## Success rate per task, in distribution (%, mean over seeds)",
+            "",
+            "| policy | " + " | ".join(tasks) + " |",
+            "|---|" + "---|" * len(tasks),
+        ]
+        lines += [
+            f"| {label(name)} | "
+            + " | ".join(
+                f"{np.mean([unit['success_by_task']['default'][task] for unit in results['runs'][name].values()]):.0f}"
+                for task in tasks
+            )
+            + " |"
+            for name in names
+        ]
     if benchmark.measures_pointing:
         lines += _pointing_section(results, scale)
     lines += ["", "## Checks", ""]
-    lines += [f"- [{'x' if check['holds'] else ' '}] {check['claim']} ({check['numbers']})"
-              for check in results["checks"]]
+    lines += [
+        f"- [{'x' if check['holds'] else ' '}] {check['claim']} ({check['numbers']})"
+        for check in results["checks"]
+    ]
     first = {name: units[min(units, key=int)]["checkpoint"] for name, units in results["runs"].items()}
-    pointed = [label(name) for name, units in results["runs"].items() if "pointing" in next(iter(units.values()))]
+    pointed = [
+        label(name) for name, units in results["runs"].items() if "pointing" in next(iter(units.values()))
+    ]
     lines += ["", "![success](success.png)", "", "![loss](loss.png)", ""]
     if pointed:
-        lines += ["Sampled points of the front camera on the first frame of unseen scenes, first seed (rows: "
-                  + ", ".join(pointed) + "):", "", "![points](points.png)", ""]
+        lines += [
+            "Sampled points of the front camera on the first frame of unseen scenes, first seed (rows: "
+            + ", ".join(pointed)
+            + "):",
+            "",
+            "![points](points.png)",
+            "",
+        ]
     lines += [
         "## The same evaluations from the command line",
         "",
         "```bash",
-        *[eval_command(Path(first[name]), benchmark, task, "default", n) for name in names for task in tasks or (None,)],
+        *[
+            eval_command(Path(first[name]), benchmark, task, "default", n)
+            for name in names
+            for task in tasks or (None,)
+        ],
         "```",
         "",
         "(`--env.variant=` any of " + ", ".join([*benchmark.variants, "blank"]) + ".)",
@@ -510,14 +691,19 @@ def _pointing_section(results: dict, scale: dict) -> list[str]:
         measured = "nearest_named" in rates
 
         def pair(prefix: str, rates: dict = rates, measured: bool = measured) -> str:
-            return f"{rates[f'{prefix}nearest_named']:.2f} / {rates[f'{prefix}nearest_other']:.2f}" if measured else "n/a"
+            return (
+                f"{rates[f'{prefix}nearest_named']:.2f} / {rates[f'{prefix}nearest_other']:.2f}"
+                if measured
+                else "n/a"
+            )
 
         lines.append(
             f"| {label(name)} | {rates['on_target']:.1f}% | {rates['random_on_target']:.1f}% "
             f"| {rates['on_target'] / max(rates['random_on_target'], 1e-9):.1f}x "
             f"| {format_p(rates['p_value'])} "
             f"| {rates['near_target']:.1f}% | {rates['random_near_target']:.1f}% | {pair('')} | {pair('random_')} "
-            f"| {format(rates['layout_change'], '.2f') if 'layout_change' in rates else 'n/a'} |")
+            f"| {format(rates['layout_change'], '.2f') if 'layout_change' in rates else 'n/a'} |"
+        )
     return lines
 
 
@@ -544,14 +730,20 @@ def render(output_dir: Path) -> dict:
     if (output_dir / "run.json").is_file():
         results = collect(output_dir)
         if "dense" not in results["runs"]:
-            raise ValueError(f"{output_dir}: the dense baseline has not finished yet; the report compares with it.")
+            raise ValueError(
+                f"{output_dir}: the dense baseline has not finished yet; the report compares with it."
+            )
         results["checks"] = checks(results, _scale(results))
         (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     elif (output_dir / "results.json").is_file():
         results = upgrade(json.loads((output_dir / "results.json").read_text()))
-        results["checks"] = checks(results, _scale(results))  # today's checks; the stored file is left as it is
+        results["checks"] = checks(
+            results, _scale(results)
+        )  # today's checks; the stored file is left as it is
     else:
-        raise FileNotFoundError(f"{output_dir} holds no lerobot-grids-demo run (no run.json or results.json).")
+        raise FileNotFoundError(
+            f"{output_dir} holds no lerobot-grids-demo run (no run.json or results.json)."
+        )
     plot(results, output_dir, _pictures(output_dir, results))
     write_report(results, output_dir)
     return results
@@ -559,13 +751,26 @@ def render(output_dir: Path) -> dict:
 
 def _plan(benchmark: Benchmark, scale: DemoScale, recipe: str, seeds: list[int], models: list[str]) -> dict:
     base_policy = benchmark.base_policy()
-    return {"benchmark": benchmark.name, "recipe": str(recipe), "scale": asdict(scale), "seeds": seeds,
-            "models": models, "base_policy": str(base_policy.relative_to(base_policy.parents[2]))}
+    return {
+        "benchmark": benchmark.name,
+        "recipe": str(recipe),
+        "scale": asdict(scale),
+        "seeds": seeds,
+        "models": models,
+        "base_policy": str(base_policy.relative_to(base_policy.parents[2])),
+    }
 
 
-def run_demo(output_dir: Path, scale: DemoScale, recipe: str | Path | None = None, command: str = "lerobot-grids-demo",
-             seeds: list[int] = (1000,), models: list[str] | None = None, resume: bool = False,
-             benchmark: Benchmark = TABLETOP) -> dict:
+def run_demo(
+    output_dir: Path,
+    scale: DemoScale,
+    recipe: str | Path | None = None,
+    command: str = "lerobot-grids-demo",
+    seeds: list[int] = (1000,),
+    models: list[str] | None = None,
+    resume: bool = False,
+    benchmark: Benchmark = TABLETOP,
+) -> dict:
     """The run (see the module's docstring) into ``output_dir``, a new folder; with ``resume``, a folder an
     earlier run with the same plan (scale, recipe, seeds, policies) left unfinished: its finished units are
     kept, the others run, in the order of ``models``. ``models`` may add policies to a resumed run (never drop
@@ -588,15 +793,21 @@ def run_demo(output_dir: Path, scale: DemoScale, recipe: str | Path | None = Non
         dropped = [name for name in stored["models"] if name not in models]
         if differing or dropped:
             differing += ["models"] if dropped else []
-            raise ValueError(f"{output_dir} was started with another {', '.join(differing)} "
-                             f"({', '.join(f'{key}={stored.get(key)}' for key in differing)}); resume it with the "
-                             "same options (--models may add policies to it), or start a new run in a new "
-                             "--output-dir.")
+            raise ValueError(
+                f"{output_dir} was started with another {', '.join(differing)} "
+                f"({', '.join(f'{key}={stored.get(key)}' for key in differing)}); resume it with the "
+                "same options (--models may add policies to it), or start a new run in a new "
+                "--output-dir."
+            )
         if models != stored["models"]:  # policies added: the run is now the one this command would make
-            (output_dir / "run.json").write_text(json.dumps({**stored, "models": models, "command": command}, indent=2))
+            (output_dir / "run.json").write_text(
+                json.dumps({**stored, "models": models, "command": command}, indent=2)
+            )
     elif output_dir.exists():
-        raise FileExistsError(f"{output_dir} already exists; choose a new --output-dir (nothing is overwritten), "
-                              "or --resume to finish a run that was interrupted there.")
+        raise FileExistsError(
+            f"{output_dir} already exists; choose a new --output-dir (nothing is overwritten), "
+            "or --resume to finish a run that was interrupted there."
+        )
     try:
         recipe_path = resolve_config(recipe)
     except FileNotFoundError as error:
@@ -606,18 +817,24 @@ def run_demo(output_dir: Path, scale: DemoScale, recipe: str | Path | None = Non
         started = time.monotonic()
         output_dir.mkdir(parents=True)
         benchmark.record(dataset_root, scale.episodes)
-        plan.update({
-            "mode": {scale: "quick" if quick else "full" for (_, quick), scale in SCALES.items()}.get(scale, "custom-scale"),
-            "date": datetime.now().isoformat(timespec="seconds"),
-            "command": command,
-            "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-                       f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-                       + (f"GPU {torch.cuda.get_device_name()}" if DEVICE == "cuda" else "no GPU used"),
-            "dataset_seconds": time.monotonic() - started,
-        })
+        plan.update(
+            {
+                "mode": {scale: "quick" if quick else "full" for (_, quick), scale in SCALES.items()}.get(
+                    scale, "custom-scale"
+                ),
+                "date": datetime.now().isoformat(timespec="seconds"),
+                "command": command,
+                "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+                f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+                + (f"GPU {torch.cuda.get_device_name()}" if DEVICE == "cuda" else "no GPU used"),
+                "dataset_seconds": time.monotonic() - started,
+            }
+        )
         (output_dir / "run.json").write_text(json.dumps(plan, indent=2))
     # Seed by seed: after the first seed the run compares every policy already (a single-seed result).
-    units = [(name, seed) for seed in seeds for name in models if not unit_path(output_dir, name, seed).is_file()]
+    units = [
+        (name, seed) for seed in seeds for name in models if not unit_path(output_dir, name, seed).is_file()
+    ]
     for name, seed in tqdm(units, desc="policies x seeds"):
         run_unit(name, seed, output_dir, dataset_root, scale, recipe_path, benchmark)
     return render(output_dir)

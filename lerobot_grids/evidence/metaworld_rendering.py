@@ -19,24 +19,38 @@ from lerobot_grids.evidence.demo import evaluate
 from lerobot_grids.scripts import at_least
 
 
-def rendering_check(checkpoint: Path, tasks: list[str], episodes: int,
-                    episode_length: int = METAWORLD.episode_length) -> dict:
+def rendering_check(
+    checkpoint: Path, tasks: list[str], episodes: int, episode_length: int = METAWORLD.episode_length
+) -> dict:
     """Success per task (%) at each rendering, on scenes 1000 .. 1000 + episodes - 1, episodes cut at the same
     length under both."""
     settings = {"meta_world_cpu": {}, "lerobot": LEROBOT_RENDERING}
     success = {}
     with tempfile.TemporaryDirectory() as scratch:
         for name, rendering in settings.items():
-            success[name] = {task: evaluate(checkpoint, MetaWorldCPUEnv(task=task, episode_length=episode_length,
-                                                                        **rendering),
-                                            episodes, Path(scratch) / name / task)["success"] for task in tasks}
-    return {"checkpoint": str(checkpoint), "episodes_per_task": episodes, "episode_length": episode_length,
-            "renderings": settings, "success": success}
+            success[name] = {
+                task: evaluate(
+                    checkpoint,
+                    MetaWorldCPUEnv(task=task, episode_length=episode_length, **rendering),
+                    episodes,
+                    Path(scratch) / name / task,
+                )["success"]
+                for task in tasks
+            }
+    return {
+        "checkpoint": str(checkpoint),
+        "episodes_per_task": episodes,
+        "episode_length": episode_length,
+        "renderings": settings,
+        "success": success,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a trained policy's pretrained_model folder")
+    parser.add_argument(
+        "--checkpoint", type=Path, required=True, help="a trained policy's pretrained_model folder"
+    )
     parser.add_argument("--output", type=Path, required=True, help="new JSON file for the result")
     parser.add_argument("--tasks", nargs="+", default=list(METAWORLD.tasks))
     parser.add_argument("--episodes", type=at_least(1), default=5, help="per task and rendering")

@@ -50,15 +50,20 @@ def layout_change(first_frame_points: torch.Tensor, grid_hw: tuple[int, int]) ->
 
 
 @torch.no_grad()
-def pointing(checkpoint: Path, scenes: int, first_seed: int, pictures: int = 4) -> tuple[dict, list[np.ndarray]]:
+def pointing(
+    checkpoint: Path, scenes: int, first_seed: int, pictures: int = 4
+) -> tuple[dict, list[np.ndarray]]:
     """The measures above for a ``smolvla_grids`` checkpoint on scenes ``first_seed ..``; and the first frames
     of ``pictures`` scenes with the points drawn."""
     policy, preprocessor = load_policy(str(checkpoint), "cpu")
     camera = list(policy.config.image_features).index(FRONT)
     backbone = policy.grids_backbone
     env, generator = GridSTabletop(), torch.Generator().manual_seed(0)
-    measured = {f"{source}{measure}": [] for source in ("", "random_")
-                for measure in ("scene_on_target", "scene_near_target", "nearest_named", "nearest_other")}
+    measured = {
+        f"{source}{measure}": []
+        for source in ("", "random_")
+        for measure in ("scene_on_target", "scene_near_target", "nearest_named", "nearest_other")
+    }
     first_frames, drawn = [], []
     for scene in range(scenes):
         observation, _ = env.reset(seed=first_seed + scene)
@@ -66,12 +71,18 @@ def pointing(checkpoint: Path, scenes: int, first_seed: int, pictures: int = 4) 
         for _ in range(env.episode_length):
             frames.append(observation)
             named.append(env.block_mask_front(env.target))
-            others.append(np.any([env.block_mask_front(i) for i in range(env.num_blocks) if i != env.target], axis=0))
+            others.append(
+                np.any([env.block_mask_front(i) for i in range(env.num_blocks) if i != env.target], axis=0)
+            )
             observation, *_ = env.step(env.expert_action())
-        batch = preprocess_observation({
-            "pixels": {key: np.stack([frame["pixels"][key] for frame in frames]) for key in ("front", "wrist")},
-            "agent_pos": np.stack([frame["agent_pos"] for frame in frames]),
-        })
+        batch = preprocess_observation(
+            {
+                "pixels": {
+                    key: np.stack([frame["pixels"][key] for frame in frames]) for key in ("front", "wrist")
+                },
+                "agent_pos": np.stack([frame["agent_pos"] for frame in frames]),
+            }
+        )
         batch = preprocessor({**batch, "task": [env.task_description] * len(frames)})
         image = policy.model_images(batch)[camera]  # also sets the instruction context of the sampler
         points = backbone.sample_image(image, backbone.image_regions[camera])[1].float()
@@ -89,9 +100,12 @@ def pointing(checkpoint: Path, scenes: int, first_seed: int, pictures: int = 4) 
             drawn.append(draw_points(to_rgb(image[0]), points[0], grid_hw))
     summary = {
         f"{source}{where}_target": float(np.mean(measured[f"{source}scene_{where}_target"]))
-        for source in ("", "random_") for where in ("on", "near")
+        for source in ("", "random_")
+        for where in ("on", "near")
     }
-    summary.update({key: float(np.mean(values)) for key, values in measured.items() if key.endswith(("named", "other"))})
+    summary.update(
+        {key: float(np.mean(values)) for key, values in measured.items() if key.endswith(("named", "other"))}
+    )
     summary["layout_change"] = layout_change(torch.stack(first_frames), grid_hw)
     summary["points"] = scenes * env.episode_length * points.shape[1]
     summary["scene_on_target"] = measured["scene_on_target"]

@@ -4,7 +4,9 @@ import math
 
 import numpy as np
 
-DRAWS = 20_000  # bootstrap draws and sign flips; fixed generator seed, so a report renders the same every time
+DRAWS = (
+    20_000  # bootstrap draws and sign flips; fixed generator seed, so a report renders the same every time
+)
 
 
 def wilson_interval(percent: float, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -43,7 +43,9 @@ def load_policy(source: str, device: str):
     config.device = device
     policy = get_policy_class(config.type).from_pretrained(source, config=config)
     if not hasattr(policy, "grids_backbone"):
-        raise ValueError(f"{source} is a {config.type!r} checkpoint: lerobot-grids-viz shows smolvla_grids and pi0_grids.")
+        raise ValueError(
+            f"{source} is a {config.type!r} checkpoint: lerobot-grids-viz shows smolvla_grids and pi0_grids."
+        )
     preprocessor, _ = make_pre_post_processors(policy.config, pretrained_path=source)
     return policy.eval(), preprocessor
 
@@ -56,7 +58,12 @@ def dataset_of_run(source: str) -> tuple[str, str | None, str | None]:
     wherever this command is run from."""
     train = json.loads(Path(checkpoint_file(source, TRAIN_CONFIG)).read_text())
     dataset, root = train["dataset"], train["dataset"].get("root")
-    if root is not None and not Path(root).is_absolute() and os.path.isdir(source) and train.get("output_dir"):
+    if (
+        root is not None
+        and not Path(root).is_absolute()
+        and os.path.isdir(source)
+        and train.get("output_dir")
+    ):
         run, output_dir = Path(source).absolute().parents[2], Path(train["output_dir"])
         depth = len(output_dir.parts)
         if not output_dir.is_absolute() and run.parts[-depth:] == output_dir.parts:
@@ -113,8 +120,12 @@ def save_self_similarity(dense: Tensor, sampled: Tensor, path: Path, title: str)
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(9, 4.2))
-    for axis, tokens, name in zip(axes, (dense, sampled), ("dense tokens", "tokens to the language model"), strict=True):
-        image = axis.imshow(token_self_similarity(tokens[None])[0].cpu().numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
+    for axis, tokens, name in zip(
+        axes, (dense, sampled), ("dense tokens", "tokens to the language model"), strict=True
+    ):
+        image = axis.imshow(
+            token_self_similarity(tokens[None])[0].cpu().numpy(), vmin=-1, vmax=1, cmap="RdBu_r"
+        )
         axis.set(title=f"{name} ({tokens.shape[0]})", xlabel="token", ylabel="token")
     figure.colorbar(image, ax=axes, shrink=0.8, label="cosine similarity")
     figure.suptitle(title)
@@ -123,9 +134,17 @@ def save_self_similarity(dense: Tensor, sampled: Tensor, path: Path, title: str)
 
 
 @torch.no_grad()
-def visualise(source: str, output_dir: Path, repo_id: str | None = None, root: str | None = None,
-              episode: int = 0, max_frames: int = 64, device: str = "cpu", fps: int = 10,
-              video_backend: str | None = None) -> dict:
+def visualise(
+    source: str,
+    output_dir: Path,
+    repo_id: str | None = None,
+    root: str | None = None,
+    episode: int = 0,
+    max_frames: int = 64,
+    device: str = "cpu",
+    fps: int = 10,
+    video_backend: str | None = None,
+) -> dict:
     output_dir = new_output_dir(output_dir)
     policy, preprocessor = load_policy(source, device)
     if repo_id is None:
@@ -140,9 +159,12 @@ def visualise(source: str, output_dir: Path, repo_id: str | None = None, root: s
     retention_means = {camera: [] for camera in cameras}
     for index in frames:
         batch = preprocessor(dataset[int(index)])
-        images = policy.model_images(batch)  # also sets the instruction context and image regions of the sampler
-        for (camera, image), region in zip(zip(policy.config.image_features, images, strict=False),
-                                           backbone.image_regions, strict=False):
+        images = policy.model_images(
+            batch
+        )  # also sets the instruction context and image regions of the sampler
+        for (camera, image), region in zip(
+            zip(policy.config.image_features, images, strict=False), backbone.image_regions, strict=False
+        ):
             dense, grid_hw = backbone.dense_image_tokens(image)
             tokens, points = backbone.sample_image(image, region)
             # Eq. 5 compares the dense tokens with what was read from them (before coordinate encoding); for GridS
@@ -155,10 +177,17 @@ def visualise(source: str, output_dir: Path, repo_id: str | None = None, root: s
             retention_means[camera].append(retention.mean().item())
             if index == frames[0]:
                 name = camera.removeprefix(f"{OBS_IMAGES}.")
-                save_self_similarity(dense[0], tokens[0], output_dir / f"self_similarity_{name}.png",
-                                     f"{name}, frame {index}")
-    summary = {"checkpoint": source, "dataset": repo_id, "episode": episode, "frames": frames.tolist(),
-               "grids": vars(policy.config.grids), "cameras": {}}
+                save_self_similarity(
+                    dense[0], tokens[0], output_dir / f"self_similarity_{name}.png", f"{name}, frame {index}"
+                )
+    summary = {
+        "checkpoint": source,
+        "dataset": repo_id,
+        "episode": episode,
+        "frames": frames.tolist(),
+        "grids": vars(policy.config.grids),
+        "cameras": {},
+    }
     for camera in cameras:
         name = camera.removeprefix(f"{OBS_IMAGES}.")
         iio.imwrite(output_dir / f"points_{name}.mp4", np.stack(drawn[camera]), fps=fps, codec="libx264")

@@ -17,7 +17,8 @@ from lerobot_grids.policies.smolvla_grids import SmolVLAGridsConfig
 GRIDS_CONFIGS = (SmolVLAGridsConfig, PI0GridsConfig, PI05GridsConfig)
 GRIDS_POLICY_TYPES = tuple(PreTrainedConfig.get_choice_name(config) for config in GRIDS_CONFIGS)
 compat.extend_free_model_card(grids_card_section, GRIDS_CONFIGS)
-compat.route_family_processors(processor_pi0, "make_pi0_pre_post_processors", PI0GridsConfig,
-                               make_pi0_grids_pre_post_processors)
+compat.route_family_processors(
+    processor_pi0, "make_pi0_pre_post_processors", PI0GridsConfig, make_pi0_grids_pre_post_processors
+)
 
 __all__ = ["PI0GridsConfig", "PI05GridsConfig", "SmolVLAGridsConfig"]

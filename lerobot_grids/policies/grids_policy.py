@@ -36,7 +36,15 @@ from lerobot_grids.grids import GridSampler, GridSConfig, Region, mean_pairwise_
 
 # Below this mean pairwise distance (in units of the image side) the K points count as collapsed.
 COLLAPSE_THRESHOLD = 0.02
-HUB_KWARGS = ("force_download", "resume_download", "proxies", "token", "cache_dir", "local_files_only", "revision")
+HUB_KWARGS = (
+    "force_download",
+    "resume_download",
+    "proxies",
+    "token",
+    "cache_dir",
+    "local_files_only",
+    "revision",
+)
 
 
 def split_revision(source: str) -> tuple[str, str | None]:
@@ -85,7 +93,11 @@ def check_processor_statistics(source: str, **hub_kwargs) -> list[str]:
         found.append(config_name)
         for state_file in (step["state_file"] for step in steps if step.get("state_file")):
             tensors = load_file(checkpoint_file(source, state_file, **hub_kwargs))
-            bad = sorted(key for key, value in tensors.items() if value.is_floating_point() and not value.isfinite().all())
+            bad = sorted(
+                key
+                for key, value in tensors.items()
+                if value.is_floating_point() and not value.isfinite().all()
+            )
             if bad:
                 raise ValueError(
                     f"The checkpoint {source} has non-finite (NaN or infinite) normalisation statistics in "
@@ -99,8 +111,11 @@ def load_action_unnormaliser(source: str, **hub_kwargs) -> PolicyProcessorPipeli
     """The unnormalisation steps of a checkpoint's saved postprocessor, as LeRobot loads them where a policy
     acts (lerobot-record, lerobot-rollout, the async server, lerobot-eval)."""
     postprocessor = PolicyProcessorPipeline.from_pretrained(
-        source, config_filename=PROCESSOR_CONFIGS[1], to_transition=policy_action_to_transition,
-        to_output=transition_to_policy_action, **hub_kwargs,
+        source,
+        config_filename=PROCESSOR_CONFIGS[1],
+        to_transition=policy_action_to_transition,
+        to_output=transition_to_policy_action,
+        **hub_kwargs,
     )
     steps = [step for step in postprocessor.steps if isinstance(step, UnnormalizerProcessorStep)]
     return PolicyProcessorPipeline(
@@ -144,20 +159,28 @@ class GridSPolicyMixin:
         return self.grids_backbone.grids
 
     @classmethod
-    def from_pretrained(cls, pretrained_name_or_path: str | Path, *, config: PreTrainedConfig | None = None, **kwargs):
+    def from_pretrained(
+        cls, pretrained_name_or_path: str | Path, *, config: PreTrainedConfig | None = None, **kwargs
+    ):
         """Load a GridS checkpoint as LeRobot loads a policy, strictly: a requested ``config`` must keep the
         checkpoint's GridS settings, every weight must be in the checkpoint (none left freshly initialised)
         and nothing else, and its normalisation statistics must be finite. The checkpoint's unnormalisation
         is kept, so that every action handed out is checked as it will reach the motors."""
         source = str(pretrained_name_or_path)
         hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
-        if config is not None and config.use_peft and cls.checkpoint_type(source, hub_kwargs) == cls.dense_type:
+        if (
+            config is not None
+            and config.use_peft
+            and cls.checkpoint_type(source, hub_kwargs) == cls.dense_type
+        ):
             policy = cls.from_dense_base(source, config, hub_kwargs, **kwargs)
         else:
             config = cls.load_grids_config(source, config, hub_kwargs)
             policy = cls.load_pretrained_weights(source, config=config, **kwargs)
         # A LoRA adapter's own folder holds the processors of the run that trained it (LeRobot loads them from there).
-        processors_source = str(config.pretrained_path) if config.use_peft and config.pretrained_path else source
+        processors_source = (
+            str(config.pretrained_path) if config.use_peft and config.pretrained_path else source
+        )
         processors_kwargs = {} if processors_source != source else hub_kwargs
         if PROCESSOR_CONFIGS[1] in check_processor_statistics(processors_source, **processors_kwargs):
             policy.action_unnormaliser = load_action_unnormaliser(processors_source, **processors_kwargs)
@@ -200,7 +223,9 @@ class GridSPolicyMixin:
         """The config to build a checkpoint's policy with: the saved one, or ``config`` if its GridS
         settings are the checkpoint's. Its ``init_from`` is cleared: the checkpoint's weights are used."""
         saved = PreTrainedConfig.from_pretrained(pretrained_name_or_path, **hub_kwargs)
-        written = json.loads(Path(checkpoint_file(pretrained_name_or_path, CONFIG_NAME, **hub_kwargs)).read_text())
+        written = json.loads(
+            Path(checkpoint_file(pretrained_name_or_path, CONFIG_NAME, **hub_kwargs)).read_text()
+        )
         if isinstance(saved, cls.config_class) and "grids" not in written:
             raise ValueError(
                 f"The {cls.name} checkpoint {pretrained_name_or_path} has no 'grids' section in its config.json: it "
@@ -223,7 +248,8 @@ class GridSPolicyMixin:
             f"{key}: policy {tuple(feature.shape)}, env/robot "
             f"{tuple(config.output_features[key].shape) if key in config.output_features else None}"
             for key, feature in saved.output_features.items()
-            if key not in config.output_features or tuple(config.output_features[key].shape) != tuple(feature.shape)
+            if key not in config.output_features
+            or tuple(config.output_features[key].shape) != tuple(feature.shape)
         ]
         if differences:
             raise ValueError(
@@ -255,7 +281,9 @@ class GridSPolicyMixin:
                 f"--policy.init_from={named} is a {dense_type!r} checkpoint, not a dense {self.dense_type!r} one. "
                 f"To continue training a {self.name} checkpoint, use --policy.path instead."
             )
-        state_dict = self.dense_state_dict(load_file(checkpoint_file(source, SAFETENSORS_SINGLE_FILE, revision)))
+        state_dict = self.dense_state_dict(
+            load_file(checkpoint_file(source, SAFETENSORS_SINGLE_FILE, revision))
+        )
         own = self.state_dict(keep_vars=True)
         reshaped = sorted(
             f"{key} (checkpoint {tuple(value.shape)}, policy {tuple(own[key].shape)})"
@@ -289,10 +317,17 @@ class GridSPolicyMixin:
         policy's with ``--rename_map`` (its ``smolvla`` trains without the missing ones): they train, and every path
         that acts refuses a missing camera on its first observation (:meth:`check_acting_inputs`). Camera names
         are checked on the first batch: LeRobot may rename them."""
-        self.refuse_mismatches(self.feature_mismatches(dataset_meta.features, dataset_meta.camera_keys, fewer_cameras=True))
+        self.refuse_mismatches(
+            self.feature_mismatches(dataset_meta.features, dataset_meta.camera_keys, fewer_cameras=True)
+        )
 
-    def feature_mismatches(self, features: dict, camera_keys: list[str], check_camera_names: bool = False,
-                           fewer_cameras: bool = False) -> list[str]:
+    def feature_mismatches(
+        self,
+        features: dict,
+        camera_keys: list[str],
+        check_camera_names: bool = False,
+        fewer_cameras: bool = False,
+    ) -> list[str]:
         """How LeRobot ``features`` (``{key: {"shape": ...}}``) with cameras ``camera_keys`` differ from the
         policy's: state and action shape (where given), camera count (with ``fewer_cameras``, only more cameras
         than the policy's, or none), and with ``check_camera_names`` the cameras the policy was trained with that
@@ -305,11 +340,15 @@ class GridSPolicyMixin:
             theirs = tuple(features[key]["shape"]) if key in features else None
             if ours is not None and tuple(ours.shape) != theirs:
                 mismatches.append(f"{kind} {key}: policy {tuple(ours.shape)}, robot/dataset {theirs}")
-        cameras = [key for key in self.config.image_features if not key.startswith(f"{OBS_IMAGES}.empty_camera_")]
+        cameras = [
+            key for key in self.config.image_features if not key.startswith(f"{OBS_IMAGES}.empty_camera_")
+        ]
         if len(cameras) != len(camera_keys) and not (fewer_cameras and 0 < len(camera_keys) < len(cameras)):
             mismatches.append(f"cameras: policy {cameras}, robot/dataset {list(camera_keys)}")
         elif check_camera_names and set(cameras) != set(camera_keys):
-            mismatches.append(f"camera names: policy {cameras}, robot {list(camera_keys)} (rename with --rename_map)")
+            mismatches.append(
+                f"camera names: policy {cameras}, robot {list(camera_keys)} (rename with --rename_map)"
+            )
         return mismatches
 
     def refuse_mismatches(self, mismatches: list[str]) -> None:
@@ -332,7 +371,10 @@ class GridSPolicyMixin:
         targets = super()._get_default_peft_targets()
         if targets is None:
             return None
-        return {**targets, "modules_to_save": [*(targets.get("modules_to_save") or []), *self.fully_trained_modules()]}
+        return {
+            **targets,
+            "modules_to_save": [*(targets.get("modules_to_save") or []), *self.fully_trained_modules()],
+        }
 
     def _validate_peft_config(self, peft_config) -> None:
         """LeRobot's check, with two GridS rules: :meth:`fully_trained_modules` are always among ``modules_to_save``
@@ -342,7 +384,9 @@ class GridSPolicyMixin:
         saved = list(peft_config.modules_to_save or [])
         missing = [name for name in self.fully_trained_modules() if name not in saved]
         if missing:
-            logging.info("%s: training %s in full with the LoRA adapter (PEFT modules_to_save)", self.name, missing)
+            logging.info(
+                "%s: training %s in full with the LoRA adapter (PEFT modules_to_save)", self.name, missing
+            )
             peft_config.modules_to_save = saved + missing
         if self.config.pretrained_path or not self.config.init_from:
             super()._validate_peft_config(peft_config)
@@ -368,7 +412,9 @@ class GridSPolicyMixin:
     def check_training_batch(self, batch: dict) -> None:
         """Refuse a training batch with NaN or infinity in any input, naming the key and the dataset frames
         (LeRobot would train on it: the loss and every weight become NaN)."""
-        floats = {key: value for key, value in batch.items() if torch.is_tensor(value) and value.is_floating_point()}
+        floats = {
+            key: value for key, value in batch.items() if torch.is_tensor(value) and value.is_floating_point()
+        }
         if not floats:
             return
         finite = torch.stack([value.isfinite().all() for value in floats.values()])
@@ -376,7 +422,9 @@ class GridSPolicyMixin:
             return
         key = list(floats)[int((~finite).nonzero()[0])]
         rows = (~floats[key].isfinite()).flatten(1).any(1).nonzero().flatten()
-        frames = batch["index"][rows].flatten().tolist() if torch.is_tensor(batch.get("index")) else rows.tolist()
+        frames = (
+            batch["index"][rows].flatten().tolist() if torch.is_tensor(batch.get("index")) else rows.tolist()
+        )
         where = "dataset frame index" if torch.is_tensor(batch.get("index")) else "batch rows"
         raise ValueError(
             f"The training batch has non-finite values (NaN or infinity) in {key!r}, {where} {frames[:8]}. "
@@ -396,11 +444,15 @@ class GridSPolicyMixin:
         if any(not str(task).strip() for task in batch.get("task") or []):
             raise ValueError(
                 f"The task is empty: this {self.name} policy acts on an instruction. Give the task it was trained "
-                "on: lerobot-record --dataset.single_task=\"...\", lerobot-rollout --task=\"...\", the async robot "
-                "client's --task=\"...\" (lerobot-eval takes it from the env)."
+                'on: lerobot-record --dataset.single_task="...", lerobot-rollout --task="...", the async robot '
+                'client\'s --task="..." (lerobot-eval takes it from the env).'
             )
         empty_cameras = f"{OBS_IMAGES}.empty_camera_"
-        missing = [key for key in self.config.image_features if key not in batch and not key.startswith(empty_cameras)]
+        missing = [
+            key
+            for key in self.config.image_features
+            if key not in batch and not key.startswith(empty_cameras)
+        ]
         if missing:
             present = [key for key in batch if key.startswith(OBS_IMAGES)]
             raise ValueError(
@@ -419,15 +471,22 @@ class GridSPolicyMixin:
         state = self.config.input_features.get(OBS_STATE)
         if state is not None and OBS_STATE in batch and batch[OBS_STATE].shape[-1] != state.shape[-1]:
             self.refuse_mismatches(
-                [f"state {OBS_STATE}: policy {tuple(state.shape)}, robot/dataset ({batch[OBS_STATE].shape[-1]},)"]
+                [
+                    f"state {OBS_STATE}: policy {tuple(state.shape)}, robot/dataset ({batch[OBS_STATE].shape[-1]},)"
+                ]
             )
         # In the order the backbone embeds them: the cameras present, then the blanks it pads for the missing ones
         # (a camera the batch lacks has no points: None).
         empty_cameras = f"{OBS_IMAGES}.empty_camera_"
         self.grids_backbone.sampled_cameras = [key for key in self.config.image_features if key in batch] + [
-            key if key.startswith(empty_cameras) else None for key in self.config.image_features if key not in batch]
-        self.grids_backbone.image_regions = [self.image_region(tuple(batch[key].shape[-2:])) if key in batch else None
-                                             for key in self.grids_backbone.sampled_cameras]
+            key if key.startswith(empty_cameras) else None
+            for key in self.config.image_features
+            if key not in batch
+        ]
+        self.grids_backbone.image_regions = [
+            self.image_region(tuple(batch[key].shape[-2:])) if key in batch else None
+            for key in self.grids_backbone.sampled_cameras
+        ]
         tokens = batch.get(OBS_LANGUAGE_TOKENS)
         if tokens is not None and tokens.numel() and int(tokens.max()) >= self.language_vocab_size:
             raise ValueError(
@@ -450,7 +509,9 @@ class GridSPolicyMixin:
         regions = self.__dict__.setdefault("_image_regions", {})
         if image_hw not in regions:
             parameter = next(self.parameters())
-            white = {next(iter(self.config.image_features)): torch.ones(1, 3, *image_hw, device=parameter.device)}
+            white = {
+                next(iter(self.config.image_features)): torch.ones(1, 3, *image_hw, device=parameter.device)
+            }
             with torch.no_grad():
                 covered = self.family_model_images(white)[0][0].float().mean(dim=0) > 0  # [H, W] of the input
             rows, cols = self.grids_backbone.grid_hw(tuple(covered.shape))
@@ -468,14 +529,21 @@ class GridSPolicyMixin:
         for key, feature in self.config.image_features.items():
             region = self.image_region(tuple(feature.shape[-2:]))
             if region is None:
-                rows, cols = self.grids_backbone.grid_hw(tuple(self.family_model_images(
-                    {key: torch.zeros(1, *feature.shape, device=next(self.parameters()).device)})[0].shape[-2:]))
+                rows, cols = self.grids_backbone.grid_hw(
+                    tuple(
+                        self.family_model_images(
+                            {key: torch.zeros(1, *feature.shape, device=next(self.parameters()).device)}
+                        )[0].shape[-2:]
+                    )
+                )
                 self.grids.check_grid((rows, cols), f" ({key})")
             else:
                 top, bottom, left, right = region
-                self.grids.check_grid((bottom - top + 1, right - left + 1),
-                                      f", the part of the backbone's token grid that {key}'s "
-                                      f"{feature.shape[-1]}x{feature.shape[-2]} image covers (the rest is padding)")
+                self.grids.check_grid(
+                    (bottom - top + 1, right - left + 1),
+                    f", the part of the backbone's token grid that {key}'s "
+                    f"{feature.shape[-1]}x{feature.shape[-2]} image covers (the rest is padding)",
+                )
 
     def family_model_images(self, batch: dict) -> list[Tensor]:
         """Each camera's image as LeRobot's policy of the family prepares it for the backbone (no GridS checks)."""
@@ -487,12 +555,17 @@ class GridSPolicyMixin:
         image in 0-255 would be read as a white one); refuse an empty task where the sampler reads the instruction;
         warn once where the instruction fills the tokenizer's limit (LeRobot's tokenizer step cuts the rest without
         a word). Once per batch, that is once per action chunk where the policy acts, in one device sync."""
-        observations = {key: value for key, value in batch.items() if key.startswith("observation.")
-                        and torch.is_tensor(value) and value.is_floating_point()}
+        observations = {
+            key: value
+            for key, value in batch.items()
+            if key.startswith("observation.") and torch.is_tensor(value) and value.is_floating_point()
+        }
         images = [key for key in self.config.image_features if key in observations]
         if observations:
-            bad = torch.stack([~value.isfinite().all() for value in observations.values()]
-                              + [(observations[key].amin() < 0) | (observations[key].amax() > 1) for key in images])
+            bad = torch.stack(
+                [~value.isfinite().all() for value in observations.values()]
+                + [(observations[key].amin() < 0) | (observations[key].amax() > 1) for key in images]
+            )
             if bool(bad.any()):
                 flags = bad.tolist()
                 non_finite = [key for key, flag in zip(observations, flags, strict=False) if flag]
@@ -502,7 +575,7 @@ class GridSPolicyMixin:
                         "made from it. Check that sensor (a motor that did not answer, a camera frame that failed), "
                         "or the dataset's frames if this is training."
                     )
-                key = next(key for key, flag in zip(images, flags[len(observations):], strict=True) if flag)
+                key = next(key for key, flag in zip(images, flags[len(observations) :], strict=True) if flag)
                 raise ValueError(
                     f"The camera image {key!r} has values in [{float(observations[key].amin()):.3g}, "
                     f"{float(observations[key].amax()):.3g}]; the policy reads images in [0, 1], as LeRobot's cameras "
@@ -516,13 +589,18 @@ class GridSPolicyMixin:
             )
         mask = batch.get(OBS_LANGUAGE_ATTENTION_MASK)
         limit = getattr(self.config, "tokenizer_max_length", None)
-        if (mask is not None and mask.shape[-1] == limit and not getattr(self, "_instruction_limit_reported", False)
-                and bool(mask.bool().all(dim=-1).any())):
+        if (
+            mask is not None
+            and mask.shape[-1] == limit
+            and not getattr(self, "_instruction_limit_reported", False)
+            and bool(mask.bool().all(dim=-1).any())
+        ):
             self._instruction_limit_reported = True
             logging.warning(
                 "The instruction fills all %d tokens the tokenizer keeps (--policy.tokenizer_max_length): anything "
                 "longer is cut there, and the policy never sees the rest. Train with a larger "
-                "--policy.tokenizer_max_length if your tasks are longer.", limit,
+                "--policy.tokenizer_max_length if your tasks are longer.",
+                limit,
             )
 
     def instruction_context(self, batch: dict) -> Tensor:
@@ -569,12 +647,15 @@ class GridSPolicyMixin:
                 )
         return loss_dict
 
-    def generate_model_card(self, dataset_repo_id: str, model_type: str, license: str | None,
-                            tags: list[str] | None, **kwargs) -> ModelCard:
+    def generate_model_card(
+        self, dataset_repo_id: str, model_type: str, license: str | None, tags: list[str] | None, **kwargs
+    ) -> ModelCard:
         """LeRobot's card (0.4.4, 0.6.1), tagged ``grids``, with the GridS section (:func:`grids_card_section`;
         on LeRobot versions with a free ``generate_model_card`` the section is added there, see
         :func:`lerobot_grids.compat.extend_free_model_card`)."""
-        card = super().generate_model_card(dataset_repo_id, model_type, license, [*(tags or []), "grids"], **kwargs)
+        card = super().generate_model_card(
+            dataset_repo_id, model_type, license, [*(tags or []), "grids"], **kwargs
+        )
         card.text += grids_card_section(self.config)
         return card
 
@@ -596,7 +677,7 @@ def grids_card_section(config: PreTrainedConfig) -> str:
     return (
         "\n## GridS token pruning\n\n"
         f"This {dense_type} policy feeds each camera to its language model as K tokens read by the "
-        "Differentiable Grid Sampler (GridS, \"See What Matters\", ICML 2026) at learned continuous "
+        'Differentiable Grid Sampler (GridS, "See What Matters", ICML 2026) at learned continuous '
         "points, instead of the dense image tokens. Load it with the `lerobot_policy_grids` package "
         "installed (`pip install lerobot_policy_grids`).\n\n"
         f"| GridS setting | value |\n|---|---|\n{settings}\n"

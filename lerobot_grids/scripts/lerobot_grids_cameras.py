@@ -32,7 +32,11 @@ def check_cameras(robot_config: Path) -> list[str]:
     found = RealSenseByNameCamera.find_cameras()
     lines = [f"{len(found)} RealSense camera(s) connected:"]
     for device in found:
-        roles = [key for key, camera in wanted.items() if camera.serial_number_or_name in (device["name"], str(device["id"]))]
+        roles = [
+            key
+            for key, camera in wanted.items()
+            if camera.serial_number_or_name in (device["name"], str(device["id"]))
+        ]
         role = f"-> {', '.join(roles)}" if roles else "-> no camera of the config"
         lines.append(f"  {device['name']}, serial {device['id']} {role}")
     for key, camera in wanted.items():
@@ -60,7 +64,9 @@ def check_cameras(robot_config: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--robot-config", type=Path, default=DEFAULT_ROBOT_CONFIG)
     register_third_party_plugins()
     lines = check_cameras(parser.parse_args(argv).robot_config)

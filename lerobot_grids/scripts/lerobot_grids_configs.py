@@ -19,10 +19,16 @@ from lerobot_grids.configs import CONFIGS_DIR, KINDS, config_path, shipped_confi
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("name", nargs="?", help="a shipped config's or asset's name: print its path")
-    parser.add_argument("--copy-to", type=Path, metavar="FOLDER",
-                        help="a new folder to copy every shipped config into (kind by kind), to edit")
+    parser.add_argument(
+        "--copy-to",
+        type=Path,
+        metavar="FOLDER",
+        help="a new folder to copy every shipped config into (kind by kind), to edit",
+    )
     args = parser.parse_args(argv)
     configs = shipped_configs()
     if args.name is not None and args.copy_to is not None:

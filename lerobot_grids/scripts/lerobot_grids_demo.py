@@ -19,23 +19,54 @@ from lerobot_grids.evidence.demo import FULL, KINDS, SCALES, default_models, ren
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--benchmark", choices=list(BENCHMARKS), default="tabletop",
-                        help="task suite: our tabletop task (default) or Meta-World (needs the metaworld extra)")
-    parser.add_argument("--quick", action="store_true", help="CI scale: fewer episodes, steps and evaluations")
-    parser.add_argument("--output-dir", type=Path, default=None,
-                        help="new folder for everything (default outputs/demo/<date-time>)")
-    parser.add_argument("--recipe", default=None,
-                        help="lerobot-train config: a file or a shipped config's name (default: smolvla_grids_<suite>)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1000],
-                        help="lerobot-train seeds; every policy is trained once per seed (default: 1000)")
-    parser.add_argument("--models", nargs="+", default=None,
-                        help="policies to train: dense and <kind>_k<K>, kind one of " + ", ".join(KINDS)
-                             + f" (default: {' '.join(default_models(FULL))}; --quick: without K=1)")
-    parser.add_argument("--resume", action="store_true",
-                        help="finish the run that was interrupted in --output-dir (the same options; --models may "
-                             "add policies to it)")
-    parser.add_argument("--render", type=Path, metavar="RUN_DIR", default=None,
-                        help="write the report and plots of a run folder again from what it stored, and exit")
+    parser.add_argument(
+        "--benchmark",
+        choices=list(BENCHMARKS),
+        default="tabletop",
+        help="task suite: our tabletop task (default) or Meta-World (needs the metaworld extra)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="CI scale: fewer episodes, steps and evaluations"
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="new folder for everything (default outputs/demo/<date-time>)",
+    )
+    parser.add_argument(
+        "--recipe",
+        default=None,
+        help="lerobot-train config: a file or a shipped config's name (default: smolvla_grids_<suite>)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[1000],
+        help="lerobot-train seeds; every policy is trained once per seed (default: 1000)",
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="policies to train: dense and <kind>_k<K>, kind one of "
+        + ", ".join(KINDS)
+        + f" (default: {' '.join(default_models(FULL))}; --quick: without K=1)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish the run that was interrupted in --output-dir (the same options; --models may "
+        "add policies to it)",
+    )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="RUN_DIR",
+        default=None,
+        help="write the report and plots of a run folder again from what it stored, and exit",
+    )
     args = parser.parse_args(argv)
     if args.render is not None:
         results = render(args.render)
@@ -44,12 +75,25 @@ def main(argv: list[str] | None = None) -> None:
         if args.resume and args.output_dir is None:
             parser.error("--resume needs the --output-dir of the run to finish.")
         output_dir = args.output_dir or Path("outputs/demo") / datetime.now().strftime("%Y%m%d-%H%M%S")
-        command = " ".join(["lerobot-grids-demo", *([f"--benchmark {args.benchmark}"] if args.benchmark != "tabletop"
-                                                    else []), *(["--quick"] if args.quick else []),
-                            *(["--seeds", *map(str, args.seeds)] if args.seeds != [1000] else []),
-                            *(["--models", *args.models] if args.models else [])])
-        results = run_demo(output_dir, SCALES[args.benchmark, args.quick], args.recipe, command, args.seeds,
-                           args.models, args.resume, BENCHMARKS[args.benchmark])
+        command = " ".join(
+            [
+                "lerobot-grids-demo",
+                *([f"--benchmark {args.benchmark}"] if args.benchmark != "tabletop" else []),
+                *(["--quick"] if args.quick else []),
+                *(["--seeds", *map(str, args.seeds)] if args.seeds != [1000] else []),
+                *(["--models", *args.models] if args.models else []),
+            ]
+        )
+        results = run_demo(
+            output_dir,
+            SCALES[args.benchmark, args.quick],
+            args.recipe,
+            command,
+            args.seeds,
+            args.models,
+            args.resume,
+            BENCHMARKS[args.benchmark],
+        )
     print((output_dir / "report.md").read_text())
     print(f"Report: {output_dir / 'report.md'}")
     failed = [check["claim"] for check in results.get("checks", []) if not check["holds"]]

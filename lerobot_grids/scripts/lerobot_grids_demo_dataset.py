@@ -20,7 +20,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     dataset = make_so100_demo_dataset(
-        args.root, args.repo_id, num_episodes=args.episodes, episode_length=args.episode_length, seed=args.seed
+        args.root,
+        args.repo_id,
+        num_episodes=args.episodes,
+        episode_length=args.episode_length,
+        seed=args.seed,
     )
     print(f"Wrote {dataset.meta.total_episodes} episodes ({dataset.meta.total_frames} frames) to {args.root}")
 

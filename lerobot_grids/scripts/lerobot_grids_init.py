@@ -40,7 +40,9 @@ def make_policy_processors(config: PreTrainedConfig, dataset_stats: dict | None 
 @parser.wrap()
 def init_policy(cfg: InitPolicyConfig) -> Path:
     if cfg.output_dir.exists():
-        raise FileExistsError(f"{cfg.output_dir} already exists; choose a new folder (nothing is overwritten).")
+        raise FileExistsError(
+            f"{cfg.output_dir} already exists; choose a new folder (nothing is overwritten)."
+        )
     meta = LeRobotDatasetMetadata(cfg.dataset.repo_id, root=cfg.dataset.root, revision=cfg.dataset.revision)
     policy = make_policy(cfg.policy, ds_meta=meta)
     policy.save_pretrained(cfg.output_dir)

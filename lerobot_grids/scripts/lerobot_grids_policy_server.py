@@ -49,7 +49,9 @@ class GridSPolicyServer(policy_server.PolicyServer):
 
 def allow_grids_policies() -> None:
     register_third_party_plugins()
-    constants.SUPPORTED_POLICIES.extend(t for t in GRIDS_POLICY_TYPES if t not in constants.SUPPORTED_POLICIES)
+    constants.SUPPORTED_POLICIES.extend(
+        t for t in GRIDS_POLICY_TYPES if t not in constants.SUPPORTED_POLICIES
+    )
     policy_server.PolicyServer = GridSPolicyServer  # what LeRobot's serve() builds
 
 

@@ -26,19 +26,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=3e-3, help="grounding learning rate")
     parser.add_argument("--reach-lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--transformers5-copy-of", type=Path, metavar="CHECKPOINT",
-                        help="write a transformers-5 copy of this transformers-4 checkpoint instead of pretraining")
+    parser.add_argument(
+        "--transformers5-copy-of",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="write a transformers-5 copy of this transformers-4 checkpoint instead of pretraining",
+    )
     args = parser.parse_args(argv)
     if args.transformers5_copy_of is not None:
         print(f"Wrote {write_transformers5_checkpoint(args.transformers5_copy_of, args.output_dir)}")
         return
-    results = pretrain(args.output_dir, args.steps, args.reach_steps, args.batch_size, args.lr, args.reach_lr,
-                       seed=args.seed)
+    results = pretrain(
+        args.output_dir, args.steps, args.reach_steps, args.batch_size, args.lr, args.reach_lr, seed=args.seed
+    )
     grounded, reached = results["history"][-1]["validation"], results["reach_history"][-1:]
-    print(f"Wrote {args.output_dir}: validation position error {grounded['position_error']:.3f} "
-          f"(mean guess {results['before']['position_error_of_mean_guess']:.3f}), referring loss "
-          f"{grounded['referring']:.4f}" + (f", reach goal error {reached[0]['validation']['goal_error']:.3f} (mean guess "
-                                            f"{results['before']['goal_error_of_mean_guess']:.3f})" if reached else ""))
+    print(
+        f"Wrote {args.output_dir}: validation position error {grounded['position_error']:.3f} "
+        f"(mean guess {results['before']['position_error_of_mean_guess']:.3f}), referring loss "
+        f"{grounded['referring']:.4f}"
+        + (
+            f", reach goal error {reached[0]['validation']['goal_error']:.3f} (mean guess "
+            f"{results['before']['goal_error_of_mean_guess']:.3f})"
+            if reached
+            else ""
+        )
+    )
 
 
 if __name__ == "__main__":

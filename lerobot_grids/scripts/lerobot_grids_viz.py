@@ -29,16 +29,25 @@ def default_output_dir(checkpoint: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="smolvla_grids / pi0_grids checkpoint: local folder or Hub repo id")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "checkpoint", help="smolvla_grids / pi0_grids checkpoint: local folder or Hub repo id"
+    )
     parser.add_argument("--dataset-repo-id", help="default: the dataset of the checkpoint's training run")
     parser.add_argument("--dataset-root")
     parser.add_argument("--episode", type=at_least(0), default=0)
-    parser.add_argument("--video-backend", help="pyav or torchcodec (default: the training run's, else LeRobot's)")
-    parser.add_argument("--max-frames", type=at_least(1), default=64, help="frames taken evenly over the episode")
+    parser.add_argument(
+        "--video-backend", help="pyav or torchcodec (default: the training run's, else LeRobot's)"
+    )
+    parser.add_argument(
+        "--max-frames", type=at_least(1), default=64, help="frames taken evenly over the episode"
+    )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--output-dir", type=Path,
-                        help="new folder (default: outputs/viz/<checkpoint name>-<date-time>)")
+    parser.add_argument(
+        "--output-dir", type=Path, help="new folder (default: outputs/viz/<checkpoint name>-<date-time>)"
+    )
     args = parser.parse_args(argv)
     output_dir = args.output_dir or default_output_dir(args.checkpoint)
     try:
@@ -51,10 +60,20 @@ def main(argv: list[str] | None = None) -> None:
     except (FileExistsError, FileNotFoundError) as error:
         parser.error(str(error))
     if args.episode >= episodes:
-        parser.error(f"--episode {args.episode}: the dataset {repo_id} has {episodes} episodes (0 to {episodes - 1}).")
+        parser.error(
+            f"--episode {args.episode}: the dataset {repo_id} has {episodes} episodes (0 to {episodes - 1})."
+        )
     with output_folder(output_dir):
-        summary = visualise(args.checkpoint, output_dir, repo_id, root, args.episode, args.max_frames, args.device,
-                            video_backend=video_backend)
+        summary = visualise(
+            args.checkpoint,
+            output_dir,
+            repo_id,
+            root,
+            args.episode,
+            args.max_frames,
+            args.device,
+            video_backend=video_backend,
+        )
     for camera, values in summary["cameras"].items():
         print(f"{camera}: mean information retention {values['retention_mean']:.3f}")
     print(f"Wrote {output_dir}")

@@ -12,14 +12,38 @@ from lerobot_grids.policies.options import GridSOptions, refused_as_option_error
 # pi0's joint attention needs the language model and the action expert to share depth, heads and
 # head_dim; the tiny pair keeps pi0's 8 query heads and 1 key-value head.
 TINY_GEMMA_VARIANTS = {
-    "gemma_tiny": {"width": 64, "depth": 2, "mlp_dim": 128, "num_heads": 8, "num_kv_heads": 1, "head_dim": 16},
-    "gemma_tiny_expert": {"width": 32, "depth": 2, "mlp_dim": 64, "num_heads": 8, "num_kv_heads": 1, "head_dim": 16},
+    "gemma_tiny": {
+        "width": 64,
+        "depth": 2,
+        "mlp_dim": 128,
+        "num_heads": 8,
+        "num_kv_heads": 1,
+        "head_dim": 16,
+    },
+    "gemma_tiny_expert": {
+        "width": 32,
+        "depth": 2,
+        "mlp_dim": 64,
+        "num_heads": 8,
+        "num_kv_heads": 1,
+        "head_dim": 16,
+    },
 }
 GEMMA_VARIANTS = ("gemma_2b", "gemma_300m", *TINY_GEMMA_VARIANTS)
 # SigLIP vision towers: pi0's So400m/14 and a toy one with the same 14-pixel patches (16x16 tokens at 224).
 SIGLIP_VARIANTS = {
-    "siglip_so400m": {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16},
-    "siglip_tiny": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
+    "siglip_so400m": {
+        "hidden_size": 1152,
+        "intermediate_size": 4304,
+        "num_hidden_layers": 27,
+        "num_attention_heads": 16,
+    },
+    "siglip_tiny": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+    },
 }
 PALIGEMMA_VOCAB_SIZE = 257152
 

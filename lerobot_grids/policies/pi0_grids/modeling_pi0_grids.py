@@ -7,7 +7,6 @@ denoising loop, ``PI0Policy``'s batch handling), on the backbone of
 dense pi0 checkpoints load as they are (``--policy.init_from``).
 """
 
-
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.pi0.modeling_pi0 import PI0Policy, PI0Pytorch
 from lerobot.policies.pretrained import PreTrainedPolicy
@@ -74,7 +73,9 @@ class PaliGemmaGridSPolicyMixin(GridSPolicyMixin):
     @classmethod
     def load_pretrained_weights(cls, pretrained_name_or_path: str, *, config: PreTrainedConfig, **kwargs):
         """LeRobot's generic loader: our checkpoints need none of LeRobot's pi0 key fixes."""
-        return PreTrainedPolicy.from_pretrained.__func__(cls, pretrained_name_or_path, config=config, **kwargs)
+        return PreTrainedPolicy.from_pretrained.__func__(
+            cls, pretrained_name_or_path, config=config, **kwargs
+        )
 
     def predict_action_chunk(self, batch: dict[str, Tensor], **kwargs) -> Tensor:
         """LeRobot's action chunk (its ``select_action`` makes chunks here too), refused if it is not finite as
@@ -97,7 +98,8 @@ class PaliGemmaGridSPolicyMixin(GridSPolicyMixin):
         return super()._preprocess_images(batch)
 
     def family_model_images(self, batch: dict) -> list[Tensor]:
-        return super(PaliGemmaGridSPolicyMixin, self)._preprocess_images(batch)[0]
+        # the family's own method, past this mixin's override (which also records the sampler's inputs)
+        return super(PaliGemmaGridSPolicyMixin, self)._preprocess_images(batch)[0]  # noqa: UP008
 
     def forward(self, batch: dict[str, Tensor], reduction: str = "mean") -> tuple[Tensor, dict]:
         """LeRobot's loss; the output dict adds ``grids_point_spread/<camera>`` (the collapse indicator)."""

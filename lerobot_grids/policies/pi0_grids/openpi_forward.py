@@ -53,8 +53,11 @@ class PrefixKeyValueCache:
         prefix_key, prefix_value = self.prefix[layer_index]
         length = prefix_key.shape[2]
         buffers = self._buffers.get(layer_index)
-        if buffers is None or buffers[0].shape != (*key.shape[:2], length + key.shape[2], key.shape[3]) \
-                or buffers[0].dtype != key.dtype:
+        if (
+            buffers is None
+            or buffers[0].shape != (*key.shape[:2], length + key.shape[2], key.shape[3])
+            or buffers[0].dtype != key.dtype
+        ):
             buffers = (torch.cat([prefix_key, key], dim=2), torch.cat([prefix_value, value], dim=2))
             self._buffers[layer_index] = buffers
         else:
@@ -63,7 +66,9 @@ class PrefixKeyValueCache:
         return buffers
 
 
-def grouped_query_attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float) -> Tensor:
+def grouped_query_attention(
+    query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float
+) -> Tensor:
     """Scaled dot-product attention of ``query [B, heads, T, D]`` over ``key``/``value [B, kv heads, S, D]`` (each
     group of ``heads / kv heads`` consecutive query heads shares one key-value head, as in Gemma), with pi0's
     additive ``mask [B, 1, T, S]``; ``[B, T, heads, D]``.
@@ -131,7 +136,9 @@ class OpenpiForwardOnStockTransformers:
         if adarms_cond is not None and any(cond is not None for cond in adarms_cond):
             raise NotImplementedError("pi0_grids has no adaptive RMS norm (pi05's time conditioning).")
         models = [self.paligemma.model.language_model, self.gemma_expert.model]
-        streams = [(model, embeds) for model, embeds in zip(models, inputs_embeds, strict=True) if embeds is not None]
+        streams = [
+            (model, embeds) for model, embeds in zip(models, inputs_embeds, strict=True) if embeds is not None
+        ]
         hidden = [embeds.to(model.layers[0].self_attn.q_proj.weight.dtype) for model, embeds in streams]
         cos, sin = models[0].rotary_emb(hidden[0], position_ids)
         use_checkpointing = self.training and any(model.gradient_checkpointing for model in models)
@@ -145,7 +152,9 @@ class OpenpiForwardOnStockTransformers:
                 hidden, key_value = self._joint_layer(*arguments)
             if cache is not None:
                 cache.append(key_value)
-        outputs = iter(rms_norm(model.norm, states) for (model, _), states in zip(streams, hidden, strict=True))
+        outputs = iter(
+            rms_norm(model.norm, states) for (model, _), states in zip(streams, hidden, strict=True)
+        )
         return [next(outputs) if embeds is not None else None for embeds in inputs_embeds], cache
 
     @staticmethod
@@ -160,7 +169,9 @@ class OpenpiForwardOnStockTransformers:
     ) -> tuple[list[Tensor], tuple[Tensor, Tensor]]:
         """One pre-norm Gemma layer over the concatenated token streams, each with its own weights; attends to the
         ``past`` prefix's keys and values of layer ``layer_index`` too, when given."""
-        normed = [rms_norm(layer.input_layernorm, states) for layer, states in zip(layers, hidden, strict=True)]
+        normed = [
+            rms_norm(layer.input_layernorm, states) for layer, states in zip(layers, hidden, strict=True)
+        ]
 
         def heads(projection: str) -> Tensor:  # [B, heads, tokens of all streams, head_dim]
             projected = [
@@ -186,4 +197,3 @@ class OpenpiForwardOnStockTransformers:
             outputs.append(states + layer.mlp(mlp_input))
             start = end
         return outputs, cached
-

@@ -24,8 +24,10 @@ from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import (
 )
 
 if compat.PI_ON_STOCK_TRANSFORMERS:
-    from lerobot.policies.pi_gemma import PaliGemmaForConditionalGenerationWithPiGemma as PaliGemmaModelClass
-    from lerobot.policies.pi_gemma import PiGemmaForCausalLM as GemmaExpertClass
+    from lerobot.policies.pi_gemma import (
+        PaliGemmaForConditionalGenerationWithPiGemma as PaliGemmaModelClass,
+        PiGemmaForCausalLM as GemmaExpertClass,
+    )
 
     BACKBONE_BASES = (PaliGemmaWithExpertModel,)
 else:
@@ -74,7 +76,11 @@ class PaliGemmaWithExpertGridSModel(GridSBackboneMixin, *BACKBONE_BASES):
         self.freeze_vision_encoder = config.freeze_vision_encoder
         self.train_expert_only = config.train_expert_only
         language, expert = gemma_config(config.paligemma_variant), gemma_config(config.action_expert_variant)
-        if (language.depth, language.num_heads, language.head_dim) != (expert.depth, expert.num_heads, expert.head_dim):
+        if (language.depth, language.num_heads, language.head_dim) != (
+            expert.depth,
+            expert.num_heads,
+            expert.head_dim,
+        ):
             raise ValueError(
                 f"pi0's joint attention needs the same depth, heads and head_dim in both Gemmas: "
                 f"{config.paligemma_variant} has {(language.depth, language.num_heads, language.head_dim)}, "
@@ -82,7 +88,10 @@ class PaliGemmaWithExpertGridSModel(GridSBackboneMixin, *BACKBONE_BASES):
             )
 
         paligemma_config = CONFIG_MAPPING["paligemma"](
-            text_config={"model_type": "gemma", **_hf_text_config(language, config.vocab_size, use_adarms=False)},
+            text_config={
+                "model_type": "gemma",
+                **_hf_text_config(language, config.vocab_size, use_adarms=False),
+            },
             vision_config={
                 "model_type": "siglip_vision_model",
                 **SIGLIP_VARIANTS[config.vision_variant],

@@ -30,7 +30,9 @@ class SmolVLMWithExpertGridSModel(GridSBackboneMixin, SmolVLMWithExpertModel):
     """
 
     @classmethod
-    def add_grids(cls, backbone: SmolVLMWithExpertModel, config: GridSConfig) -> "SmolVLMWithExpertGridSModel":
+    def add_grids(
+        cls, backbone: SmolVLMWithExpertModel, config: GridSConfig
+    ) -> "SmolVLMWithExpertGridSModel":
         backbone.__class__ = cls
         backbone.use_sampler(backbone.make_sampler(config))
         backbone.start_grids_record()
@@ -65,7 +67,9 @@ class SmolVLMWithExpertGridSModel(GridSBackboneMixin, SmolVLMWithExpertModel):
     @property
     def split_layer(self) -> int | None:
         """The vision tower layers run on every patch before sampling inside it; ``None``: GridS samples its output."""
-        return getattr(getattr(self.grids, "config", None), "split_layer", None)  # the benchmark's NoImageTokens: none
+        return getattr(
+            getattr(self.grids, "config", None), "split_layer", None
+        )  # the benchmark's NoImageTokens: none
 
     def grid_hw(self, image_hw: tuple[int, int]) -> tuple[int, int]:
         """Token grid of the connector output for an image of ``image_hw``: the vision patches, merged by
@@ -106,7 +110,9 @@ class SmolVLMWithExpertGridSModel(GridSBackboneMixin, SmolVLMWithExpertModel):
         for layer in layers[self.split_layer :]:
             hidden = layer(hidden, attention_mask=None)
         hidden = vision.post_layernorm(hidden)
-        tokens = connector(hidden.view(batch * points.shape[1], window * window, -1)).view(batch, points.shape[1], -1)
+        tokens = connector(hidden.view(batch * points.shape[1], window * window, -1)).view(
+            batch, points.shape[1], -1
+        )
         return self.grids.embed_coordinates(tokens, points), points
 
 
@@ -146,7 +152,9 @@ class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
             return super().fully_trained_modules()
         vision = self.grids_backbone.get_vlm_model().vision_model
         late = {id(module) for module in [*vision.encoder.layers[split:], vision.post_layernorm]}
-        return super().fully_trained_modules() + [name for name, module in self.named_modules() if id(module) in late]
+        return super().fully_trained_modules() + [
+            name for name, module in self.named_modules() if id(module) in late
+        ]
 
     def _get_action_chunk(self, batch: dict[str, Tensor], noise: Tensor | None = None, **kwargs) -> Tensor:
         """SmolVLA's action chunk (``select_action`` and ``predict_action_chunk`` both make it here), refused
