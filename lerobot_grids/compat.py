@@ -79,10 +79,13 @@ SMOLVLA_PREFIX_PASS = (
 # Hub revision of LeRobot's dense base checkpoints (lerobot/pi0_base, ...) that fits this LeRobot.
 DENSE_BASE_HUB_REVISION = None if PI_ON_STOCK_TRANSFORMERS else "v0.4"
 
+# Re-exported from where this LeRobot keeps them (see the list above).
 if Version("0.6.0") <= LEROBOT_VERSION:
-    pass
+    from lerobot.common.control_utils import predict_action  # noqa: F401
+    from lerobot.utils.feature_utils import dataset_to_policy_features  # noqa: F401
 else:
-    pass
+    from lerobot.datasets.utils import dataset_to_policy_features  # noqa: F401
+    from lerobot.utils.control_utils import predict_action  # noqa: F401
 
 TRANSFORMERS_VERSION = Version(importlib.metadata.version("transformers"))
 SMOLVLM_EXACT_PATCH_POSITIONS = Version("5") <= TRANSFORMERS_VERSION
