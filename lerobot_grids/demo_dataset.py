@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+from lerobot_grids.output_folder import new_dataset_root
+
 SO100_JOINTS = [
     "shoulder_pan.pos",
     "shoulder_lift.pos",
@@ -86,12 +88,8 @@ def make_so100_demo_dataset(
     image_hw: tuple[int, int] = (96, 128),
     seed: int = 0,
 ) -> LeRobotDataset:
-    """Write a new dataset at ``root`` (which must not exist yet: nothing is ever overwritten)."""
-    root = Path(root)
-    if root.exists():
-        raise FileExistsError(
-            f"{root} already exists; choose a new folder for the dataset (nothing is overwritten)."
-        )
+    """Write a new dataset at ``root`` (a new or empty folder: nothing is ever overwritten)."""
+    root = new_dataset_root(root)
     if num_episodes < 1 or episode_length < 2:
         raise ValueError(
             f"Need at least 1 episode of 2 frames, got {num_episodes} episodes of {episode_length}."

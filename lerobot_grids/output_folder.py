@@ -1,5 +1,5 @@
-"""The folders the package's commands write into: new or empty, never another run's, and gone again when the
-command fails (nothing half-written is left behind to block the next run)."""
+"""The folders the package's commands write into, by one rule: a folder that does not exist yet or is empty, never
+another run's; gone again when the command fails (nothing half-written is left behind to block the next run)."""
 
 import shutil
 from collections.abc import Iterator
@@ -14,6 +14,15 @@ def check_new(path: Path, option: str = "--output-dir") -> None:
         raise FileExistsError(
             f"{path} already exists and is not empty; choose a new {option} (nothing is overwritten)."
         )
+
+
+def new_dataset_root(path: Path, option: str = "--root") -> Path:
+    """:func:`check_new` for a dataset LeRobot is about to create there (``LeRobotDataset.create`` makes the folder
+    itself and refuses an existing one): an empty folder is removed first."""
+    check_new(path, option)
+    if Path(path).is_dir():
+        Path(path).rmdir()
+    return Path(path)
 
 
 def new_output_dir(path: Path, option: str = "--output-dir") -> Path:

@@ -356,12 +356,12 @@ def test_the_analysis_states_the_scale_of_the_stored_single_seed_run():
 
 
 def test_every_figure_of_the_readmes_summary_is_in_a_stored_report():
-    """The README's "What it buys, measured" quotes stored runs only: each percentage with its interval (a success
+    """The README's "Results" quote stored runs only: each percentage with its interval (a success
     rate, or a share of the no-image-tokens bound) is a cell of a stored demo or benchmark report, each pointing ratio
     (one decimal) a cell of a demo report, and each speed or FLOP ratio (two decimals, with its interval where it
     has one) is in a stored benchmark report."""
     readme = (REPO_ROOT / "README.md").read_text()
-    summary = readme.split("## What it buys, measured")[1].split("\n## ")[0]
+    summary = readme.split("## Results")[1].split("\n## ")[0]
     demo_cells = {
         cell.strip()
         for path in (REPO_ROOT / "docs" / "demo").glob("*/report.md")

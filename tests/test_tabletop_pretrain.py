@@ -10,9 +10,9 @@ from safetensors.torch import load_file
 
 from lerobot_grids import compat
 from lerobot_grids.backbones import TINY_SMOLVLM
-from lerobot_grids.envs import tabletop_pretrain
 from lerobot_grids.envs.tabletop import COLOURS, INSTRUCTION, GridSTabletop
-from lerobot_grids.envs.tabletop_pretrain import (
+from lerobot_grids.evidence import tabletop_pretrain
+from lerobot_grids.evidence.tabletop_pretrain import (
     HEADS_FILE,
     METRICS_FILE,
     PRETRAIN_SEED,

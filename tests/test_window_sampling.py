@@ -132,8 +132,8 @@ def test_pointing_measures_an_in_tower_policy(tmp_path):
     import shutil
 
     from lerobot_grids.envs.tabletop import GridSTabletop
-    from lerobot_grids.envs.tabletop_pretrain import PRETRAINED_TABLETOP_SMOLVLA
     from lerobot_grids.evidence.pointing import pointing
+    from lerobot_grids.evidence.tabletop_pretrain import PRETRAINED_TABLETOP_SMOLVLA
     from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import SmolVLAGridsConfig
 
     dense = json.loads((PRETRAINED_TABLETOP_SMOLVLA / "config.json").read_text())

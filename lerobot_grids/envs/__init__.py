@@ -1,8 +1,9 @@
 """Simulated tasks as LeRobot env types: ``--env.type=grids_tabletop`` and ``--env.type=meta_world_cpu``.
 
-The tabletop task's modules: ``tabletop`` (the env and its scripted expert), ``configuration_tabletop``,
-``tabletop_dataset`` (the expert recorded into a LeRobotDataset) and ``tabletop_pretrain`` (the demo's
-pretrained base policy, trained on fresh scenes of the task).
+The tabletop task's modules: ``tabletop`` (the env and its scripted expert), ``configuration_tabletop`` and
+``tabletop_dataset`` (the expert recorded into a LeRobotDataset); Meta-World's: ``metaworld`` (LeRobot's env
+with CPU rendering options), ``configuration_metaworld`` and ``metaworld_dataset`` (the scripted experts recorded).
+The demo's base policy is pretrained in :mod:`lerobot_grids.evidence.tabletop_pretrain`.
 """
 
 import gymnasium as gym

@@ -16,6 +16,7 @@ from lerobot.utils.constants import ACTION, OBS_IMAGE, OBS_STATE
 from tqdm import tqdm
 
 from lerobot_grids.envs.metaworld import MetaWorldCPU
+from lerobot_grids.output_folder import new_dataset_root
 
 REPO_ID = "local/grids_metaworld"
 STATE_NAMES = ["x", "y", "z", "gripper"]
@@ -45,13 +46,9 @@ def record_metaworld_experts(
     episode_length: int = 200,
     progress: bool = True,
 ) -> tuple[LeRobotDataset, dict[str, int]]:
-    """Write a new dataset at ``root`` (which must not exist yet: nothing is ever overwritten); returns it and the
+    """Write a new dataset at ``root`` (a new or empty folder: nothing is ever overwritten); returns it and the
     number of expert episodes skipped per task (those that did not succeed)."""
-    root = Path(root)
-    if root.exists():
-        raise FileExistsError(
-            f"{root} already exists; choose a new folder for the dataset (nothing is overwritten)."
-        )
+    root = new_dataset_root(root)
     if episodes_per_task < 1 or not tasks:
         raise ValueError(
             f"Need at least one task and one episode per task, got {tasks} and {episodes_per_task}."

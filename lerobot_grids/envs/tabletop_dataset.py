@@ -14,6 +14,7 @@ from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 from tqdm import tqdm
 
 from lerobot_grids.envs.tabletop import GridSTabletop
+from lerobot_grids.output_folder import new_dataset_root
 
 STATE_NAMES = ["x", "y", "gripper"]
 REPO_ID = "local/grids_tabletop"
@@ -38,12 +39,8 @@ def record_expert_episodes(
     episode_length: int = 20,
     progress: bool = True,
 ) -> LeRobotDataset:
-    """Write a new dataset at ``root`` (which must not exist yet: nothing is ever overwritten)."""
-    root = Path(root)
-    if root.exists():
-        raise FileExistsError(
-            f"{root} already exists; choose a new folder for the dataset (nothing is overwritten)."
-        )
+    """Write a new dataset at ``root`` (a new or empty folder: nothing is ever overwritten)."""
+    root = new_dataset_root(root)
     if num_episodes < 1:
         raise ValueError(f"Need at least one episode, got {num_episodes}.")
     env = GridSTabletop(image_size=image_size, episode_length=episode_length)

@@ -42,7 +42,7 @@ class Benchmark:
         return ["default", *self.shifted_variants]
 
     def base_policy(self) -> Path:
-        from lerobot_grids.envs.tabletop_pretrain import PRETRAINED_TABLETOP_SMOLVLA
+        from lerobot_grids.evidence.tabletop_pretrain import PRETRAINED_TABLETOP_SMOLVLA
 
         return PRETRAINED_TABLETOP_SMOLVLA
 

@@ -9,7 +9,7 @@
    policy named in :func:`model_overrides` (by default the dense baseline, ``--policy.grids.sampler=dense`` with
    all 64 tokens per camera, and GridS with K = 16, 4 and 1 tokens per camera: paper Tab. 1 and 3), the same
    steps for each, once per training seed, each starting (``--policy.init_from``) from the pretrained base
-   policy that ships with the package (:mod:`lerobot_grids.envs.tabletop_pretrain`: a grounded tiny SmolVLM
+   policy that ships with the package (:mod:`lerobot_grids.evidence.tabletop_pretrain`: a grounded tiny SmolVLM
    and an action expert pretrained to reach, never to pick), as the paper's policies start from a
    pretrained SmolVLA;
 3. evaluates every policy with LeRobot's evaluation loop (``lerobot-eval``'s ``eval_main``) on each task, in
@@ -55,6 +55,7 @@ from lerobot_grids.evidence.benchmarks import BENCHMARKS, TABLETOP, Benchmark
 from lerobot_grids.evidence.pointing import pointing
 from lerobot_grids.evidence.statistics import seeds_and_episodes_interval, sign_flip_p_value
 from lerobot_grids.evidence.viz import load_policy
+from lerobot_grids.output_folder import check_new
 
 EVAL_SEED = 1000  # lerobot-eval's default; the dataset's scenes are seeds 0 .. episodes - 1
 # The base policy of runs stored before results.json named it (all made under LeRobot 0.4.4, transformers 4).
@@ -803,11 +804,13 @@ def run_demo(
             (output_dir / "run.json").write_text(
                 json.dumps({**stored, "models": models, "command": command}, indent=2)
             )
-    elif output_dir.exists():
-        raise FileExistsError(
-            f"{output_dir} already exists; choose a new --output-dir (nothing is overwritten), "
-            "or --resume to finish a run that was interrupted there."
-        )
+    else:
+        try:
+            check_new(output_dir)
+        except FileExistsError as error:
+            raise FileExistsError(
+                f"{error} Or --resume to finish a run that was interrupted there."
+            ) from None
     try:
         recipe_path = resolve_config(recipe)
     except FileNotFoundError as error:
@@ -815,7 +818,7 @@ def run_demo(
     dataset_root = output_dir / "dataset"
     if not resume:
         started = time.monotonic()
-        output_dir.mkdir(parents=True)
+        output_dir.mkdir(parents=True, exist_ok=True)
         benchmark.record(dataset_root, scale.episodes)
         plan.update(
             {

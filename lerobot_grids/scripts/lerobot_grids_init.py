@@ -23,6 +23,8 @@ from lerobot.policies.factory import make_policy
 from lerobot.utils.import_utils import register_third_party_plugins
 from lerobot.utils.utils import init_logging
 
+from lerobot_grids.output_folder import check_new
+
 
 @dataclass
 class InitPolicyConfig:
@@ -39,10 +41,7 @@ def make_policy_processors(config: PreTrainedConfig, dataset_stats: dict | None 
 
 @parser.wrap()
 def init_policy(cfg: InitPolicyConfig) -> Path:
-    if cfg.output_dir.exists():
-        raise FileExistsError(
-            f"{cfg.output_dir} already exists; choose a new folder (nothing is overwritten)."
-        )
+    check_new(cfg.output_dir, "--output_dir")
     meta = LeRobotDatasetMetadata(cfg.dataset.repo_id, root=cfg.dataset.root, revision=cfg.dataset.revision)
     policy = make_policy(cfg.policy, ds_meta=meta)
     policy.save_pretrained(cfg.output_dir)

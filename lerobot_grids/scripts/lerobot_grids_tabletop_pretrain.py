@@ -3,7 +3,7 @@
 Grounding (the tiny SmolVLM), then reach (the action expert), on fresh scenes of the tabletop task; writes
 a dense ``smolvla`` checkpoint with its processors into a new folder, for ``--policy.init_from``
 (``make pretrain``; ``lerobot_grids/assets/grids_tabletop_smolvla`` is the shipped one). The stages:
-:mod:`lerobot_grids.envs.tabletop_pretrain`.
+:mod:`lerobot_grids.evidence.tabletop_pretrain`.
 
 ``--transformers5-copy-of <checkpoint>`` instead writes a copy of a checkpoint pretrained under transformers 4
 (LeRobot 0.4.4) that computes the same under transformers 5 (LeRobot 0.5+); the shipped
@@ -13,7 +13,7 @@ a dense ``smolvla`` checkpoint with its processors into a new folder, for ``--po
 import argparse
 from pathlib import Path
 
-from lerobot_grids.envs.tabletop_pretrain import pretrain, write_transformers5_checkpoint
+from lerobot_grids.evidence.tabletop_pretrain import pretrain, write_transformers5_checkpoint
 from lerobot_grids.scripts import at_least
 
 
