@@ -44,7 +44,9 @@ Where the package patches or overrides LeRobot, on every version (nothing else o
   ``lerobot_grids.scripts.lerobot_grids_policy_server.allow_grids_policies`` (the async server's
   ``SUPPORTED_POLICIES`` and ``PolicyServer``, in that command's process only);
 - patched while a call runs: ``processor_pi0_grids.tokenizer_named`` (the ``TokenizerProcessorStep`` of LeRobot's
-  pi0 / pi0.5 processor factories, for the configured tokenizer);
+  pi0 / pi0.5 processor factories, for the configured tokenizer); :func:`card_validated_where_online`
+  (huggingface_hub's ``RepoCard.validate``, which LeRobot's ``generate_model_card`` calls, kept from failing
+  with the Hub offline);
 - a LeRobot object's class swapped: ``SmolVLMWithExpertGridSModel.add_grids`` (SmolVLA's backbone, for its
   ``embed_image``);
 - LeRobot methods overridden in our subclasses: ``GridSPolicyMixin`` (``from_pretrained``, the strict
@@ -57,13 +59,19 @@ Where the package patches or overrides LeRobot, on every version (nothing else o
 
 import importlib.metadata
 import importlib.util
+import inspect
+import logging
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from types import ModuleType
 
 import torch
+from huggingface_hub.errors import OfflineModeIsEnabled
+from huggingface_hub.repocard import RepoCard
+from lerobot.policies.pretrained import PreTrainedPolicy
 from packaging.version import Version
 
 LEROBOT_VERSION = Version(importlib.metadata.version("lerobot"))
@@ -114,6 +122,30 @@ def import_realsense_config():
     return module.RealSenseCameraConfig
 
 
+MODEL_CARD_TAKES_TRAIN_CONFIG = "cfg" in inspect.signature(PreTrainedPolicy.generate_model_card).parameters
+
+
+@contextmanager
+def card_validated_where_online() -> Iterator[None]:
+    """LeRobot's ``generate_model_card`` ends with ``card.validate()``, which posts the card to the Hub's
+    ``validate-yaml`` endpoint: with the Hub offline (``HF_HUB_OFFLINE=1``) it raises and no card can be written.
+    While the block runs, a card is validated where the Hub can be reached and kept unvalidated, with a warning,
+    where it is offline (huggingface_hub's ``RepoCard.validate``; nothing else changes)."""
+    validate = RepoCard.validate
+
+    def validated_where_online(card, repo_type=None):
+        try:
+            return validate(card, repo_type)
+        except OfflineModeIsEnabled:
+            logging.warning("The model card was not checked against the Hub's card rules: the Hub is offline.")
+
+    RepoCard.validate = validated_where_online
+    try:
+        yield
+    finally:
+        RepoCard.validate = validate
+
+
 def extend_free_model_card(section: Callable, config_classes: tuple[type, ...]) -> bool:
     """On LeRobot versions whose model card is the free function
     ``lerobot.common.train_utils.generate_model_card(model_cfg, ...)`` (LeRobot's main branch after 0.6.1),
@@ -130,9 +162,11 @@ def extend_free_model_card(section: Callable, config_classes: tuple[type, ...]) 
 
     @wraps(free_function)
     def generate_model_card(model_cfg, *args, **kwargs):
-        card = free_function(model_cfg, *args, **kwargs)
-        if isinstance(model_cfg, config_classes):
-            card.text += section(model_cfg)
+        if not isinstance(model_cfg, config_classes):
+            return free_function(model_cfg, *args, **kwargs)
+        with card_validated_where_online():
+            card = free_function(model_cfg, *args, **kwargs)
+        card.text += section(model_cfg)
         return card
 
     generate_model_card.extended_by_lerobot_grids = True

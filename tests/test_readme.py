@@ -119,8 +119,8 @@ def test_the_readmes_own_commands_and_import_exist(monkeypatch):
     (huggingface_hub's, for pushing a checkpoint later), and its Python import line works."""
     monkeypatch.setitem(sys.modules, "pyrealsense2", SimulatedRealSense({}))
     bin_dir = Path(sys.executable).parent
-    named = {command for command, *_ in commands(README) if command.startswith("lerobot")} | {"hf"}
-    assert "hf upload" in README
+    named = {command for command, *_ in commands(README) if command.startswith("lerobot") or command == "hf"}
+    assert {"hf", "lerobot-grids-model-card", "lerobot-grids-cameras"} <= named
     missing = {command for command in named if not (bin_dir / command).is_file()}
     assert missing <= ({"lerobot-rollout"} if compat.POLICY_ON_ROBOT_COMMAND != "lerobot-rollout" else set())
     (line,) = re.findall(r"`(from lerobot_grids\.policies\.\w+ import \w+)`", README)

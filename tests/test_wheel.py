@@ -61,13 +61,17 @@ def test_installed_commands_find_the_shipped_configs_from_any_folder(installed, 
     record = run_installed(installed, "lerobot-grids-configs", "record", cwd=tmp_path)
     record_path = Path(record.stdout.strip())
     assert record_path.is_file() and record_path.parent.parent.parent == Path(location.stdout.strip()).parent
-    # LeRobot's own parser reads it (as lerobot-record would) in the installed environment.
+    # LeRobot's own parser reads it (as lerobot-record would) in the installed environment; LeRobot 0.6's
+    # lerobot-record imports librealsense, which needs libusb (not on the test machines): an empty stand-in.
     parsed = run_installed(
         installed,
         "python",
         "-c",
         (
-            "import sys, draccus; from lerobot.scripts.lerobot_record import RecordConfig; import lerobot_grids.cameras; "
+            "import sys, types, importlib.machinery; stand_in = types.ModuleType('pyrealsense2'); "
+            "stand_in.__spec__ = importlib.machinery.ModuleSpec('pyrealsense2', None); "
+            "sys.modules['pyrealsense2'] = stand_in; import draccus; "
+            "from lerobot.scripts.lerobot_record import RecordConfig; import lerobot_grids.cameras; "
             "from lerobot.utils.import_utils import register_third_party_plugins; register_third_party_plugins(); "
             "config = draccus.parse(RecordConfig, config_path=sys.argv[1], args=['--dataset.repo_id=user/data', "
             "'--dataset.single_task=Pick up the cube.']); print(config.robot.type, sorted(config.robot.cameras))"
@@ -83,8 +87,11 @@ def test_installed_commands_find_the_shipped_configs_from_any_folder(installed, 
     assert again.returncode == 2 and "already exists" in again.stderr.splitlines()[-1]
 
 
-def test_installed_package_trains_a_shipped_recipe_outside_the_checkout(installed, tmp_path):
-    """The smoke recipe of docs/datasets.md, as written there, from a folder that is not the checkout."""
+def test_installed_package_trains_a_shipped_recipe_and_writes_its_card_outside_the_checkout(
+    installed, tmp_path
+):
+    """The smoke recipe of docs/datasets.md, as written there, from a folder that is not the checkout; then the
+    checkpoint's model card with the Hub offline."""
     dataset = run_installed(
         installed,
         "lerobot-grids-demo-dataset",
@@ -118,3 +125,12 @@ def test_installed_package_trains_a_shipped_recipe_outside_the_checkout(installe
     assert trained.returncode == 0, trained.stderr[-3000:]
     checkpoint = tmp_path / "outputs/train/so100_smoke/checkpoints/last/pretrained_model"
     assert (checkpoint / "model.safetensors").is_file()
+    # Its model card, written offline (HF_HUB_OFFLINE=1) into the folder for a later upload; never overwritten.
+    card = run_installed(installed, "lerobot-grids-model-card", str(checkpoint), cwd=tmp_path)
+    assert card.returncode == 0, card.stderr[-3000:]
+    text = (checkpoint / "README.md").read_text()
+    assert "datasets: local/so100_grids_demo" in text and "- grids" in text and "smolvla_grids" in text
+    assert "## GridS token pruning" in text and "| `num_tokens` | `16` |" in text
+    again = run_installed(installed, "lerobot-grids-model-card", str(checkpoint), cwd=tmp_path)
+    assert again.returncode == 2 and "README.md already exists" in again.stderr.splitlines()[-1]
+    assert (checkpoint / "README.md").read_text() == text

@@ -652,10 +652,12 @@ class GridSPolicyMixin:
     ) -> ModelCard:
         """LeRobot's card (0.4.4, 0.6.1), tagged ``grids``, with the GridS section (:func:`grids_card_section`;
         on LeRobot versions with a free ``generate_model_card`` the section is added there, see
-        :func:`lerobot_grids.compat.extend_free_model_card`)."""
-        card = super().generate_model_card(
-            dataset_repo_id, model_type, license, [*(tags or []), "grids"], **kwargs
-        )
+        :func:`lerobot_grids.compat.extend_free_model_card`); written offline too, unvalidated
+        (:func:`lerobot_grids.compat.card_validated_where_online`)."""
+        with compat.card_validated_where_online():
+            card = super().generate_model_card(
+                dataset_repo_id, model_type, license, [*(tags or []), "grids"], **kwargs
+            )
         card.text += grids_card_section(self.config)
         return card
 
@@ -682,3 +684,30 @@ def grids_card_section(config: PreTrainedConfig) -> str:
         "installed (`pip install lerobot_policy_grids`).\n\n"
         f"| GridS setting | value |\n|---|---|\n{settings}\n"
     )
+
+
+def write_model_card(checkpoint: Path) -> Path:
+    """The model card LeRobot writes when it pushes a policy (LeRobot's card with the GridS section), saved as
+    ``README.md`` in a GridS checkpoint folder (``.../pretrained_model``), so that the folder can be uploaded as it
+    is later (``hf upload``); works offline. The training run's ``train_config.json`` there names the dataset."""
+    from lerobot.configs.train import TrainPipelineConfig
+    from lerobot.policies.factory import get_policy_class
+
+    checkpoint = Path(checkpoint)
+    card_path = checkpoint / "README.md"
+    if card_path.exists():
+        raise FileExistsError(f"{card_path} already exists (nothing is overwritten).")
+    if not (checkpoint / "train_config.json").is_file():
+        raise FileNotFoundError(
+            f"{checkpoint} has no train_config.json: give the pretrained_model folder of a lerobot-train "
+            "checkpoint (outputs/train/<run>/checkpoints/<step>/pretrained_model)."
+        )
+    train_config = TrainPipelineConfig.from_pretrained(checkpoint)
+    policy = get_policy_class(train_config.policy.type).from_pretrained(checkpoint)
+    if not isinstance(policy, GridSPolicyMixin):
+        raise ValueError(f"{checkpoint} holds a {policy.config.type} policy, not a GridS one.")
+    config = policy.config
+    extra = {"cfg": train_config} if compat.MODEL_CARD_TAKES_TRAIN_CONFIG else {}
+    card = policy.generate_model_card(train_config.dataset.repo_id, config.type, config.license, config.tags, **extra)
+    card.save(str(card_path))
+    return card_path
