@@ -137,7 +137,9 @@ def card_validated_where_online() -> Iterator[None]:
         try:
             return validate(card, repo_type)
         except OfflineModeIsEnabled:
-            logging.warning("The model card was not checked against the Hub's card rules: the Hub is offline.")
+            logging.warning(
+                "The model card was not checked against the Hub's card rules: the Hub is offline."
+            )
 
     RepoCard.validate = validated_where_online
     try:

@@ -708,6 +708,8 @@ def write_model_card(checkpoint: Path) -> Path:
         raise ValueError(f"{checkpoint} holds a {policy.config.type} policy, not a GridS one.")
     config = policy.config
     extra = {"cfg": train_config} if compat.MODEL_CARD_TAKES_TRAIN_CONFIG else {}
-    card = policy.generate_model_card(train_config.dataset.repo_id, config.type, config.license, config.tags, **extra)
+    card = policy.generate_model_card(
+        train_config.dataset.repo_id, config.type, config.license, config.tags, **extra
+    )
     card.save(str(card_path))
     return card_path

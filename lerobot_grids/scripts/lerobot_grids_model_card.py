@@ -17,7 +17,9 @@ from lerobot_grids.policies.grids_policy import write_model_card
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("checkpoint", type=Path, help="a lerobot-train checkpoint's pretrained_model folder")
     args = parser.parse_args(argv)
     register_third_party_plugins()
