@@ -116,7 +116,9 @@ METAWORLD = Benchmark(
     title="Meta-World (`meta_world_cpu`)",
     recipe="smolvla_grids_metaworld",
     repo_id="local/grids_metaworld",
-    tasks=("reach-v3", "button-press-v3", "plate-slide-v3", "push-v3"),
+    # easy-group tasks whose object moves between episodes and is large in the image (pilot: reach's and push's
+    # goals, a few pixels at 224x224, were near the floor for dense; docs/metaworld.md)
+    tasks=("button-press-v3", "plate-slide-v3", "door-open-v3", "window-open-v3"),
     shifted_variants=("camera",),
     measures_pointing=False,
     image_size=224,

@@ -85,7 +85,7 @@ QUICK = DemoScale(
 )
 # Meta-World: four tasks in one dataset; each evaluation renders every step (about 40 steps/s at 224x224 on a core)
 METAWORLD_FULL = DemoScale(
-    episodes=50, steps=800, batch_size=32, ks=(16, 4, 1), eval_episodes=20, pointing_scenes=0, margin=5.0
+    episodes=50, steps=1600, batch_size=32, ks=(16, 4, 1), eval_episodes=20, pointing_scenes=0, margin=5.0
 )
 METAWORLD_QUICK = DemoScale(
     episodes=10, steps=200, batch_size=16, ks=(16, 4), eval_episodes=5, pointing_scenes=0, margin=15.0
