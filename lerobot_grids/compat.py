@@ -52,9 +52,13 @@ Where the package patches or overrides LeRobot, on every version (nothing else o
 - LeRobot methods overridden in our subclasses: ``GridSPolicyMixin`` (``from_pretrained``, the strict
   ``_load_as_safetensor``, ``generate_model_card``, ``_get_default_peft_targets``, ``_validate_peft_config``),
   ``SmolVLAGridsPolicy`` (``_get_action_chunk``, ``prepare_images``, ``forward``), ``PaliGemmaGridSPolicyMixin``
-  (``__init__``, ``load_pretrained_weights`` which skips pi0's key fixes, ``predict_action_chunk``,
-  ``_preprocess_images``, ``forward``), ``GridSPolicyServer.SendPolicyInstructions`` and
-  ``RealSenseByNameCamera._find_serial_number_from_name``.
+  (``__init__``, ``predict_action_chunk``, ``_preprocess_images``, ``forward``), both backbones' ``embed_image``,
+  ``GridSPolicyServer.SendPolicyInstructions``, ``RealSenseByNameCamera`` (``_find_serial_number_from_name``,
+  ``connect``) and ``MetaWorldCPU`` (``reset``, ``_format_raw_obs``);
+- private LeRobot code called: ``PI0Policy._fix_pytorch_state_dict_keys`` (dense pi0 weights, ``init_from``).
+
+``LEROBOT_OVERRIDES`` and ``LEROBOT_PATCHED_NAMES`` below hold the same as data; ``tests/test_compat.py`` checks
+each against the LeRobot installed.
 """
 
 import importlib.metadata
@@ -73,6 +77,53 @@ from huggingface_hub.errors import OfflineModeIsEnabled
 from huggingface_hub.repocard import RepoCard
 from lerobot.policies.pretrained import PreTrainedPolicy
 from packaging.version import Version
+
+# The list above as data, checked against the LeRobot installed by tests/test_compat.py: every LeRobot method one of
+# our classes overrides (LeRobot must still define it, with parameters our override accepts), and every name of
+# LeRobot's (or huggingface_hub's) we patch or swap (it must still exist where we replace it).
+LEROBOT_OVERRIDES = {
+    "lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids:SmolVLAGridsPolicy": (
+        "from_pretrained",
+        "_load_as_safetensor",
+        "generate_model_card",
+        "_get_default_peft_targets",
+        "_validate_peft_config",
+        "_get_action_chunk",
+        "prepare_images",
+        "forward",
+    ),
+    "lerobot_grids.policies.pi0_grids.modeling_pi0_grids:PI0GridsPolicy": (
+        "from_pretrained",
+        "_load_as_safetensor",
+        "generate_model_card",
+        "_get_default_peft_targets",
+        "_validate_peft_config",
+        "__init__",
+        "predict_action_chunk",
+        "_preprocess_images",
+        "forward",
+    ),
+    "lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids:SmolVLMWithExpertGridSModel": (
+        "embed_image",
+    ),
+    "lerobot_grids.policies.pi0_grids.paligemma_with_expert:PaliGemmaWithExpertGridSModel": ("embed_image",),
+    "lerobot_grids.scripts.lerobot_grids_policy_server:GridSPolicyServer": ("SendPolicyInstructions",),
+    "lerobot_grids.cameras.camera_realsense_by_name:RealSenseByNameCamera": (
+        "_find_serial_number_from_name",
+        "connect",
+    ),
+    "lerobot_grids.envs.metaworld:MetaWorldCPU": ("reset", "_format_raw_obs"),
+}
+LEROBOT_PATCHED_NAMES = (
+    "lerobot.policies.pi0.processor_pi0:make_pi0_pre_post_processors",  # route_family_processors, before 0.6.1
+    "lerobot.policies.pi0.processor_pi0:TokenizerProcessorStep",  # processor_pi0_grids.tokenizer_named
+    "lerobot.policies.pi05.processor_pi05:TokenizerProcessorStep",  # the same, for pi05_grids
+    "lerobot.async_inference.constants:SUPPORTED_POLICIES",  # allow_grids_policies
+    "lerobot.async_inference.policy_server:PolicyServer",  # allow_grids_policies
+    "huggingface_hub.repocard:RepoCard.validate",  # card_validated_where_online
+    # private LeRobot code called, not replaced: pi0's key fixes, applied to dense weights only (init_from)
+    "lerobot.policies.pi0.modeling_pi0:PI0Policy._fix_pytorch_state_dict_keys",
+)
 
 LEROBOT_VERSION = Version(importlib.metadata.version("lerobot"))
 PI_ON_STOCK_TRANSFORMERS = Version("0.5.0") <= LEROBOT_VERSION

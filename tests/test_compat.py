@@ -1,6 +1,8 @@
 """The LeRobot version differences (lerobot_grids.compat) and the features that depend on them."""
 
+import importlib
 import importlib.util
+import inspect
 import json
 import sys
 import types
@@ -10,6 +12,7 @@ import pytest
 from conftest import make_config
 from huggingface_hub import ModelCard
 from lerobot.policies.pi0 import modeling_pi0
+from simulated_hardware import SimulatedRealSense
 
 from lerobot_grids import compat
 from lerobot_grids.policies import GRIDS_CONFIGS, grids_policy
@@ -86,3 +89,59 @@ def test_model_card_section_on_lerobot_main_branch_free_function_form(monkeypatc
     assert ours.text.count("## GridS token pruning") == 1
     other = train_utils.generate_model_card(types.SimpleNamespace(type="act"))
     assert "GridS" not in other.text and rendered == ["smolvla_grids", "act"]
+
+
+def _lerobot_definition(our_class: type, method: str):
+    """The first class after ours in ``our_class``'s method resolution order that is not this package's and
+    defines ``method``: the LeRobot method we override."""
+    for base in our_class.__mro__[1:]:
+        if not base.__module__.startswith("lerobot_grids") and method in vars(base):
+            return base, vars(base)[method]
+    return None, None
+
+
+def _parameters(function) -> tuple[set[str], bool]:
+    function = getattr(function, "__func__", function)
+    parameters = inspect.signature(function).parameters.values()
+    takes_any = any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters)
+    named = {
+        parameter.name for parameter in parameters if parameter.kind is not inspect.Parameter.VAR_KEYWORD
+    }
+    return named - {"args"}, takes_any
+
+
+@pytest.mark.parametrize("our_class_path", sorted(compat.LEROBOT_OVERRIDES))
+def test_every_lerobot_method_we_override_is_still_lerobots_with_parameters_we_accept(
+    our_class_path, monkeypatch
+):
+    """compat.LEROBOT_OVERRIDES against the LeRobot installed: a renamed or removed method, or a parameter our
+    override would not accept, fails here instead of silently bypassing our override."""
+    module_name, class_name = our_class_path.split(":")
+    # LeRobot 0.6's RealSense camera imports librealsense (needs libusb): a simulated one
+    monkeypatch.setitem(
+        sys.modules, "pyrealsense2", sys.modules.get("pyrealsense2") or SimulatedRealSense({})
+    )
+    our_class = getattr(importlib.import_module(module_name), class_name)
+    for method in compat.LEROBOT_OVERRIDES[our_class_path]:
+        lerobot_class, lerobot_method = _lerobot_definition(our_class, method)
+        assert lerobot_class is not None, f"{class_name}.{method}: no LeRobot base class defines it any more"
+        ours, ours_takes_any = _parameters(getattr(our_class, method))
+        theirs, _ = _parameters(lerobot_method)
+        missing = set() if ours_takes_any else theirs - ours
+        assert not missing, (
+            f"{class_name}.{method}: LeRobot's {lerobot_class.__name__}.{method} takes {missing}"
+        )
+
+
+@pytest.mark.parametrize("name", compat.LEROBOT_PATCHED_NAMES)
+def test_every_name_we_patch_still_exists_where_we_patch_it(name, monkeypatch):
+    module_name, attribute_path = name.split(":")
+    monkeypatch.setitem(
+        sys.modules, "pyrealsense2", sys.modules.get("pyrealsense2") or SimulatedRealSense({})
+    )
+    target = importlib.import_module(module_name)
+    for attribute in attribute_path.split("."):
+        assert hasattr(target, attribute), (
+            f"{name}: gone from LeRobot; the patch that replaces it would do nothing"
+        )
+        target = getattr(target, attribute)
