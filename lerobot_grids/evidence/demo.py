@@ -58,8 +58,6 @@ from lerobot_grids.evidence.viz import load_policy
 from lerobot_grids.output_folder import check_new
 
 EVAL_SEED = 1000  # lerobot-eval's default; the dataset's scenes are seeds 0 .. episodes - 1
-# The base policy of runs stored before results.json named it (all made under LeRobot 0.4.4, transformers 4).
-STORED_RUNS_BASE_POLICY = "lerobot_grids/assets/grids_tabletop_smolvla"
 POINTING_RATIO = 3.0  # points on the named block at least this many times as often as random points
 SIGNIFICANCE = 0.05
 # Training and evaluation run on the GPU where there is one (the pointing measurement stays on the CPU).
@@ -355,35 +353,6 @@ def collect(output_dir: Path) -> dict:
     }
 
 
-def upgrade(results: dict) -> dict:
-    """A ``results.json`` of a run stored before runs had seeds and units (one seed, 1000) in today's form."""
-    if "runs" in results:
-        return results
-    runs = {
-        name: {
-            str(EVAL_SEED): {
-                "checkpoint": results["checkpoints"][name],
-                "tokens_per_camera": results["tokens_per_camera"][name],
-                "training": results["training"][name],
-                "success": results["success"][name],
-                **({"pointing": results["pointing"][name]} if name in results["pointing"] else {}),
-            }
-        }
-        for name in results["success"]
-    }
-    return {
-        **{
-            key: results[key]
-            for key in ("mode", "date", "command", "machine", "recipe", "scale", "success", "seconds")
-        },
-        "base_policy": results.get("base_policy", STORED_RUNS_BASE_POLICY),
-        "seeds": [EVAL_SEED],
-        "models": list(results["success"]),
-        "runs": runs,
-        "missing": [],
-    }
-
-
 def success_interval(results: dict, name: str, variant: str) -> tuple[float, float, float]:
     """Mean success over the policy's seeds and its 95% interval over seeds and episodes."""
     percents = [unit["success"][variant] for unit in results["runs"][name].values()]
@@ -481,8 +450,8 @@ def checks(results: dict, scale: DemoScale) -> list[dict]:
 
 
 def benchmark_of(results: dict) -> Benchmark:
-    """The suite a run was made on (runs stored before there were several: the tabletop)."""
-    return BENCHMARKS[results.get("benchmark", TABLETOP.name)]
+    """The suite a run was made on."""
+    return BENCHMARKS[results["benchmark"]]
 
 
 def plot(results: dict, output_dir: Path, pictures: dict[str, np.ndarray]) -> None:
@@ -725,26 +694,22 @@ def _scale(results: dict) -> DemoScale:
 
 
 def render(output_dir: Path) -> dict:
-    """Writes ``report.md`` and the plots of a run folder again from what it stored: its units (a run made
-    with units, finished or not; ``results.json`` is written too) or, for a run stored before units, its
-    ``results.json`` (left as it is)."""
+    """Writes ``report.md``, ``results.json`` and the plots of a run folder again from what it stored: its units
+    (a run made with units, finished or not) or, for a run stored before units, its ``results.json``."""
     if (output_dir / "run.json").is_file():
         results = collect(output_dir)
         if "dense" not in results["runs"]:
             raise ValueError(
                 f"{output_dir}: the dense baseline has not finished yet; the report compares with it."
             )
-        results["checks"] = checks(results, _scale(results))
-        (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    elif (output_dir / "results.json").is_file():
-        results = upgrade(json.loads((output_dir / "results.json").read_text()))
-        results["checks"] = checks(
-            results, _scale(results)
-        )  # today's checks; the stored file is left as it is
+    elif (output_dir / "results.json").is_file():  # a run stored before units: its results only
+        results = json.loads((output_dir / "results.json").read_text())
     else:
         raise FileNotFoundError(
             f"{output_dir} holds no lerobot-grids-demo run (no run.json or results.json)."
         )
+    results["checks"] = checks(results, _scale(results))
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     plot(results, output_dir, _pictures(output_dir, results))
     write_report(results, output_dir)
     return results
@@ -789,7 +754,6 @@ def run_demo(
         if not (output_dir / "run.json").is_file():
             raise FileNotFoundError(f"{output_dir} holds no lerobot-grids-demo run to resume (no run.json).")
         stored = json.loads((output_dir / "run.json").read_text())
-        stored.setdefault("benchmark", TABLETOP.name)  # runs stored before there were several suites
         differing = [key for key in plan if key != "models" and stored.get(key) != plan[key]]
         dropped = [name for name in stored["models"] if name not in models]
         if differing or dropped:
