@@ -125,27 +125,19 @@ def test_smolvla_vision_flops_match_a_hand_count_with_attention():
 
 
 def test_fake_and_real_tensors_count_the_same_flops():
-    fake = bench.benchmark(
-        "pi0_tiny",
-        ks=[2],
-        batch_sizes=[1],
-        train_batch_size=0,
-        repeats=1,
-        warmup=0,
-        device="cpu",
-        fake_flops=True,
-        latency=False,
-    )
-    real = bench.benchmark(
-        "pi0_tiny",
-        ks=[2],
-        batch_sizes=[1],
-        train_batch_size=0,
-        repeats=1,
-        warmup=0,
-        device="cpu",
-        fake_flops=False,
-        latency=False,
+    fake, real = (
+        bench.benchmark(
+            "pi0_tiny",
+            ks=[2],
+            batch_sizes=[1],
+            train_batch_size=0,
+            repeats=1,
+            warmup=0,
+            device="cpu",
+            fake_flops=fake_flops,
+            latency=False,
+        )
+        for fake_flops in (True, False)
     )
     assert fake["variants"] == real["variants"]
 

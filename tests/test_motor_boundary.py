@@ -3,12 +3,8 @@ our check, LeRobot's robot client), lerobot-eval, and the deployment command (le
 lerobot-rollout on 0.6) against the simulated arm."""
 
 import json
-import os
 import pickle
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,9 +22,10 @@ from test_so100_realsense import (  # noqa: F401 (fixtures)
     moved,
     ports,
     positions,
+    start_policy_server,
+    start_robot_client,
 )
 
-from lerobot_grids.configs import config_path
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 from lerobot_grids.scripts.lerobot_grids_policy_server import GridSPolicyServer, allow_grids_policies
 
@@ -140,23 +137,7 @@ def test_robot_client_gets_the_refusal_and_moves_nothing(arms, tmp_path, checkpo
         "observation.images.wrist"
     )
     (other / "config.json").write_text(json.dumps(config))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIMULATED_REALSENSE": BOTH_CAMERAS}
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("lerobot-grids-policy-server")),
-            "--host=127.0.0.1",
-            f"--port={port}",
-            "--fps=10",
-        ],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    server, port, env = start_policy_server(tmp_path)
     server_log = ""
     while (
         "started" not in server_log.lower() and server.poll() is None
@@ -166,26 +147,7 @@ def test_robot_client_gets_the_refusal_and_moves_nothing(arms, tmp_path, checkpo
     try:
         # After the refusal LeRobot's client returns from its main, but the connected robot's camera threads keep the
         # process alive: read its output until the refusal appears, then stop it.
-        client = subprocess.Popen(
-            [
-                sys.executable,
-                str(LAUNCHER),
-                "-m",
-                "lerobot.async_inference.robot_client",
-                f"--config_path={config_path('async_client')}",
-                f"--server_address=127.0.0.1:{port}",
-                f"--pretrained_name_or_path={other}",
-                "--actions_per_chunk=4",
-                "--fps=10",
-                f"--task={TASK}",
-                *ports(tmp_path, follower),
-            ],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        client = start_robot_client(tmp_path, follower, port, env, other)
         log, deadline = "", time.monotonic() + 120
         while "does not fit this robot" not in log and time.monotonic() < deadline and client.poll() is None:
             log += client.stdout.readline()

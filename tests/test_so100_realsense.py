@@ -617,12 +617,11 @@ def test_camera_check_says_which_camera_is_which_and_what_is_missing(tmp_path, w
     assert "set cameras: wrist: serial_number_or_name: to a connected camera's serial number" in result.stdout
 
 
-def test_async_server_and_robot_client_run_a_grids_policy_over_loopback(arms, tmp_path, checkpoint):
-    """LeRobot's robot client (SO-100 + cameras) and its policy server, started by our entry point."""
+def start_policy_server(tmp_path: Path) -> tuple[subprocess.Popen, int, dict]:
+    """Our policy server entry point on a free loopback port (LeRobot writes its logs/ to ``tmp_path``); returns it,
+    the port and the environment for the robot client."""
     import socket
-    import time
 
-    follower, _ = arms
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -635,11 +634,17 @@ def test_async_server_and_robot_client_run_a_grids_policy_over_loopback(arms, tm
             "--fps=10",
         ],
         env=env,
-        cwd=tmp_path,  # LeRobot writes logs/ to cwd
+        cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        text=True,
     )
-    client = subprocess.Popen(
+    return server, port, env
+
+
+def start_robot_client(tmp_path: Path, follower, port: int, env: dict, policy: Path) -> subprocess.Popen:
+    """LeRobot's robot client (the shipped async_client config: SO-100 and both cameras) asking for ``policy``."""
+    return subprocess.Popen(
         [
             sys.executable,
             str(LAUNCHER),
@@ -647,7 +652,7 @@ def test_async_server_and_robot_client_run_a_grids_policy_over_loopback(arms, tm
             "lerobot.async_inference.robot_client",
             f"--config_path={config_path('async_client')}",
             f"--server_address=127.0.0.1:{port}",
-            f"--pretrained_name_or_path={checkpoint}",
+            f"--pretrained_name_or_path={policy}",
             "--actions_per_chunk=4",
             "--fps=10",
             f"--task={TASK}",
@@ -657,7 +662,17 @@ def test_async_server_and_robot_client_run_a_grids_policy_over_loopback(arms, tm
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        text=True,
     )
+
+
+def test_async_server_and_robot_client_run_a_grids_policy_over_loopback(arms, tmp_path, checkpoint):
+    """LeRobot's robot client (SO-100 + cameras) and its policy server, started by our entry point."""
+    import time
+
+    follower, _ = arms
+    server, port, env = start_policy_server(tmp_path)
+    client = start_robot_client(tmp_path, follower, port, env, checkpoint)
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and len(follower.goal_writes[1]) < 3 and client.poll() is None:
@@ -665,8 +680,8 @@ def test_async_server_and_robot_client_run_a_grids_policy_over_loopback(arms, tm
     finally:
         client.terminate()
         server.terminate()
-        client_log = client.communicate(timeout=30)[0].decode()
-        server_log = server.communicate(timeout=30)[0].decode()
+        client_log = client.communicate(timeout=30)[0]
+        server_log = server.communicate(timeout=30)[0]
     assert len(follower.goal_writes[1]) >= 3, client_log[-3000:] + server_log[-3000:]
     assert "smolvla_grids" in server_log
     assert all(1000 <= goal <= 3000 for goals in follower.goal_writes.values() for goal in goals)
