@@ -521,17 +521,25 @@ def _seeds_text(seeds: list[int]) -> str:
 
 
 def write_report(results: dict, output_dir: Path) -> str:
-    """``report.md`` of results in today's form (:func:`upgrade`) with their ``checks``."""
-    scale, names, seeds = results["scale"], list(results["success"]), results["seeds"]
+    """``report.md`` of a run's results with their ``checks``: what was run, the success table, the per-task table,
+    where the sampler looks (the tabletop), the checks, the plots and the same evaluations as commands."""
     benchmark = benchmark_of(results)
-    variants, tasks = benchmark.variants, benchmark.tasks
-    n = scale["eval_episodes"]
-    interval = (
-        "95% Wilson intervals over the evaluation episodes"
-        if len(seeds) == 1
-        else "95% intervals over seeds and episodes (two-level bootstrap: seeds, then each seed's episodes, "
-        "resampled)"
-    )
+    lines = [
+        *_header_section(results, benchmark),
+        *_success_section(results, benchmark),
+        *(_per_task_section(results, benchmark) if benchmark.tasks else []),
+        *(_pointing_section(results, results["scale"]) if benchmark.measures_pointing else []),
+        *_checks_and_plots_section(results),
+        *_commands_section(results, benchmark),
+    ]
+    report = "\n".join(lines) + "\n"
+    (output_dir / "report.md").write_text(report)
+    return report
+
+
+def _header_section(results: dict, benchmark: Benchmark) -> list[str]:
+    """The title and what was run: command, dataset, training, evaluation; a partial run says so."""
+    scale, tasks, n = results["scale"], benchmark.tasks, results["scale"]["eval_episodes"]
     lines = [
         f"# GridS vs dense on {benchmark.title} ({results['mode']} run, {results['date']})",
         "",
@@ -542,8 +550,8 @@ def write_report(results: dict, output_dir: Path) -> str:
         )
         + ". "
         f"Training: `lerobot-train`, recipe `{results['recipe']}`, {scale['steps']} steps, batch {scale['batch_size']}, "
-        f"{_seeds_text(seeds)}, the same seeds for every policy, each starting from the pretrained base policy "
-        f"({benchmark.base_text}) (`--policy.init_from={results['base_policy']}`). "
+        f"{_seeds_text(results['seeds'])}, the same seeds for every policy, each starting from the pretrained base "
+        f"policy ({benchmark.base_text}) (`--policy.init_from={results['base_policy']}`). "
         "Evaluation: LeRobot's `lerobot-eval` loop, "
         f"{n} unseen scenes per variant{' and task' if tasks else ''} (seeds {EVAL_SEED}-{EVAL_SEED + n - 1})"
         + (f"; success is the mean over the {len(tasks)} tasks." if tasks else "."),
@@ -554,59 +562,75 @@ def write_report(results: dict, output_dir: Path) -> str:
             f"**Partial run**: not finished yet: {', '.join(results['missing'])}. Rows with fewer seeds "
             "say how many they have.",
         ]
-    lines += [
+    return lines
+
+
+def _success_cells(results: dict, name: str, variants: list[str]) -> str:
+    return " | ".join(
+        "{:.0f} [{:.0f}, {:.0f}]".format(*success_interval(results, name, variant)) for variant in variants
+    )
+
+
+def _success_section(results: dict, benchmark: Benchmark) -> list[str]:
+    """Success per policy and variant with its interval, training time, the blank-image floor."""
+    variants, seeds = benchmark.variants, results["seeds"]
+    interval = (
+        "95% Wilson intervals over the evaluation episodes"
+        if len(seeds) == 1
+        else "95% intervals over seeds and episodes (two-level bootstrap: seeds, then each seed's episodes, "
+        "resampled)"
+    )
+    lines = [
         "",
         "## Success rate (%)",
         "",
         "| policy | tokens per camera | " + " | ".join(variants) + " | training time |",
         "|---|---|" + "---|" * len(variants) + "---|",
     ]
-
-    def cells(name: str, variants: list[str]) -> str:
-        return " | ".join(
-            "{:.0f} [{:.0f}, {:.0f}]".format(*success_interval(results, name, variant))
-            for variant in variants
-        )
-
-    for name in names:
+    for name in results["success"]:
         units = list(results["runs"][name].values())
         seeds_done = "" if len(units) == len(seeds) else f" ({len(units)} of {len(seeds)} seeds)"
         minutes = np.mean([unit["training"]["seconds"] for unit in units]) / 60
         lines.append(
-            f"| {label(name)}{seeds_done} | {units[0]['tokens_per_camera']} | {cells(name, variants)} "
-            f"| {minutes:.1f} min |"
+            f"| {label(name)}{seeds_done} | {units[0]['tokens_per_camera']} | "
+            f"{_success_cells(results, name, variants)} | {minutes:.1f} min |"
         )
-    lines += [
-        f"| dense, images blanked (`blank` variant) | 0 | {cells('dense', ['blank'])} |"
+    return [
+        *lines,
+        f"| dense, images blanked (`blank` variant) | 0 | {_success_cells(results, 'dense', ['blank'])} |"
         + " |" * len(variants),
         "",
         f"Brackets: {interval}. {benchmark.shift_text}",
     ]
-    if tasks:
-        lines += [
-            "",
-            "## Success rate per task, in distribution (%, mean over seeds)",
-            "",
-            "| policy | " + " | ".join(tasks) + " |",
-            "|---|" + "---|" * len(tasks),
-        ]
-        lines += [
+
+
+def _per_task_section(results: dict, benchmark: Benchmark) -> list[str]:
+    """In-distribution success per task, mean over seeds (a suite of several tasks)."""
+    tasks = benchmark.tasks
+    return [
+        "",
+        "## Success rate per task, in distribution (%, mean over seeds)",
+        "",
+        "| policy | " + " | ".join(tasks) + " |",
+        "|---|" + "---|" * len(tasks),
+        *[
             f"| {label(name)} | "
             + " | ".join(
                 f"{np.mean([unit['success_by_task']['default'][task] for unit in results['runs'][name].values()]):.0f}"
                 for task in tasks
             )
             + " |"
-            for name in names
-        ]
-    if benchmark.measures_pointing:
-        lines += _pointing_section(results, scale)
-    lines += ["", "## Checks", ""]
+            for name in results["success"]
+        ],
+    ]
+
+
+def _checks_and_plots_section(results: dict) -> list[str]:
+    lines = ["", "## Checks", ""]
     lines += [
         f"- [{'x' if check['holds'] else ' '}] {check['claim']} ({check['numbers']})"
         for check in results["checks"]
     ]
-    first = {name: units[min(units, key=int)]["checkpoint"] for name, units in results["runs"].items()}
     pointed = [
         label(name) for name, units in results["runs"].items() if "pointing" in next(iter(units.values()))
     ]
@@ -620,22 +644,25 @@ def write_report(results: dict, output_dir: Path) -> str:
             "![points](points.png)",
             "",
         ]
-    lines += [
+    return lines
+
+
+def _commands_section(results: dict, benchmark: Benchmark) -> list[str]:
+    """``lerobot-eval`` lines that evaluate each policy's first-seed checkpoint as the run did."""
+    first = {name: units[min(units, key=int)]["checkpoint"] for name, units in results["runs"].items()}
+    return [
         "## The same evaluations from the command line",
         "",
         "```bash",
         *[
-            eval_command(Path(first[name]), benchmark, task, "default", n)
-            for name in names
-            for task in tasks or (None,)
+            eval_command(Path(first[name]), benchmark, task, "default", results["scale"]["eval_episodes"])
+            for name in results["success"]
+            for task in benchmark.tasks or (None,)
         ],
         "```",
         "",
         "(`--env.variant=` any of " + ", ".join([*benchmark.variants, "blank"]) + ".)",
     ]
-    report = "\n".join(lines) + "\n"
-    (output_dir / "report.md").write_text(report)
-    return report
 
 
 def _pointing_section(results: dict, scale: dict) -> list[str]:
