@@ -32,6 +32,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -469,24 +470,10 @@ def benchmark(
     options = {"dtype": dtype, "gradient_checkpointing": gradient_checkpointing}
     policy = build_policy(architecture, "meta" if fake_flops else device, **options)
     samplers = make_samplers(policy, ks, split_layers)
-    flop_device = "cpu" if fake_flops else device
-    with FakeTensorMode(allow_non_fake_inputs=True) if fake_flops else nullcontext():
-        if fake_flops:
-            on_fake_tensors(policy)
-            samplers = {name: on_fake_tensors(sampler) for name, sampler in samplers.items()}
-        one = make_inputs(policy, 1, flop_device)
-        for name, sampler in samplers.items():
-            policy.grids_backbone.use_sampler(sampler)
-            results["variants"][name] = {
-                "prefix_tokens": prefix_tokens(policy, one),
-                "flops_inference": count_flops(policy, one, training=False),
-                "flops_training_step": count_flops(policy, one, training=True),
-            }
-            policy.zero_grad(set_to_none=True)
+    results["variants"] = count_variants(policy, samplers, fake_flops, device)
     if not latency:
         return results
-
-    if fake_flops or compile_mode is not None:
+    if fake_flops or compile_mode is not None:  # timed on real tensors, compiled where asked
         policy = build_policy(architecture, device, compile_mode, **options)
         samplers = make_samplers(policy, ks, split_layers)
     results["environment"] = environment(device, getattr(torch, dtype), compile_mode)
@@ -509,43 +496,18 @@ def benchmark(
             warmup + repeats,
             len(samplers),
         )
-        started = time.monotonic()
         if kind in DEPLOYMENT:
             call = deployment_chunks[kind]
-        else:
+        else:  # the inputs of this measurement only (peak memory is measured per measurement)
             inputs = make_inputs(policy, batch_size, device)
-
-            def call(training=kind == "training", inputs=inputs):
-                if training:
-                    optimizer.zero_grad(set_to_none=True)
-                    training_loss(policy, inputs).backward()
-                    optimizer.step()
-                else:
-                    inference_call(policy, inputs)
-
-        peaks: dict[str, float] = {}
-
-        def with_sampler(name: str, call=call, peaks=peaks) -> Callable[[], None]:
-            def run():
-                policy.grids_backbone.use_sampler(samplers[name])
-                if device.startswith("cuda"):
-                    torch.cuda.reset_peak_memory_stats()
-                call()
-                if device.startswith("cuda"):
-                    peaks[name] = torch.cuda.max_memory_allocated() / 2**20
-
-            return run
-
-        times = time_rounds({name: with_sampler(name) for name in samplers}, repeats, warmup, device)
-        for name, values in times.items():
-            variant = results["variants"][name]
-            first, median, third = quartiles(values)
-            variant[f"seconds_{label}"], variant[f"seconds_iqr_{label}"] = median, [first, third]
-            variant[f"seconds_rounds_{label}"] = values
-            first, median, third = paired_speedup(times[DENSE], values)
-            variant[f"speedup_{label}"], variant[f"speedup_iqr_{label}"] = median, [first, third]
-            if device.startswith("cuda"):
-                variant[f"peak_memory_mb_{label}"] = peaks[name]
+            call = (
+                partial(_training_step, policy, inputs, optimizer)
+                if kind == "training"
+                else partial(_inference, policy, inputs)
+            )
+        started = time.monotonic()
+        for name, measured in time_variants(policy, samplers, call, label, repeats, warmup, device).items():
+            results["variants"][name].update(measured)
         speedups = [
             f"{name} {_speedup_cell(v, f'speedup_{label}')}"
             for name, v in results["variants"].items()
@@ -555,6 +517,80 @@ def benchmark(
             "%s %s done in %.0f s: %s", architecture, label, time.monotonic() - started, ", ".join(speedups)
         )
     return results
+
+
+def count_variants(policy: nn.Module, samplers: dict[str, nn.Module], fake_flops: bool, device: str) -> dict:
+    """Each variant's prefix tokens and FLOPs of an inference call and a training step at batch 1 (on fake
+    tensors where ``fake_flops``: no data, no memory, any model size)."""
+    counted = {}
+    with FakeTensorMode(allow_non_fake_inputs=True) if fake_flops else nullcontext():
+        if fake_flops:
+            on_fake_tensors(policy)
+            samplers = {name: on_fake_tensors(sampler) for name, sampler in samplers.items()}
+        one = make_inputs(policy, 1, "cpu" if fake_flops else device)
+        for name, sampler in samplers.items():
+            policy.grids_backbone.use_sampler(sampler)
+            counted[name] = {
+                "prefix_tokens": prefix_tokens(policy, one),
+                "flops_inference": count_flops(policy, one, training=False),
+                "flops_training_step": count_flops(policy, one, training=True),
+            }
+            policy.zero_grad(set_to_none=True)
+    return counted
+
+
+def _inference(policy: nn.Module, inputs: dict) -> None:
+    inference_call(policy, inputs)
+
+
+def _training_step(policy: nn.Module, inputs: dict, optimizer: torch.optim.Optimizer) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    training_loss(policy, inputs).backward()
+    optimizer.step()
+
+
+def _call_with_sampler(
+    policy: nn.Module, sampler: nn.Module, call: Callable[[], None], device: str, peaks: dict, name: str
+) -> None:
+    policy.grids_backbone.use_sampler(sampler)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    call()
+    if device.startswith("cuda"):
+        peaks[name] = torch.cuda.max_memory_allocated() / 2**20
+
+
+def time_variants(
+    policy: nn.Module,
+    samplers: dict[str, nn.Module],
+    call: Callable[[], None],
+    label: str,
+    repeats: int,
+    warmup: int,
+    device: str,
+) -> dict[str, dict]:
+    """``call`` timed with every variant's sampler in rotated rounds: per variant the median seconds with their
+    interquartile range and every round's, the speed-up against dense paired by round with its range, and on CUDA
+    the peak memory."""
+    peaks: dict[str, float] = {}
+    rounds = {
+        name: partial(_call_with_sampler, policy, sampler, call, device, peaks, name)
+        for name, sampler in samplers.items()
+    }
+    times = time_rounds(rounds, repeats, warmup, device)
+    measured = {}
+    for name, values in times.items():
+        first, median, third = quartiles(values)
+        low, speedup, high = paired_speedup(times[DENSE], values)
+        measured[name] = {
+            f"seconds_{label}": median,
+            f"seconds_iqr_{label}": [first, third],
+            f"seconds_rounds_{label}": values,
+            f"speedup_{label}": speedup,
+            f"speedup_iqr_{label}": [low, high],
+            **({f"peak_memory_mb_{label}": peaks[name]} if device.startswith("cuda") else {}),
+        }
+    return measured
 
 
 def share_of_time_saved(
