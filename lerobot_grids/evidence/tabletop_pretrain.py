@@ -37,6 +37,7 @@ fine-tuned on.
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -318,6 +319,75 @@ def goal_error(
     return float((goals - torch.from_numpy(scenes["target_xy"])).norm(dim=-1).mean())
 
 
+@dataclass
+class FreshScenes:
+    """The pretraining's scenes: fresh ones each time (each scene seed is used once, from ``PRETRAIN_SEED`` on),
+    drawn with the run's one random generator."""
+
+    rng: np.random.Generator
+    next_seed: int = PRETRAIN_SEED
+
+    def take(self, count: int, frames: int | None, **options) -> dict:
+        self.next_seed += count
+        return record_scenes(self.next_seed - count, count, frames, self.rng, **options)
+
+    @property
+    def seen(self) -> int:
+        return self.next_seed - PRETRAIN_SEED
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """How a stage draws its batches: every ``refresh_every`` steps ``scenes_per_refresh`` fresh scenes of
+    ``frames_per_scene`` frames replace the pool that batches of ``batch_size`` are drawn from."""
+
+    batch_size: int
+    scenes_per_refresh: int
+    frames_per_scene: int
+    refresh_every: int
+    progress: bool
+
+
+def train_stage(
+    policy: SmolVLAPolicy,
+    parameters: list[nn.Parameter],
+    loss_of,
+    steps: int,
+    lr: float,
+    metrics_of,
+    desc: str,
+    scenes: FreshScenes,
+    options: StageOptions,
+    **scene_options,
+) -> list[dict]:
+    """``steps`` of AdamW with a one-cycle schedule (5% warm-up) on ``parameters`` only (the rest of the policy
+    frozen), on fresh scenes; returns the metrics (training and ``metrics_of()``) at 20 points of the stage."""
+    if steps == 0:
+        return []
+    for parameter in policy.parameters():
+        parameter.requires_grad_(False)
+    for parameter in parameters:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=steps, pct_start=max(0.05, 2 / steps)
+    )
+    history = []
+    policy.train()
+    for step in tqdm(range(steps), desc=desc, unit="step", disable=not options.progress):
+        if step % options.refresh_every == 0:
+            pool = scenes.take(options.scenes_per_refresh, options.frames_per_scene, **scene_options)
+        loss, metrics = loss_of(pool, scenes.rng.integers(0, len(pool["instruction"]), options.batch_size))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        schedule.step()
+        if (step + 1) % max(1, steps // 20) == 0 or step + 1 == steps:
+            history.append({"step": step + 1, "train": metrics, "validation": metrics_of()})
+    return history
+
+
 def pretrain(
     output_dir: Path,
     steps: int = 1500,
@@ -346,71 +416,36 @@ def pretrain(
         )
     output_dir = new_output_dir(output_dir)
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    scenes = FreshScenes(np.random.default_rng(seed))
+    options = StageOptions(batch_size, scenes_per_refresh, frames_per_scene, refresh_every, progress)
     started = time.monotonic()
-    next_seed = PRETRAIN_SEED
-
-    def fresh_scenes(count: int, frames: int | None, **options) -> dict:
-        nonlocal next_seed
-        next_seed += count
-        return record_scenes(next_seed - count, count, frames, rng, **options)
-
     policy = SmolVLAPolicy(tabletop_smolvla_config())
-    stats = task_stats(fresh_scenes(stats_scenes, None, instructions=(INSTRUCTION,)))
+    stats = task_stats(scenes.take(stats_scenes, None, instructions=(INSTRUCTION,)))
     preprocessor, postprocessor = make_pre_post_processors(policy.config, dataset_stats=stats)
     grounding = TabletopGrounding(policy, preprocessor)
-    validation = fresh_scenes(validation_scenes, 1)
-    reach_validation = fresh_scenes(validation_scenes, 1, instructions=(TOUCH_INSTRUCTION,), touch=True)
-
-    def train(
-        parameters: list[nn.Parameter],
-        loss_of,
-        stage_steps: int,
-        stage_lr: float,
-        metrics_of,
-        desc: str,
-        **scene_options,
-    ) -> list[dict]:
-        if stage_steps == 0:
-            return []
-        for parameter in policy.parameters():
-            parameter.requires_grad_(False)
-        for parameter in parameters:
-            parameter.requires_grad_(True)
-        optimizer = torch.optim.AdamW(parameters, lr=stage_lr, weight_decay=0.01)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=stage_lr, total_steps=stage_steps, pct_start=max(0.05, 2 / stage_steps)
-        )  # 5% warm-up
-        history = []
-        policy.train()
-        for step in tqdm(range(stage_steps), desc=desc, unit="step", disable=not progress):
-            if step % refresh_every == 0:
-                pool = fresh_scenes(scenes_per_refresh, frames_per_scene, **scene_options)
-            loss, metrics = loss_of(pool, rng.integers(0, len(pool["instruction"]), batch_size))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimizer.step()
-            optimizer.zero_grad()
-            schedule.step()
-            if (step + 1) % max(1, stage_steps // 20) == 0 or step + 1 == stage_steps:
-                history.append({"step": step + 1, "train": metrics, "validation": metrics_of()})
-        return history
-
-    grounding_history = train(
+    validation = scenes.take(validation_scenes, 1)
+    reach_validation = scenes.take(validation_scenes, 1, instructions=(TOUCH_INSTRUCTION,), touch=True)
+    grounding_history = train_stage(
+        policy,
         grounding.trained_parameters(),
         grounding,
         steps,
         lr,
         lambda: validate(grounding, validation),
         "Pretraining 1/2: grounding the tiny SmolVLM",
+        scenes,
+        options,
     )
-    reach_history = train(
+    reach_history = train_stage(
+        policy,
         expert_parameters(policy),
         lambda pool, index: policy.forward(policy_batch(pool, index, preprocessor)),
         reach_steps,
         reach_lr,
         lambda: {"goal_error": goal_error(policy, preprocessor, postprocessor, reach_validation)},
         "Pretraining 2/2: reach, action expert",
+        scenes,
+        options,
         instructions=(TOUCH_INSTRUCTION,),
         touch=True,
     )
@@ -426,7 +461,7 @@ def pretrain(
         "lr": lr,
         "reach_lr": reach_lr,
         "seed": seed,
-        "scenes_seen": next_seed - PRETRAIN_SEED,
+        "scenes_seen": scenes.seen,
         "first_scene_seed": PRETRAIN_SEED,
         "seconds": round(time.monotonic() - started),
         "history": grounding_history,
