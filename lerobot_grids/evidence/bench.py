@@ -464,6 +464,7 @@ def benchmark(
         "device": device,
         "repeats": repeats,
         "warmup": warmup,
+        "environment": None,  # what the times were taken on: recorded when anything is timed
         "variants": {},
     }
     # Fake tensors carry shapes and devices but no data: a model of any size is counted in no memory.
@@ -598,9 +599,10 @@ def share_of_time_saved(
 ) -> tuple[float, float, float] | None:
     """Quartiles over rounds of the share of the time that "no image tokens" saves which a variant saves too: per
     round, ``(t_dense - t_variant) / (t_dense - t_bound)`` (1.0: all of it; 0: none; negative: the variant was slower
-    than dense in that round). ``None`` for runs stored without the times of every round."""
+    than dense in that round). ``None`` where the times of every round are not stored (``null``: the first stored
+    runs kept medians only)."""
     key = f"seconds_rounds_{label}"
-    if any(key not in times for times in (variant, dense, bound)):
+    if any(times[key] is None for times in (variant, dense, bound)):
         return None
     return quartiles(
         [(d - v) / (d - b) for d, v, b in zip(dense[key], variant[key], bound[key], strict=True)]
@@ -608,11 +610,11 @@ def share_of_time_saved(
 
 
 def _speedup_cell(variant: dict, key: str) -> str:
-    """``1.23x [1.20, 1.25]``: the median speed-up and its interquartile range over rounds (runs stored before
-    the range was recorded: the median alone)."""
-    quartile_range = variant.get(key.replace("speedup_", "speedup_iqr_", 1))
+    """``1.23x [1.20, 1.25]``: the median speed-up and its interquartile range over rounds (the median alone where
+    the range is ``null``: the first stored runs)."""
+    quartile_range = variant[key.replace("speedup_", "speedup_iqr_", 1)]
     return f"{variant[key]:.2f}x" + (
-        f" [{quartile_range[0]:.2f}, {quartile_range[1]:.2f}]" if quartile_range else ""
+        f" [{quartile_range[0]:.2f}, {quartile_range[1]:.2f}]" if quartile_range is not None else ""
     )
 
 
@@ -676,7 +678,11 @@ def bound_table(results: dict) -> str | None:
     times of every round."""
     variants = results["variants"]
     dense, bound = variants[DENSE], variants[NO_IMAGE_TOKENS]
-    labels = [key.removeprefix("seconds_rounds_") for key in bound if key.startswith("seconds_rounds_")]
+    labels = [
+        key.removeprefix("seconds_rounds_")
+        for key, rounds in bound.items()
+        if key.startswith("seconds_rounds_") and rounds is not None
+    ]
     if not labels:
         return None
     rows = [
@@ -710,7 +716,7 @@ def plot_speedups(all_results: list[dict], path: Path) -> None:
             )
             medians = [v[f"speedup_inference_b{b}"] for b in sizes]
             ranges = [
-                v.get(f"speedup_iqr_inference_b{b}", [median, median])
+                v[f"speedup_iqr_inference_b{b}"] or [median, median]
                 for b, median in zip(sizes, medians, strict=True)
             ]
             errors = [

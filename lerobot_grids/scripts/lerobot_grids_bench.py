@@ -30,13 +30,13 @@ def write_report(output_dir: Path, command: str, all_results: list[dict]) -> str
             f"### {results['architecture']} ({results['device']}, {results['benchmark_minutes']} min)",
             "",
         ]
-        if "environment" in results:  # runs stored before it was recorded have none
+        if results["environment"] is not None:  # null: nothing timed (or the first stored runs: not recorded)
             env = results["environment"]
             report += [
                 f"torch {env['torch']}, CUDA {env['cuda'] or '-'}, Python {env['python']}, {env['device']}, "
                 f"{env['dtype']}, TF32 matmul/cuDNN {env['tf32_matmul']}/{env['tf32_cudnn']}, "
                 f"{env['threads']} threads, {'eager' if env['compile'] is None else env['compile']}"
-                f"{', gradient checkpointing' if env.get('gradient_checkpointing') else ''}; "
+                f"{', gradient checkpointing' if env['gradient_checkpointing'] else ''}; "
                 f"{results['repeats']} timed rounds after {results['warmup']} warm-up rounds, speed-ups: "
                 "median over rounds [interquartile range].",
                 "",
