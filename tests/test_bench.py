@@ -368,7 +368,9 @@ def test_share_of_time_saved_is_negative_for_a_variant_slower_than_dense(pi0_tin
     slower = {"seconds_rounds_inference_b1": [6.0] * 5}
     assert bench.share_of_time_saved(slower, dense, bound, "inference_b1") == (-1.0, -1.0, -1.0)
     # rounds stored as null (the first stored runs kept medians only)
-    assert bench.share_of_time_saved({"seconds_rounds_inference_b1": None}, dense, bound, "inference_b1") is None
+    assert (
+        bench.share_of_time_saved({"seconds_rounds_inference_b1": None}, dense, bound, "inference_b1") is None
+    )
     # Every round's times are stored, and the reported median is theirs.
     for variant in pi0_tiny_results["variants"].values():
         for label in ("inference_b1", "inference_b2", "training_step_b2"):
