@@ -125,3 +125,24 @@ def test_the_readmes_own_commands_and_import_exist(monkeypatch):
     assert missing <= ({"lerobot-rollout"} if compat.POLICY_ON_ROBOT_COMMAND != "lerobot-rollout" else set())
     (line,) = re.findall(r"`(from lerobot_grids\.policies\.\w+ import \w+)`", README)
     exec(line, {})  # the README's own import line
+
+
+def test_the_layout_page_names_every_command_and_the_readme_links_it():
+    """A reader finds every command of the package from the README's link to docs/layout.md."""
+    import configparser
+
+    setup = configparser.ConfigParser()
+    setup.read(REPO_ROOT / "setup.cfg")
+    commands_installed = [
+        line.split("=")[0].strip()
+        for line in setup["options.entry_points"]["console_scripts"].splitlines()
+        if line.strip()
+    ]
+    layout = (REPO_ROOT / "docs" / "layout.md").read_text()
+    unnamed = [
+        command
+        for command in commands_installed
+        if f"`{command}`" not in layout and f"`-{command.removeprefix('lerobot-grids-')}`" not in layout
+    ]
+    assert len(commands_installed) >= 12 and not unnamed, unnamed
+    assert "(docs/layout.md)" in README
