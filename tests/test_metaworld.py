@@ -21,7 +21,7 @@ from lerobot_grids.envs.metaworld import MetaWorldCPU
 from lerobot_grids.envs.metaworld_dataset import record_metaworld_experts
 from lerobot_grids.evidence import benchmarks
 from lerobot_grids.evidence.demo import DemoScale, run_demo
-from lerobot_grids.evidence.metaworld_rendering import main as rendering_check_main
+from lerobot_grids.scripts.lerobot_grids_metaworld_rendering import main as rendering_check_main
 
 TASK = "reach-v3"  # its expert succeeds in about 45 steps
 SMALL = {"image_size": 64, "episode_length": 60}

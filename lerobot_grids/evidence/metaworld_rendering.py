@@ -4,11 +4,9 @@ LeRobot's own (``lerobot.envs.metaworld``'s 480x480 camera, the model's 4096 sha
 is what ``--env.type=metaworld`` renders. Scenes are set by the reset seed, so each episode is the same scene under
 both renderings (a paired comparison).
 
-``python -m lerobot_grids.evidence.metaworld_rendering --checkpoint <policy> --output <new file.json>``
+The command: ``lerobot-grids-metaworld-rendering --checkpoint <policy> --output <new file.json>``.
 """
 
-import argparse
-import json
 import tempfile
 from pathlib import Path
 
@@ -16,7 +14,6 @@ from lerobot_grids.envs import MetaWorldCPUEnv
 from lerobot_grids.envs.metaworld import LEROBOT_RENDERING
 from lerobot_grids.evidence.benchmarks import METAWORLD
 from lerobot_grids.evidence.demo import evaluate
-from lerobot_grids.scripts import at_least
 
 
 def rendering_check(
@@ -44,26 +41,3 @@ def rendering_check(
         "renderings": settings,
         "success": success,
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--checkpoint", type=Path, required=True, help="a trained policy's pretrained_model folder"
-    )
-    parser.add_argument("--output", type=Path, required=True, help="new JSON file for the result")
-    parser.add_argument("--tasks", nargs="+", default=list(METAWORLD.tasks))
-    parser.add_argument("--episodes", type=at_least(1), default=5, help="per task and rendering")
-    parser.add_argument("--episode-length", type=at_least(1), default=METAWORLD.episode_length)
-    args = parser.parse_args(argv)
-    if args.output.exists():
-        parser.error(f"{args.output} already exists; choose a new file (nothing is overwritten).")
-    result = rendering_check(args.checkpoint, args.tasks, args.episodes, args.episode_length)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2))
-    for name, by_task in result["success"].items():
-        print(name, by_task)
-
-
-if __name__ == "__main__":
-    main()
