@@ -81,7 +81,12 @@ ARCHITECTURES: dict[str, Callable[[], SmolVLAGridsConfig | PI0GridsConfig]] = {
 
 
 class NoImageTokens(nn.Module):
-    """A sampler that keeps no token: the images reach the vision tower and stop there."""
+    """A sampler that keeps no token: the images reach the vision tower and stop there. It has a sampler's
+    interface (``config``: the backbone reads ``split_layer`` from it; none, the tower runs whole)."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = GridSConfig(sampler="dense")
 
     def forward(
         self,

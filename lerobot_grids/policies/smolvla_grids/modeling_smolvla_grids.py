@@ -67,9 +67,7 @@ class SmolVLMWithExpertGridSModel(GridSBackboneMixin, SmolVLMWithExpertModel):
     @property
     def split_layer(self) -> int | None:
         """The vision tower layers run on every patch before sampling inside it; ``None``: GridS samples its output."""
-        return getattr(
-            getattr(self.grids, "config", None), "split_layer", None
-        )  # the benchmark's NoImageTokens: none
+        return self.grids.config.split_layer
 
     def grid_hw(self, image_hw: tuple[int, int]) -> tuple[int, int]:
         """Token grid of the connector output for an image of ``image_hw``: the vision patches, merged by
