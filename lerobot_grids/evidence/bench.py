@@ -484,11 +484,7 @@ def benchmark(
         samplers = make_samplers(policy, ks, split_layers)
     results["environment"] = environment(device, getattr(torch, dtype), compile_mode)
     results["environment"]["gradient_checkpointing"] = gradient_checkpointing
-    measurements = [(f"inference_b{b}", b, "inference") for b in batch_sizes]
-    if train_batch_size:
-        measurements.append((f"training_step_b{train_batch_size}", train_batch_size, "training"))
-    if deployment:
-        measurements += [(label, 1, label) for label in DEPLOYMENT]
+    measurements = _measurements(batch_sizes, train_batch_size, deployment)
     deployment_chunks = deployment_calls(policy, device) if deployment else {}
     # Every parameter: a frozen one has no gradient and is skipped; the tower's layers after an in-tower split train.
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-6)
@@ -514,15 +510,28 @@ def benchmark(
         started = time.monotonic()
         for name, measured in time_variants(policy, samplers, call, label, repeats, warmup, device).items():
             results["variants"][name].update(measured)
-        speedups = [
-            f"{name} {_speedup_cell(v, f'speedup_{label}')}"
-            for name, v in results["variants"].items()
-            if name != DENSE
-        ]
-        logger.info(
-            "%s %s done in %.0f s: %s", architecture, label, time.monotonic() - started, ", ".join(speedups)
-        )
+        _log_speedups(architecture, label, time.monotonic() - started, results["variants"])
     return results
+
+
+def _measurements(
+    batch_sizes: list[int], train_batch_size: int | None, deployment: bool
+) -> list[tuple[str, int, str]]:
+    """What is timed, in order, as (label, batch size, kind): inference at each batch size, a training step,
+    and one action chunk as LeRobot's record loop and async server make it."""
+    measurements = [(f"inference_b{b}", b, "inference") for b in batch_sizes]
+    if train_batch_size:
+        measurements.append((f"training_step_b{train_batch_size}", train_batch_size, "training"))
+    if deployment:
+        measurements += [(label, 1, label) for label in DEPLOYMENT]
+    return measurements
+
+
+def _log_speedups(architecture: str, label: str, seconds: float, variants: dict) -> None:
+    speedups = [
+        f"{name} {_speedup_cell(v, f'speedup_{label}')}" for name, v in variants.items() if name != DENSE
+    ]
+    logger.info("%s %s done in %.0f s: %s", architecture, label, seconds, ", ".join(speedups))
 
 
 def count_variants(policy: nn.Module, samplers: dict[str, nn.Module], fake_flops: bool, device: str) -> dict:

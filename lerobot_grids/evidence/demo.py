@@ -385,68 +385,89 @@ def format_p(p_value: float | None) -> str:
 
 def checks(results: dict, scale: DemoScale) -> list[dict]:
     """The claims the report may make, each with whether this run's numbers support it (means over seeds)."""
-    success = results["success"]
-    dense, floor = success["dense"]["default"], success["dense"]["blank"]
-    learned = dense >= floor + 30
-    listed = [
-        {
-            "claim": "The task is learned: dense succeeds far above a policy that ignores the images "
-            "(the dense policy with the images blanked).",
-            "holds": learned,
-            "numbers": f"dense {dense:.0f}% vs blanked images {floor:.0f}% (needs 30 points more)",
-        }
+    learned = _learned_claim(results["success"])
+    return [
+        learned,
+        *_match_claims(results["success"], scale, learned["holds"]),
+        *_pointing_claims(results["runs"]),
+        *_ordering_claims(results["success"]),
     ]
+
+
+def _learned_claim(success: dict) -> dict:
+    dense, floor = success["dense"]["default"], success["dense"]["blank"]
+    return {
+        "claim": "The task is learned: dense succeeds far above a policy that ignores the images "
+        "(the dense policy with the images blanked).",
+        "holds": dense >= floor + 30,
+        "numbers": f"dense {dense:.0f}% vs blanked images {floor:.0f}% (needs 30 points more)",
+    }
+
+
+def _match_claims(success: dict, scale: DemoScale, learned: bool) -> list[dict]:
+    """Every GridS policy at K = 16 (K = 4) within the scale's margin (twice it) of dense, in distribution."""
+    dense = success["dense"]["default"]
+    listed = []
     for name in success:
         kind, k = _parse(name)
-        if kind != "dense" and k in (16, 4):
-            margin = scale.margin * (1 if k == 16 else 2)
-            listed.append(
-                {
-                    "claim": f"{label(name)} reaches the dense baseline's in-distribution success within {margin:.0f} "
-                    "points (shown only where the task is learned: two failures are no match).",
-                    "holds": learned and success[name]["default"] >= dense - margin,
-                    "numbers": f"{label(name)} {success[name]['default']:.0f}% vs dense {dense:.0f}%",
-                }
-            )
-    for name, units in results["runs"].items():
+        if kind == "dense" or k not in (16, 4):
+            continue
+        margin = scale.margin * (1 if k == 16 else 2)
+        listed.append(
+            {
+                "claim": f"{label(name)} reaches the dense baseline's in-distribution success within "
+                f"{margin:.0f} points (shown only where the task is learned: two failures are no match).",
+                "holds": learned and success[name]["default"] >= dense - margin,
+                "numbers": f"{label(name)} {success[name]['default']:.0f}% vs dense {dense:.0f}%",
+            }
+        )
+    return listed
+
+
+def _pointing_claims(runs: dict) -> list[dict]:
+    """Every measured policy's front-camera points on the named block, against random points."""
+    listed = []
+    for name, units in runs.items():
         if "pointing" not in next(iter(units.values())):
             continue
         rates = pooled_pointing(list(units.values()))
         ratio = rates["on_target"] / max(rates["random_on_target"], 1e-9)
         p_value = rates["p_value"]
+        if p_value is None:
+            p_text = "p not available: this run stored no per-scene counts"
+        else:
+            p_text = f"p {format_p(p_value)}" if p_value < 1e-4 else f"p = {format_p(p_value)}"
         listed.append(
             {
-                "claim": f"{label(name)}'s front-camera points lie on the named block at least {POINTING_RATIO:.0f}x as "
-                f"often as random points, significantly (one-sided p < {SIGNIFICANCE} over scenes).",
+                "claim": f"{label(name)}'s front-camera points lie on the named block at least "
+                f"{POINTING_RATIO:.0f}x as often as random points, significantly (one-sided p < "
+                f"{SIGNIFICANCE} over scenes).",
                 "holds": ratio >= POINTING_RATIO and p_value is not None and p_value < SIGNIFICANCE,
-                "numbers": f"{rates['on_target']:.1f}% vs {rates['random_on_target']:.1f}% of points ({ratio:.1f}x), "
-                + (
-                    "p not available: this run stored no per-scene counts"
-                    if p_value is None
-                    else f"p {format_p(p_value)}"
-                    if p_value < 1e-4
-                    else f"p = {format_p(p_value)}"
-                ),
+                "numbers": f"{rates['on_target']:.1f}% vs {rates['random_on_target']:.1f}% of points "
+                f"({ratio:.1f}x), {p_text}",
             }
         )
+    return listed
+
+
+def _ordering_claims(success: dict) -> list[dict]:
+    """GridS > top-k > random at K = 16, where the run trained all three (paper Tab. 10)."""
     grids_k16 = [
         name
         for name in success
         if _parse(name) in {(kind, 16) for kind in ("grids", "attention", "instructed")}
     ]
-    if grids_k16 and {"topk_k16", "random_k16"} <= set(success):
-        best = max(grids_k16, key=lambda name: success[name]["default"])
-        listed.append(
-            {
-                "claim": "At K=16 GridS beats top-k, which beats random tokens, in distribution (paper Tab. 10).",
-                "holds": success[best]["default"]
-                > success["topk_k16"]["default"]
-                > success["random_k16"]["default"],
-                "numbers": f"{label(best)} {success[best]['default']:.0f}%, top-k {success['topk_k16']['default']:.0f}%, "
-                f"random {success['random_k16']['default']:.0f}%",
-            }
-        )
-    return listed
+    if not grids_k16 or not {"topk_k16", "random_k16"} <= set(success):
+        return []
+    best = max(grids_k16, key=lambda name: success[name]["default"])
+    topk, random = success["topk_k16"]["default"], success["random_k16"]["default"]
+    return [
+        {
+            "claim": "At K=16 GridS beats top-k, which beats random tokens, in distribution (paper Tab. 10).",
+            "holds": success[best]["default"] > topk > random,
+            "numbers": f"{label(best)} {success[best]['default']:.0f}%, top-k {topk:.0f}%, random {random:.0f}%",
+        }
+    ]
 
 
 def benchmark_of(results: dict) -> Benchmark:
@@ -455,14 +476,37 @@ def benchmark_of(results: dict) -> Benchmark:
 
 
 def plot(results: dict, output_dir: Path, pictures: dict[str, np.ndarray]) -> None:
+    """``success.png`` (success per variant with intervals), ``loss.png`` (training loss, mean over seeds) and
+    ``points.png`` (each measured policy's pictures, one row each)."""
+    plt = _pyplot()
+    for name, draw in (("success.png", _plot_success), ("loss.png", _plot_loss)):
+        figure = draw(results)
+        figure.tight_layout()
+        figure.savefig(output_dir / name, dpi=110)
+        plt.close(figure)
+    if pictures:
+        rows = list(pictures.values())
+        width = max(row.shape[1] for row in rows)
+        rows = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows]
+        cv2.imwrite(
+            str(output_dir / "points.png"), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR)
+        )
+
+
+def _pyplot():
+    """Matplotlib's pyplot on the file backend (imported only where a run plots)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _plot_success(results: dict):
     benchmark = benchmark_of(results)
     names, variants = list(results["success"]), benchmark.variants
-    figure, axis = plt.subplots(figsize=(max(9, 1.3 * len(names) + 3), 4))
+    figure, axis = _pyplot().subplots(figsize=(max(9, 1.3 * len(names) + 3), 4))
     width = 0.8 / len(names)
     for index, name in enumerate(names):
         means, lows, highs = zip(
@@ -483,11 +527,11 @@ def plot(results: dict, output_dir: Path, pictures: dict[str, np.ndarray]) -> No
         title=f"lerobot-eval success on {benchmark.env_type} (95% intervals)",
     )
     axis.legend(fontsize=7, ncol=2)
-    figure.tight_layout()
-    figure.savefig(output_dir / "success.png", dpi=110)
-    plt.close(figure)
+    return figure
 
-    figure, axis = plt.subplots(figsize=(6, 4))
+
+def _plot_loss(results: dict):
+    figure, axis = _pyplot().subplots(figsize=(6, 4))
     for name, units in results["runs"].items():
         curves = [unit["training"]["losses"] for unit in units.values() if unit["training"]["losses"]]
         if curves:
@@ -499,17 +543,7 @@ def plot(results: dict, output_dir: Path, pictures: dict[str, np.ndarray]) -> No
         xlabel="step", ylabel="flow-matching loss (mean over seeds)", yscale="log", title="lerobot-train loss"
     )
     axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(output_dir / "loss.png", dpi=110)
-    plt.close(figure)
-
-    if pictures:
-        rows = list(pictures.values())
-        width = max(row.shape[1] for row in rows)
-        rows = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows]
-        cv2.imwrite(
-            str(output_dir / "points.png"), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR)
-        )
+    return figure
 
 
 def _seeds_text(seeds: list[int]) -> str:
@@ -769,32 +803,11 @@ def run_demo(
     kept, the others run, in the order of ``models``. ``models`` may add policies to a resumed run (never drop
     any): its plan and command become this call's."""
     models, seeds = list(models or default_models(scale)), list(seeds)
-    for name in models:
-        _parse(name)
-    if "dense" not in models:
-        raise ValueError("The demo compares with the dense baseline: include dense in --models.")
-    if len(set(models)) != len(models) or len(set(seeds)) != len(seeds):
-        raise ValueError(f"Repeated policy or seed in --models {models} / --seeds {seeds}.")
+    _check_models_and_seeds(models, seeds)
     recipe = str(recipe or benchmark.recipe)
     plan = json.loads(json.dumps(_plan(benchmark, scale, recipe, seeds, models)))  # as run.json stores it
     if resume:
-        if not (output_dir / "run.json").is_file():
-            raise FileNotFoundError(f"{output_dir} holds no lerobot-grids-demo run to resume (no run.json).")
-        stored = json.loads((output_dir / "run.json").read_text())
-        differing = [key for key in plan if key != "models" and stored.get(key) != plan[key]]
-        dropped = [name for name in stored["models"] if name not in models]
-        if differing or dropped:
-            differing += ["models"] if dropped else []
-            raise ValueError(
-                f"{output_dir} was started with another {', '.join(differing)} "
-                f"({', '.join(f'{key}={stored.get(key)}' for key in differing)}); resume it with the "
-                "same options (--models may add policies to it), or start a new run in a new "
-                "--output-dir."
-            )
-        if models != stored["models"]:  # policies added: the run is now the one this command would make
-            (output_dir / "run.json").write_text(
-                json.dumps({**stored, "models": models, "command": command}, indent=2)
-            )
+        _check_resumable(output_dir, plan, command)
     else:
         try:
             check_new(output_dir)
@@ -808,23 +821,7 @@ def run_demo(
         raise FileNotFoundError(f"--recipe: {error}") from None
     dataset_root = output_dir / "dataset"
     if not resume:
-        started = time.monotonic()
-        output_dir.mkdir(parents=True, exist_ok=True)
-        benchmark.record(dataset_root, scale.episodes)
-        plan.update(
-            {
-                "mode": {scale: "quick" if quick else "full" for (_, quick), scale in SCALES.items()}.get(
-                    scale, "custom-scale"
-                ),
-                "date": datetime.now().isoformat(timespec="seconds"),
-                "command": command,
-                "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-                f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-                + (f"GPU {torch.cuda.get_device_name()}" if DEVICE == "cuda" else "no GPU used"),
-                "dataset_seconds": time.monotonic() - started,
-            }
-        )
-        (output_dir / "run.json").write_text(json.dumps(plan, indent=2))
+        _start(output_dir, plan, benchmark, scale, command)
     # Seed by seed: after the first seed the run compares every policy already (a single-seed result).
     units = [
         (name, seed) for seed in seeds for name in models if not unit_path(output_dir, name, seed).is_file()
@@ -832,3 +829,57 @@ def run_demo(
     for name, seed in tqdm(units, desc="policies x seeds"):
         run_unit(name, seed, output_dir, dataset_root, scale, recipe_path, benchmark)
     return render(output_dir)
+
+
+def _check_models_and_seeds(models: list[str], seeds: list[int]) -> None:
+    for name in models:
+        _parse(name)
+    if "dense" not in models:
+        raise ValueError("The demo compares with the dense baseline: include dense in --models.")
+    if len(set(models)) != len(models) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"Repeated policy or seed in --models {models} / --seeds {seeds}.")
+
+
+def _check_resumable(output_dir: Path, plan: dict, command: str) -> None:
+    """Refuses to resume a run made with another plan; a resumed run that adds policies stores its new plan."""
+    if not (output_dir / "run.json").is_file():
+        raise FileNotFoundError(f"{output_dir} holds no lerobot-grids-demo run to resume (no run.json).")
+    stored = json.loads((output_dir / "run.json").read_text())
+    differing = [key for key in plan if key != "models" and stored.get(key) != plan[key]]
+    dropped = [name for name in stored["models"] if name not in plan["models"]]
+    if differing or dropped:
+        differing += ["models"] if dropped else []
+        raise ValueError(
+            f"{output_dir} was started with another {', '.join(differing)} "
+            f"({', '.join(f'{key}={stored.get(key)}' for key in differing)}); resume it with the "
+            "same options (--models may add policies to it), or start a new run in a new "
+            "--output-dir."
+        )
+    if plan["models"] != stored["models"]:  # policies added: the run is now the one this command would make
+        (output_dir / "run.json").write_text(
+            json.dumps({**stored, "models": plan["models"], "command": command}, indent=2)
+        )
+
+
+def _start(output_dir: Path, plan: dict, benchmark: Benchmark, scale: DemoScale, command: str) -> None:
+    """Records the demonstrations into ``output_dir/dataset`` and writes ``run.json``: the plan, the command and
+    the machine."""
+    started = time.monotonic()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    benchmark.record(output_dir / "dataset", scale.episodes)
+    modes = {shipped: "quick" if quick else "full" for (_, quick), shipped in SCALES.items()}
+    mode = modes.get(scale, "custom-scale")
+    machine = (
+        f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        + (f"GPU {torch.cuda.get_device_name()}" if DEVICE == "cuda" else "no GPU used")
+    )
+    run = {
+        **plan,
+        "mode": mode,
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "command": command,
+        "machine": machine,
+        "dataset_seconds": time.monotonic() - started,
+    }
+    (output_dir / "run.json").write_text(json.dumps(run, indent=2))

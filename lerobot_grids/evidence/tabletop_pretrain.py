@@ -450,9 +450,8 @@ def pretrain(
         touch=True,
     )
 
-    policy.save_pretrained(output_dir)
-    preprocessor.save_pretrained(output_dir)
-    postprocessor.save_pretrained(output_dir)
+    for saved in (policy, preprocessor, postprocessor):
+        saved.save_pretrained(output_dir)
     save_file(grounding.heads.state_dict(), output_dir / HEADS_FILE)
     results = {
         "steps": steps,

@@ -16,6 +16,7 @@ takes seconds.
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -133,7 +134,44 @@ def save_self_similarity(dense: Tensor, sampled: Tensor, path: Path, title: str)
     plt.close(figure)
 
 
+@dataclass
+class CameraFrame:
+    """What one camera's frame shows: the K points drawn on it, its retention map (eq. 5) and that map's mean,
+    and the dense and sampled tokens (for the self-similarity plot)."""
+
+    points_picture: np.ndarray
+    retention_picture: np.ndarray
+    retention_mean: float
+    dense_tokens: Tensor
+    sampled_tokens: Tensor
+
+
 @torch.no_grad()
+def read_frame(policy, batch: dict) -> dict[str, CameraFrame]:
+    """Each camera's :class:`CameraFrame` for one preprocessed frame, as the policy sees it."""
+    backbone, interpolation = policy.grids_backbone, policy.config.grids.interpolation
+    images = policy.model_images(batch)  # also sets the instruction context and image regions of the sampler
+    frames = {}
+    for camera, image, region in zip(
+        policy.config.image_features, images, backbone.image_regions, strict=False
+    ):
+        dense, grid_hw = backbone.dense_image_tokens(image)
+        tokens, points = backbone.sample_image(image, region)
+        # Eq. 5 compares the dense tokens with what was read from them (before coordinate encoding); for GridS
+        # inside the tower: with what a read of the dense tokens at its points would keep.
+        read = bilinear_sample(dense.view(1, *grid_hw, -1), points.to(dense.dtype), interpolation)
+        retention = information_retention(dense, read)[0]
+        picture = to_rgb(image[0])
+        frames[camera] = CameraFrame(
+            points_picture=draw_points(picture, points[0], grid_hw),
+            retention_picture=overlay_map(picture, retention, grid_hw),
+            retention_mean=retention.mean().item(),
+            dense_tokens=dense[0],
+            sampled_tokens=tokens[0],
+        )
+    return frames
+
+
 def visualise(
     source: str,
     output_dir: Path,
@@ -145,6 +183,8 @@ def visualise(
     fps: int = 10,
     video_backend: str | None = None,
 ) -> dict:
+    """Writes the module's pictures for ``episode`` of the dataset (by default the one ``source`` was trained on)
+    into ``output_dir``, a new folder, and returns ``summary.json``'s content."""
     output_dir = new_output_dir(output_dir)
     policy, preprocessor = load_policy(source, device)
     if repo_id is None:
@@ -153,49 +193,38 @@ def visualise(
     dataset = LeRobotDataset(repo_id, root=root, episodes=[episode], video_backend=video_backend)
     cameras = [key for key in policy.config.image_features if key in dataset.meta.camera_keys]
     frames = np.linspace(0, dataset.num_frames - 1, min(max_frames, dataset.num_frames)).round().astype(int)
-    backbone, interpolation = policy.grids_backbone, policy.config.grids.interpolation
-    drawn = {camera: [] for camera in cameras}
-    retained = {camera: [] for camera in cameras}
-    retention_means = {camera: [] for camera in cameras}
+    read = {camera: [] for camera in cameras}
     for index in frames:
-        batch = preprocessor(dataset[int(index)])
-        images = policy.model_images(
-            batch
-        )  # also sets the instruction context and image regions of the sampler
-        for (camera, image), region in zip(
-            zip(policy.config.image_features, images, strict=False), backbone.image_regions, strict=False
-        ):
-            dense, grid_hw = backbone.dense_image_tokens(image)
-            tokens, points = backbone.sample_image(image, region)
-            # Eq. 5 compares the dense tokens with what was read from them (before coordinate encoding); for GridS
-            # inside the tower: with what a read of the dense tokens at its points would keep.
-            read = bilinear_sample(dense.view(1, *grid_hw, -1), points.to(dense.dtype), interpolation)
-            retention = information_retention(dense, read)[0]
-            picture = to_rgb(image[0])
-            drawn[camera].append(draw_points(picture, points[0], grid_hw))
-            retained[camera].append(overlay_map(picture, retention, grid_hw))
-            retention_means[camera].append(retention.mean().item())
-            if index == frames[0]:
-                name = camera.removeprefix(f"{OBS_IMAGES}.")
-                save_self_similarity(
-                    dense[0], tokens[0], output_dir / f"self_similarity_{name}.png", f"{name}, frame {index}"
-                )
+        for camera, frame in read_frame(policy, preprocessor(dataset[int(index)])).items():
+            read[camera].append(frame)
     summary = {
         "checkpoint": source,
         "dataset": repo_id,
         "episode": episode,
         "frames": frames.tolist(),
         "grids": vars(policy.config.grids),
-        "cameras": {},
+        "cameras": {
+            camera: write_camera(read[camera], camera, output_dir, fps, frames[0]) for camera in cameras
+        },
     }
-    for camera in cameras:
-        name = camera.removeprefix(f"{OBS_IMAGES}.")
-        iio.imwrite(output_dir / f"points_{name}.mp4", np.stack(drawn[camera]), fps=fps, codec="libx264")
-        iio.imwrite(output_dir / f"points_{name}.png", strip(drawn[camera]))
-        iio.imwrite(output_dir / f"retention_{name}.png", strip(retained[camera]))
-        summary["cameras"][camera] = {
-            "retention_per_frame": retention_means[camera],
-            "retention_mean": float(np.mean(retention_means[camera])),
-        }
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def write_camera(
+    frames: list[CameraFrame], camera: str, output_dir: Path, fps: int, first_index: int
+) -> dict:
+    """One camera's video, strips and self-similarity plot (first frame); returns its retention summary."""
+    name = camera.removeprefix(f"{OBS_IMAGES}.")
+    drawn = [frame.points_picture for frame in frames]
+    iio.imwrite(output_dir / f"points_{name}.mp4", np.stack(drawn), fps=fps, codec="libx264")
+    iio.imwrite(output_dir / f"points_{name}.png", strip(drawn))
+    iio.imwrite(output_dir / f"retention_{name}.png", strip([frame.retention_picture for frame in frames]))
+    save_self_similarity(
+        frames[0].dense_tokens,
+        frames[0].sampled_tokens,
+        output_dir / f"self_similarity_{name}.png",
+        f"{name}, frame {first_index}",
+    )
+    means = [frame.retention_mean for frame in frames]
+    return {"retention_per_frame": means, "retention_mean": float(np.mean(means))}

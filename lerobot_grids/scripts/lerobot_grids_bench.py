@@ -55,8 +55,7 @@ def write_report(output_dir: Path, command: str, all_results: list[dict]) -> str
     return "\n".join(report)
 
 
-def run(argv: list[str]) -> Path:
-    """The command on ``argv`` (its options), in this process; returns the folder it wrote."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -128,6 +127,12 @@ def run(argv: list[str]) -> Path:
         metavar="RESULTS_JSON",
         help="measure nothing: write report.md and speedup.png again beside a stored results.json",
     )
+    return parser
+
+
+def run(argv: list[str]) -> Path:
+    """The command on ``argv`` (its options), in this process; returns the folder it wrote."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.render is not None:
         stored = json.loads(args.render.read_text())

@@ -17,7 +17,7 @@ from lerobot_grids.evidence.benchmarks import BENCHMARKS
 from lerobot_grids.evidence.demo import FULL, KINDS, SCALES, default_models, render, run_demo
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--benchmark",
@@ -67,6 +67,24 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="write the report and plots of a run folder again from what it stored, and exit",
     )
+    return parser
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as the run stores it: the options that change what is run (not where it is written)."""
+    return " ".join(
+        [
+            "lerobot-grids-demo",
+            *([f"--benchmark {args.benchmark}"] if args.benchmark != "tabletop" else []),
+            *(["--quick"] if args.quick else []),
+            *(["--seeds", *map(str, args.seeds)] if args.seeds != [1000] else []),
+            *(["--models", *args.models] if args.models else []),
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.render is not None:
         results = render(args.render)
@@ -75,20 +93,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.resume and args.output_dir is None:
             parser.error("--resume needs the --output-dir of the run to finish.")
         output_dir = args.output_dir or Path("outputs/demo") / datetime.now().strftime("%Y%m%d-%H%M%S")
-        command = " ".join(
-            [
-                "lerobot-grids-demo",
-                *([f"--benchmark {args.benchmark}"] if args.benchmark != "tabletop" else []),
-                *(["--quick"] if args.quick else []),
-                *(["--seeds", *map(str, args.seeds)] if args.seeds != [1000] else []),
-                *(["--models", *args.models] if args.models else []),
-            ]
-        )
         results = run_demo(
             output_dir,
             SCALES[args.benchmark, args.quick],
             args.recipe,
-            command,
+            command_line(args),
             args.seeds,
             args.models,
             args.resume,
