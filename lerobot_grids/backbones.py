@@ -2,7 +2,8 @@
 nothing downloaded).
 
 SmolVLA reads the backbone's config and processor (tokenizer) from ``vlm_model_name`` even with
-``--policy.load_vlm_weights=false``; pi0 reads its tokenizer from ``tokenizer_name``. Folders made by this module ship with the package:
+``--policy.load_vlm_weights=false``; pi0 reads its tokenizer from ``tokenizer_name``. Folders made by this
+module ship with the package:
 
 - ``tiny_smolvlm``: the SmolVLM architecture at toy width and depth, with a small byte-level BPE
   tokenizer trained here, for tests and the CPU demo. A 256x256 input (``--policy.
@@ -180,7 +181,8 @@ def write_backbone(folder: Path, config: SmolVLMConfig, tokenizer: PreTrainedTok
 
 
 def write_shipped_backbones(root: Path = BACKBONES_DIR) -> None:
-    """Write the three folders under ``root``; each must be new or empty (remove a shipped one to regenerate it)."""
+    """Write the three folders under ``root``; each must be new or empty (remove a shipped one to regenerate
+    it)."""
     for backbone in (TINY_SMOLVLM, SMOLVLM2_500M, TINY_PALIGEMMA_TOKENIZER):
         new_output_dir(Path(root) / backbone.name, "--root")
     tokenizer = tiny_smolvlm_tokenizer()

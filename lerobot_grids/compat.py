@@ -1,5 +1,5 @@
-"""Every difference between the LeRobot versions this package supports, and every place it patches or overrides
-LeRobot, in one place.
+"""Every difference between the LeRobot versions this package supports, and every place it patches or
+overrides LeRobot, in one place.
 
 LeRobot 0.4.4 is the last release for Python 3.10/3.11; 0.5/0.6 (Python >= 3.12) is what users run now.
 The rest of the package asks this module, never ``lerobot.__version__``:
@@ -43,22 +43,22 @@ Where the package patches or overrides LeRobot, on every version (nothing else o
   before 0.6.1), :func:`extend_free_model_card` (the free model card, where there is one), and
   ``lerobot_grids.scripts.lerobot_grids_policy_server.allow_grids_policies`` (the async server's
   ``SUPPORTED_POLICIES`` and ``PolicyServer``, in that command's process only);
-- patched while a call runs: ``processor_pi0_grids.tokenizer_named`` (the ``TokenizerProcessorStep`` of LeRobot's
-  pi0 / pi0.5 processor factories, for the configured tokenizer); :func:`card_validated_where_online`
-  (huggingface_hub's ``RepoCard.validate``, which LeRobot's ``generate_model_card`` calls, kept from failing
-  with the Hub offline);
+- patched while a call runs: ``processor_pi0_grids.tokenizer_named`` (the ``TokenizerProcessorStep`` of
+  LeRobot's pi0 / pi0.5 processor factories, for the configured tokenizer);
+  :func:`card_validated_where_online` (huggingface_hub's ``RepoCard.validate``, which LeRobot's
+  ``generate_model_card`` calls, kept from failing with the Hub offline);
 - a LeRobot object's class swapped: ``SmolVLMWithExpertGridSModel.add_grids`` (SmolVLA's backbone, for its
   ``embed_image``);
 - LeRobot methods overridden in our subclasses: ``GridSPolicyMixin`` (``from_pretrained``, the strict
   ``_load_as_safetensor``, ``generate_model_card``, ``_get_default_peft_targets``, ``_validate_peft_config``),
-  ``SmolVLAGridsPolicy`` (``_get_action_chunk``, ``prepare_images``, ``forward``), ``PaliGemmaGridSPolicyMixin``
-  (``__init__``, ``predict_action_chunk``, ``_preprocess_images``, ``forward``), both backbones' ``embed_image``,
-  ``GridSPolicyServer.SendPolicyInstructions``, ``RealSenseByNameCamera`` (``_find_serial_number_from_name``,
-  ``connect``) and ``MetaWorldCPU`` (``reset``, ``_format_raw_obs``);
+  ``SmolVLAGridsPolicy`` (``_get_action_chunk``, ``prepare_images``, ``forward``),
+  ``PaliGemmaGridSPolicyMixin`` (``__init__``, ``predict_action_chunk``, ``_preprocess_images``, ``forward``),
+  both backbones' ``embed_image``, ``GridSPolicyServer.SendPolicyInstructions``, ``RealSenseByNameCamera``
+  (``_find_serial_number_from_name``, ``connect``) and ``MetaWorldCPU`` (``reset``, ``_format_raw_obs``);
 - private LeRobot code called: ``PI0Policy._fix_pytorch_state_dict_keys`` (dense pi0 weights, ``init_from``).
 
-``LEROBOT_OVERRIDES`` and ``LEROBOT_PATCHED_NAMES`` below hold the same as data; ``tests/test_compat.py`` checks
-each against the LeRobot installed.
+``LEROBOT_OVERRIDES`` and ``LEROBOT_PATCHED_NAMES`` below hold the same as data; ``tests/test_compat.py``
+checks each against the LeRobot installed.
 """
 
 import importlib.metadata
@@ -78,9 +78,9 @@ from huggingface_hub.repocard import RepoCard
 from lerobot.policies.pretrained import PreTrainedPolicy
 from packaging.version import Version
 
-# The list above as data, checked against the LeRobot installed by tests/test_compat.py: every LeRobot method one of
-# our classes overrides (LeRobot must still define it, with parameters our override accepts), and every name of
-# LeRobot's (or huggingface_hub's) we patch or swap (it must still exist where we replace it).
+# The list above as data, checked against the LeRobot installed by tests/test_compat.py: every LeRobot method
+# one of our classes overrides (LeRobot must still define it, with parameters our override accepts), and every
+# name of LeRobot's (or huggingface_hub's) we patch or swap (it must still exist where we replace it).
 LEROBOT_OVERRIDES = {
     "lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids:SmolVLAGridsPolicy": (
         "from_pretrained",
@@ -115,7 +115,8 @@ LEROBOT_OVERRIDES = {
     "lerobot_grids.envs.metaworld:MetaWorldCPU": ("reset", "_format_raw_obs"),
 }
 LEROBOT_PATCHED_NAMES = (
-    "lerobot.policies.pi0.processor_pi0:make_pi0_pre_post_processors",  # route_family_processors, before 0.6.1
+    # route_family_processors, before 0.6.1
+    "lerobot.policies.pi0.processor_pi0:make_pi0_pre_post_processors",
     "lerobot.policies.pi0.processor_pi0:TokenizerProcessorStep",  # processor_pi0_grids.tokenizer_named
     "lerobot.policies.pi05.processor_pi05:TokenizerProcessorStep",  # the same, for pi05_grids
     "lerobot.async_inference.constants:SUPPORTED_POLICIES",  # allow_grids_policies
@@ -179,9 +180,9 @@ MODEL_CARD_TAKES_TRAIN_CONFIG = "cfg" in inspect.signature(PreTrainedPolicy.gene
 @contextmanager
 def card_validated_where_online() -> Iterator[None]:
     """LeRobot's ``generate_model_card`` ends with ``card.validate()``, which posts the card to the Hub's
-    ``validate-yaml`` endpoint: with the Hub offline (``HF_HUB_OFFLINE=1``) it raises and no card can be written.
-    While the block runs, a card is validated where the Hub can be reached and kept unvalidated, with a warning,
-    where it is offline (huggingface_hub's ``RepoCard.validate``; nothing else changes)."""
+    ``validate-yaml`` endpoint: with the Hub offline (``HF_HUB_OFFLINE=1``) it raises and no card can be
+    written. While the block runs, a card is validated where the Hub can be reached and kept unvalidated, with
+    a warning, where it is offline (huggingface_hub's ``RepoCard.validate``; nothing else changes)."""
     validate = RepoCard.validate
 
     def validated_where_online(card, repo_type=None):
@@ -228,12 +229,13 @@ def extend_free_model_card(section: Callable, config_classes: tuple[type, ...]) 
 
 
 def route_family_processors(module: ModuleType, name: str, config_class: type, own_factory: Callable) -> bool:
-    """Before 0.6.1 LeRobot's ``make_pre_post_processors`` hands every subclass of a family's config (``PI0Config``)
-    that family's processor factory, looked up as ``module.name`` when it is called (pi0's always tokenises with
-    ``google/paligemma-3b-pt-224``, so a plain ``lerobot-train --policy.type=pi0_grids`` would ignore
-    ``--policy.tokenizer_name``). Wrap it once so that a ``config_class`` config gets ``own_factory`` (the policy type's
-    own processors) and every other config LeRobot's; ``own_factory`` reaches LeRobot's through ``__wrapped__``
-    (:func:`inspect.unwrap`). Returns whether it did (0.6.1 finds ``make_<type>_pre_post_processors`` itself)."""
+    """Before 0.6.1 LeRobot's ``make_pre_post_processors`` hands every subclass of a family's config
+    (``PI0Config``) that family's processor factory, looked up as ``module.name`` when it is called (pi0's
+    always tokenises with ``google/paligemma-3b-pt-224``, so a plain ``lerobot-train --policy.type=pi0_grids``
+    would ignore ``--policy.tokenizer_name``). Wrap it once so that a ``config_class`` config gets
+    ``own_factory`` (the policy type's own processors) and every other config LeRobot's; ``own_factory``
+    reaches LeRobot's through ``__wrapped__`` (:func:`inspect.unwrap`). Returns whether it did (0.6.1 finds
+    ``make_<type>_pre_post_processors`` itself)."""
     family_factory = getattr(module, name)
     if PROCESSORS_BY_CONVENTION or getattr(family_factory, "routed_by_lerobot_grids", False):
         return not PROCESSORS_BY_CONVENTION
@@ -259,9 +261,10 @@ def patch_position_rows(patches: int, exact: bool) -> torch.Tensor:
 
 
 def smolvlm_checkpoint_for_transformers5(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A SmolVLA (or smolvla_grids) state dict trained under transformers 4, with the vision position embeddings
-    re-indexed so that transformers 5 computes exactly the features transformers 4 did, for images that fill
-    the vision tower's grid (``image_size`` of the backbone config). Other tensors are the same objects."""
+    """A SmolVLA (or smolvla_grids) state dict trained under transformers 4, with the vision position
+    embeddings re-indexed so that transformers 5 computes exactly the features transformers 4 did, for images
+    that fill the vision tower's grid (``image_size`` of the backbone config). Other tensors are the same
+    objects."""
     converted = dict(state_dict)
     for key, weight in state_dict.items():
         if key.endswith(POSITION_EMBEDDING_KEY):

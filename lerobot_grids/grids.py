@@ -32,11 +32,13 @@ class GridSConfig:
             ``random`` or ``topk`` (K tokens chosen uniformly at random or by largest L2 norm: the
             discrete baselines of Tab. 10 at the same budget).
         predictor: how ``grids`` predicts its points: ``mlp``, the paper's (an MLP of the pooled tokens,
-            eq. 1), or ``attention``, content-addressed (:class:`~lerobot_grids.point_predictors.AttentionPointPredictor`:
-            K learned queries attend over every token; a point is the attention-weighted mean of the token centres).
-        instruction: the predictor also sees the instruction (the policy's embedded language tokens, mean-pooled
-            over the prompt; given to ``forward`` as ``context``), so which object the instruction names can move
-            the points. Starts as the predictor without it (its weights start at zero).
+            eq. 1), or ``attention``, content-addressed
+            (:class:`~lerobot_grids.point_predictors.AttentionPointPredictor`: K learned queries attend over
+            every token; a point is the attention-weighted mean of the token centres).
+        instruction: the predictor also sees the instruction (the policy's embedded language tokens,
+        mean-pooled
+            over the prompt; given to ``forward`` as ``context``), so which object the instruction names can
+            move the points. Starts as the predictor without it (its weights start at zero).
         pooling: global pooling of the dense tokens before the ``mlp`` point predictor, eq. 1 (``mean``) or
             the global max pooling ablation of Tab. 12.
         interpolation: ``bilinear`` (eq. 2-3) or the ``nearest`` ablation of Tab. 12, which has no
@@ -45,10 +47,11 @@ class GridSConfig:
             switched off in the Tab. 12 ablation).
         predictor_hidden_dim: hidden width of the point-predicting MLP.
         coord_encoder_hidden_dim: hidden width of the coordinate encoder.
-        split_layer: sample inside the vision tower (``smolvla_grids`` only): its first ``split_layer`` layers run on
+        split_layer: sample inside the vision tower (``smolvla_grids`` only): its first ``split_layer`` layers
+        run on
             every patch, the points are predicted from their output, and the remaining layers run on the patch
-            windows read at the points only (:mod:`lerobot_grids.window_sampling`); ``None`` samples the tower's
-            output tokens (the paper's place).
+            windows read at the points only (:mod:`lerobot_grids.window_sampling`); ``None`` samples the
+            tower's output tokens (the paper's place).
     """
 
     num_tokens: int = 16
@@ -67,23 +70,25 @@ class GridSConfig:
         _check_choice("predictor", self.predictor, PREDICTORS)
         if self.sampler != "grids" and (self.predictor != "mlp" or self.instruction):
             raise ValueError(
-                f"GridS predictor={self.predictor!r} / instruction={self.instruction} choose how the grids sampler "
-                f"predicts its points; the {self.sampler!r} sampler predicts none. Use --policy.grids.sampler=grids."
+                f"GridS predictor={self.predictor!r} / instruction={self.instruction} choose how the grids "
+                f"sampler predicts its points; the {self.sampler!r} sampler predicts none. Use "
+                "--policy.grids.sampler=grids."
             )
         _check_choice("pooling", self.pooling, POOLINGS)
         _check_choice("interpolation", self.interpolation, INTERPOLATIONS)
         if self.num_tokens < 1:
             raise ValueError(
-                f"GridS num_tokens must be at least 1, got {self.num_tokens}. "
-                "Set --policy.grids.num_tokens to the number of tokens to keep per camera (paper: 16, 4 or 1)."
+                f"GridS num_tokens must be at least 1, got {self.num_tokens}. Set --policy.grids.num_tokens "
+                "to the number of tokens to keep per camera (paper: 16, 4 or 1)."
             )
         for name in ("predictor_hidden_dim", "coord_encoder_hidden_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"GridS {name} must be at least 1, got {getattr(self, name)}.")
         if self.split_layer is not None and (self.sampler != "grids" or self.split_layer < 0):
             raise ValueError(
-                f"GridS split_layer={self.split_layer} samples inside the vision tower after that many layers: it "
-                f"needs --policy.grids.sampler=grids (got {self.sampler!r}) and a layer count of 0 or more."
+                f"GridS split_layer={self.split_layer} samples inside the vision tower after that many "
+                f"layers: it needs --policy.grids.sampler=grids (got {self.sampler!r}) and a layer count of "
+                "0 or more."
             )
         inert = [
             name
@@ -96,13 +101,15 @@ class GridSConfig:
                 + "; ".join(
                     f"{name}={getattr(self, name)!r} has no effect ({READ_BY[name]})" for name in inert
                 )
-                + f" with sampler={self.sampler!r}, predictor={self.predictor!r}, coord_injection={self.coord_injection}."
-                f" Drop {' and '.join(f'--policy.grids.{name}' for name in inert)}, or choose the sampler that uses it."
+                + f" with sampler={self.sampler!r}, predictor={self.predictor!r}, "
+                f"coord_injection={self.coord_injection}."
+                f" Drop {' and '.join(f'--policy.grids.{name}' for name in inert)}, or choose the sampler "
+                "that uses it."
             )
 
     def settings_without_effect(self) -> list[str]:
-        """The settings this sampler never reads: set to anything but their default, they are refused (they would
-        be written to the config and the model card and change nothing)."""
+        """The settings this sampler never reads: set to anything but their default, they are refused (they
+        would be written to the config and the model card and change nothing)."""
         unused = {
             "dense": [
                 "num_tokens",
@@ -128,7 +135,8 @@ READ_BY = {
     "interpolation": "only sampler=grids reads between token centres",
     "coord_injection": "sampler=dense adds no coordinate embedding",
     "predictor_hidden_dim": "only sampler=grids predicts points",
-    "coord_encoder_hidden_dim": "the coordinate encoder exists only with coord_injection=true and a pruning sampler",
+    "coord_encoder_hidden_dim": "the coordinate encoder exists only with coord_injection=true and a pruning "
+    "sampler",
 }
 
 
@@ -162,10 +170,11 @@ def bilinear_sample(feature_map: Tensor, points: Tensor, mode: str = "bilinear")
 def grid_centres(grid_hw: tuple[int, int], device=None, dtype=None) -> Tensor:
     """``[H*W, 2]`` the ``(x, y)`` point of every token centre, in row-major token order.
 
-    Made once per grid, device and dtype and shared between calls (never change it in place); an ordinary tensor
-    even when first asked for under ``torch.inference_mode`` (LeRobot's acting paths), so that training can use it
-    after. Under ``torch.compile`` it is made in the graph, which keeps it as a constant; under a dispatch mode
-    (fake tensors, FLOP counting) it is made anew, so that no fake tensor is kept for later calls."""
+    Made once per grid, device and dtype and shared between calls (never change it in place); an ordinary
+    tensor even when first asked for under ``torch.inference_mode`` (LeRobot's acting paths), so that training
+    can use it after. Under ``torch.compile`` it is made in the graph, which keeps it as a constant; under a
+    dispatch mode (fake tensors, FLOP counting) it is made anew, so that no fake tensor is kept for later
+    calls."""
     if torch.compiler.is_compiling() or is_in_torch_dispatch_mode():
         return _grid_centres(tuple(grid_hw), device, dtype)
     return _cached_grid_centres(tuple(grid_hw), device, dtype)
@@ -191,7 +200,8 @@ Region = tuple[int, int, int, int]  # (top, bottom, left, right): token rows and
 def crop_to_region(
     tokens: Tensor, grid_hw: tuple[int, int], region: Region
 ) -> tuple[Tensor, tuple[int, int]]:
-    """``tokens [B, H*W, C]`` of an ``H x W`` grid cut to the rows and columns of ``region``, and the cut grid."""
+    """``tokens [B, H*W, C]`` of an ``H x W`` grid cut to the rows and columns of ``region``, and the cut
+    grid."""
     top, bottom, left, right = region
     height, width = grid_hw
     cut = tokens.reshape(tokens.shape[0], height, width, -1)[:, top : bottom + 1, left : right + 1]
@@ -245,9 +255,9 @@ class GridSampler(nn.Module):
     def __init__(
         self, dim: int, config: GridSConfig, context_dim: int | None = None, output_dim: int | None = None
     ):
-        """``dim``: width of the tokens the points are predicted from and read; ``context_dim``: of the instruction
-        (default ``dim``); ``output_dim``: of the tokens the coordinate embedding is added to (default ``dim``; they
-        differ when sampling inside a vision tower)."""
+        """``dim``: width of the tokens the points are predicted from and read; ``context_dim``: of the
+        instruction (default ``dim``); ``output_dim``: of the tokens the coordinate embedding is added to
+        (default ``dim``; they differ when sampling inside a vision tower)."""
         super().__init__()
         self.config = config
         self.dim = dim
@@ -307,10 +317,10 @@ class GridSampler(nn.Module):
         self, tokens: Tensor, grid_hw: tuple[int, int], context: Tensor | None, region: Region | None = None
     ) -> Tensor:
         """``[B, K, 2]`` the ``grids`` sampler's points, in the predictor's own dtype even under autocast
-        (``accelerate launch --mixed_precision``): bfloat16 would round a point by up to a few thousandths of the
-        image. With a ``region`` (the token rows and columns the camera's image covers; the rest is the padding
-        that made it square), the predictor sees the region's tokens only and its points stay inside it: no point
-        reads a padding row or column."""
+        (``accelerate launch --mixed_precision``): bfloat16 would round a point by up to a few thousandths of
+        the image. With a ``region`` (the token rows and columns the camera's image covers; the rest is the
+        padding that made it square), the predictor sees the region's tokens only and its points stay inside
+        it: no point reads a padding row or column."""
         if region is not None:
             cut, cut_hw = crop_to_region(tokens, grid_hw, region)
             return region_points_to_grid(self.predict_points(cut, cut_hw, context), grid_hw, region)
@@ -338,9 +348,10 @@ class GridSampler(nn.Module):
         context: Tensor | None = None,
         region: Region | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Sample ``tokens [B, H*W, C]`` of an ``H x W`` grid; ``context [B, C]``: the instruction, for a sampler
-        with ``instruction=True`` (ignored otherwise); ``region``: the token rows and columns the image covers
-        (``None``: all), outside which no pruning sampler reads (``dense`` passes every token, as the dense policy).
+        """Sample ``tokens [B, H*W, C]`` of an ``H x W`` grid; ``context [B, C]``: the instruction, for a
+        sampler with ``instruction=True`` (ignored otherwise); ``region``: the token rows and columns the
+        image covers (``None``: all), outside which no pruning sampler reads (``dense`` passes every token, as
+        the dense policy).
 
         Returns:
             ``(tokens [B, K, C], points [B, K, 2])``; for ``dense``, all ``H*W`` tokens unchanged and
@@ -385,8 +396,8 @@ class GridSampler(nn.Module):
         return sampled, points
 
     def embed_coordinates(self, sampled: Tensor, points: Tensor) -> Tensor:
-        """``sampled [B, K, C]`` with the coordinate encoder's embedding of their ``points`` added (§3.2), with
-        ``coord_injection``."""
+        """``sampled [B, K, C]`` with the coordinate encoder's embedding of their ``points`` added (§3.2),
+        with ``coord_injection``."""
         if not self.config.coord_injection:
             return sampled
         position = self.coord_encoder(points.to(self.coord_encoder[0].weight.dtype))

@@ -1,5 +1,6 @@
-"""The folders the package's commands write into, by one rule: a folder that does not exist yet or is empty, never
-another run's; gone again when the command fails (nothing half-written is left behind to block the next run)."""
+"""The folders the package's commands write into, by one rule: a folder that does not exist yet or is empty,
+never another run's; gone again when the command fails (nothing half-written is left behind to block the next
+run)."""
 
 import shutil
 from collections.abc import Iterator
@@ -17,8 +18,8 @@ def check_new(path: Path, option: str = "--output-dir") -> None:
 
 
 def new_dataset_root(path: Path, option: str = "--root") -> Path:
-    """:func:`check_new` for a dataset LeRobot is about to create there (``LeRobotDataset.create`` makes the folder
-    itself and refuses an existing one): an empty folder is removed first."""
+    """:func:`check_new` for a dataset LeRobot is about to create there (``LeRobotDataset.create`` makes the
+    folder itself and refuses an existing one): an empty folder is removed first."""
     check_new(path, option)
     if Path(path).is_dir():
         Path(path).rmdir()
@@ -34,8 +35,9 @@ def new_output_dir(path: Path, option: str = "--output-dir") -> Path:
 
 @contextmanager
 def output_folder(path: Path, option: str = "--output-dir") -> Iterator[Path]:
-    """:func:`new_output_dir` for the block; if the block fails, the folder is removed again with what the block wrote
-    into it (and the parent folders it needed, where they are left empty): only a run that finished leaves a folder."""
+    """:func:`new_output_dir` for the block; if the block fails, the folder is removed again with what the
+    block wrote into it (and the parent folders it needed, where they are left empty): only a run that
+    finished leaves a folder."""
     missing = [
         folder for folder in (Path(path).absolute(), *Path(path).absolute().parents) if not folder.exists()
     ]

@@ -2,8 +2,9 @@
 attention-weighted mean of the token centres (a spatial soft-argmax, as in deep visuomotor policies), so the
 points move with what is in the image. Pure torch.
 
-The paper's predictor (``GridSampler``'s ``mlp``) sees only the pooled tokens; this one sees every token, and with
-an instruction ``context`` its queries are shifted by it, so which block the instruction names can move the points.
+The paper's predictor (``GridSampler``'s ``mlp``) sees only the pooled tokens; this one sees every token, and
+with an instruction ``context`` its queries are shifted by it, so which block the instruction names can move
+the points.
 """
 
 import torch
@@ -11,13 +12,13 @@ from torch import Tensor, nn
 
 
 class AttentionPointPredictor(nn.Module):
-    """``[B, N, C]`` tokens of an ``H x W`` grid (and an optional ``[B, context_dim]`` context, ``context_dim``
-    defaulting to ``C``) in, ``[B, K, 2]`` points out.
+    """``[B, N, C]`` tokens of an ``H x W`` grid (and an optional ``[B, context_dim]`` context,
+    ``context_dim`` defaulting to ``C``) in, ``[B, K, 2]`` points out.
 
     ``score[k, j] = q_k . key(token_j) / sqrt(d) - |c_j - s_k|^2 / (2 sigma^2)``, softmax over ``j``, points
     ``p_k = sum_j w_kj c_j`` for token centres ``c_j``. The second term is a Gaussian prior around learned
-    anchors ``s_k`` (one token pitch ``sigma`` wide) that start at ``start_points``: training starts from spread
-    points, and the content term moves them. Differentiable end to end.
+    anchors ``s_k`` (one token pitch ``sigma`` wide) that start at ``start_points``: training starts from
+    spread points, and the content term moves them. Differentiable end to end.
     """
 
     def __init__(

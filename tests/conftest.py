@@ -109,8 +109,9 @@ def checkpoint(dataset_root, tmp_path_factory) -> Path:
 def changed_copy(
     checkpoint: Path, folder: Path, file: str | None = None, change=None, action_bias: float | None = None
 ) -> Path:
-    """A copy of a saved smolvla_grids ``checkpoint`` (processors included) in ``folder``, whose safetensors ``file``
-    is changed by ``change(tensors)``, and whose action head's output bias is ``action_bias`` if given."""
+    """A copy of a saved smolvla_grids ``checkpoint`` (processors included) in ``folder``, whose safetensors
+    ``file`` is changed by ``change(tensors)``, and whose action head's output bias is ``action_bias`` if
+    given."""
     shutil.copytree(checkpoint, folder)
     if file is not None:
         tensors = load_file(folder / file)
@@ -144,7 +145,8 @@ class FakeHub:
     """Answers the Hub's HTTP API as the real one would and keeps the files committed to each repo.
 
     huggingface_hub < 1.0 (LeRobot 0.4.4) talks through ``requests`` (intercepted with ``responses``), 1.x
-    (LeRobot 0.6) through ``httpx`` (a ``MockTransport`` given to its client factory): both reach :meth:`answer`.
+    (LeRobot 0.6) through ``httpx`` (a ``MockTransport`` given to its client factory): both reach
+    :meth:`answer`.
     """
 
     endpoint = "https://huggingface.co"

@@ -43,12 +43,13 @@ STALE_PACKET_S = 0.02  # an unfinished packet is dropped after this long without
 def answer_at_once() -> None:
     """Run the calling thread as servos answer: at once, whatever else the machine is doing.
 
-    LeRobot's Feetech driver (scservo_sdk) gives up on a reply after about 34 ms (its ``LATENCY_TIMER`` of 16 ms,
-    twice, plus 2). A servo answers in microseconds; a simulating thread of ordinary priority waits for a core behind
-    every busy process (with two cores and four busy loops, tens of milliseconds), and in the test process also for
-    Python's lock, which LeRobot's polling read loop takes back every few microseconds and hands over only after the
-    switch interval (5 ms). So the thread takes a real-time priority (SCHED_FIFO, as root: here and in CI), which
-    puts it on a core as soon as a packet arrives, and the process hands Python's lock over ten times sooner."""
+    LeRobot's Feetech driver (scservo_sdk) gives up on a reply after about 34 ms (its ``LATENCY_TIMER`` of 16
+    ms, twice, plus 2). A servo answers in microseconds; a simulating thread of ordinary priority waits for a
+    core behind every busy process (with two cores and four busy loops, tens of milliseconds), and in the test
+    process also for Python's lock, which LeRobot's polling read loop takes back every few microseconds and
+    hands over only after the switch interval (5 ms). So the thread takes a real-time priority (SCHED_FIFO, as
+    root: here and in CI), which puts it on a core as soon as a packet arrives, and the process hands Python's
+    lock over ten times sooner."""
     sys.setswitchinterval(0.0005)
     # not root: ordinary priority (on a busy machine a reply may then come too late)
     with contextlib.suppress(PermissionError):
@@ -62,10 +63,10 @@ def patient_serial_adapter() -> None:
     """Give the simulated servos a second more than LeRobot's Feetech driver waits for a status packet.
 
     LeRobot replaces scservo_sdk's reply window with its own, the packet's bytes plus 50 ms
-    (``lerobot.motors.feetech.feetech.patch_setPacketTimeout``, set on every ``FeetechMotorsBus``'s port when it is
-    made). A real servo answers in microseconds; here the answer comes from a thread of the test process, which on
-    a machine whose two cores are taken by other work can be kept from answering longer than that even at a
-    real-time priority, and LeRobot's reads do not retry. A packet that truly gets no reply
+    (``lerobot.motors.feetech.feetech.patch_setPacketTimeout``, set on every ``FeetechMotorsBus``'s port when
+    it is made). A real servo answers in microseconds; here the answer comes from a thread of the test
+    process, which on a machine whose two cores are taken by other work can be kept from answering longer than
+    that even at a real-time priority, and LeRobot's reads do not retry. A packet that truly gets no reply
     (``SimulatedFeetechBus.fail``) is still reported, a second later. Call it in every process that drives the
     simulated servos, before their buses are made: the test process, and the LeRobot commands it starts
     (``with_simulated_cameras.py``)."""
@@ -167,9 +168,9 @@ class SimulatedFeetechBus:
         self.encoders[motor_id] = (value + self._offset(motor_id)) % RESOLUTION
 
     def fail(self, motor_id: int, register: str | None = None, error: int = 0, times: int | None = 1) -> None:
-        """The next ``times`` replies of servo ``motor_id`` (to packets on ``register`` only, if given; ``None``:
-        all from now on) are lost (``error=0``) or carry ``error`` in their error byte; the servo still
-        executes what it was sent."""
+        """The next ``times`` replies of servo ``motor_id`` (to packets on ``register`` only, if given;
+        ``None``: all from now on) are lost (``error=0``) or carry ``error`` in their error byte; the servo
+        still executes what it was sent."""
         address = STS_SMS_SERIES_CONTROL_TABLE[register][0] if register else None
         self._faults.append({"id": motor_id, "address": address, "error": error, "times": times})
 
@@ -254,8 +255,8 @@ class SimulatedFeetechBus:
                 received = os.read(self._master, 1024)
             except OSError:
                 return
-            # As a servo's parser: a packet unfinished for longer than its bytes take (a writer that died mid-packet)
-            # is dropped, so that it cannot swallow the next one.
+            # As a servo's parser: a packet unfinished for longer than its bytes take (a writer that died
+            # mid-packet) is dropped, so that it cannot swallow the next one.
             now = time.monotonic()
             if buffer and now - last_byte_at > STALE_PACKET_S:
                 buffer = b""

@@ -1,6 +1,7 @@
-"""Every GridS policy type through LeRobot's async policy server (``lerobot-grids-policy-server``): loaded from a
-checkpoint as the server loads one, a robot observation in, ``actions_per_chunk`` actions out, as they reach the
-motors (after the checkpoint's postprocessor), and the same actions LeRobot's record loop would act on."""
+"""Every GridS policy type through LeRobot's async policy server (``lerobot-grids-policy-server``): loaded
+from a checkpoint as the server loads one, a robot observation in, ``actions_per_chunk`` actions out, as they
+reach the motors (after the checkpoint's postprocessor), and the same actions LeRobot's record loop would act
+on."""
 
 import pickle
 import time
@@ -38,7 +39,8 @@ def _checkpoint(policy_type, dataset_root, folder):
 
 
 def _raw_observation(features: dict) -> dict:
-    """What LeRobot's robot client sends: joint positions by name, camera frames (uint8, H x W x 3), the task."""
+    """What LeRobot's robot client sends: joint positions by name, camera frames (uint8, H x W x 3), the
+    task."""
     rng = np.random.default_rng(0)
     observation = {name: float(rng.uniform(-20, 20)) for name in features["observation.state"]["names"]}
     for key, feature in features.items():

@@ -16,8 +16,8 @@ from lerobot_grids.backbones import (
 
 @pytest.mark.skipif(
     Version(transformers.__version__) >= Version("5"),
-    reason="the shipped folders are written with transformers 4 (LeRobot 0.4.4's); transformers 5 writes processors "
-    "in another layout. Both load them: every smolvla_grids and pi0_grids test reads them.",
+    reason="the shipped folders are written with transformers 4 (LeRobot 0.4.4's); transformers 5 writes "
+    "processors in another layout. Both load them: every smolvla_grids and pi0_grids test reads them.",
 )
 def test_the_shipped_backbones_are_what_our_code_makes(tmp_path):
     write_shipped_backbones(tmp_path)

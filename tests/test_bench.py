@@ -98,7 +98,8 @@ def hand_count_tiny_smolvlm_vision(patches_per_layer: list[int], tokens: int) ->
     """FLOPs of ``tiny_smolvlm``'s vision tower on one 128x128 camera (8x8 patches of 16 pixels): the patch
     embedding of all 64 patches, per layer (over the patches it sees) the q/k/v/o projections, the MLP and the
     attention products QK^T and AV (SDPA, whose CPU kernel the counter does not know: counted through the math
-    backend), then the connector's projection of ``tokens`` 2x2 pixel-shuffled windows to the language model's width."""
+    backend), then the connector's projection of ``tokens`` 2x2 pixel-shuffled windows to the language model's
+    width."""
     width, mlp, patch, text_width = 32, 64, 16, 64
     layers = sum(
         4 * 2 * n * width * width + 2 * 2 * n * width * mlp + 2 * 2 * n * n * width for n in patches_per_layer
@@ -118,8 +119,8 @@ def test_smolvla_vision_flops_match_a_hand_count_with_attention():
         vision[name] = bench.count_flops(policy, inputs, training=False)["vision"]
     # SmolVLA's inference call embeds each of the two cameras once; GridS after the tower leaves it whole.
     assert vision["dense"] == vision["K=4"] == 2 * hand_count_tiny_smolvlm_vision([64, 64], tokens=16)
-    # Inside the tower after layer 1: its second layer sees the K windows' 4 patches each; with a point on every
-    # window (K=16 of the 4x4 token grid) that is every patch again.
+    # Inside the tower after layer 1: its second layer sees the K windows' 4 patches each; with a point on
+    # every window (K=16 of the 4x4 token grid) that is every patch again.
     assert vision["K=4 in-tower L=1"] == 2 * hand_count_tiny_smolvlm_vision([64, 16], tokens=4)
     assert vision["K=16 in-tower L=1"] == vision["dense"]
 
@@ -193,7 +194,8 @@ def test_command_writes_json_markdown_and_plot_and_never_overwrites(tmp_path):
         + " |"
         in report
     )
-    # On the console, a line as each measurement starts and ends: a long run on a CPU is not silent until it ends.
+    # On the console, a line as each measurement starts and ends: a long run on a CPU is not silent until it
+    # ends.
     starts = re.findall(r"smolvla_tiny (\w+) \((\d)/4\): 2 rounds of 3 variants", command.stderr)
     ends = re.findall(
         r"smolvla_tiny (\w+) done in \d+ s: K=2 [\d.]+x \[[\d.]+, [\d.]+\], no image tokens ", command.stderr
@@ -212,8 +214,9 @@ def test_command_writes_json_markdown_and_plot_and_never_overwrites(tmp_path):
 
 
 def test_compile_mode_times_policies_compiled_as_lerobot_compiles_them(monkeypatch):
-    """``--compile-mode``: the timed policy is built with ``compile_model`` and the mode (LeRobot's ``torch.compile``
-    of ``sample_actions`` and ``forward``), the FLOPs counted on an eager one; the run records the mode."""
+    """``--compile-mode``: the timed policy is built with ``compile_model`` and the mode (LeRobot's
+    ``torch.compile`` of ``sample_actions`` and ``forward``), the FLOPs counted on an eager one; the run
+    records the mode."""
     modes = []
     monkeypatch.setattr(torch, "compile", lambda function, *, mode=None, **_: modes.append(mode) or function)
     results = bench.benchmark(
@@ -290,10 +293,10 @@ def test_bad_numbers_are_refused_before_any_work(tmp_path, monkeypatch, capsys, 
     ],
 )
 def test_stored_reports_are_rendered_from_their_results_and_the_readme_quotes_them(tmp_path, run):
-    """``--render`` writes each stored run's report from its results.json alone; the stored report's tables are the
-    ones its results give; the benchmark tables
-    of docs/benchmarks.md are its rows, and its shares of the no-image-tokens bound where it stores them (the H100
-    table: speed-ups, and peak memory of a training step in GiB)."""
+    """``--render`` writes each stored run's report from its results.json alone; the stored report's tables
+    are the ones its results give; the benchmark tables
+    of docs/benchmarks.md are its rows, and its shares of the no-image-tokens bound where it stores them (the
+    H100 table: speed-ups, and peak memory of a training step in GiB)."""
     stored = REPO_ROOT / "docs" / "benchmarks" / run
     (tmp_path / "results.json").write_bytes((stored / "results.json").read_bytes())
     lerobot_grids_bench.run(["--render", str(tmp_path / "results.json")])
@@ -364,7 +367,8 @@ def test_share_of_time_saved_is_negative_for_a_variant_slower_than_dense(pi0_tin
     # saves 1, 2, 0, 2 s and loses 2 s: shares 0.5, 1, 0, 1, -1
     variant = {"seconds_rounds_inference_b1": [3.0, 2.0, 4.0, 2.0, 6.0]}
     assert bench.share_of_time_saved(variant, dense, bound, "inference_b1") == (0.0, 0.5, 1.0)
-    # Slower than dense every round: a negative share, where the bound's time over the variant's would read 50%.
+    # Slower than dense every round: a negative share, where the bound's time over the variant's would read
+    # 50%.
     slower = {"seconds_rounds_inference_b1": [6.0] * 5}
     assert bench.share_of_time_saved(slower, dense, bound, "inference_b1") == (-1.0, -1.0, -1.0)
     # rounds stored as null (the first stored runs kept medians only)

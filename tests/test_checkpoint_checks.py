@@ -26,8 +26,8 @@ def test_non_finite_statistics_are_refused_on_load_naming_file_and_key(checkpoin
 
 
 def test_an_action_that_unnormalises_to_infinity_is_not_handed_out(checkpoint, tmp_path, dataset_root):
-    """Finite statistics can still give the motors an infinite goal (float32 overflow): the check runs on the action
-    as the checkpoint's postprocessor unnormalises it, not only on the policy's normalised output."""
+    """Finite statistics can still give the motors an infinite goal (float32 overflow): the check runs on the
+    action as the checkpoint's postprocessor unnormalises it, not only on the policy's normalised output."""
     folder = changed_copy(
         checkpoint, tmp_path / CHANGED, POSTPROCESSOR_STATS, lambda t: t["action.std"].fill_(3e38)
     )
@@ -48,7 +48,8 @@ def test_an_action_that_unnormalises_to_infinity_is_not_handed_out(checkpoint, t
 
 
 def test_a_non_finite_policy_output_is_not_handed_out(checkpoint, dataset_root):
-    """NaN weights (the deployment command's refusal of a non-finite action is tested in test_motor_boundary)."""
+    """NaN weights (the deployment command's refusal of a non-finite action is tested in
+    test_motor_boundary)."""
     policy = SmolVLAGridsPolicy.from_pretrained(checkpoint)
     with torch.no_grad():
         policy.model.action_out_proj.bias.fill_(float("nan"))
@@ -137,7 +138,8 @@ def test_spread_is_finite_for_a_healthy_policy(dataset_root):
 
 
 def test_a_checkpoint_without_its_grids_section_is_refused(checkpoint, tmp_path):
-    """Loaded with default GridS settings it would run another sampler than the one trained (num_tokens 4 here)."""
+    """Loaded with default GridS settings it would run another sampler than the one trained (num_tokens 4
+    here)."""
     folder = changed_copy(checkpoint, tmp_path / CHANGED)
     written = json.loads((folder / "config.json").read_text())
     del written["grids"]
@@ -156,7 +158,8 @@ def test_a_checkpoint_without_its_grids_section_is_refused(checkpoint, tmp_path)
         ),
         (
             lambda b: b["observation.images.wrist"].mul_(255),
-            r"camera image 'observation.images.wrist' has values in \[[\d.]+, [\d.]+\]; .*divide 0-255 images by 255",
+            r"camera image 'observation.images.wrist' has values in \[[\d.]+, [\d.]+\]; "
+            r".*divide 0-255 images by 255",
         ),
         (
             lambda b: b["observation.images.front"].view(-1).__setitem__(0, float("inf")),
@@ -167,8 +170,9 @@ def test_a_checkpoint_without_its_grids_section_is_refused(checkpoint, tmp_path)
 def test_observations_a_policy_cannot_act_on_are_refused_naming_the_key(
     dataset_root, policy_type, change, message
 ):
-    """Before the model runs, on every path that acts (select_action: record, rollout, eval; predict_action_chunk:
-    the async server), not blamed on the checkpoint's weights as the output check would."""
+    """Before the model runs, on every path that acts (select_action: record, rollout, eval;
+    predict_action_chunk: the async server), not blamed on the checkpoint's weights as the output check
+    would."""
     policy = get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root))
     for act in (policy.select_action, policy.predict_action_chunk):
         batch = make_batch(policy.config, dataset_root)
@@ -231,8 +235,9 @@ def test_an_instruction_cut_at_the_tokenizer_limit_is_warned_once(dataset_root, 
 def test_a_batch_missing_a_camera_trains_as_lerobot_does_and_is_refused_when_acting(
     dataset_root, policy_type, missing, kept
 ):
-    """Fine-tuning on a rig with fewer cameras trains (the missing camera's points are absent, not a padded blank's);
-    acting refuses (select_action: record, rollout, eval; predict_action_chunk: the async server)."""
+    """Fine-tuning on a rig with fewer cameras trains (the missing camera's points are absent, not a padded
+    blank's); acting refuses (select_action: record, rollout, eval; predict_action_chunk: the async
+    server)."""
     policy = get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root))
     batch = make_batch(policy.config, dataset_root)
     del batch[f"observation.images.{missing}"]

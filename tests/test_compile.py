@@ -1,7 +1,8 @@
-"""Compiled paths: ``--policy.compile_model`` for both GridS types, and nothing in our code that splits a graph.
+"""Compiled paths: ``--policy.compile_model`` for both GridS types, and nothing in our code that splits a
+graph.
 
-Compiled here with the ``aot_eager`` backend: Dynamo's graph capture and AOT autograd, as inductor gets them, without
-inductor's code generation (minutes of C++ compilation on a CPU).
+Compiled here with the ``aot_eager`` backend: Dynamo's graph capture and AOT autograd, as inductor gets them,
+without inductor's code generation (minutes of C++ compilation on a CPU).
 """
 
 import pytest
@@ -31,8 +32,8 @@ def fresh_dynamo():
     ids=lambda options: "-".join(f"{k}={v}" for k, v in options.items()) or "paper",
 )
 def test_sampler_compiles_to_one_graph_forward_and_backward(options):
-    """``fullgraph=True`` refuses any graph break: every sampler option is one graph, with the same tokens, points
-    and gradients as eager."""
+    """``fullgraph=True`` refuses any graph break: every sampler option is one graph, with the same tokens,
+    points and gradients as eager."""
     torch.manual_seed(0)
     sampler = GridSampler(
         32, GridSConfig(**{"num_tokens": 4, **options} if options.get("sampler") != "dense" else options)
@@ -51,9 +52,9 @@ def test_sampler_compiles_to_one_graph_forward_and_backward(options):
 
 
 def test_grid_centres_are_made_once_and_serve_training_after_inference_mode():
-    """LeRobot acts under ``torch.inference_mode``; centres first made there must not be inference tensors, which
-    autograd refuses to save: a training step after an evaluation would fail. Centres made on fake tensors are
-    not kept."""
+    """LeRobot acts under ``torch.inference_mode``; centres first made there must not be inference tensors,
+    which autograd refuses to save: a training step after an evaluation would fail. Centres made on fake
+    tensors are not kept."""
     sampler = GridSampler(32, GridSConfig(num_tokens=4, predictor="attention"))
     grid = (3, 7)  # a grid no other test uses, so that it is first made here
     with torch.inference_mode():
@@ -86,9 +87,10 @@ def _model_inputs(policy, batch: dict) -> tuple:
 
 @pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids"])
 def test_lerobot_compile_model_acts_and_trains_as_eager(dataset_root, monkeypatch, policy_type):
-    """``--policy.compile_model=true --policy.compile_mode=...``: the policy's ``sample_actions`` and ``forward``
-    compiled as LeRobot's SmolVLA and pi0 compile them (our pi0 model does what LeRobot's does), with the mode given;
-    the action chunk, the loss and the sampler's gradients are the eager policy's, with the same weights and noise."""
+    """``--policy.compile_model=true --policy.compile_mode=...``: the policy's ``sample_actions`` and
+    ``forward`` compiled as LeRobot's SmolVLA and pi0 compile them (our pi0 model does what LeRobot's does),
+    with the mode given; the action chunk, the loss and the sampler's gradients are the eager policy's, with
+    the same weights and noise."""
     modes, compile_function = [], torch.compile
 
     def compile_for_the_test(function, *, mode=None, **_):
@@ -135,8 +137,8 @@ def test_lerobot_compile_model_acts_and_trains_as_eager(dataset_root, monkeypatc
 
 @pytest.mark.skipif(compat.PI_ON_STOCK_TRANSFORMERS, reason="LeRobot 0.5+ runs pi0's backbone forward itself")
 def test_pi0_backbone_forward_compiles_to_one_graph(dataset_root):
-    """Our pi0 backbone forward on LeRobot 0.4.4 (prefix pass with its cache, then two denoising steps written into
-    the cache's buffers) is one graph each, with eager's outputs."""
+    """Our pi0 backbone forward on LeRobot 0.4.4 (prefix pass with its cache, then two denoising steps written
+    into the cache's buffers) is one graph each, with eager's outputs."""
     torch.manual_seed(0)
     policy = get_policy_class("pi0_grids")(make_config("pi0_grids", dataset_root=dataset_root)).eval()
     model = policy.model
@@ -180,8 +182,8 @@ def test_pi0_backbone_forward_compiles_to_one_graph(dataset_root):
 def test_sampled_points_stay_one_record_per_camera_when_the_model_is_called_directly(
     dataset_root, policy_type
 ):
-    """A compiled ``sample_actions`` (or a benchmark) called again and again without the policy's batch handling
-    keeps one record per camera: the record does not grow."""
+    """A compiled ``sample_actions`` (or a benchmark) called again and again without the policy's batch
+    handling keeps one record per camera: the record does not grow."""
     policy = get_policy_class(policy_type)(
         make_config(policy_type, dataset_root=dataset_root, grids={"num_tokens": 4})
     ).eval()

@@ -98,9 +98,10 @@ def test_two_process_ddp_training_with_accelerate_launch(dataset_root, tmp_path,
     ids=lambda options: "-".join(f"{k}={v}" for k, v in options.items()) or "paper",
 )
 def test_every_sampler_parameter_gets_a_gradient(dataset_root, options):
-    """DDP needs every trainable parameter in the backward graph (LeRobot turns on ``find_unused_parameters``, which
-    costs a graph traversal per step, and without it an unused one is an error): each sampler option's parameters
-    all get a gradient, the nearest-token ablation's predictor a zero one (grid_sample's nearest mode)."""
+    """DDP needs every trainable parameter in the backward graph (LeRobot turns on ``find_unused_parameters``,
+    which costs a graph traversal per step, and without it an unused one is an error): each sampler option's
+    parameters all get a gradient, the nearest-token ablation's predictor a zero one (grid_sample's nearest
+    mode)."""
     from conftest import make_batch
 
     config = make_config(dataset_root=dataset_root, grids={"num_tokens": 4, **options})

@@ -183,7 +183,8 @@ def test_initial_points_are_spread_and_collapse_indicator_detects_collapse():
         ({"sampler": "fancy"}, "Unknown GridS sampler 'fancy'"),
         ({"pooling": "median"}, "Unknown GridS pooling 'median'"),
         ({"interpolation": "bicubic"}, "Unknown GridS interpolation 'bicubic'"),
-        # Settings that would have no effect in their combination (written to the config and the card, unread).
+        # Settings that would have no effect in their combination (written to the config and the card,
+        # unread).
         (
             {"predictor": "attention", "pooling": "max"},
             r"pooling='max' has no effect \(only the mlp predictor",
@@ -237,8 +238,9 @@ REGION_SAMPLERS = [
 
 @pytest.mark.parametrize("options", REGION_SAMPLERS)
 def test_no_sampler_reads_outside_the_image_region(options):
-    """A 4x6 grid whose top row and left column are padding (region rows 1-3, columns 1-5): whatever the padding
-    tokens hold (here large, to lure top-k), the samples and points are the same, and every point lies inside."""
+    """A 4x6 grid whose top row and left column are padding (region rows 1-3, columns 1-5): whatever the
+    padding tokens hold (here large, to lure top-k), the samples and points are the same, and every point lies
+    inside."""
     torch.manual_seed(0)
     sampler = GridSampler(8, GridSConfig(num_tokens=4, **options))
     tokens, context = torch.randn(3, 24, 8), torch.randn(3, 8)
@@ -255,7 +257,8 @@ def test_no_sampler_reads_outside_the_image_region(options):
 
 
 def test_points_pushed_to_the_edge_stop_at_the_regions_edge():
-    """The paper's predictor saturated towards the top-left corner reads the region's corner token, not padding."""
+    """The paper's predictor saturated towards the top-left corner reads the region's corner token, not
+    padding."""
     sampler = GridSampler(8, GridSConfig(num_tokens=2))
     with torch.no_grad():
         sampler.point_predictor[-1].bias.fill_(-30.0)

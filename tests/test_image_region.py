@@ -1,6 +1,6 @@
-"""Points on the image, never on the padding: a non-square camera is resized and padded to the backbone's square
-input by LeRobot's own preprocessing (SmolVLA pads the top or the left, pi0 both sides); the sampler reads only the
-token rows and columns the image covers, for every predictor and inside the vision tower."""
+"""Points on the image, never on the padding: a non-square camera is resized and padded to the backbone's
+square input by LeRobot's own preprocessing (SmolVLA pads the top or the left, pi0 both sides); the sampler
+reads only the token rows and columns the image covers, for every predictor and inside the vision tower."""
 
 import pytest
 import torch
@@ -9,8 +9,9 @@ from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.policies.factory import get_policy_class
 from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 
-# (policy type, camera height x width) -> the region (top, bottom, left, right) of its token grid the image covers.
-# SmolVLA's tiny backbone at 128x128: a 4x4 grid of 32-pixel tokens; pi0's at 112x112: an 8x8 grid of 14-pixel ones.
+# (policy type, camera height x width) -> the region (top, bottom, left, right) of its token grid the image
+# covers. SmolVLA's tiny backbone at 128x128: a 4x4 grid of 32-pixel tokens; pi0's at 112x112: an 8x8 grid of
+# 14-pixel ones.
 EXPECTED_REGIONS = {
     ("smolvla_grids", (48, 64)): (1, 3, 0, 3),  # 4:3 -> 128x96 under 32 rows of padding on top
     ("smolvla_grids", (64, 48)): (0, 3, 1, 3),  # 3:4 -> 96x128 beside 32 columns on the left
@@ -57,7 +58,8 @@ def test_every_point_lies_on_the_image_never_on_the_padding(policy_type, image_h
     policy, batch = policy_and_batch(policy_type, image_hw, PREDICTORS[predictor])
     region = EXPECTED_REGIONS[policy_type, image_hw]
     assert policy.image_region(image_hw) == region
-    # Saturated towards the padding: the paper's predictor pushed to the top-left corner, the attention anchors there.
+    # Saturated towards the padding: the paper's predictor pushed to the top-left corner, the attention
+    # anchors there.
     grids = policy.grids
     with torch.no_grad():
         if predictor == "mlp":

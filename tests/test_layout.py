@@ -1,5 +1,5 @@
-"""The package's rooms (docs/layout.md): core <- policies <- envs <- evidence <- scripts. A module imports only from
-its own room and the rooms below it, and the GridS module itself imports nothing of LeRobot."""
+"""The package's rooms (docs/layout.md): core <- policies <- envs <- evidence <- scripts. A module imports
+only from its own room and the rooms below it, and the GridS module itself imports nothing of LeRobot."""
 
 import ast
 from pathlib import Path

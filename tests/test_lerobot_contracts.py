@@ -1,6 +1,6 @@
-"""Contracts LeRobot's own tests check for its policies (tests/policies, tests/processor at v0.4.4 and v0.6.1), checked
-for every GridS policy type: the processors are the family's and reload to the same outputs; forward and
-select_action leave their inputs as they were; forward returns the loss and its dict."""
+"""Contracts LeRobot's own tests check for its policies (tests/policies, tests/processor at v0.4.4 and
+v0.6.1), checked for every GridS policy type: the processors are the family's and reload to the same outputs;
+forward and select_action leave their inputs as they were; forward returns the loss and its dict."""
 
 import copy
 
@@ -22,8 +22,8 @@ POLICY_TYPES = [
 
 
 def _family_processors(config, stats):
-    """LeRobot's processor factory of the policy's family, on the same config (for pi0/pi0.5 with the configured
-    tokenizer in place of the Hub one they hard-code)."""
+    """LeRobot's processor factory of the policy's family, on the same config (for pi0/pi0.5 with the
+    configured tokenizer in place of the Hub one they hard-code)."""
     if config.type == "smolvla_grids":
         from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
 
@@ -92,8 +92,8 @@ def test_forward_and_select_action_leave_their_inputs_unchanged(dataset_root, po
     "policy_type", [t for t in POLICY_TYPES if getattr(t, "values", [t])[0] != "smolvla_grids"]
 )
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients(dataset_root, policy_type):
-    """pi0/pi0.5's --policy.gradient_checkpointing=true recomputes activations in the backward pass: the same loss and
-    gradients, the GridS sampler's included."""
+    """pi0/pi0.5's --policy.gradient_checkpointing=true recomputes activations in the backward pass: the same
+    loss and gradients, the GridS sampler's included."""
     results = []
     for checkpointing in (False, True):
         torch.manual_seed(0)
@@ -126,8 +126,9 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(dataset_root, 
     reason="relative actions: LeRobot 0.6",
 )
 def test_relative_actions_round_trip_through_the_saved_processors(dataset_root, tmp_path):
-    """pi0's --policy.use_relative_actions=true: the preprocessor trains on action - state, the postprocessor of a
-    reloaded checkpoint (its absolute step re-linked by LeRobot's factory) gives the absolute action back."""
+    """pi0's --policy.use_relative_actions=true: the preprocessor trains on action - state, the postprocessor
+    of a reloaded checkpoint (its absolute step re-linked by LeRobot's factory) gives the absolute action
+    back."""
     config = make_config("pi0_grids", dataset_root=dataset_root, use_relative_actions=True)
     dataset = LeRobotDataset(DATASET_REPO_ID, root=dataset_root)
     for processor in make_processors(config, dataset.meta.stats):
@@ -147,8 +148,8 @@ def test_relative_actions_round_trip_through_the_saved_processors(dataset_root, 
 
 @pytest.mark.parametrize("policy_type", POLICY_TYPES)
 def test_a_checkpoint_saved_from_a_gathered_state_dict_reloads_equal(dataset_root, tmp_path, policy_type):
-    """LeRobot 0.6.1's save_pretrained(state_dict=...) (how lerobot-train saves a model sharded over GPUs with FSDP):
-    one model.safetensors that our strict loader reads back to the same weights."""
+    """LeRobot 0.6.1's save_pretrained(state_dict=...) (how lerobot-train saves a model sharded over GPUs with
+    FSDP): one model.safetensors that our strict loader reads back to the same weights."""
     import inspect
 
     policy_class = get_policy_class(policy_type)

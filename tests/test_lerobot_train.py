@@ -115,8 +115,8 @@ def test_train_resume_and_continue_from_a_checkpoint(dataset_root, tmp_path):
 
 
 def test_train_from_a_dense_smolvla_checkpoint_with_init_from(dataset_root, tmp_path):
-    """Also with LeRobot's documented plugin flags, which walk the named package (not needed: the plugin is found
-    by its distribution name, but a user following LeRobot's docs passes them)."""
+    """Also with LeRobot's documented plugin flags, which walk the named package (not needed: the plugin is
+    found by its distribution name, but a user following LeRobot's docs passes them)."""
     torch.manual_seed(3)
     SmolVLAPolicy(make_config("smolvla", dataset_root=dataset_root)).save_pretrained(tmp_path / "dense")
     run = tmp_path / "run"
@@ -158,9 +158,9 @@ def _tiny_pi_args(policy_type: str) -> list[str]:
 
 
 def test_fine_tuning_on_fewer_cameras_renamed_onto_the_checkpoints_trains(dataset_root, tmp_path):
-    """LeRobot's visual-validation contract: a checkpoint with cameras camera1-3, fine-tuned with --policy.path on a
-    dataset with two cameras renamed onto two of them (--rename_map), trains as LeRobot's smolvla does; acting with
-    the result still refuses the missing camera."""
+    """LeRobot's visual-validation contract: a checkpoint with cameras camera1-3, fine-tuned with
+    --policy.path on a dataset with two cameras renamed onto two of them (--rename_map), trains as LeRobot's
+    smolvla does; acting with the result still refuses the missing camera."""
     from conftest import make_batch, make_processors
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -204,15 +204,17 @@ def test_fine_tuning_on_fewer_cameras_renamed_onto_the_checkpoints_trains(datase
     [
         (
             ["--policy.type=smolvla_grids", "--policy.grids.sampler=grid"],
-            "Unknown GridS sampler 'grid': choose one of grids, dense, random, topk (--policy.grids.sampler=...).",
+            "Unknown GridS sampler 'grid': choose one of grids, dense, random, topk "
+            "(--policy.grids.sampler=...).",
         ),
     ],
 )
 def test_a_bad_policy_option_is_the_last_line_lerobot_train_prints(
     dataset_root, tmp_path, policy_args, message
 ):
-    """Not buried in a draccus traceback that ends in "Couldn't instantiate class": our message is the last line
-    (LeRobot 0.6.1 prints it after "error:", 0.4.4 at the end of the traceback), and nothing is written."""
+    """Not buried in a draccus traceback that ends in "Couldn't instantiate class": our message is the last
+    line (LeRobot 0.6.1 prints it after "error:", 0.4.4 at the end of the traceback), and nothing is
+    written."""
     result = lerobot_train(
         *policy_args,
         f"--dataset.repo_id={DATASET_REPO_ID}",
@@ -248,7 +250,8 @@ def _acts(checkpoint: Path, dataset_root: Path) -> torch.Tensor:
 
 def test_pi0_grids_trains_and_resumes_with_lerobot_train(dataset_root, tmp_path):
     """A fresh pi0_grids policy from lerobot-grids-init (its processors carry the configured offline
-    tokenizer, which LeRobot 0.4.4's factory would replace, see README), trained and resumed by lerobot-train."""
+    tokenizer, which LeRobot 0.4.4's factory would replace, see README), trained and resumed by
+    lerobot-train."""
     start = tmp_path / "start"
     policy_args = _tiny_pi_args("pi0_grids")
     data_args = [f"--dataset.repo_id={DATASET_REPO_ID}", f"--dataset.root={dataset_root}"]
@@ -303,8 +306,9 @@ def test_pi0_grids_trains_and_resumes_with_lerobot_train(dataset_root, tmp_path)
 def test_pi_grids_train_with_a_plain_lerobot_train_and_act_from_the_checkpoint(
     dataset_root, tmp_path, policy_type
 ):
-    """--policy.type alone, the configured tokenizer honoured (no lerobot-grids-init): LeRobot 0.6.1's factory finds
-    our processors by convention; on 0.4.4 pi0's factory routes our config to them (compat.route_family_processors)."""
+    """--policy.type alone, the configured tokenizer honoured (no lerobot-grids-init): LeRobot 0.6.1's factory
+    finds our processors by convention; on 0.4.4 pi0's factory routes our config to them
+    (compat.route_family_processors)."""
     run = tmp_path / "run"
     lerobot_train(
         *_tiny_pi_args(policy_type),

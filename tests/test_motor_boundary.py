@@ -1,6 +1,6 @@
-"""Checks before anything reaches the motors, on every path that acts: the async policy server (LeRobot's server with
-our check, LeRobot's robot client), lerobot-eval, and the deployment command (lerobot-record on LeRobot 0.4.4,
-lerobot-rollout on 0.6) against the simulated arm."""
+"""Checks before anything reaches the motors, on every path that acts: the async policy server (LeRobot's
+server with our check, LeRobot's robot client), lerobot-eval, and the deployment command (lerobot-record on
+LeRobot 0.4.4, lerobot-rollout on 0.6) against the simulated arm."""
 
 import json
 import pickle
@@ -126,8 +126,8 @@ def test_async_server_refuses_non_finite_statistics(checkpoint, tmp_path):
 
 
 def test_robot_client_gets_the_refusal_and_moves_nothing(arms, tmp_path, checkpoint):  # noqa: F811
-    """LeRobot's robot client (cameras front and wrist) asks for a policy trained with cameras front and top: refused
-    over the wire, before any observation is taken."""
+    """LeRobot's robot client (cameras front and wrist) asks for a policy trained with cameras front and top:
+    refused over the wire, before any observation is taken."""
     follower, _ = arms
     start = positions(follower)
     other = tmp_path / "front_top"
@@ -145,8 +145,8 @@ def test_robot_client_gets_the_refusal_and_moves_nothing(arms, tmp_path, checkpo
         server_log += server.stdout.readline()
     client = None
     try:
-        # After the refusal LeRobot's client returns from its main, but the connected robot's camera threads keep the
-        # process alive: read its output until the refusal appears, then stop it.
+        # After the refusal LeRobot's client returns from its main, but the connected robot's camera threads
+        # keep the process alive: read its output until the refusal appears, then stop it.
         client = start_robot_client(tmp_path, follower, port, env, other)
         log, deadline = "", time.monotonic() + 120
         while "does not fit this robot" not in log and time.monotonic() < deadline and client.poll() is None:
@@ -164,9 +164,13 @@ def test_robot_client_gets_the_refusal_and_moves_nothing(arms, tmp_path, checkpo
     assert not moved(follower, start)
 
 
-def test_an_action_that_unnormalises_to_infinity_never_reaches_the_bus(arms, tmp_path, checkpoint):  # noqa: F811
-    """Finite statistics, finite policy output (bias 10 in normalised units), but 10 * 3e38 overflows: the check on
-    the unnormalised action stops the deployment command before any goal is written."""
+def test_an_action_that_unnormalises_to_infinity_never_reaches_the_bus(
+    arms,  # noqa: F811
+    tmp_path,
+    checkpoint,  # noqa: F811
+):
+    """Finite statistics, finite policy output (bias 10 in normalised units), but 10 * 3e38 overflows: the
+    check on the unnormalised action stops the deployment command before any goal is written."""
     follower, _ = arms
     start = positions(follower)
     broken = changed_copy(
@@ -184,9 +188,9 @@ def test_an_action_that_unnormalises_to_infinity_never_reaches_the_bus(arms, tmp
 
 
 def test_lerobot_eval_refuses_an_env_with_other_features(checkpoint, tmp_path):
-    """An SO-100 policy (6 joints) on the tabletop env (action [x, y, gripper]), through lerobot-eval's ``eval_main``
-    (in this process): refused when loaded, before the first step (LeRobot's make_policy gives a loaded policy the
-    env's action features; its cameras LeRobot checks itself)."""
+    """An SO-100 policy (6 joints) on the tabletop env (action [x, y, gripper]), through lerobot-eval's
+    ``eval_main`` (in this process): refused when loaded, before the first step (LeRobot's make_policy gives a
+    loaded policy the env's action features; its cameras LeRobot checks itself)."""
     from lerobot_grids.envs import GridSTabletopEnv
     from lerobot_grids.evidence.demo import evaluate
 

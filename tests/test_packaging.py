@@ -48,16 +48,20 @@ def test_installing_into_this_lerobot_environment_changes_none_of_its_versions(t
 
 
 def test_plugin_loads_without_librealsense_and_the_camera_names_the_system_package():
-    """As on a training server: pyrealsense2 installed, librealsense's libusb-1.0 missing. The plugin (and with
-    it every policy type and the camera type) loads; only making a RealSense camera fails, saying what to install."""
+    """As on a training server: pyrealsense2 installed, librealsense's libusb-1.0 missing. The plugin (and
+    with it every policy type and the camera type) loads; only making a RealSense camera fails, saying what to
+    install."""
     script = textwrap.dedent(
         """
         import importlib.abc, sys
 
-        class NoLibusb(importlib.abc.MetaPathFinder):  # librealsense's binary fails to load, as without libusb
+        # librealsense's binary fails to load, as without libusb
+        class NoLibusb(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path=None, target=None):
                 if name == "pyrealsense2.pyrealsense2":
-                    raise ImportError("libusb-1.0.so.0: cannot open shared object file: No such file or directory")
+                    raise ImportError(
+                        "libusb-1.0.so.0: cannot open shared object file: No such file or directory"
+                    )
 
         sys.meta_path.insert(0, NoLibusb())
         from lerobot.utils.import_utils import register_third_party_plugins
@@ -67,7 +71,9 @@ def test_plugin_loads_without_librealsense_and_the_camera_names_the_system_packa
         from lerobot.cameras.utils import make_cameras_from_configs
         from lerobot.configs.policies import PreTrainedConfig
         print(sorted(t for t in PreTrainedConfig.get_known_choices() if t.endswith("_grids")))
-        config = CameraConfig.get_choice_class("intelrealsense_by_name")(serial_number_or_name="Intel RealSense D435")
+        config = CameraConfig.get_choice_class("intelrealsense_by_name")(
+            serial_number_or_name="Intel RealSense D435"
+        )
         print("pyrealsense2 loaded:", "pyrealsense2" in sys.modules)
         try:
             make_cameras_from_configs({"front": config})
@@ -83,8 +89,8 @@ def test_plugin_loads_without_librealsense_and_the_camera_names_the_system_packa
 
 
 def test_the_readme_and_docs_links_resolve():
-    """Every relative link of the README and docs/*.md names a file in the repository, and every in-page link of the
-    README a heading of it (GitHub's anchors: lower case, punctuation dropped, spaces as hyphens)."""
+    """Every relative link of the README and docs/*.md names a file in the repository, and every in-page link
+    of the README a heading of it (GitHub's anchors: lower case, punctuation dropped, spaces as hyphens)."""
     pages = [REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")]
     missing = [
         (page.name, target)

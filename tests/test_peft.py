@@ -1,5 +1,6 @@
-"""LoRA fine-tuning through LeRobot's own PEFT path (``lerobot-train --peft.*``: ``wrap_with_peft``, the adapter
-checkpoint, ``make_policy``'s adapter loading): the GridS sampler is trained in full and saved with the adapter."""
+"""LoRA fine-tuning through LeRobot's own PEFT path (``lerobot-train --peft.*``: ``wrap_with_peft``, the
+adapter checkpoint, ``make_policy``'s adapter loading): the GridS sampler is trained in full and saved with
+the adapter."""
 
 import dataclasses
 import json
@@ -30,7 +31,8 @@ def _lora(policy, **overrides):
 
 
 def _load(folder, dataset_root):
-    """A checkpoint folder as LeRobot's tools load it (lerobot-eval, lerobot-record): config, then make_policy."""
+    """A checkpoint folder as LeRobot's tools load it (lerobot-eval, lerobot-record): config, then
+    make_policy."""
     config = PreTrainedConfig.from_pretrained(folder)
     config.pretrained_path = folder
     return make_policy(config, ds_meta=LeRobotDatasetMetadata(DATASET_REPO_ID, root=dataset_root))
@@ -49,8 +51,9 @@ def test_lora_trains_the_sampler_in_full_and_the_adapter_reloads_to_the_same_act
     checkpoint, dataset_root, tmp_path, full_training_modules
 ):
     """From a smolvla_grids checkpoint (--policy.path): after wrap_with_peft every GridS parameter trains (a
-    --peft.full_training_modules list that lacks the sampler gets it added), a few steps change it, the adapter holds
-    it, and the adapter loaded through make_policy gives the same action chunk as the policy that was trained."""
+    --peft.full_training_modules list that lacks the sampler gets it added), a few steps change it, the
+    adapter holds it, and the adapter loaded through make_policy gives the same action chunk as the policy
+    that was trained."""
     policy = _lora(_load(checkpoint, dataset_root), full_training_modules=full_training_modules)
     assert isinstance(policy, peft.PeftModel)
     trainable = {name for name, parameter in policy.named_parameters() if parameter.requires_grad}
@@ -105,9 +108,9 @@ def test_in_tower_sampling_trains_the_late_tower_layers_with_lora(dataset_root):
 
 
 def test_lerobot_train_with_lora_from_dense_weights_and_acting_from_the_adapter(dataset_root, tmp_path):
-    """``--policy.init_from=<dense smolvla> --peft.method_type=LORA``: dense weights count as the pretrained start
-    (LeRobot would refuse "training from scratch"), the adapter names them as its base, and make_policy rebuilds the
-    policy from them and loads the trained sampler from the adapter."""
+    """``--policy.init_from=<dense smolvla> --peft.method_type=LORA``: dense weights count as the pretrained
+    start (LeRobot would refuse "training from scratch"), the adapter names them as its base, and make_policy
+    rebuilds the policy from them and loads the trained sampler from the adapter."""
     torch.manual_seed(3)
     SmolVLAPolicy(make_config("smolvla", dataset_root=dataset_root)).save_pretrained(tmp_path / "dense")
     run = tmp_path / "run"

@@ -93,8 +93,9 @@ def test_prefix_pass_is_transformers_gemma_without_the_embedding_normaliser(data
 
 @openpi_forward_only
 def test_suffix_pass_attends_to_the_cached_prefix_and_leaves_it_unchanged(dataset_root):
-    """Each denoising step's suffix attends to the cached prefix (against transformers' own Gemma with a cache); the
-    prefix is left as it is, and later steps write their keys and values into the buffers the first laid out."""
+    """Each denoising step's suffix attends to the cached prefix (against transformers' own Gemma with a
+    cache); the prefix is left as it is, and later steps write their keys and values into the buffers the
+    first laid out."""
     policy = _float64_policy(dataset_root)
     backbone = policy.model.paligemma_with_expert
     embeds, pad, prefix_mask, positions = _prefix_inputs(policy)
@@ -360,8 +361,8 @@ def test_backbone_runs_unchanged_with_openpi_patched_norms(dataset_root):
 @openpi_forward_only
 def test_dense_training_loss_is_lerobot_pi0s(dataset_root, monkeypatch):
     """sampler=dense against LeRobot's own pi0 joint forward (``compute_layer_complete``) on the same
-    weights and noise, to float32's rounding. That code needs the patched interface (norms returning ``(x, gate)``,
-    ``modeling_gemma._gated_residual``), given here inside this test only. Inference is tied to the
+    weights and noise, to float32's rounding. That code needs the patched interface (norms returning ``(x,
+    gate)``, ``modeling_gemma._gated_residual``), given here inside this test only. Inference is tied to the
     same computation by test_training_and_inference_paths_give_the_same_velocity."""
     import types
 
@@ -397,14 +398,16 @@ def test_dense_training_loss_is_lerobot_pi0s(dataset_root, monkeypatch):
     monkeypatch.setattr(backbone, "forward", types.MethodType(PaliGemmaWithExpertModel.forward, backbone))
     assert backbone.forward.__func__ is PaliGemmaWithExpertModel.forward  # LeRobot's code runs now
     lerobot = model.forward(*inputs, noise=noise, time=time)
-    # equal to float32's rounding: our attention runs on SDPA (grouped_query_attention), LeRobot's in eager matmuls
+    # equal to float32's rounding: our attention runs on SDPA (grouped_query_attention), LeRobot's in eager
+    # matmuls
     torch.testing.assert_close(ours, lerobot, rtol=1e-5, atol=1e-6)
 
 
 def test_bfloat16_policy_matches_float32_within_its_precision_and_samples_in_float32(dataset_root):
-    """``--policy.dtype=bfloat16`` (LeRobot's pi0 option): the backbone's weights in bfloat16, the GridS sampler
-    in float32; with the float32 policy's weights, noise and time, the flow-matching loss, the action chunk, the
-    sampled points and the sampler's gradients (training in bfloat16) agree within bfloat16's precision."""
+    """``--policy.dtype=bfloat16`` (LeRobot's pi0 option): the backbone's weights in bfloat16, the GridS
+    sampler in float32; with the float32 policy's weights, noise and time, the flow-matching loss, the action
+    chunk, the sampled points and the sampler's gradients (training in bfloat16) agree within bfloat16's
+    precision."""
     torch.manual_seed(0)
     full = PI0GridsPolicy(make_config("pi0_grids", dataset_root=dataset_root, grids={"num_tokens": 4})).eval()
     half = PI0GridsPolicy(

@@ -1,6 +1,6 @@
-"""The README's commands run as written: each LeRobot command decodes into the config class LeRobot's own parser
-fills for it (placeholders filled in, shipped configs looked up as ``$(lerobot-grids-configs <name>)`` does), each
-shipped config or asset it names exists, and its Python import works."""
+"""The README's commands run as written: each LeRobot command decodes into the config class LeRobot's own
+parser fills for it (placeholders filled in, shipped configs looked up as ``$(lerobot-grids-configs <name>)``
+does), each shipped config or asset it names exists, and its Python import works."""
 
 import re
 import shlex
@@ -23,8 +23,8 @@ PLACEHOLDER = re.compile(r"<[^<>]+>")
 
 
 def commands(text: str) -> list[list[str]]:
-    """The command lines of a page's ``bash`` blocks, continuation lines joined, comments dropped, shipped configs
-    and placeholders filled in (:func:`filled`)."""
+    """The command lines of a page's ``bash`` blocks, continuation lines joined, comments dropped, shipped
+    configs and placeholders filled in (:func:`filled`)."""
     lines = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
         joined = re.sub(r"\\\n\s*", " ", block)
@@ -33,7 +33,8 @@ def commands(text: str) -> list[list[str]]:
 
 
 def filled(argument: str) -> str:
-    """``argument`` with ``$(lerobot-grids-configs <name>)`` replaced by the path and placeholders filled in."""
+    """``argument`` with ``$(lerobot-grids-configs <name>)`` replaced by the path and placeholders filled
+    in."""
     argument = re.sub(
         r"\$\(lerobot-grids-configs (\w+)\)", lambda match: str(config_path(match[1])), argument
     )
@@ -42,7 +43,8 @@ def filled(argument: str) -> str:
 
 def as_config(arguments: list[str]) -> dict:
     """``--a.b=value`` arguments (and a ``--config_path`` file under them) as the nested dictionary that
-    ``draccus.decode`` takes; values are read as YAML (``16`` an int, ``false`` a bool, ``[256,256]`` a list)."""
+    ``draccus.decode`` takes; values are read as YAML (``16`` an int, ``false`` a bool, ``[256,256]`` a
+    list)."""
     config: dict = {}
     for argument in arguments:
         key, value = argument.removeprefix("--").split("=", 1)
@@ -85,7 +87,8 @@ def test_every_shipped_config_a_page_names_exists():
 
 
 def test_the_readmes_lerobot_commands_decode_into_lerobots_config_classes(monkeypatch):
-    # LeRobot 0.6's lerobot-record imports librealsense with its config: a simulated one (no device, no libusb)
+    # LeRobot 0.6's lerobot-record imports librealsense with its config: a simulated one (no device, no
+    # libusb)
     monkeypatch.setitem(sys.modules, "pyrealsense2", SimulatedRealSense({}))
     register_third_party_plugins()
     classes = lerobot_command_classes()
@@ -115,8 +118,8 @@ def test_the_readmes_lerobot_commands_decode_into_lerobots_config_classes(monkey
 
 
 def test_the_readmes_own_commands_and_import_exist(monkeypatch):
-    """Every command the README runs is installed here (``lerobot-rollout`` on LeRobot 0.6 only), ``hf`` included
-    (huggingface_hub's, for pushing a checkpoint later), and its Python import line works."""
+    """Every command the README runs is installed here (``lerobot-rollout`` on LeRobot 0.6 only), ``hf``
+    included (huggingface_hub's, for pushing a checkpoint later), and its Python import line works."""
     monkeypatch.setitem(sys.modules, "pyrealsense2", SimulatedRealSense({}))
     bin_dir = Path(sys.executable).parent
     named = {command for command, *_ in commands(README) if command.startswith("lerobot") or command == "hf"}

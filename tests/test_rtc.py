@@ -1,6 +1,6 @@
-"""Real-time chunking (LeRobot's ``--policy.rtc_config``) with every GridS policy type, as LeRobot's RTC tests check
-it for smolvla, pi0 and pi0.5: the processor is built only when configured, and a chunk guided by the previous
-chunk's leftover differs from an unguided one, while with no leftover it is the unguided chunk."""
+"""Real-time chunking (LeRobot's ``--policy.rtc_config``) with every GridS policy type, as LeRobot's RTC tests
+check it for smolvla, pi0 and pi0.5: the processor is built only when configured, and a chunk guided by the
+previous chunk's leftover differs from an unguided one, while with no leftover it is the unguided chunk."""
 
 import pytest
 import torch

@@ -1,4 +1,5 @@
-"""The ``smolvla_grids`` policy inside LeRobot: factory, equivalence to smolvla, training, loading, pushing."""
+"""The ``smolvla_grids`` policy inside LeRobot: factory, equivalence to smolvla, training, loading,
+pushing."""
 
 import json
 import subprocess
@@ -254,8 +255,8 @@ def test_loading_a_dense_checkpoint_as_smolvla_grids_points_to_init_from(dataset
 
 @pytest.mark.parametrize("policy_type", ["smolvla_grids", "pi0_grids"])
 def test_a_state_of_another_size_is_refused_before_any_action(dataset_root, policy_type):
-    """On every path that acts (lerobot-rollout loads a policy without the robot's features): a 7-joint state for
-    a 6-joint policy would be zero-padded to max_state_dim and acted on."""
+    """On every path that acts (lerobot-rollout loads a policy without the robot's features): a 7-joint state
+    for a 6-joint policy would be zero-padded to max_state_dim and acted on."""
     policy = get_policy_class(policy_type)(make_config(policy_type, dataset_root=dataset_root))
     batch = make_batch(policy.config, dataset_root)
     batch["observation.state"] = torch.cat(
@@ -311,10 +312,10 @@ def test_push_to_hub_uploads_config_weights_processors_and_card(
 
 
 def test_bfloat16_vlm_acts_and_trains_like_float32_within_its_precision(dataset_root):
-    """SmolVLA loads its pretrained VLM in bfloat16 (``load_vlm_weights=true``) and keeps the action expert in float32;
-    ``accelerate launch --mixed_precision=bf16`` trains under bfloat16 autocast. The sampler stays in float32 (its
-    points too); with the float32 policy's weights and noise, the chunk, the loss and the sampler's gradients agree
-    within bfloat16's precision."""
+    """SmolVLA loads its pretrained VLM in bfloat16 (``load_vlm_weights=true``) and keeps the action expert in
+    float32; ``accelerate launch --mixed_precision=bf16`` trains under bfloat16 autocast. The sampler stays in
+    float32 (its points too); with the float32 policy's weights and noise, the chunk, the loss and the
+    sampler's gradients agree within bfloat16's precision."""
     torch.manual_seed(0)
     config = make_config(
         dataset_root=dataset_root, grids={"num_tokens": 4, "predictor": "attention", "instruction": True}

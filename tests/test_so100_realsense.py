@@ -83,9 +83,9 @@ class Terminal:
 
 
 def lerobot_calibrate(folder: Path, kind: str, arm_type: str, bus: SimulatedFeetechBus) -> None:
-    """LeRobot's ``lerobot-calibrate`` (its ``calibrate``, in this process: a subprocess spends ~10 s importing) on
-    ``bus``, answered as a user does: Enter with the arm resting mid-range, then every joint but wrist_roll moved
-    to 1000 and 3000 (present positions after homing) and back, and Enter."""
+    """LeRobot's ``lerobot-calibrate`` (its ``calibrate``, in this process: a subprocess spends ~10 s
+    importing) on ``bus``, answered as a user does: Enter with the arm resting mid-range, then every joint but
+    wrist_roll moved to 1000 and 3000 (present positions after homing) and back, and Enter."""
     terminal = Terminal()
     with pytest.MonkeyPatch.context() as monkeypatch, ThreadPoolExecutor(1) as pool:
         # LeRobot 0.6's lerobot-calibrate imports librealsense: simulated, no device.
@@ -134,8 +134,9 @@ def lerobot_calibrate(folder: Path, kind: str, arm_type: str, bus: SimulatedFeet
 @functools.cache
 def calibrated(arm: str, folder: Path) -> dict[str, dict[int, tuple[int, int, int]]]:
     """Calibrate simulated ``arm`` follower and leader servos (as assembled: factory EEPROM, resting at
-    ``SO100_REST_POSITIONS``) with lerobot-calibrate, once per test session: the files it wrote are in ``folder``,
-    the servos' EEPROM afterwards (``{"follower"|"leader": {id: (homing_offset, min, max)}}``) is returned."""
+    ``SO100_REST_POSITIONS``) with lerobot-calibrate, once per test session: the files it wrote are in
+    ``folder``, the servos' EEPROM afterwards (``{"follower"|"leader": {id: (homing_offset, min, max)}}``) is
+    returned."""
     eeprom = {}
     for kind, role in (("robot", "follower"), ("teleop", "leader")):
         bus = SimulatedFeetechBus()
@@ -160,7 +161,8 @@ def arms(arm, tmp_path, tmp_path_factory):
 
 
 def test_lerobot_calibrate_writes_its_calibration_to_the_servos_and_the_file(arms, tmp_path):
-    """What lerobot-calibrate left on the servos (the ``arms`` buses start from it) equals its calibration files."""
+    """What lerobot-calibrate left on the servos (the ``arms`` buses start from it) equals its calibration
+    files."""
     follower, leader = arms
     for bus, arm_id in ((follower, "so100_follower"), (leader, "so100_leader")):
         written = json.loads((tmp_path / "calibration" / f"{arm_id}.json").read_text())
@@ -191,9 +193,9 @@ def run(
     env: dict[str, str] | None = None,
     cwd: Path = REPO_ROOT,
 ) -> subprocess.CompletedProcess:
-    # One torch thread: LeRobot's loops time their episodes by the wall clock, and torch's OpenMP workers wait for
-    # each other spinning, so with the cores busy (LeRobot's image writer threads, other tests, other work) one
-    # action chunk took 2.5 s instead of 0.05 and an episode of 2 s recorded a single frame.
+    # One torch thread: LeRobot's loops time their episodes by the wall clock, and torch's OpenMP workers wait
+    # for each other spinning, so with the cores busy (LeRobot's image writer threads, other tests, other
+    # work) one action chunk took 2.5 s instead of 0.05 and an episode of 2 s recorded a single frame.
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -231,7 +233,8 @@ def short_episode(root: Path, repo_id: str) -> list[str]:
 
 @pytest.fixture
 def follower(tmp_path_factory):
-    """LeRobot's SO-100 follower (no cameras, the shipped step limit) on calibrated simulated servos, unconnected."""
+    """LeRobot's SO-100 follower (no cameras, the shipped step limit) on calibrated simulated servos,
+    unconnected."""
     from lerobot.robots.so_follower import SO100Follower, SO100FollowerConfig
 
     folder = tmp_path_factory.getbasetemp() / "lerobot_calibrate" / "so100"
@@ -266,7 +269,8 @@ def test_the_servos_clamp_goals_to_their_limits_and_move_only_with_torque(follow
 
 
 def test_a_lost_reply_is_retried(follower):
-    """LeRobot's bus retries the torque-off write of its disconnect (num_retry=5): one lost reply costs a retry."""
+    """LeRobot's bus retries the torque-off write of its disconnect (num_retry=5): one lost reply costs a
+    retry."""
     robot, bus = follower
     robot.connect()
     bus.fail(SO100_MOTOR_IDS["wrist_flex"], "Torque_Enable")
@@ -276,8 +280,8 @@ def test_a_lost_reply_is_retried(follower):
 
 
 def test_a_servo_reporting_an_error_stops_the_connection_before_any_goal(follower):
-    """A servo whose every reply carries an error byte (here overload) is not taken for a working servo: LeRobot's
-    handshake refuses the arm, naming the servo, and no goal reaches the bus."""
+    """A servo whose every reply carries an error byte (here overload) is not taken for a working servo:
+    LeRobot's handshake refuses the arm, naming the servo, and no goal reaches the bus."""
     robot, bus = follower
     bus.fail(SO100_MOTOR_IDS["elbow_flex"], error=ERROR_OVERLOAD, times=None)
     with pytest.raises(RuntimeError, match=r"(?s)motor check failed.*Missing motor IDs:\n  - 3 "):
@@ -340,8 +344,9 @@ def test_teleoperated_recording_writes_a_valid_dataset(arms, config, task_args, 
     # (video is lossy: channel means, with room for compression but not for the other camera).
     for key, green in (("front", 20), ("wrist", 40)):
         assert abs(frame[f"observation.images.{key}"][1].mean().item() * 255 - green) < 6, key
-    # The leader's 2100, normalised by its calibration: steps (of 4095 per turn) above the middle of its range in
-    # degrees for the joints (1000-3000, wrist_roll a whole turn 0-4095); percent of its range for the gripper.
+    # The leader's 2100, normalised by its calibration: steps (of 4095 per turn) above the middle of its range
+    # in degrees for the joints (1000-3000, wrist_roll a whole turn 0-4095); percent of its range for the
+    # gripper.
     ranges = [leader.eeprom()[motor_id][1:] for motor_id in SO100_MOTOR_IDS.values()]
     expected = torch.tensor([(2100 - (low + high) / 2) * 360 / 4095 for low, high in ranges[:5]] + [55.0])
     torch.testing.assert_close(frame["action"], expected, atol=0.05, rtol=0)
@@ -367,16 +372,18 @@ def test_teleoperation_moves_the_follower_with_the_leader(arm, arms, tmp_path):
 
 @pytest.fixture
 def librealsense(monkeypatch):
-    """LeRobot 0.6's lerobot-record imports librealsense (pyrealsense2) with its config: simulated, no device."""
+    """LeRobot 0.6's lerobot-record imports librealsense (pyrealsense2) with its config: simulated, no
+    device."""
     monkeypatch.setitem(sys.modules, "pyrealsense2", SimulatedRealSense({}))
 
 
 def decode(config_class, path: Path, part: str | None = None, **command_line):
     """A config file decoded into LeRobot's config class as its command-line parser decodes it, after
-    ``register_third_party_plugins()`` (what LeRobot's commands do first: our camera type, and the SO arm types
-    LeRobot's async client does not import). ``part``: one block of the file (``robot``) instead of the whole;
-    ``command_line`` holds the values given as ``--a.b=...`` (``a={"b": ...}``) or ``--a=...``.
-    (``draccus.parse`` decodes the same way and also builds a parser for every registered choice: ~9 s a file.)"""
+    ``register_third_party_plugins()`` (what LeRobot's commands do first: our camera type, and the SO arm
+    types LeRobot's async client does not import). ``part``: one block of the file (``robot``) instead of the
+    whole; ``command_line`` holds the values given as ``--a.b=...`` (``a={"b": ...}``) or ``--a=...``.
+    (``draccus.parse`` decodes the same way and also builds a parser for every registered choice: ~9 s a
+    file.)"""
     import draccus
     from lerobot.utils.import_utils import register_third_party_plugins
 
@@ -414,7 +421,8 @@ def test_so101_configs_are_lerobot_configs_of_an_so101_with_both_cameras(name, l
     path = Path(robot_config("so101", name))
     written = yaml.safe_load(path.read_text())
     if name in ("deploy", "rollout"):
-        # Their commands take the policy from the command line (lerobot-rollout is LeRobot 0.6's): the robot alone.
+        # Their commands take the policy from the command line (lerobot-rollout is LeRobot 0.6's): the robot
+        # alone.
         robot, teleop = decode(RobotConfig, path, part="robot"), None
     else:
         config_class = {"teleoperate": TeleoperateConfig, "async_client": RobotClientConfig}.get(
@@ -457,8 +465,8 @@ def load_config(path: Path):
 
 
 def test_every_robot_and_teleop_block_is_its_arm_config():
-    """The robot: and teleop: blocks of every shipped config are the arm's own config (``<type>.yaml``), written out
-    or included."""
+    """The robot: and teleop: blocks of every shipped config are the arm's own config (``<type>.yaml``),
+    written out or included."""
     checked = []
     for path in [path for path in shipped_configs().values() if path.suffix == ".yaml"]:
         config = load_config(path)
@@ -476,9 +484,9 @@ def test_every_robot_and_teleop_block_is_its_arm_config():
 
 
 def moved(follower: SimulatedFeetechBus, start: dict[int, int]) -> bool:
-    """Whether any goal other than a joint's position at ``start`` reached the bus. lerobot-rollout (0.6) holds the
-    arm where it found it when it stops (``return_to_initial_position``): those goals move nothing, give or take the
-    one step LeRobot's normalisation round trip may round the gripper's 0-100 % by."""
+    """Whether any goal other than a joint's position at ``start`` reached the bus. lerobot-rollout (0.6)
+    holds the arm where it found it when it stops (``return_to_initial_position``): those goals move nothing,
+    give or take the one step LeRobot's normalisation round trip may round the gripper's 0-100 % by."""
     return any(
         abs(goal - start[motor]) > 1 for motor, goals in follower.goal_writes.items() for goal in goals
     )
@@ -490,7 +498,8 @@ def positions(follower: SimulatedFeetechBus) -> dict[int, int]:
 
 def deploy(tmp_path, follower, policy: Path, *extra: str, cameras: str = BOTH_CAMERAS):
     """Run ``policy`` on the arm and record one short evaluation episode, with the LeRobot command and shipped
-    config for that: ``lerobot-record`` + ``deploy.yaml`` (0.4.4), ``lerobot-rollout`` + ``rollout.yaml`` (0.6)."""
+    config for that: ``lerobot-record`` + ``deploy.yaml`` (0.4.4), ``lerobot-rollout`` + ``rollout.yaml``
+    (0.6)."""
     if compat.POLICY_ON_ROBOT_COMMAND == "lerobot-rollout":
         command = ["lerobot-rollout", f"--config_path={config_path('rollout')}", f"--task={TASK}", "--fps=10"]
         repo_id = "local/rollout_so100"  # lerobot-rollout's rule for its dataset names
@@ -508,9 +517,9 @@ def deploy(tmp_path, follower, policy: Path, *extra: str, cameras: str = BOTH_CA
 
 
 def test_deployment_moves_the_arm_at_most_one_step_limit_per_action(arms, tmp_path, checkpoint):
-    """A policy whose action output is biased by +1000 (thousands of degrees once unnormalised): the shipped deploy (0.4.4) / rollout (0.6) config's
-    max_relative_target lets each goal go at most 5 (degrees; percent for the gripper) beyond where the servo is.
-    LeRobot records the action the
+    """A policy whose action output is biased by +1000 (thousands of degrees once unnormalised): the shipped
+    deploy (0.4.4) / rollout (0.6) config's max_relative_target lets each goal go at most 5 (degrees; percent
+    for the gripper) beyond where the servo is. LeRobot records the action the
     policy asked for, before its clipping (record_loop's ``action_values`` on 0.4.4, ``send_next_action``'s
     return on 0.6): each goal written is that action clipped around the present position, in raw steps."""
     follower, _ = arms
@@ -527,7 +536,9 @@ def test_deployment_moves_the_arm_at_most_one_step_limit_per_action(arms, tmp_pa
         goals, presents = follower.goal_writes[motor_id], follower.present_at_goal[motor_id]
         # LeRobot's normalisation: degrees about the middle of the range (4095 steps a turn), or percent.
         if name == "gripper":
-            to_raw = lambda v, low=low, high=high: int(min(100.0, max(0.0, v)) / 100 * (high - low) + low)  # noqa: E731
+            to_raw = lambda v, low=low, high=high: int(  # noqa: E731
+                min(100.0, max(0.0, v)) / 100 * (high - low) + low
+            )
             to_unit = lambda p, low=low, high=high: (p - low) / (high - low) * 100  # noqa: E731
         else:
             to_raw = lambda v, low=low, high=high: int(v * 4095 / 360 + (low + high) / 2)  # noqa: E731
@@ -601,7 +612,8 @@ def test_camera_check_says_which_camera_is_which_and_what_is_missing(tmp_path, w
     """The first run is of the wheel (a regular install: its default robot config is package data)."""
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(tmp_path / "installed")
-    # The extracted wheel first on the path (before the checkout's editable install); run outside the checkout.
+    # The extracted wheel first on the path (before the checkout's editable install); run outside the
+    # checkout.
     result = run(
         "-m",
         "lerobot_grids.scripts.lerobot_grids_cameras",
@@ -618,8 +630,8 @@ def test_camera_check_says_which_camera_is_which_and_what_is_missing(tmp_path, w
 
 
 def start_policy_server(tmp_path: Path) -> tuple[subprocess.Popen, int, dict]:
-    """Our policy server entry point on a free loopback port (LeRobot writes its logs/ to ``tmp_path``); returns it,
-    the port and the environment for the robot client."""
+    """Our policy server entry point on a free loopback port (LeRobot writes its logs/ to ``tmp_path``);
+    returns it, the port and the environment for the robot client."""
     import socket
 
     with socket.socket() as probe:
@@ -643,7 +655,8 @@ def start_policy_server(tmp_path: Path) -> tuple[subprocess.Popen, int, dict]:
 
 
 def start_robot_client(tmp_path: Path, follower, port: int, env: dict, policy: Path) -> subprocess.Popen:
-    """LeRobot's robot client (the shipped async_client config: SO-100 and both cameras) asking for ``policy``."""
+    """LeRobot's robot client (the shipped async_client config: SO-100 and both cameras) asking for
+    ``policy``."""
     return subprocess.Popen(
         [
             sys.executable,

@@ -143,8 +143,9 @@ def test_demo_refuses_an_existing_folder_or_another_plan_before_writing_anything
 
 
 def test_a_resumed_run_may_add_policies_and_runs_only_theirs(demo, tmp_path, monkeypatch):
-    """--resume with more --models: the finished units stay, only the new policy's run (in the order given), and the
-    plan and command become the new ones (the command, run anew, makes the whole run); dropping one is refused."""
+    """--resume with more --models: the finished units stay, only the new policy's run (in the order given),
+    and the plan and command become the new ones (the command, run anew, makes the whole run); dropping one is
+    refused."""
     output_dir = tmp_path / "run"
     shutil.copytree(demo[0], output_dir)
     ran = []
@@ -361,16 +362,18 @@ def test_the_analysis_states_the_scale_of_the_stored_single_seed_run():
     results = json.loads((REPO_ROOT / "docs" / "demo" / "cpu-2core" / "results.json").read_text())
     scale, analysis = results["scale"], (REPO_ROOT / "docs" / "tabletop.md").read_text()
     assert (
-        f"{scale['episodes']} expert episodes, {scale['steps']} `lerobot-train`\nsteps at batch {scale['batch_size']} "
-        f"per policy, each from the pretrained base policy, {scale['eval_episodes']} unseen scenes per variant"
+        f"{scale['episodes']} expert episodes, {scale['steps']} `lerobot-train`\nsteps at batch "
+        f"{scale['batch_size']} "
+        f"per policy, each from the pretrained base policy, {scale['eval_episodes']} unseen scenes per "
+        "variant"
     ) in analysis
 
 
 def test_every_figure_of_the_readmes_summary_is_in_a_stored_report():
     """The README's "Results" quote stored runs only: each percentage with its interval (a success
-    rate, or a share of the no-image-tokens bound) is a cell of a stored demo or benchmark report, each pointing ratio
-    (one decimal) a cell of a demo report, and each speed or FLOP ratio (two decimals, with its interval where it
-    has one) is in a stored benchmark report."""
+    rate, or a share of the no-image-tokens bound) is a cell of a stored demo or benchmark report, each
+    pointing ratio (one decimal) a cell of a demo report, and each speed or FLOP ratio (two decimals, with its
+    interval where it has one) is in a stored benchmark report."""
     readme = (REPO_ROOT / "README.md").read_text()
     summary = readme.split("## Results")[1].split("\n## ")[0]
     demo_cells = {

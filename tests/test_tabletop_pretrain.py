@@ -1,4 +1,5 @@
-"""Pretraining of the demo's base policy (grounding, then reach), and the pretrained checkpoint the demo starts from."""
+"""Pretraining of the demo's base policy (grounding, then reach), and the pretrained checkpoint the demo
+starts from."""
 
 import json
 
@@ -35,7 +36,8 @@ from lerobot_grids.policies.smolvla_grids.configuration_smolvla_grids import Smo
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 from lerobot_grids.scripts import lerobot_grids_tabletop_pretrain
 
-# Grounding steps of the small runs: the colour loss halves on transformers 4 and 5 alike (40 sufficed on 4 only).
+# Grounding steps of the small runs: the colour loss halves on transformers 4 and 5 alike (40 sufficed on 4
+# only).
 GROUNDING_STEPS = 60
 SMALL = {
     "batch_size": 8,

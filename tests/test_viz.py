@@ -29,8 +29,8 @@ def test_points_are_drawn_at_their_token_centres():
 
 def test_a_training_checkpoint_needs_no_other_argument(dataset_root, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    # The instruction-conditioned content-addressed predictor: lerobot-train's parser takes its options, and the
-    # points drawn are those the policy computes with the episode's instruction.
+    # The instruction-conditioned content-addressed predictor: lerobot-train's parser takes its options, and
+    # the points drawn are those the policy computes with the episode's instruction.
     lerobot_train(
         "--policy.type=smolvla_grids",
         "--policy.grids.num_tokens=3",
@@ -60,7 +60,8 @@ def test_a_training_checkpoint_needs_no_other_argument(dataset_root, tmp_path, m
 
 
 def _run_started_elsewhere(checkpoint, dataset_root, work) -> Path:
-    """A lerobot-train run started in ``work`` with a relative --dataset.root and --output_dir (as README commands are)."""
+    """A lerobot-train run started in ``work`` with a relative --dataset.root and --output_dir (as README
+    commands are)."""
     shutil.copytree(dataset_root, work / "data" / "so100")
     folder = work / "outputs" / "train" / "run" / "checkpoints" / "000002" / "pretrained_model"
     shutil.copytree(checkpoint, folder)

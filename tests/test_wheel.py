@@ -1,5 +1,6 @@
-"""The wheel is the product: installed into a fresh environment outside the checkout, beside the LeRobot already
-installed, it carries every shipped config, asset and the license, and its commands find them from any folder."""
+"""The wheel is the product: installed into a fresh environment outside the checkout, beside the LeRobot
+already installed, it carries every shipped config, asset and the license, and its commands find them from any
+folder."""
 
 import os
 import subprocess
@@ -70,11 +71,12 @@ def test_installed_commands_find_the_shipped_configs_from_any_folder(installed, 
         (
             "import sys, types, importlib.machinery; stand_in = types.ModuleType('pyrealsense2'); "
             "stand_in.__spec__ = importlib.machinery.ModuleSpec('pyrealsense2', None); "
-            "sys.modules['pyrealsense2'] = stand_in; import draccus; "
-            "from lerobot.scripts.lerobot_record import RecordConfig; import lerobot_grids.cameras; "
-            "from lerobot.utils.import_utils import register_third_party_plugins; register_third_party_plugins(); "
-            "config = draccus.parse(RecordConfig, config_path=sys.argv[1], args=['--dataset.repo_id=user/data', "
-            "'--dataset.single_task=Pick up the cube.']); print(config.robot.type, sorted(config.robot.cameras))"
+            "sys.modules['pyrealsense2'] = stand_in; import draccus; from lerobot.scripts.lerobot_record "
+            "import RecordConfig; import lerobot_grids.cameras; from lerobot.utils.import_utils import "
+            "register_third_party_plugins; register_third_party_plugins(); config = "
+            "draccus.parse(RecordConfig, config_path=sys.argv[1], args=['--dataset.repo_id=user/data', "
+            "'--dataset.single_task=Pick up the cube.']); print(config.robot.type, "
+            "sorted(config.robot.cameras))"
         ),
         str(record_path),
         cwd=tmp_path,
@@ -90,8 +92,8 @@ def test_installed_commands_find_the_shipped_configs_from_any_folder(installed, 
 def test_installed_package_trains_a_shipped_recipe_and_writes_its_card_outside_the_checkout(
     installed, tmp_path
 ):
-    """The smoke recipe of docs/datasets.md, as written there, from a folder that is not the checkout; then the
-    checkpoint's model card with the Hub offline."""
+    """The smoke recipe of docs/datasets.md, as written there, from a folder that is not the checkout; then
+    the checkpoint's model card with the Hub offline."""
     dataset = run_installed(
         installed,
         "lerobot-grids-demo-dataset",
@@ -125,7 +127,8 @@ def test_installed_package_trains_a_shipped_recipe_and_writes_its_card_outside_t
     assert trained.returncode == 0, trained.stderr[-3000:]
     checkpoint = tmp_path / "outputs/train/so100_smoke/checkpoints/last/pretrained_model"
     assert (checkpoint / "model.safetensors").is_file()
-    # Its model card, written offline (HF_HUB_OFFLINE=1) into the folder for a later upload; never overwritten.
+    # Its model card, written offline (HF_HUB_OFFLINE=1) into the folder for a later upload; never
+    # overwritten.
     card = run_installed(installed, "lerobot-grids-model-card", str(checkpoint), cwd=tmp_path)
     assert card.returncode == 0, card.stderr[-3000:]
     text = (checkpoint / "README.md").read_text()

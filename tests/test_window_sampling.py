@@ -1,4 +1,5 @@
-"""GridS inside SmolVLA's vision tower (``--policy.grids.split_layer``): window reads, and the tower they feed."""
+"""GridS inside SmolVLA's vision tower (``--policy.grids.split_layer``): window reads, and the tower they
+feed."""
 
 import json
 
@@ -49,9 +50,10 @@ def _tiny_policy(dataset_root, **grids) -> SmolVLAGridsPolicy:
 
 @pytest.mark.parametrize("split_layer", [0, 1, 2])
 def test_a_point_on_every_window_gives_the_dense_tower_tokens(dataset_root, monkeypatch, split_layer):
-    """K = every window of the 4x4 token grid (the tiny tower at 128x128: 8x8 patches, 2x2 windows), points on the
-    lattice, no coordinate embedding: the in-tower tokens are SmolVLA's dense connector tokens, whatever the split
-    (0: the points are predicted from the patch embeddings; 2: after the whole tower), in float64."""
+    """K = every window of the 4x4 token grid (the tiny tower at 128x128: 8x8 patches, 2x2 windows), points on
+    the lattice, no coordinate embedding: the in-tower tokens are SmolVLA's dense connector tokens, whatever
+    the split (0: the points are predicted from the patch embeddings; 2: after the whole tower), in
+    float64."""
     torch.manual_seed(0)
     config = make_config(
         dataset_root=dataset_root,
@@ -72,8 +74,9 @@ def test_a_point_on_every_window_gives_the_dense_tower_tokens(dataset_root, monk
 
 
 def test_in_tower_policy_trains_the_sampler_and_the_tower_after_the_split(dataset_root):
-    """Gradients reach the point predictor (through the bilinear window reads) and the tower's layers after the
-    split, which train whatever freeze_vision_encoder says; the layers before it stay frozen as SmolVLA has them."""
+    """Gradients reach the point predictor (through the bilinear window reads) and the tower's layers after
+    the split, which train whatever freeze_vision_encoder says; the layers before it stay frozen as SmolVLA
+    has them."""
     policy = _tiny_policy(dataset_root, num_tokens=4, split_layer=1, predictor="attention", instruction=True)
     batch = make_batch(policy.config, dataset_root)
     loss, _ = policy.forward(batch)
@@ -127,8 +130,8 @@ def test_bad_split_layers_are_refused_when_built(dataset_root, policy_type, grid
 
 
 def test_pointing_measures_an_in_tower_policy(tmp_path):
-    """The demo's pointing measurement reads the points wherever the policy samples (here inside the tower), for a
-    policy started from the shipped tabletop base policy as the demo starts it."""
+    """The demo's pointing measurement reads the points wherever the policy samples (here inside the tower),
+    for a policy started from the shipped tabletop base policy as the demo starts it."""
     import shutil
 
     from lerobot_grids.envs.tabletop import GridSTabletop

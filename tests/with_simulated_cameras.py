@@ -1,5 +1,6 @@
-"""Run a LeRobot command with simulated RealSense devices: ``python with_simulated_cameras.py lerobot-record ...``
-(a console script) or ``python with_simulated_cameras.py -m lerobot.async_inference.robot_client ...`` (a module).
+"""Run a LeRobot command with simulated RealSense devices: ``python with_simulated_cameras.py lerobot-record
+...`` (a console script) or ``python with_simulated_cameras.py -m lerobot.async_inference.robot_client ...``
+(a module).
 
 The devices are ``SIMULATED_REALSENSE="<serial>=<name>,..."``; they stand in for the ``pyrealsense2`` module
 (librealsense), which LeRobot's RealSenseCamera (and ours) import. Everything else (motors on their serial

@@ -6,7 +6,8 @@ the few declarations in LeRobot's source that use Python 3.12's type-parameter s
 Python 3.11 equivalents, with the same meaning at run time:
 
 - ``type Name = ...``                  -> ``Name = ...``
-- ``class Name[T, U](Base):``          -> ``class Name(Base, Generic[T, U]):`` (``T = TypeVar("T")`` if missing)
+- ``class Name[T, U](Base):``          -> ``class Name(Base, Generic[T, U]):`` (``T = TypeVar("T")`` if
+  missing)
 - ``def name[T: Bound](...)``          -> ``def name(...)`` with ``T = TypeVar("T", bound=Bound)`` before it
 
 Nothing else is changed, and nothing is done on Python 3.12+ or when there is nothing to rewrite. Every

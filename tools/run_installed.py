@@ -1,6 +1,6 @@
 """Run a command of the package as a user who installed the wheel has it: the wheel built from this checkout,
-installed (offline, without dependencies) into a new virtual environment beside this environment's LeRobot, the
-command run from a new folder outside the checkout.
+installed (offline, without dependencies) into a new virtual environment beside this environment's LeRobot,
+the command run from a new folder outside the checkout.
 
     .venv/bin/python tools/run_installed.py lerobot-grids-demo --quick --output-dir $PWD/outputs/demo/<name>
 
@@ -50,8 +50,8 @@ def build_wheel(folder: Path) -> Path:
 
 def install_wheel(wheel: Path, environment: Path) -> Path:
     """The ``bin`` folder of a new virtual environment at ``environment`` with ``wheel`` installed (offline,
-    without dependencies) that sees this environment's packages after its own (a ``.pth`` line): LeRobot as the
-    user has it, and the wheel's copy of the plugin before the checkout's editable install."""
+    without dependencies) that sees this environment's packages after its own (a ``.pth`` line): LeRobot as
+    the user has it, and the wheel's copy of the plugin before the checkout's editable install."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(environment)], check=True, timeout=120)
     python = environment / "bin" / "python"
     purelib = subprocess.run(

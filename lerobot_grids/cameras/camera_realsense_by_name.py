@@ -16,14 +16,16 @@ try:  # librealsense first: LeRobot 0.6 fails on it when importing its camera, 0
     from lerobot.cameras.realsense.camera_realsense import RealSenseCamera
 except ImportError as error:  # e.g. pyrealsense2 is there, librealsense's USB library is not
     raise ImportError(
-        f"Intel RealSense cameras need librealsense, which could not be loaded ({error}). On Debian or Ubuntu "
-        "install the system package libusb-1.0-0 (sudo apt-get install libusb-1.0-0); if pyrealsense2 itself is "
-        "missing, pip install 'lerobot[intelrealsense]'. Training and evaluating policies need neither."
+        f"Intel RealSense cameras need librealsense, which could not be loaded ({error}). On Debian or "
+        "Ubuntu install the system package libusb-1.0-0 (sudo apt-get install libusb-1.0-0); if pyrealsense2 "
+        "itself is missing, pip install 'lerobot[intelrealsense]'. Training and evaluating policies need "
+        "neither."
     ) from error
 
 NAME_ADVICE = (
-    "Plug it in, or set this camera's serial_number_or_name to a connected camera's serial number in the robot "
-    "config (the robot: block of your --config_path, cameras: <key>:); lerobot-grids-cameras lists them."
+    "Plug it in, or set this camera's serial_number_or_name to a connected camera's serial number in the "
+    "robot config (the robot: block of your --config_path, cameras: <key>:); lerobot-grids-cameras lists "
+    "them."
 )
 
 
@@ -39,12 +41,13 @@ class RealSenseByNameCamera(RealSenseCamera):
         connected = [f"{camera['name']} (serial {camera['id']})" for camera in cameras] or ["none"]
         if not matches:
             raise ValueError(
-                f"No RealSense camera named {name!r} is connected; connected: {', '.join(connected)}. {NAME_ADVICE}"
+                f"No RealSense camera named {name!r} is connected; connected: {', '.join(connected)}. "
+                f"{NAME_ADVICE}"
             )
         if len(matches) > 1:
             raise ValueError(
-                f"{len(matches)} RealSense cameras are named {name!r} ({', '.join(connected)}): set this camera's "
-                "serial_number_or_name to its serial number in the robot config instead of the name."
+                f"{len(matches)} RealSense cameras are named {name!r} ({', '.join(connected)}): set this "
+                "camera's serial_number_or_name to its serial number in the robot config instead of the name."
             )
         return str(matches[0]["id"])
 
@@ -60,13 +63,13 @@ class RealSenseByNameCamera(RealSenseCamera):
                     ", ".join(f"{name} (serial {serial})" for serial, name in connected.items()) or "none"
                 )
                 raise ConnectionError(
-                    f"No RealSense camera with serial number {self.serial_number} is connected; connected: {listed}. "
-                    f"{NAME_ADVICE}"
+                    f"No RealSense camera with serial number {self.serial_number} is connected; connected: "
+                    f"{listed}. {NAME_ADVICE}"
                 ) from error
             supported = ", ".join(f"{w}x{h}@{fps}" for w, h, fps in COMMON_COLOR_PROFILES)
             raise ConnectionError(
-                f"{self.config.serial_number_or_name} (serial {self.serial_number}) did not start an RGB stream of "
-                f"{self.config.width}x{self.config.height} at {self.config.fps} fps. The camera may not support "
-                f"this setting: set width, height and fps in the robot config to a mode the D435 and D405 share "
-                f"({supported})."
+                f"{self.config.serial_number_or_name} (serial {self.serial_number}) did not start an RGB "
+                f"stream of {self.config.width}x{self.config.height} at {self.config.fps} fps. The camera "
+                "may not support this setting: set width, height and fps in the robot config to a mode the "
+                f"D435 and D405 share ({supported})."
             ) from error

@@ -1,8 +1,9 @@
 """Camera type ``intelrealsense_by_name``: LeRobot's Intel RealSense camera config, found by name or serial.
 
-Registering it imports neither ``pyrealsense2`` nor librealsense (:func:`lerobot_grids.compat.import_realsense_config`),
-so the plugin loads on a training server without cameras or ``libusb-1.0``; the camera itself
-(:mod:`lerobot_grids.cameras.camera_realsense_by_name`) is imported only when a robot connects one.
+Registering it imports neither ``pyrealsense2`` nor librealsense
+(:func:`lerobot_grids.compat.import_realsense_config`), so the plugin loads on a training server without
+cameras or ``libusb-1.0``; the camera itself (:mod:`lerobot_grids.cameras.camera_realsense_by_name`) is
+imported only when a robot connects one.
 """
 
 from dataclasses import dataclass

@@ -3,16 +3,16 @@
 Three kinds, each a folder of this package (they are in the wheel, so an installed package has them):
 
 - ``policies/``: ``lerobot-train`` recipes (``smolvla_grids_so100``, ``pi0_grids_libero``, ...);
-- ``robots/``: ``lerobot-record`` / ``lerobot-teleoperate`` / ``lerobot-rollout`` / async-client configs of the
-  SO-100 and SO-101 with the RealSense D435 (front) and D405 (wrist), and the arms' own blocks;
+- ``robots/``: ``lerobot-record`` / ``lerobot-teleoperate`` / ``lerobot-rollout`` / async-client configs of
+  the SO-100 and SO-101 with the RealSense D435 (front) and D405 (wrist), and the arms' own blocks;
 - ``datasets/``: ``lerobot-record`` recipes of the paper's SO-100 tasks.
 
-Beside them, the package's ``assets/`` folders (the tiny offline backbones such as ``tiny_smolvlm``, the tabletop
-task's base policy) are listed too, for flags that take a folder (``--policy.vlm_model_name``).
+Beside them, the package's ``assets/`` folders (the tiny offline backbones such as ``tiny_smolvlm``, the
+tabletop task's base policy) are listed too, for flags that take a folder (``--policy.vlm_model_name``).
 
 A config is named by its file name without the extension, an asset by its folder's name; names are unique.
-``lerobot-grids-configs <name>`` prints its path, so ``--config_path=$(lerobot-grids-configs record)`` works from
-any folder.
+``lerobot-grids-configs <name>`` prints its path, so ``--config_path=$(lerobot-grids-configs record)`` works
+from any folder.
 """
 
 from pathlib import Path
@@ -34,7 +34,8 @@ def shipped_configs() -> dict[str, Path]:
 
 
 def config_path(name: str) -> Path:
-    """The path of the shipped config ``name`` (``record``, ``smolvla_grids_so100``, ``so100_pick_place``, ...)."""
+    """The path of the shipped config ``name`` (``record``, ``smolvla_grids_so100``, ``so100_pick_place``,
+    ...)."""
     configs = shipped_configs()
     if name not in configs:
         raise KeyError(f"No shipped config named {name!r}; the shipped configs are: {', '.join(configs)}.")

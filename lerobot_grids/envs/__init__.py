@@ -2,8 +2,8 @@
 
 The tabletop task's modules: ``tabletop`` (the env and its scripted expert), ``configuration_tabletop`` and
 ``tabletop_dataset`` (the expert recorded into a LeRobotDataset); Meta-World's: ``metaworld`` (LeRobot's env
-with CPU rendering options), ``configuration_metaworld`` and ``metaworld_dataset`` (the scripted experts recorded).
-The demo's base policy is pretrained in :mod:`lerobot_grids.evidence.tabletop_pretrain`.
+with CPU rendering options), ``configuration_metaworld`` and ``metaworld_dataset`` (the scripted experts
+recorded). The demo's base policy is pretrained in :mod:`lerobot_grids.evidence.tabletop_pretrain`.
 """
 
 import gymnasium as gym

@@ -1,12 +1,13 @@
 """``--env.type=meta_world_cpu``: LeRobot's Meta-World env config with the settings a CPU needs.
 
-A subclass of LeRobot's own ``metaworld`` env config (its task names, fps, observation type, features map): the
-same tasks, camera and observations, through :class:`lerobot_grids.envs.metaworld.MetaWorldCPU` (LeRobot's env
-class, rendered smaller and without shadows or anti-aliasing, with an episode length that is used, and shifted
-variants). ``lerobot-eval --policy.path=<checkpoint> --env.type=meta_world_cpu --env.task=push-v3`` evaluates a
-policy with LeRobot's own loop; ``--env.type=metaworld`` evaluates it at LeRobot's rendering (480x480, shadows,
-4x anti-aliasing), about 5x slower on a CPU. One task per evaluation (LeRobot 0.4.4 makes one task per env config
-of a plugin); LeRobot's ``metaworld`` type takes its difficulty groups (``--env.task=easy``).
+A subclass of LeRobot's own ``metaworld`` env config (its task names, fps, observation type, features map):
+the same tasks, camera and observations, through :class:`lerobot_grids.envs.metaworld.MetaWorldCPU` (LeRobot's
+env class, rendered smaller and without shadows or anti-aliasing, with an episode length that is used, and
+shifted variants). ``lerobot-eval --policy.path=<checkpoint> --env.type=meta_world_cpu --env.task=push-v3``
+evaluates a policy with LeRobot's own loop; ``--env.type=metaworld`` evaluates it at LeRobot's rendering
+(480x480, shadows, 4x anti-aliasing), about 5x slower on a CPU. One task per evaluation (LeRobot 0.4.4 makes
+one task per env config of a plugin); LeRobot's ``metaworld`` type takes its difficulty groups
+(``--env.task=easy``).
 
 Its type name does not contain "metaworld": LeRobot 0.4.4 builds every env type whose name does with its own
 Meta-World env class, which takes none of these settings.

@@ -1,4 +1,5 @@
-"""LeRobot's Meta-World environment, rendered for a CPU, with scenes set by the reset seed and shifted variants.
+"""LeRobot's Meta-World environment, rendered for a CPU, with scenes set by the reset seed and shifted
+variants.
 
 :class:`MetaWorldCPU` is LeRobot's own ``lerobot.envs.metaworld.MetaworldEnv`` (its task set-up, camera,
 observation format, success signal and scripted experts), with the settings a CPU needs applied to the
@@ -10,9 +11,9 @@ MuJoCo model before its first render:
 - ``episode_length``: the steps before the episode is cut (LeRobot's env runs Meta-World's 500 whatever its
   config's ``episode_length`` says); the experts finish in under 100;
 - the reset seed places the objects (``reset(seed=s)``: scene ``s``, on LeRobot 0.4.4 as on 0.6);
-- ``variant``: what the camera sees, for robustness (the task itself is unchanged): ``default``; ``camera``, the
-  camera moved; ``lighting``, the scene lit dimmer and warmer; ``blank``, black images (a policy that ignores
-  the images: the floor of the success rate).
+- ``variant``: what the camera sees, for robustness (the task itself is unchanged): ``default``; ``camera``,
+  the camera moved; ``lighting``, the scene lit dimmer and warmer; ``blank``, black images (a policy that
+  ignores the images: the floor of the success rate).
 """
 
 import os
@@ -55,7 +56,8 @@ class MetaWorldCPU(MetaworldEnv):
         self._last_raw_observation = None
 
     def _prepare(self) -> None:
-        """The settings, on the Meta-World env (LeRobot 0.6 creates it at the first reset), before it renders."""
+        """The settings, on the Meta-World env (LeRobot 0.6 creates it at the first reset), before it
+        renders."""
         env = self._env
         if env is self._prepared:
             return
@@ -87,7 +89,7 @@ class MetaWorldCPU(MetaworldEnv):
         return observation
 
     def expert_action(self) -> np.ndarray:
-        """The task's scripted expert (Meta-World's, as LeRobot maps it) on the last observation, in the action
-        space's bounds."""
+        """The task's scripted expert (Meta-World's, as LeRobot maps it) on the last observation, in the
+        action space's bounds."""
         action = self.expert_policy.get_action(self._last_raw_observation)
         return np.clip(action, self.action_space.low, self.action_space.high).astype(np.float32)

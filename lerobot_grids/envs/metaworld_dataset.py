@@ -1,12 +1,13 @@
 """Meta-World's scripted experts recorded into a LeRobotDataset (behind ``lerobot-grids-metaworld-dataset``).
 
 :func:`record_metaworld_experts` runs each task's expert (Meta-World's, as LeRobot's env maps it) through
-:class:`~lerobot_grids.envs.metaworld.MetaWorldCPU` and writes what LeRobot's env gives a policy, in the schema of
-the Hub's ``lerobot/metaworld_mt50``: ``observation.image`` (a video), the 4-d ``observation.state`` (hand position
-and gripper), the 4-d ``action`` and the task's description as ``task``, at the env's fps. With the Hub, train on
-``lerobot/metaworld_mt50`` instead. Episode ``i`` of a task is the scene of ``reset(seed=seed + i)``, recorded up to
-the step it succeeds (an expert that has not succeeded within the episode length is skipped and counted);
-``lerobot-eval`` starts at seed 1000, so evaluation scenes are not training scenes.
+:class:`~lerobot_grids.envs.metaworld.MetaWorldCPU` and writes what LeRobot's env gives a policy, in the
+schema of the Hub's ``lerobot/metaworld_mt50``: ``observation.image`` (a video), the 4-d ``observation.state``
+(hand position and gripper), the 4-d ``action`` and the task's description as ``task``, at the env's fps. With
+the Hub, train on ``lerobot/metaworld_mt50`` instead. Episode ``i`` of a task is the scene of
+``reset(seed=seed + i)``, recorded up to the step it succeeds (an expert that has not succeeded within the
+episode length is skipped and counted); ``lerobot-eval`` starts at seed 1000, so evaluation scenes are not
+training scenes.
 """
 
 from pathlib import Path
@@ -46,8 +47,8 @@ def record_metaworld_experts(
     episode_length: int = 200,
     progress: bool = True,
 ) -> tuple[LeRobotDataset, dict[str, int]]:
-    """Write a new dataset at ``root`` (a new or empty folder: nothing is ever overwritten); returns it and the
-    number of expert episodes skipped per task (those that did not succeed)."""
+    """Write a new dataset at ``root`` (a new or empty folder: nothing is ever overwritten); returns it and
+    the number of expert episodes skipped per task (those that did not succeed)."""
     root = new_dataset_root(root)
     if episodes_per_task < 1 or not tasks:
         raise ValueError(

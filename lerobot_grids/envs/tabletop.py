@@ -103,7 +103,8 @@ class GridSTabletop(gym.Env):
         return self._observation(), {"is_success": False}
 
     def _free_places(self, count: int, taken: list[np.ndarray] = ()) -> list[np.ndarray]:
-        """``count`` block centres at least 0.4 apart (and from ``taken``): a grasp can only take one block."""
+        """``count`` block centres at least 0.4 apart (and from ``taken``): a grasp can only take one
+        block."""
         places = list(taken)
         while len(places) < len(taken) + count:
             xy = self.np_random.uniform([-0.8, -0.5], [0.8, 0.8]).astype(np.float32)

@@ -1,4 +1,5 @@
-"""The scripted expert of the tabletop task recorded into a LeRobotDataset (behind ``lerobot-grids-tabletop-dataset``).
+"""The scripted expert of the tabletop task recorded into a LeRobotDataset (behind
+``lerobot-grids-tabletop-dataset``).
 
 :func:`record_expert_episodes` writes it with LeRobot's own ``LeRobotDataset.create`` / ``add_frame`` /
 ``save_episode`` / ``finalize``, cameras as videos the way ``lerobot-record`` stores them, from the

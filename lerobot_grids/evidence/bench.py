@@ -16,10 +16,10 @@ embeddings read tensor values, on real ones; the report gives the FLOP ratio aga
 tower counted and without it (the paper's measure). Times (:func:`time_rounds`): after warm-up rounds, every
 variant once per round, the order rotated from round to round, garbage collection off around each timed
 call; a variant's speed-up is the median over rounds of dense's time in that round over its own, with the
-interquartile range of those ratios; the times of every round are stored, so a variant's share of the time the "no
-image tokens" bound saves (:func:`share_of_time_saved`) has its range too. Each run records the torch and CUDA versions,
-device, dtype and TF32 settings (:func:`environment`). What an SO-100 user waits for is timed too
-(:func:`deployment_calls`): one action chunk from a robot observation to the actions for the motors, as
+interquartile range of those ratios; the times of every round are stored, so a variant's share of the time the
+"no image tokens" bound saves (:func:`share_of_time_saved`) has its range too. Each run records the torch and
+CUDA versions, device, dtype and TF32 settings (:func:`environment`). What an SO-100 user waits for is timed
+too (:func:`deployment_calls`): one action chunk from a robot observation to the actions for the motors, as
 LeRobot's record loop and its async policy server make it.
 """
 
@@ -105,11 +105,12 @@ def build_policy(
     dtype: str = "float32",
     gradient_checkpointing: bool = False,
 ) -> SmolVLAGridsPolicy | PI0GridsPolicy:
-    """The architecture with random weights, two cameras and SO-100's 6 joints, on ``device``; with ``compile_mode``,
-    compiled as ``--policy.compile_model=true --policy.compile_mode=<mode>`` compiles it (LeRobot's ``torch.compile``
-    of ``sample_actions`` and ``forward``). ``dtype="bfloat16"``: pi0's ``--policy.dtype=bfloat16``; SmolVLA's VLM in
-    bfloat16, as ``load_vlm_weights`` loads the pretrained one (the action expert stays float32).
-    ``gradient_checkpointing``: pi0's ``--policy.gradient_checkpointing=true`` (SmolVLA has none)."""
+    """The architecture with random weights, two cameras and SO-100's 6 joints, on ``device``; with
+    ``compile_mode``, compiled as ``--policy.compile_model=true --policy.compile_mode=<mode>`` compiles it
+    (LeRobot's ``torch.compile`` of ``sample_actions`` and ``forward``). ``dtype="bfloat16"``: pi0's
+    ``--policy.dtype=bfloat16``; SmolVLA's VLM in bfloat16, as ``load_vlm_weights`` loads the pretrained one
+    (the action expert stays float32). ``gradient_checkpointing``: pi0's
+    ``--policy.gradient_checkpointing=true`` (SmolVLA has none)."""
     config = ARCHITECTURES[architecture]()
     config.device = device
     if compile_mode is not None:
@@ -158,8 +159,8 @@ def image_resolution(config) -> int:
 
 
 def make_samplers(policy, ks: list[int], split_layers: list[int] = ()) -> dict[str, nn.Module]:
-    """``dense``, ``K=k`` for each k, ``K=k in-tower L=l`` for each k and split layer l (SmolVLA: GridS inside the
-    vision tower after its l-th layer), and ``no image tokens``, on the policy's device."""
+    """``dense``, ``K=k`` for each k, ``K=k in-tower L=l`` for each k and split layer l (SmolVLA: GridS inside
+    the vision tower after its l-th layer), and ``no image tokens``, on the policy's device."""
     backbone = policy.grids_backbone
     device = next(policy.parameters()).device
     samplers = {DENSE: backbone.grids}
@@ -281,8 +282,8 @@ def deployment_calls(policy, device: str) -> dict[str, Callable[[], object]]:
 
 
 def vision_modules(policy) -> list[nn.Module]:
-    """The modules whose FLOPs are the ``vision`` phase. SmolVLA's tower piece by piece: sampling inside it calls its
-    embeddings, layers and post-layernorm one by one."""
+    """The modules whose FLOPs are the ``vision`` phase. SmolVLA's tower piece by piece: sampling inside it
+    calls its embeddings, layers and post-layernorm one by one."""
     backbone = policy.grids_backbone
     if isinstance(policy, PI0GridsPolicy):
         return [backbone.paligemma.model.vision_tower, backbone.paligemma.model.multi_modal_projector]
@@ -298,8 +299,8 @@ def vision_modules(policy) -> list[nn.Module]:
 def count_flops(policy, inputs: dict, training: bool) -> dict[str, int]:
     """FLOPs of one inference call or training step (forward and backward), split by phase.
 
-    Phases: ``vision`` (tower and projection), ``grids`` (the sampler; inside SmolVLA's tower its point predictor
-    and window reads, a few MFLOPs, count as ``other``), the transformer passes by which
+    Phases: ``vision`` (tower and projection), ``grids`` (the sampler; inside SmolVLA's tower its point
+    predictor and window reads, a few MFLOPs, count as ``other``), the transformer passes by which
     streams they carry (``language model prefix``, ``action expert``, or ``joint`` in training), the
     ``backward`` pass, and ``other`` (embeddings, projections, loss).
 
@@ -398,9 +399,9 @@ def timed(call: Callable[[], object], device: str) -> float:
 def time_rounds(
     calls: dict[str, Callable[[], object]], repeats: int, warmup: int, device: str
 ) -> dict[str, list[float]]:
-    """``repeats`` timed rounds after ``warmup`` untimed ones; each round calls every variant once, starting one
-    variant later than the round before (so no variant always runs first, or always after the same one), with
-    a collection before the round rather than inside a timed call. ``{variant: [seconds per round]}``."""
+    """``repeats`` timed rounds after ``warmup`` untimed ones; each round calls every variant once, starting
+    one variant later than the round before (so no variant always runs first, or always after the same one),
+    with a collection before the round rather than inside a timed call. ``{variant: [seconds per round]}``."""
     names, times = list(calls), defaultdict(list)
     for round_index in range(warmup + repeats):
         gc.collect()
@@ -461,9 +462,10 @@ def benchmark(
 ) -> dict:
     """FLOPs (batch 1), prefix tokens and, with ``latency``, times and peak memory of every variant (with
     ``deployment``, also of one action chunk as LeRobot's record loop and async server make it). With
-    ``compile_mode`` every variant is timed compiled (dense included: compiled against compiled; the warm-up rounds
-    compile each variant), FLOPs are counted eagerly. ``split_layers`` (SmolVLA): also GridS inside the vision tower
-    after each of these layers, at every K. ``dtype``, ``gradient_checkpointing``: see :func:`build_policy`."""
+    ``compile_mode`` every variant is timed compiled (dense included: compiled against compiled; the warm-up
+    rounds compile each variant), FLOPs are counted eagerly. ``split_layers`` (SmolVLA): also GridS inside the
+    vision tower after each of these layers, at every K. ``dtype``, ``gradient_checkpointing``: see
+    :func:`build_policy`."""
     results: dict = {
         "architecture": architecture,
         "device": device,
@@ -486,7 +488,8 @@ def benchmark(
     results["environment"]["gradient_checkpointing"] = gradient_checkpointing
     measurements = _measurements(batch_sizes, train_batch_size, deployment)
     deployment_chunks = deployment_calls(policy, device) if deployment else {}
-    # Every parameter: a frozen one has no gradient and is skipped; the tower's layers after an in-tower split train.
+    # Every parameter: a frozen one has no gradient and is skipped; the tower's layers after an in-tower split
+    # train.
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-6)
     for index, (label, batch_size, kind) in enumerate(measurements, start=1):
         logger.info(
@@ -584,9 +587,9 @@ def time_variants(
     warmup: int,
     device: str,
 ) -> dict[str, dict]:
-    """``call`` timed with every variant's sampler in rotated rounds: per variant the median seconds with their
-    interquartile range and every round's, the speed-up against dense paired by round with its range, and on CUDA
-    the peak memory."""
+    """``call`` timed with every variant's sampler in rotated rounds: per variant the median seconds with
+    their interquartile range and every round's, the speed-up against dense paired by round with its range,
+    and on CUDA the peak memory."""
     peaks: dict[str, float] = {}
     rounds = {
         name: partial(_call_with_sampler, policy, sampler, call, device, peaks, name)
@@ -611,10 +614,10 @@ def time_variants(
 def share_of_time_saved(
     variant: dict, dense: dict, bound: dict, label: str
 ) -> tuple[float, float, float] | None:
-    """Quartiles over rounds of the share of the time that "no image tokens" saves which a variant saves too: per
-    round, ``(t_dense - t_variant) / (t_dense - t_bound)`` (1.0: all of it; 0: none; negative: the variant was slower
-    than dense in that round). ``None`` where the times of every round are not stored (``null``: the first stored
-    runs kept medians only)."""
+    """Quartiles over rounds of the share of the time that "no image tokens" saves which a variant saves too:
+    per round, ``(t_dense - t_variant) / (t_dense - t_bound)`` (1.0: all of it; 0: none; negative: the variant
+    was slower than dense in that round). ``None`` where the times of every round are not stored (``null``:
+    the first stored runs kept medians only)."""
     key = f"seconds_rounds_{label}"
     if any(times[key] is None for times in (variant, dense, bound)):
         return None
@@ -624,8 +627,8 @@ def share_of_time_saved(
 
 
 def _speedup_cell(variant: dict, key: str) -> str:
-    """``1.23x [1.20, 1.25]``: the median speed-up and its interquartile range over rounds (the median alone where
-    the range is ``null``: the first stored runs)."""
+    """``1.23x [1.20, 1.25]``: the median speed-up and its interquartile range over rounds (the median alone
+    where the range is ``null``: the first stored runs)."""
     quartile_range = variant[key.replace("speedup_", "speedup_iqr_", 1)]
     return f"{variant[key]:.2f}x" + (
         f" [{quartile_range[0]:.2f}, {quartile_range[1]:.2f}]" if quartile_range is not None else ""
@@ -688,8 +691,8 @@ def markdown_table(results: dict) -> str:
 
 def bound_table(results: dict) -> str | None:
     """Each GridS variant's share of the time "no image tokens" saves (:func:`share_of_time_saved`) per timed
-    measurement, as a percentage: median over rounds [interquartile range]; ``None`` for runs stored without the
-    times of every round."""
+    measurement, as a percentage: median over rounds [interquartile range]; ``None`` for runs stored without
+    the times of every round."""
     variants = results["variants"]
     dense, bound = variants[DENSE], variants[NO_IMAGE_TOKENS]
     labels = [

@@ -1,15 +1,15 @@
 """The task suites the GridS-against-dense comparison (:mod:`lerobot_grids.evidence.demo`) runs on.
 
-- ``tabletop``: our offline tabletop task (``--env.type=grids_tabletop``), two cameras, one task with a named block,
-  out-of-distribution variants of what the cameras see; the base policy is the shipped pretrained one.
-- ``metaworld``: Meta-World, the benchmark LeRobot ships (``--env.type=meta_world_cpu``: LeRobot's env rendered for a
-  CPU), one camera, several tasks trained together and evaluated one by one, a moved camera as the shifted
-  variant; the base policy is the tabletop's (its tiny SmolVLM and action expert, pretrained on the
-  tabletop task, never on Meta-World), fine-tuned with the vision tower trained too.
+- ``tabletop``: our offline tabletop task (``--env.type=grids_tabletop``), two cameras, one task with a named
+  block, out-of-distribution variants of what the cameras see; the base policy is the shipped pretrained one.
+- ``metaworld``: Meta-World, the benchmark LeRobot ships (``--env.type=meta_world_cpu``: LeRobot's env
+  rendered for a CPU), one camera, several tasks trained together and evaluated one by one, a moved camera as
+  the shifted variant; the base policy is the tabletop's (its tiny SmolVLM and action expert, pretrained on
+  the tabletop task, never on Meta-World), fine-tuned with the vision tower trained too.
 
-Each suite says how to record its expert dataset, how to make its env config for ``lerobot-eval`` (one task and
-variant), and what its variants are; the blank-image variant (images black) of each gives the floor of a policy
-that ignores the images.
+Each suite says how to record its expert dataset, how to make its env config for ``lerobot-eval`` (one task
+and variant), and what its variants are; the blank-image variant (images black) of each gives the floor of a
+policy that ignores the images.
 """
 
 import dataclasses
@@ -80,7 +80,8 @@ class Benchmark:
         )
 
     def env_options(self, task: str | None, variant: str) -> str:
-        """The same env on ``lerobot-eval``'s command line (its settings where they are not the env's defaults)."""
+        """The same env on ``lerobot-eval``'s command line (its settings where they are not the env's
+        defaults)."""
         defaults = {field.name: field.default for field in dataclasses.fields(type(self.env(task, variant)))}
         return (
             f"--env.type={self.env_type}"
@@ -107,8 +108,8 @@ TABLETOP = Benchmark(
     episode_length=20,
     dataset_text="{episodes} expert episodes of the `default` variant (scenes 0-{last})",
     base_text="grounding, then reach; never trained to pick",
-    shift_text="The OOD columns change only what the cameras see (unseen distractors, table texture and background, "
-    "lighting, a moved front camera); no OOD scene is in the training data.",
+    shift_text="The OOD columns change only what the cameras see (unseen distractors, table texture and "
+    "background, lighting, a moved front camera); no OOD scene is in the training data.",
 )
 METAWORLD = Benchmark(
     name="metaworld",
@@ -116,8 +117,8 @@ METAWORLD = Benchmark(
     title="Meta-World (`meta_world_cpu`)",
     recipe="smolvla_grids_metaworld",
     repo_id="local/grids_metaworld",
-    # easy-group tasks whose object moves between episodes and is large in the image (pilot: reach's and push's
-    # goals, a few pixels at 224x224, were near the floor for dense; docs/metaworld.md)
+    # easy-group tasks whose object moves between episodes and is large in the image (pilot: reach's and
+    # push's goals, a few pixels at 224x224, were near the floor for dense; docs/metaworld.md)
     tasks=("button-press-v3", "plate-slide-v3", "door-open-v3", "window-open-v3"),
     shifted_variants=("camera",),
     measures_pointing=False,
@@ -126,8 +127,9 @@ METAWORLD = Benchmark(
     dataset_text="{episodes} expert episodes per task (Meta-World's scripted experts, scenes 0-{last}, "
     "successful episodes only) of {tasks}, in one dataset",
     base_text="the tabletop task's: grounding, then reach on tabletop scenes; never trained on Meta-World",
-    shift_text="The shifted column changes only what the camera sees (`camera`: the camera moved 8 cm right, 12 cm "
-    "towards the robot and 6 cm up); no shifted scene is in the training data (`--env.variant=lighting`, "
-    "the lights dimmer and warmer, is left out of the comparison to halve its evaluation time on a CPU).",
+    shift_text="The shifted column changes only what the camera sees (`camera`: the camera moved 8 cm right, "
+    "12 cm towards the robot and 6 cm up); no shifted scene is in the training data "
+    "(`--env.variant=lighting`, the lights dimmer and warmer, is left out of the comparison to halve its "
+    "evaluation time on a CPU).",
 )
 BENCHMARKS = {benchmark.name: benchmark for benchmark in (TABLETOP, METAWORLD)}

@@ -5,13 +5,13 @@
 
 1. records the suite's scripted experts into a LeRobotDataset (``lerobot-grids-tabletop-dataset``,
    ``lerobot-grids-metaworld-dataset``);
-2. trains, with ``lerobot-train`` and the suite's recipe (the shipped config ``smolvla_grids_tabletop``, ...), each
-   policy named in :func:`model_overrides` (by default the dense baseline, ``--policy.grids.sampler=dense`` with
-   all 64 tokens per camera, and GridS with K = 16, 4 and 1 tokens per camera: paper Tab. 1 and 3), the same
-   steps for each, once per training seed, each starting (``--policy.init_from``) from the pretrained base
-   policy that ships with the package (:mod:`lerobot_grids.evidence.tabletop_pretrain`: a grounded tiny SmolVLM
-   and an action expert pretrained to reach, never to pick), as the paper's policies start from a
-   pretrained SmolVLA;
+2. trains, with ``lerobot-train`` and the suite's recipe (the shipped config ``smolvla_grids_tabletop``, ...),
+   each policy named in :func:`model_overrides` (by default the dense baseline,
+   ``--policy.grids.sampler=dense`` with all 64 tokens per camera, and GridS with K = 16, 4 and 1 tokens per
+   camera: paper Tab. 1 and 3), the same steps for each, once per training seed, each starting
+   (``--policy.init_from``) from the pretrained base policy that ships with the package
+   (:mod:`lerobot_grids.evidence.tabletop_pretrain`: a grounded tiny SmolVLM and an action expert pretrained
+   to reach, never to pick), as the paper's policies start from a pretrained SmolVLA;
 3. evaluates every policy with LeRobot's evaluation loop (``lerobot-eval``'s ``eval_main``) on each task, in
    distribution and on each shifted variant (Fig. 5, App. E), and the dense policy with the images blanked:
    the floor of a policy that ignores them;
@@ -81,7 +81,8 @@ FULL = DemoScale(
 QUICK = DemoScale(
     episodes=60, steps=200, batch_size=16, ks=(16, 4), eval_episodes=20, pointing_scenes=5, margin=15.0
 )
-# Meta-World: four tasks in one dataset; each evaluation renders every step (about 40 steps/s at 224x224 on a core)
+# Meta-World: four tasks in one dataset; each evaluation renders every step (about 40 steps/s at 224x224 on a
+# core)
 METAWORLD_FULL = DemoScale(
     episodes=50, steps=1600, batch_size=32, ks=(16, 4, 1), eval_episodes=20, pointing_scenes=0, margin=5.0
 )
@@ -94,8 +95,8 @@ SCALES = {
     ("metaworld", False): METAWORLD_FULL,
     ("metaworld", True): METAWORLD_QUICK,
 }  # (benchmark, --quick)
-# Samplers and predictors a run can compare (paper Tab. 10 and the point predictors of GridSConfig); a policy's
-# name is one of these followed by ``_k<K>``, or ``dense``.
+# Samplers and predictors a run can compare (paper Tab. 10 and the point predictors of GridSConfig); a
+# policy's name is one of these followed by ``_k<K>``, or ``dense``.
 ATTENTION_INSTRUCTION = [
     "--policy.grids.sampler=grids",
     "--policy.grids.predictor=attention",
@@ -105,8 +106,9 @@ KINDS = {
     "grids": ("GridS", ["--policy.grids.sampler=grids"]),
     "attention": ("GridS attention", ["--policy.grids.sampler=grids", "--policy.grids.predictor=attention"]),
     "instructed": ("GridS attention+instruction", ATTENTION_INSTRUCTION),
-    # GridS inside the vision tower after its first layer (of the tiny tower's two), attention+instruction predictor;
-    # intower_l0 and intower_l2 split before the first layer and after the last (the trade-off over L, issue 18)
+    # GridS inside the vision tower after its first layer (of the tiny tower's two), attention+instruction
+    # predictor; intower_l0 and intower_l2 split before the first layer and after the last (the trade-off over
+    # L, issue 18)
     **{
         name: (
             f"GridS in-tower L={layer} attention+instruction",
@@ -136,7 +138,8 @@ def _parse(name: str) -> tuple[str, int]:
 
 
 def model_overrides(name: str) -> list[str]:
-    """``lerobot-train`` overrides of the demo policy ``name`` (``dense``, ``grids_k16``, ``instructed_k4``, ...)."""
+    """``lerobot-train`` overrides of the demo policy ``name`` (``dense``, ``grids_k16``, ``instructed_k4``,
+    ...)."""
     kind, k = _parse(name)
     return (
         ["--policy.grids.sampler=dense"]
@@ -209,7 +212,8 @@ def train(
 
 
 def evaluate(checkpoint: Path, env: EnvConfig, episodes: int, output_dir: Path) -> dict:
-    """LeRobot's evaluation (``lerobot-eval``'s ``eval_main``, in this process) on one env (task and variant)."""
+    """LeRobot's evaluation (``lerobot-eval``'s ``eval_main``, in this process) on one env (task and
+    variant)."""
     from lerobot.scripts.lerobot_eval import eval_main
 
     policy = PreTrainedConfig.from_pretrained(checkpoint)
@@ -276,9 +280,9 @@ def run_unit(
     recipe: Path,
     benchmark: Benchmark = TABLETOP,
 ) -> dict:
-    """Trains, evaluates and measures one policy with one training seed; stores it in ``units/``. Its success per
-    variant is the mean over the suite's tasks (each evaluated on ``scale.eval_episodes`` scenes), per task in
-    ``success_by_task``."""
+    """Trains, evaluates and measures one policy with one training seed; stores it in ``units/``. Its success
+    per variant is the mean over the suite's tasks (each evaluated on ``scale.eval_episodes`` scenes), per
+    task in ``success_by_task``."""
     run_dir, eval_dir = (
         output_dir / "train" / name / f"seed{seed}",
         output_dir / "eval" / name / f"seed{seed}",
@@ -465,7 +469,8 @@ def _ordering_claims(success: dict) -> list[dict]:
         {
             "claim": "At K=16 GridS beats top-k, which beats random tokens, in distribution (paper Tab. 10).",
             "holds": success[best]["default"] > topk > random,
-            "numbers": f"{label(best)} {success[best]['default']:.0f}%, top-k {topk:.0f}%, random {random:.0f}%",
+            "numbers": f"{label(best)} {success[best]['default']:.0f}%, top-k {topk:.0f}%, "
+            f"random {random:.0f}%",
         }
     ]
 
@@ -555,8 +560,9 @@ def _seeds_text(seeds: list[int]) -> str:
 
 
 def write_report(results: dict, output_dir: Path) -> str:
-    """``report.md`` of a run's results with their ``checks``: what was run, the success table, the per-task table,
-    where the sampler looks (the tabletop), the checks, the plots and the same evaluations as commands."""
+    """``report.md`` of a run's results with their ``checks``: what was run, the success table, the per-task
+    table, where the sampler looks (the tabletop), the checks, the plots and the same evaluations as
+    commands."""
     benchmark = benchmark_of(results)
     lines = [
         *_header_section(results, benchmark),
@@ -583,11 +589,11 @@ def _header_section(results: dict, benchmark: Benchmark) -> list[str]:
             episodes=scale["episodes"], last=scale["episodes"] - 1, tasks=", ".join(tasks)
         )
         + ". "
-        f"Training: `lerobot-train`, recipe `{results['recipe']}`, {scale['steps']} steps, batch {scale['batch_size']}, "
-        f"{_seeds_text(results['seeds'])}, the same seeds for every policy, each starting from the pretrained base "
-        f"policy ({benchmark.base_text}) (`--policy.init_from={results['base_policy']}`). "
-        "Evaluation: LeRobot's `lerobot-eval` loop, "
-        f"{n} unseen scenes per variant{' and task' if tasks else ''} (seeds {EVAL_SEED}-{EVAL_SEED + n - 1})"
+        f"Training: `lerobot-train`, recipe `{results['recipe']}`, {scale['steps']} steps, batch "
+        f"{scale['batch_size']}, {_seeds_text(results['seeds'])}, the same seeds for every policy, each "
+        f"starting from the pretrained base policy ({benchmark.base_text}) "
+        f"(`--policy.init_from={results['base_policy']}`). Evaluation: LeRobot's `lerobot-eval` loop, {n} "
+        f"unseen scenes per variant{' and task' if tasks else ''} (seeds {EVAL_SEED}-{EVAL_SEED + n - 1})"
         + (f"; success is the mean over the {len(tasks)} tasks." if tasks else "."),
     ]
     if results["missing"]:
@@ -649,14 +655,18 @@ def _per_task_section(results: dict, benchmark: Benchmark) -> list[str]:
         "|---|" + "---|" * len(tasks),
         *[
             f"| {label(name)} | "
-            + " | ".join(
-                f"{np.mean([unit['success_by_task']['default'][task] for unit in results['runs'][name].values()]):.0f}"
-                for task in tasks
-            )
+            + " | ".join(f"{_task_success(results, name, task):.0f}" for task in tasks)
             + " |"
             for name in results["success"]
         ],
     ]
+
+
+def _task_success(results: dict, name: str, task: str) -> float:
+    """A policy's in-distribution success on one task, mean over seeds."""
+    return float(
+        np.mean([unit["success_by_task"]["default"][task] for unit in results["runs"][name].values()])
+    )
 
 
 def _checks_and_plots_section(results: dict) -> list[str]:
@@ -704,15 +714,17 @@ def _pointing_section(results: dict, scale: dict) -> list[str]:
         "",
         "## Where the sampler looks (front camera, along the expert's path)",
         "",
-        f"{scale['pointing_scenes']} unseen `default` scenes (seeds {EVAL_SEED}-{EVAL_SEED + scale['pointing_scenes'] - 1}), "
-        "every frame; random: as many uniformly random points per frame. p: one-sided paired sign-flip test that "
-        "the policy's points are on the named block more often than random points, over scenes (and seeds). "
-        "Nearest point: mean over frames of the distance from the nearest point to the named block / to the "
-        "nearest other block, in token pitches. Layout change: each point's mean distance from its mean position "
-        "over the scenes' first frames, in token pitches (0: one fixed layout).",
+        f"{scale['pointing_scenes']} unseen `default` scenes (seeds "
+        f"{EVAL_SEED}-{EVAL_SEED + scale['pointing_scenes'] - 1}), every frame; random: as many uniformly "
+        "random points per frame. p: one-sided paired sign-flip test that the policy's points are on the "
+        "named block more often than random points, over scenes (and seeds). Nearest point: mean over frames "
+        "of the distance from the nearest point to the named block / to the nearest other block, in token "
+        "pitches. Layout change: each point's mean distance from its mean position over the scenes' first "
+        "frames, in token pitches (0: one fixed layout).",
         "",
-        "| policy | points on the named block | random points on it | ratio | p | within one token of it "
-        "| random within one token | nearest point: named / other block | random: named / other | layout change |",
+        "| policy | points on the named block | random points on it | ratio | p | within one token of it | "
+        "random within one token | nearest point: named / other block | random: named / other | layout "
+        "change |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, units in results["runs"].items():
@@ -729,11 +741,11 @@ def _pointing_section(results: dict, scale: dict) -> list[str]:
             )
 
         lines.append(
-            f"| {label(name)} | {rates['on_target']:.1f}% | {rates['random_on_target']:.1f}% "
-            f"| {rates['on_target'] / max(rates['random_on_target'], 1e-9):.1f}x "
-            f"| {format_p(rates['p_value'])} "
-            f"| {rates['near_target']:.1f}% | {rates['random_near_target']:.1f}% | {pair('')} | {pair('random_')} "
-            f"| {format(rates['layout_change'], '.2f') if 'layout_change' in rates else 'n/a'} |"
+            f"| {label(name)} | {rates['on_target']:.1f}% | {rates['random_on_target']:.1f}% | "
+            f"{rates['on_target'] / max(rates['random_on_target'], 1e-9):.1f}x | "
+            f"{format_p(rates['p_value'])} | {rates['near_target']:.1f}% | "
+            f"{rates['random_near_target']:.1f}% | {pair('')} | {pair('random_')} | "
+            f"{format(rates['layout_change'], '.2f') if 'layout_change' in rates else 'n/a'} |"
         )
     return lines
 
@@ -755,8 +767,8 @@ def _scale(results: dict) -> DemoScale:
 
 
 def render(output_dir: Path) -> dict:
-    """Writes ``report.md``, ``results.json`` and the plots of a run folder again from what it stored: its units
-    (a run made with units, finished or not) or, for a run stored before units, its ``results.json``."""
+    """Writes ``report.md``, ``results.json`` and the plots of a run folder again from what it stored: its
+    units (a run made with units, finished or not) or, for a run stored before units, its ``results.json``."""
     if (output_dir / "run.json").is_file():
         results = collect(output_dir)
         if "dense" not in results["runs"]:
@@ -841,7 +853,8 @@ def _check_models_and_seeds(models: list[str], seeds: list[int]) -> None:
 
 
 def _check_resumable(output_dir: Path, plan: dict, command: str) -> None:
-    """Refuses to resume a run made with another plan; a resumed run that adds policies stores its new plan."""
+    """Refuses to resume a run made with another plan; a resumed run that adds policies stores its new
+    plan."""
     if not (output_dir / "run.json").is_file():
         raise FileNotFoundError(f"{output_dir} holds no lerobot-grids-demo run to resume (no run.json).")
     stored = json.loads((output_dir / "run.json").read_text())
@@ -862,8 +875,8 @@ def _check_resumable(output_dir: Path, plan: dict, command: str) -> None:
 
 
 def _start(output_dir: Path, plan: dict, benchmark: Benchmark, scale: DemoScale, command: str) -> None:
-    """Records the demonstrations into ``output_dir/dataset`` and writes ``run.json``: the plan, the command and
-    the machine."""
+    """Records the demonstrations into ``output_dir/dataset`` and writes ``run.json``: the plan, the command
+    and the machine."""
     started = time.monotonic()
     output_dir.mkdir(parents=True, exist_ok=True)
     benchmark.record(output_dir / "dataset", scale.episodes)

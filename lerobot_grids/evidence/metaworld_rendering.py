@@ -1,8 +1,8 @@
-"""Does ``meta_world_cpu``'s rendering change a policy's success? The same policy, tasks and scenes evaluated with
-LeRobot's evaluation loop twice: at ``meta_world_cpu``'s settings (224x224, no shadows, no anti-aliasing) and at
-LeRobot's own (``lerobot.envs.metaworld``'s 480x480 camera, the model's 4096 shadow map and 4x anti-aliasing), which
-is what ``--env.type=metaworld`` renders. Scenes are set by the reset seed, so each episode is the same scene under
-both renderings (a paired comparison).
+"""Does ``meta_world_cpu``'s rendering change a policy's success? The same policy, tasks and scenes evaluated
+with LeRobot's evaluation loop twice: at ``meta_world_cpu``'s settings (224x224, no shadows, no anti-aliasing)
+and at LeRobot's own (``lerobot.envs.metaworld``'s 480x480 camera, the model's 4096 shadow map and 4x
+anti-aliasing), which is what ``--env.type=metaworld`` renders. Scenes are set by the reset seed, so each
+episode is the same scene under both renderings (a paired comparison).
 
 The command: ``lerobot-grids-metaworld-rendering --checkpoint <policy> --output <new file.json>``.
 """

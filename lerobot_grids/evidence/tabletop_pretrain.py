@@ -1,4 +1,5 @@
-"""The base policy the demo fine-tunes, pretrained on tabletop scenes (behind ``lerobot-grids-tabletop-pretrain``).
+"""The base policy the demo fine-tunes, pretrained on tabletop scenes (behind
+``lerobot-grids-tabletop-pretrain``).
 
 The paper fine-tunes VLAs that were pretrained first: a VLM on web-scale image-text data, then the
 whole policy on robot data (SmolVLA's base on community SO-100 datasets), so a named object is already
@@ -69,9 +70,9 @@ from lerobot_grids.envs.tabletop import COLOURS, INSTRUCTION, GridSTabletop
 from lerobot_grids.output_folder import new_output_dir
 
 # What ``make pretrain`` wrote, shipped with the package: every policy of ``make demo`` starts from it.
-# The shipped base policy, pretrained under transformers 4 (LeRobot 0.4.4), and the same weights for transformers 5
-# (LeRobot 0.5+), whose SmolVLM reads other vision position embeddings (lerobot_grids.compat); the demo uses the
-# one that fits the installed transformers.
+# The shipped base policy, pretrained under transformers 4 (LeRobot 0.4.4), and the same weights for
+# transformers 5 (LeRobot 0.5+), whose SmolVLM reads other vision position embeddings (lerobot_grids.compat);
+# the demo uses the one that fits the installed transformers.
 TRANSFORMERS4_TABLETOP_SMOLVLA = BACKBONES_DIR / "grids_tabletop_smolvla"
 TRANSFORMERS5_TABLETOP_SMOLVLA = BACKBONES_DIR / "grids_tabletop_smolvla_transformers5"
 PRETRAINED_TABLETOP_SMOLVLA = (
@@ -87,8 +88,8 @@ VLM_PREFIX = "model.vlm_with_expert.vlm."  # state-dict prefix of the VLM's para
 
 
 def tabletop_smolvla_config(image_size: int = 128, **options) -> SmolVLAConfig:
-    """A dense ``smolvla`` with the architecture of the demo's recipe (the shipped config ``smolvla_grids_tabletop``) for
-    the tabletop features."""
+    """A dense ``smolvla`` with the architecture of the demo's recipe (the shipped config
+    ``smolvla_grids_tabletop``) for the tabletop features."""
     camera = PolicyFeature(type=FeatureType.VISUAL, shape=(3, image_size, image_size))
     vector = PolicyFeature(type=FeatureType.STATE, shape=(3,))
     defaults = {
@@ -118,13 +119,14 @@ def record_scenes(
     touch: bool = False,
     chunk_size: int = 10,
 ) -> dict:
-    """Frames of ``scenes`` fresh ``default`` scenes, ``frames_per_scene`` of each (``None``: all) taken at random
-    along the scripted expert's path, so the wrist camera sees the table near the start and the blocks near the end.
+    """Frames of ``scenes`` fresh ``default`` scenes, ``frames_per_scene`` of each (``None``: all) taken at
+    random along the scripted expert's path, so the wrist camera sees the table near the start and the blocks
+    near the end.
 
-    Each scene's instruction is one of ``instructions`` at random, naming the target block's colour. The expert
-    picks the named block up (the demo's task), or with ``touch`` goes to it and keeps the gripper open (the
-    reach task). ``action`` holds, per frame, the expert's next ``chunk_size`` actions, the last one repeated
-    past the episode's end, as LeRobot's dataset gives an action chunk.
+    Each scene's instruction is one of ``instructions`` at random, naming the target block's colour. The
+    expert picks the named block up (the demo's task), or with ``touch`` goes to it and keeps the gripper open
+    (the reach task). ``action`` holds, per frame, the expert's next ``chunk_size`` actions, the last one
+    repeated past the episode's end, as LeRobot's dataset gives an action chunk.
     """
     env = GridSTabletop()
     frames = {
@@ -191,8 +193,8 @@ def policy_batch(scenes: dict, index: np.ndarray, preprocessor: PolicyProcessorP
 
 
 def colour_cover(images: np.ndarray, grid_hw: tuple[int, int]) -> Tensor:
-    """``[B, H*W, C]``: the fraction of each image token's pixels (``grid_hw`` tokens over ``images [B, h, w, 3]``)
-    that show each block colour of ``COLOURS``."""
+    """``[B, H*W, C]``: the fraction of each image token's pixels (``grid_hw`` tokens over ``images [B, h, w,
+    3]``) that show each block colour of ``COLOURS``."""
     pixels = torch.from_numpy(images).float()
     palette = torch.tensor(list(COLOURS.values()), dtype=torch.float32)
     distance = torch.cdist(pixels.flatten(0, 2), palette).view(*pixels.shape[:3], len(palette))
@@ -201,7 +203,8 @@ def colour_cover(images: np.ndarray, grid_hw: tuple[int, int]) -> Tensor:
 
 
 class GroundingHeads(nn.Module):
-    """Linear read-outs of the hidden states entering the VLM's last layer, one per grounding task (module docstring)."""
+    """Linear read-outs of the hidden states entering the VLM's last layer, one per grounding task (module
+    docstring)."""
 
     def __init__(self, dim: int, num_colours: int = len(COLOURS)):
         super().__init__()
@@ -225,7 +228,8 @@ class TabletopGrounding(nn.Module):
         self.grid_hw = (image_size[1] // stride, image_size[0] // stride)
 
     def trained_parameters(self) -> list[nn.Parameter]:
-        """The VLM's vision encoder, connector, token embeddings and text layers below ``read_layer``, and the heads."""
+        """The VLM's vision encoder, connector, token embeddings and text layers below ``read_layer``, and the
+        heads."""
         vlm = self.policy.model.vlm_with_expert.get_vlm_model()
         above = tuple(f"text_model.layers.{i}." for i in range(self.read_layer, len(vlm.text_model.layers)))
         return [
@@ -309,7 +313,8 @@ def goal_error(
     postprocessor: PolicyProcessorPipeline,
     scenes: dict,
 ) -> float:
-    """Mean distance (table units) from the named block to the first goal of the action chunk the policy predicts."""
+    """Mean distance (table units) from the named block to the first goal of the action chunk the policy
+    predicts."""
     was_training = policy.training
     batch = policy_batch(scenes, np.arange(len(scenes["instruction"])), preprocessor)
     batch.pop(ACTION)
@@ -321,8 +326,8 @@ def goal_error(
 
 @dataclass
 class FreshScenes:
-    """The pretraining's scenes: fresh ones each time (each scene seed is used once, from ``PRETRAIN_SEED`` on),
-    drawn with the run's one random generator."""
+    """The pretraining's scenes: fresh ones each time (each scene seed is used once, from ``PRETRAIN_SEED``
+    on), drawn with the run's one random generator."""
 
     rng: np.random.Generator
     next_seed: int = PRETRAIN_SEED
@@ -360,8 +365,9 @@ def train_stage(
     options: StageOptions,
     **scene_options,
 ) -> list[dict]:
-    """``steps`` of AdamW with a one-cycle schedule (5% warm-up) on ``parameters`` only (the rest of the policy
-    frozen), on fresh scenes; returns the metrics (training and ``metrics_of()``) at 20 points of the stage."""
+    """``steps`` of AdamW with a one-cycle schedule (5% warm-up) on ``parameters`` only (the rest of the
+    policy frozen), on fresh scenes; returns the metrics (training and ``metrics_of()``) at 20 points of the
+    stage."""
     if steps == 0:
         return []
     for parameter in policy.parameters():
@@ -403,8 +409,8 @@ def pretrain(
     seed: int = 0,
     progress: bool = True,
 ) -> dict:
-    """Pretrain and save a dense ``smolvla`` checkpoint (with its processors, the heads and the metrics) into a new
-    ``output_dir``: ``steps`` of grounding, then ``reach_steps`` of reach (module docstring).
+    """Pretrain and save a dense ``smolvla`` checkpoint (with its processors, the heads and the metrics) into
+    a new ``output_dir``: ``steps`` of grounding, then ``reach_steps`` of reach (module docstring).
 
     Every ``refresh_every`` steps, ``scenes_per_refresh`` fresh scenes replace the pool batches are drawn
     from; the validation scenes are other fresh scenes, one frame each.
@@ -484,7 +490,8 @@ def validate(grounding: TabletopGrounding, scenes: dict) -> dict[str, float]:
 
 
 def mean_guess_error(scenes: dict) -> float:
-    """Position error of always answering the mean position: what a VLM that has not grounded anything scores."""
+    """Position error of always answering the mean position: what a VLM that has not grounded anything
+    scores."""
     target = scenes["target_xy"]
     return float(np.linalg.norm(target - target.mean(0), axis=1).mean())
 
@@ -501,7 +508,8 @@ def write_transformers5_checkpoint(source: Path, output_dir: Path) -> Path:
 
 
 def load_pretrained(checkpoint: str | Path) -> tuple[TabletopGrounding, PolicyProcessorPipeline]:
-    """A pretrained checkpoint folder with its heads and processors, to measure how well it grounds and reaches."""
+    """A pretrained checkpoint folder with its heads and processors, to measure how well it grounds and
+    reaches."""
     config = PreTrainedConfig.from_pretrained(checkpoint)
     config.vlm_model_name = str(
         TINY_SMOLVLM

@@ -52,11 +52,12 @@ def load_policy(source: str, device: str):
 
 
 def dataset_of_run(source: str) -> tuple[str, str | None, str | None]:
-    """The dataset a lerobot-train checkpoint was trained on, and its video backend, from its train_config.json.
+    """The dataset a lerobot-train checkpoint was trained on, and its video backend, from its
+    train_config.json.
 
     A dataset root the run was given relative to the folder it was started from is found from there: a local
-    ``<run>/checkpoints/<step>/pretrained_model`` whose run was written to a relative ``output_dir`` tells that folder,
-    wherever this command is run from."""
+    ``<run>/checkpoints/<step>/pretrained_model`` whose run was written to a relative ``output_dir`` tells
+    that folder, wherever this command is run from."""
     train = json.loads(Path(checkpoint_file(source, TRAIN_CONFIG)).read_text())
     dataset, root = train["dataset"], train["dataset"].get("root")
     if (
@@ -73,12 +74,12 @@ def dataset_of_run(source: str) -> tuple[str, str | None, str | None]:
 
 
 def episode_count(repo_id: str, root: str | None) -> int:
-    """Episodes of a dataset, read from its metadata; a local ``root`` that does not exist is said as such (LeRobot
-    would ask the Hub for it and leave the empty folder behind)."""
+    """Episodes of a dataset, read from its metadata; a local ``root`` that does not exist is said as such
+    (LeRobot would ask the Hub for it and leave the empty folder behind)."""
     if root is not None and not Path(root).is_dir():
         raise FileNotFoundError(
-            f"The dataset folder {Path(root).absolute()} does not exist. Give the dataset's folder with --dataset-root "
-            "(and its repo id with --dataset-repo-id)."
+            f"The dataset folder {Path(root).absolute()} does not exist. Give the dataset's folder with "
+            "--dataset-root (and its repo id with --dataset-repo-id)."
         )
     return LeRobotDatasetMetadata(repo_id, root=root).total_episodes
 
@@ -183,8 +184,8 @@ def visualise(
     fps: int = 10,
     video_backend: str | None = None,
 ) -> dict:
-    """Writes the module's pictures for ``episode`` of the dataset (by default the one ``source`` was trained on)
-    into ``output_dir``, a new folder, and returns ``summary.json``'s content."""
+    """Writes the module's pictures for ``episode`` of the dataset (by default the one ``source`` was trained
+    on) into ``output_dir``, a new folder, and returns ``summary.json``'s content."""
     output_dir = new_output_dir(output_dir)
     policy, preprocessor = load_policy(source, device)
     if repo_id is None:

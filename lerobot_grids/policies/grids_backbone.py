@@ -8,11 +8,11 @@ from lerobot_grids.grids import GridSampler, Region
 class GridSBackboneMixin:
     """``embed_image`` through the backbone's ``sample_image(image, region)``, one camera after another.
 
-    Per call of the policy (set by it before the images are embedded): ``cameras``, how many images make a full
-    record; ``image_regions``, per camera in embedding order, the token rows and columns its image covers once
-    resized and padded to the backbone's square (``None``: all); ``grids_context``, the instruction for an
-    instruction-conditioned sampler. ``sampled_points`` keeps the points of the images embedded since, one per
-    camera.
+    Per call of the policy (set by it before the images are embedded): ``cameras``, how many images make a
+    full record; ``image_regions``, per camera in embedding order, the token rows and columns its image covers
+    once resized and padded to the backbone's square (``None``: all); ``grids_context``, the instruction for
+    an instruction-conditioned sampler. ``sampled_points`` keeps the points of the images embedded since, one
+    per camera.
     """
 
     grids: GridSampler

@@ -101,8 +101,9 @@ def check_processor_statistics(source: str, **hub_kwargs) -> list[str]:
             if bad:
                 raise ValueError(
                     f"The checkpoint {source} has non-finite (NaN or infinite) normalisation statistics in "
-                    f"{state_file}: {bad}. A policy normalised with them would send NaN or saturated goals to the "
-                    "motors. Recompute the dataset's statistics (LeRobot's compute_stats) and retrain, or fix the file."
+                    f"{state_file}: {bad}. A policy normalised with them would send NaN or saturated goals "
+                    "to the motors. Recompute the dataset's statistics (LeRobot's compute_stats) and "
+                    "retrain, or fix the file."
                 )
     return found
 
@@ -126,7 +127,8 @@ def load_action_unnormaliser(source: str, **hub_kwargs) -> PolicyProcessorPipeli
 def check_same_grids(saved: PreTrainedConfig, requested: PreTrainedConfig, source: str | Path) -> None:
     """Refuse to load a GridS checkpoint with other GridS settings than it was trained with."""
     differences = [
-        f"grids.{name}: checkpoint {getattr(saved.grids, name)!r}, requested {getattr(requested.grids, name)!r}"
+        f"grids.{name}: checkpoint {getattr(saved.grids, name)!r}, requested "
+        f"{getattr(requested.grids, name)!r}"
         for name in GridSConfig.__dataclass_fields__
         if getattr(saved.grids, name) != getattr(requested.grids, name)
     ]
@@ -177,7 +179,8 @@ class GridSPolicyMixin:
         else:
             config = cls.load_grids_config(source, config, hub_kwargs)
             policy = cls.load_pretrained_weights(source, config=config, **kwargs)
-        # A LoRA adapter's own folder holds the processors of the run that trained it (LeRobot loads them from there).
+        # A LoRA adapter's own folder holds the processors of the run that trained it (LeRobot loads them from
+        # there).
         processors_source = (
             str(config.pretrained_path) if config.use_peft and config.pretrained_path else source
         )
@@ -193,9 +196,10 @@ class GridSPolicyMixin:
 
     @classmethod
     def from_dense_base(cls, source: str, config: PreTrainedConfig, hub_kwargs: dict, **kwargs):
-        """The base model of a LoRA adapter trained from dense weights (``--policy.init_from=<dense> --peft.*``, whose
-        adapter names the dense checkpoint as its base): the policy started from those weights again, as the training
-        run started it; LeRobot's ``PeftModel.from_pretrained`` then loads the adapter, the trained sampler with it."""
+        """The base model of a LoRA adapter trained from dense weights (``--policy.init_from=<dense>
+        --peft.*``, whose adapter names the dense checkpoint as its base): the policy started from those
+        weights again, as the training run started it; LeRobot's ``PeftModel.from_pretrained`` then loads the
+        adapter, the trained sampler with it."""
         revision = hub_kwargs.get("revision")
         config.init_from = f"{source}@{revision}" if revision and not os.path.isdir(source) else source
         return cls(config, **{key: kwargs[key] for key in ("dataset_meta", "dataset_stats") if key in kwargs})
@@ -214,8 +218,8 @@ class GridSPolicyMixin:
         except RuntimeError as error:
             raise ValueError(
                 f"{model_file} does not hold this {cls.name} policy's weights: {error}. Load it with the "
-                "architecture and GridS settings it was trained with (its config.json), or start a new policy "
-                "from dense weights with --policy.init_from."
+                "architecture and GridS settings it was trained with (its config.json), or start a new "
+                "policy from dense weights with --policy.init_from."
             ) from None
 
     @classmethod
@@ -228,10 +232,11 @@ class GridSPolicyMixin:
         )
         if isinstance(saved, cls.config_class) and "grids" not in written:
             raise ValueError(
-                f"The {cls.name} checkpoint {pretrained_name_or_path} has no 'grids' section in its config.json: it "
-                "would load with the default GridS settings, which need not be those it was trained with (a "
-                "sampler trained with pooling='max' would run with 'mean'). Add the section with the settings it was "
-                "trained with (the run's train_config.json has them under policy.grids)."
+                f"The {cls.name} checkpoint {pretrained_name_or_path} has no 'grids' section in its "
+                "config.json: it would load with the default GridS settings, which need not be those it was "
+                "trained with (a sampler trained with pooling='max' would run with 'mean'). Add the section "
+                "with the settings it was trained with (the run's train_config.json has them under "
+                "policy.grids)."
             )
         if not isinstance(saved, cls.config_class):
             raise ValueError(
@@ -243,7 +248,8 @@ class GridSPolicyMixin:
             config = saved
         check_same_grids(saved, config, pretrained_name_or_path)
         # LeRobot's make_policy sets a loaded policy's output features to the env's or robot's (lerobot-eval,
-        # lerobot-record): another action size than the checkpoint's is an env or robot the policy cannot drive.
+        # lerobot-record): another action size than the checkpoint's is an env or robot the policy cannot
+        # drive.
         differences = [
             f"{key}: policy {tuple(feature.shape)}, env/robot "
             f"{tuple(config.output_features[key].shape) if key in config.output_features else None}"
@@ -253,8 +259,9 @@ class GridSPolicyMixin:
         ]
         if differences:
             raise ValueError(
-                f"The {saved.type} policy {pretrained_name_or_path} does not fit the environment or robot it was "
-                f"given: {'; '.join(differences)}. Use a policy trained with this robot's (or env's) actions."
+                f"The {saved.type} policy {pretrained_name_or_path} does not fit the environment or robot it "
+                f"was given: {'; '.join(differences)}. Use a policy trained with this robot's (or env's) "
+                "actions."
             )
         config.init_from = None
         return config
@@ -272,14 +279,14 @@ class GridSPolicyMixin:
             dense_config = checkpoint_file(source, CONFIG_NAME, revision)
         except (HfHubHTTPError, EntryNotFoundError) as error:  # offline, or not on the Hub
             raise FileNotFoundError(
-                f"--policy.init_from={named}: no folder {os.path.abspath(source)} and not on the Hub ({error}). "
-                "Give an existing folder of a dense checkpoint, or its Hub repo id."
+                f"--policy.init_from={named}: no folder {os.path.abspath(source)} and not on the Hub "
+                f"({error}). Give an existing folder of a dense checkpoint, or its Hub repo id."
             ) from None
         dense_type = json.loads(Path(dense_config).read_text()).get("type")
         if dense_type != self.dense_type:
             raise ValueError(
-                f"--policy.init_from={named} is a {dense_type!r} checkpoint, not a dense {self.dense_type!r} one. "
-                f"To continue training a {self.name} checkpoint, use --policy.path instead."
+                f"--policy.init_from={named} is a {dense_type!r} checkpoint, not a dense {self.dense_type!r} "
+                f"one. To continue training a {self.name} checkpoint, use --policy.path instead."
             )
         state_dict = self.dense_state_dict(
             load_file(checkpoint_file(source, SAFETENSORS_SINGLE_FILE, revision))
@@ -292,9 +299,9 @@ class GridSPolicyMixin:
         )
         if reshaped:
             raise ValueError(
-                f"The {self.dense_type} checkpoint {named} does not match this policy's architecture: other shapes "
-                f"for {reshaped}. Set the architecture options to the checkpoint's values"
-                f"{compat_revision_hint(self.dense_type)}."
+                f"The {self.dense_type} checkpoint {named} does not match this policy's architecture: other "
+                f"shapes for {reshaped}. Set the architecture options to the checkpoint's "
+                f"values{compat_revision_hint(self.dense_type)}."
             )
         missing, unexpected = self.load_state_dict(state_dict, strict=False)
         # A tied parameter (saved once under another name) is loaded through its twin.
@@ -312,11 +319,12 @@ class GridSPolicyMixin:
 
     def check_robot_features(self, dataset_meta) -> None:
         """Refuse data (a training dataset, or the robot's features that lerobot-record passes as a dataset)
-        whose state or action differ from the policy's, or with more cameras than it has, before anything runs.
-        Fewer cameras are LeRobot's rule for fine-tuning on a rig with fewer cameras, renamed onto some of the
-        policy's with ``--rename_map`` (its ``smolvla`` trains without the missing ones): they train, and every path
-        that acts refuses a missing camera on its first observation (:meth:`check_acting_inputs`). Camera names
-        are checked on the first batch: LeRobot may rename them."""
+        whose state or action differ from the policy's, or with more cameras than it has, before anything
+        runs. Fewer cameras are LeRobot's rule for fine-tuning on a rig with fewer cameras, renamed onto some
+        of the policy's with ``--rename_map`` (its ``smolvla`` trains without the missing ones): they train,
+        and every path that acts refuses a missing camera on its first observation
+        (:meth:`check_acting_inputs`). Camera names are checked on the first batch: LeRobot may rename
+        them."""
         self.refuse_mismatches(
             self.feature_mismatches(dataset_meta.features, dataset_meta.camera_keys, fewer_cameras=True)
         )
@@ -329,9 +337,9 @@ class GridSPolicyMixin:
         fewer_cameras: bool = False,
     ) -> list[str]:
         """How LeRobot ``features`` (``{key: {"shape": ...}}``) with cameras ``camera_keys`` differ from the
-        policy's: state and action shape (where given), camera count (with ``fewer_cameras``, only more cameras
-        than the policy's, or none), and with ``check_camera_names`` the cameras the policy was trained with that
-        are not among ``camera_keys``."""
+        policy's: state and action shape (where given), camera count (with ``fewer_cameras``, only more
+        cameras than the policy's, or none), and with ``check_camera_names`` the cameras the policy was
+        trained with that are not among ``camera_keys``."""
         mismatches = []
         for key, kind in ((OBS_STATE, "state"), (ACTION, "action")):
             if key == ACTION and key not in features:  # the robot's observation features only (async client)
@@ -354,20 +362,20 @@ class GridSPolicyMixin:
     def refuse_mismatches(self, mismatches: list[str]) -> None:
         if mismatches:
             raise ValueError(
-                f"This {self.name} policy does not fit the robot or dataset it was given: {'; '.join(mismatches)}. "
-                "Use a policy trained with this robot's joints and cameras."
+                f"This {self.name} policy does not fit the robot or dataset it was given: "
+                f"{'; '.join(mismatches)}. Use a policy trained with this robot's joints and cameras."
             )
 
     action_unnormaliser: PolicyProcessorPipeline | None = None  # set by from_pretrained
 
     def fully_trained_modules(self) -> list[str]:
-        """Names of the modules a GridS policy trains in full whatever else is frozen: the sampler (new in every GridS
-        policy, so there are no pretrained weights to adapt)."""
+        """Names of the modules a GridS policy trains in full whatever else is frozen: the sampler (new in
+        every GridS policy, so there are no pretrained weights to adapt)."""
         return [self.grids_prefix.removesuffix(".")]
 
     def _get_default_peft_targets(self) -> dict | None:
-        """LeRobot's LoRA targets of the policy family, with :meth:`fully_trained_modules` trained in full and saved
-        with the adapter (PEFT's ``modules_to_save``)."""
+        """LeRobot's LoRA targets of the policy family, with :meth:`fully_trained_modules` trained in full and
+        saved with the adapter (PEFT's ``modules_to_save``)."""
         targets = super()._get_default_peft_targets()
         if targets is None:
             return None
@@ -377,10 +385,11 @@ class GridSPolicyMixin:
         }
 
     def _validate_peft_config(self, peft_config) -> None:
-        """LeRobot's check, with two GridS rules: :meth:`fully_trained_modules` are always among ``modules_to_save``
-        (added to a ``--peft.full_training_modules`` list that lacks them: a frozen new sampler would stay at its
-        initial points), and dense weights given by ``init_from`` count as the pretrained start LeRobot asks for;
-        the adapter then names them as its base model (:meth:`from_dense_base` loads it)."""
+        """LeRobot's check, with two GridS rules: :meth:`fully_trained_modules` are always among
+        ``modules_to_save`` (added to a ``--peft.full_training_modules`` list that lacks them: a frozen new
+        sampler would stay at its initial points), and dense weights given by ``init_from`` count as the
+        pretrained start LeRobot asks for; the adapter then names them as its base model
+        (:meth:`from_dense_base` loads it)."""
         saved = list(peft_config.modules_to_save or [])
         missing = [name for name in self.fully_trained_modules() if name not in saved]
         if missing:
@@ -394,18 +403,18 @@ class GridSPolicyMixin:
         self.name_or_path = str(self.config.init_from)  # the adapter's base_model_name_or_path
 
     def check_finite(self, actions: Tensor) -> Tensor:
-        """Refuse to hand out an action chunk that is not finite, or that the checkpoint's unnormalisation (the
-        postprocessor that every acting path applies next) makes non-finite: it would reach the motors. Each
-        policy type calls it where its chunk is made, which ``select_action`` (lerobot-record, lerobot-rollout,
-        lerobot-eval) and ``predict_action_chunk`` (the async server) both pass through: once per chunk, before
-        any of its actions is handed out."""
+        """Refuse to hand out an action chunk that is not finite, or that the checkpoint's unnormalisation
+        (the postprocessor that every acting path applies next) makes non-finite: it would reach the motors.
+        Each policy type calls it where its chunk is made, which ``select_action`` (lerobot-record,
+        lerobot-rollout, lerobot-eval) and ``predict_action_chunk`` (the async server) both pass through: once
+        per chunk, before any of its actions is handed out."""
         unnormalised = self.action_unnormaliser(actions) if self.action_unnormaliser is not None else actions
         for values, stage in ((actions, "policy output"), (unnormalised, "after unnormalisation")):
             if not torch.isfinite(values).all():
                 raise RuntimeError(
                     f"The {self.name} policy produced a non-finite action ({stage}: "
-                    f"{values.flatten().tolist()[:8]}...); it was not sent. Check the checkpoint (NaN weights?) "
-                    "and its normalisation statistics (policy_postprocessor_*.safetensors)."
+                    f"{values.flatten().tolist()[:8]}...); it was not sent. Check the checkpoint (NaN "
+                    "weights?) and its normalisation statistics (policy_postprocessor_*.safetensors)."
                 )
         return actions
 
@@ -438,13 +447,16 @@ class GridSPolicyMixin:
 
     def check_acting_inputs(self, batch: dict) -> None:
         """Refuse to act on an observation that lacks a camera the policy was trained with (LeRobot's policies
-        would pad it with a blank image, or drop it, silently), or with an empty task (the acting commands' default
-        when the flag that sets it is left out: the policy would act on no instruction). Every acting path calls it
-        before its chunk is made. Keys are named as the policy receives them, after any ``--rename_map``."""
+        would pad it with a blank image, or drop it, silently), or with an empty task (the acting commands'
+        default when the flag that sets it is left out: the policy would act on no instruction). Every acting
+        path calls it before its chunk is made. Keys are named as the policy receives them, after any
+        ``--rename_map``."""
         if any(not str(task).strip() for task in batch.get("task") or []):
             raise ValueError(
-                f"The task is empty: this {self.name} policy acts on an instruction. Give the task it was trained "
-                'on: lerobot-record --dataset.single_task="...", lerobot-rollout --task="...", the async robot '
+                f"The task is empty: this {self.name} policy acts on an instruction. Give the task it was "
+                "trained "
+                'on: lerobot-record --dataset.single_task="...", lerobot-rollout --task="...", the async '
+                "robot "
                 'client\'s --task="..." (lerobot-eval takes it from the env).'
             )
         empty_cameras = f"{OBS_IMAGES}.empty_camera_"
@@ -472,11 +484,12 @@ class GridSPolicyMixin:
         if state is not None and OBS_STATE in batch and batch[OBS_STATE].shape[-1] != state.shape[-1]:
             self.refuse_mismatches(
                 [
-                    f"state {OBS_STATE}: policy {tuple(state.shape)}, robot/dataset ({batch[OBS_STATE].shape[-1]},)"
+                    f"state {OBS_STATE}: policy {tuple(state.shape)}, robot/dataset "
+                    f"({batch[OBS_STATE].shape[-1]},)"
                 ]
             )
-        # In the order the backbone embeds them: the cameras present, then the blanks it pads for the missing ones
-        # (a camera the batch lacks has no points: None).
+        # In the order the backbone embeds them: the cameras present, then the blanks it pads for the missing
+        # ones (a camera the batch lacks has no points: None).
         empty_cameras = f"{OBS_IMAGES}.empty_camera_"
         self.grids_backbone.sampled_cameras = [key for key in self.config.image_features if key in batch] + [
             key if key.startswith(empty_cameras) else None
@@ -490,20 +503,21 @@ class GridSPolicyMixin:
         tokens = batch.get(OBS_LANGUAGE_TOKENS)
         if tokens is not None and tokens.numel() and int(tokens.max()) >= self.language_vocab_size:
             raise ValueError(
-                f"The instruction's token ids reach {int(tokens.max())}, beyond the language model's vocabulary "
-                f"of {self.language_vocab_size} embeddings: the tokenizer does not fit the model. Set "
-                "--policy.vocab_size (pi0/pi0.5) to at least the tokenizer's size, or use the tokenizer the "
-                "model was made for."
+                f"The instruction's token ids reach {int(tokens.max())}, beyond the language model's "
+                f"vocabulary of {self.language_vocab_size} embeddings: the tokenizer does not fit the model. "
+                "Set --policy.vocab_size (pi0/pi0.5) to at least the tokenizer's size, or use the tokenizer "
+                "the model was made for."
             )
         self.grids_backbone.sampled_points.clear()
         if self.config.grids.instruction:
             self.grids_backbone.grids_context = self.instruction_context(batch)
 
     def image_region(self, image_hw: tuple[int, int]) -> Region | None:
-        """The token rows and columns a camera image of ``image_hw`` covers once the family's own preprocessing
-        (LeRobot's resize with padding: SmolVLA pads the top or the left, pi0 both sides) has made it the backbone's
-        input; ``None`` where it covers every token. Found by that preprocessing of a white image (it stays 1, the
-        padding is -1 or below), once per image size. The sampler reads inside it only."""
+        """The token rows and columns a camera image of ``image_hw`` covers once the family's own
+        preprocessing (LeRobot's resize with padding: SmolVLA pads the top or the left, pi0 both sides) has
+        made it the backbone's input; ``None`` where it covers every token. Found by that preprocessing of a
+        white image (it stays 1, the padding is -1 or below), once per image size. The sampler reads inside it
+        only."""
         if self.config.grids.sampler == "dense":
             return None
         regions = self.__dict__.setdefault("_image_regions", {})
@@ -524,8 +538,8 @@ class GridSPolicyMixin:
         return regions[image_hw]
 
     def check_camera_grids(self) -> None:
-        """Refuse, when the policy is made, more tokens per camera than a camera's image covers of the backbone's
-        token grid (the rest of the grid is the padding that made the image square)."""
+        """Refuse, when the policy is made, more tokens per camera than a camera's image covers of the
+        backbone's token grid (the rest of the grid is the padding that made the image square)."""
         for key, feature in self.config.image_features.items():
             region = self.image_region(tuple(feature.shape[-2:]))
             if region is None:
@@ -546,15 +560,17 @@ class GridSPolicyMixin:
                 )
 
     def family_model_images(self, batch: dict) -> list[Tensor]:
-        """Each camera's image as LeRobot's policy of the family prepares it for the backbone (no GridS checks)."""
+        """Each camera's image as LeRobot's policy of the family prepares it for the backbone (no GridS
+        checks)."""
         raise NotImplementedError
 
     def check_observations(self, batch: dict) -> None:
-        """Refuse, naming the key, an observation with NaN or infinity (a NaN joint reading would make every action
-        of the chunk NaN) and camera images outside [0, 1] (LeRobot's cameras and datasets give [0, 1] floats; an
-        image in 0-255 would be read as a white one); refuse an empty task where the sampler reads the instruction;
-        warn once where the instruction fills the tokenizer's limit (LeRobot's tokenizer step cuts the rest without
-        a word). Once per batch, that is once per action chunk where the policy acts, in one device sync."""
+        """Refuse, naming the key, an observation with NaN or infinity (a NaN joint reading would make every
+        action of the chunk NaN) and camera images outside [0, 1] (LeRobot's cameras and datasets give [0, 1]
+        floats; an image in 0-255 would be read as a white one); refuse an empty task where the sampler reads
+        the instruction; warn once where the instruction fills the tokenizer's limit (LeRobot's tokenizer step
+        cuts the rest without a word). Once per batch, that is once per action chunk where the policy acts, in
+        one device sync."""
         observations = {
             key: value
             for key, value in batch.items()
@@ -571,21 +587,23 @@ class GridSPolicyMixin:
                 non_finite = [key for key, flag in zip(observations, flags, strict=False) if flag]
                 if non_finite:
                     raise ValueError(
-                        f"The observation {non_finite[0]!r} has non-finite values (NaN or infinity); no action was "
-                        "made from it. Check that sensor (a motor that did not answer, a camera frame that failed), "
-                        "or the dataset's frames if this is training."
+                        f"The observation {non_finite[0]!r} has non-finite values (NaN or infinity); no "
+                        "action was made from it. Check that sensor (a motor that did not answer, a camera "
+                        "frame that failed), or the dataset's frames if this is training."
                     )
                 key = next(key for key, flag in zip(images, flags[len(observations) :], strict=True) if flag)
                 raise ValueError(
                     f"The camera image {key!r} has values in [{float(observations[key].amin()):.3g}, "
-                    f"{float(observations[key].amax()):.3g}]; the policy reads images in [0, 1], as LeRobot's cameras "
-                    "and datasets give them (divide 0-255 images by 255). No action was made from it."
+                    f"{float(observations[key].amax()):.3g}]; the policy reads images in [0, 1], as "
+                    "LeRobot's cameras and datasets give them (divide 0-255 images by 255). No action was "
+                    "made from it."
                 )
         if self.config.grids.instruction and any(not str(task).strip() for task in batch.get("task") or []):
             raise ValueError(
-                f"The task is empty, and this {self.name} policy's GridS sampler chooses where to look from it "
-                "(grids.instruction=true). Give the task: lerobot-record --dataset.single_task=..., lerobot-rollout "
-                "--task=..., the async robot client's --task=..., or the dataset's task of each episode."
+                f"The task is empty, and this {self.name} policy's GridS sampler chooses where to look from "
+                "it (grids.instruction=true). Give the task: lerobot-record --dataset.single_task=..., "
+                "lerobot-rollout --task=..., the async robot client's --task=..., or the dataset's task of "
+                "each episode."
             )
         mask = batch.get(OBS_LANGUAGE_ATTENTION_MASK)
         limit = getattr(self.config, "tokenizer_max_length", None)
@@ -597,15 +615,16 @@ class GridSPolicyMixin:
         ):
             self._instruction_limit_reported = True
             logging.warning(
-                "The instruction fills all %d tokens the tokenizer keeps (--policy.tokenizer_max_length): anything "
-                "longer is cut there, and the policy never sees the rest. Train with a larger "
+                "The instruction fills all %d tokens the tokenizer keeps (--policy.tokenizer_max_length): "
+                "anything longer is cut there, and the policy never sees the rest. Train with a larger "
                 "--policy.tokenizer_max_length if your tasks are longer.",
                 limit,
             )
 
     def instruction_context(self, batch: dict) -> Tensor:
-        """``[B, C]`` the instruction as the language model embeds it (the backbone's ``embed_language_tokens``),
-        averaged over the prompt's tokens (its attention mask): what an instruction-conditioned sampler sees."""
+        """``[B, C]`` the instruction as the language model embeds it (the backbone's
+        ``embed_language_tokens``), averaged over the prompt's tokens (its attention mask): what an
+        instruction-conditioned sampler sees."""
         if OBS_LANGUAGE_TOKENS not in batch:
             raise ValueError(
                 f"This {self.name} policy's GridS sampler is instruction-conditioned and the batch has no "
@@ -616,8 +635,9 @@ class GridSPolicyMixin:
         return (embedded * mask).sum(1) / mask.sum(1).clamp(min=1)
 
     def sampled_points(self) -> dict[str, Tensor]:
-        """``{camera key: [B, K, 2] points}`` of the last forward or action chunk, ``(x, y)`` in ``[0, 1]``; a camera
-        a training batch lacked has none (the blank image LeRobot's policies may pad in its place is not it)."""
+        """``{camera key: [B, K, 2] points}`` of the last forward or action chunk, ``(x, y)`` in ``[0, 1]``; a
+        camera a training batch lacked has none (the blank image LeRobot's policies may pad in its place is
+        not it)."""
         cameras = getattr(self.grids_backbone, "sampled_cameras", None) or list(self.config.image_features)
         points = self.grids_backbone.sampled_points
         if len(points) > len(cameras):
@@ -633,8 +653,9 @@ class GridSPolicyMixin:
             spread = mean_pairwise_distance(points).item()
             if not math.isfinite(spread):
                 raise RuntimeError(
-                    f"GridS points of {key} are not finite (NaN): training has diverged. Resume from an earlier "
-                    "checkpoint with a lower learning rate, and check the data (NaN frames or statistics)."
+                    f"GridS points of {key} are not finite (NaN): training has diverged. Resume from an "
+                    "earlier checkpoint with a lower learning rate, and check the data (NaN frames or "
+                    "statistics)."
                 )
             loss_dict[f"grids_point_spread/{key.removeprefix(OBS_IMAGES + '.')}"] = spread
             if spread < COLLAPSE_THRESHOLD and not getattr(self, "_collapse_reported", False):
@@ -650,8 +671,9 @@ class GridSPolicyMixin:
     def generate_model_card(
         self, dataset_repo_id: str, model_type: str, license: str | None, tags: list[str] | None, **kwargs
     ) -> ModelCard:
-        """LeRobot's card (0.4.4, 0.6.1), tagged ``grids``, with the GridS section (:func:`grids_card_section`;
-        on LeRobot versions with a free ``generate_model_card`` the section is added there, see
+        """LeRobot's card (0.4.4, 0.6.1), tagged ``grids``, with the GridS section
+        (:func:`grids_card_section`; on LeRobot versions with a free ``generate_model_card`` the section is
+        added there, see
         :func:`lerobot_grids.compat.extend_free_model_card`); written offline too, unvalidated
         (:func:`lerobot_grids.compat.card_validated_where_online`)."""
         with compat.card_validated_where_online():
@@ -668,7 +690,8 @@ def compat_revision_hint(dense_type: str) -> str:
         return ""
     return (
         f" (LeRobot {compat.LEROBOT_VERSION}'s {dense_type} weights on the Hub are under revision "
-        f"{compat.DENSE_BASE_HUB_REVISION!r}: --policy.init_from=lerobot/{dense_type}_base@{compat.DENSE_BASE_HUB_REVISION})"
+        f"{compat.DENSE_BASE_HUB_REVISION!r}: "
+        f"--policy.init_from=lerobot/{dense_type}_base@{compat.DENSE_BASE_HUB_REVISION})"
     )
 
 
@@ -688,8 +711,9 @@ def grids_card_section(config: PreTrainedConfig) -> str:
 
 def write_model_card(checkpoint: Path) -> Path:
     """The model card LeRobot writes when it pushes a policy (LeRobot's card with the GridS section), saved as
-    ``README.md`` in a GridS checkpoint folder (``.../pretrained_model``), so that the folder can be uploaded as it
-    is later (``hf upload``); works offline. The training run's ``train_config.json`` there names the dataset."""
+    ``README.md`` in a GridS checkpoint folder (``.../pretrained_model``), so that the folder can be uploaded
+    as it is later (``hf upload``); works offline. The training run's ``train_config.json`` there names the
+    dataset."""
     from lerobot.configs.train import TrainPipelineConfig
     from lerobot.policies.factory import get_policy_class
 

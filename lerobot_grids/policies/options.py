@@ -1,9 +1,11 @@
-"""Bad ``--policy.*`` values of a GridS policy type, refused so that the message is the last thing the user reads.
+"""Bad ``--policy.*`` values of a GridS policy type, refused so that the message is the last thing the user
+reads.
 
-draccus (LeRobot's command-line parser) builds each config dataclass and turns a ``ValueError`` raised there into
-"Couldn't instantiate class ... using the given arguments", with the real message only in the chained traceback
-fifty lines up; an error of its own ``ParsingError`` type it passes on with the message as it is. On LeRobot 0.6.1
-``lerobot-train`` then prints ``error: ... <message>`` and exits; on 0.4.4 the traceback ends in the message.
+draccus (LeRobot's command-line parser) builds each config dataclass and turns a ``ValueError`` raised there
+into "Couldn't instantiate class ... using the given arguments", with the real message only in the chained
+traceback fifty lines up; an error of its own ``ParsingError`` type it passes on with the message as it is. On
+LeRobot 0.6.1 ``lerobot-train`` then prints ``error: ... <message>`` and exits; on 0.4.4 the traceback ends in
+the message.
 """
 
 from collections.abc import Iterator
@@ -21,7 +23,8 @@ class PolicyOptionError(ParsingError):
 
 @contextmanager
 def refused_as_option_error() -> Iterator[None]:
-    """Raise a ``ValueError`` of the block (a config's own checks, LeRobot's included) as :class:`PolicyOptionError`."""
+    """Raise a ``ValueError`` of the block (a config's own checks, LeRobot's included) as
+    :class:`PolicyOptionError`."""
     try:
         yield
     except ValueError as error:
@@ -30,8 +33,8 @@ def refused_as_option_error() -> Iterator[None]:
 
 @dataclass
 class GridSOptions(GridSConfig):
-    """:class:`~lerobot_grids.grids.GridSConfig` as the policy configs hold it (``--policy.grids.*``): the same
-    settings and checks, a bad value refused as :class:`PolicyOptionError`."""
+    """:class:`~lerobot_grids.grids.GridSConfig` as the policy configs hold it (``--policy.grids.*``): the
+    same settings and checks, a bad value refused as :class:`PolicyOptionError`."""
 
     def __post_init__(self):
         with refused_as_option_error():

@@ -23,7 +23,8 @@ from lerobot_grids.scripts import at_least
 
 
 def write_report(output_dir: Path, command: str, all_results: list[dict]) -> str:
-    """``report.md`` (and ``speedup.png`` where latency was measured) of a run's results, into ``output_dir``."""
+    """``report.md`` (and ``speedup.png`` where latency was measured) of a run's results, into
+    ``output_dir``."""
     report = [f"Command: `{command}`", ""]
     for results in all_results:
         report += [
@@ -179,7 +180,8 @@ def run(argv: list[str]) -> Path:
 
 
 def main() -> None:
-    """``lerobot-grids-bench``: LeRobot's console logging (a line as each measurement starts and ends), then the run."""
+    """``lerobot-grids-bench``: LeRobot's console logging (a line as each measurement starts and ends), then
+    the run."""
     init_logging()
     run(sys.argv[1:])
 

@@ -56,9 +56,9 @@ def check_cameras(robot_config: Path) -> list[str]:
         if None not in setting and setting not in COMMON_COLOR_PROFILES:
             supported = ", ".join(f"{w}x{h}@{fps}" for w, h, fps in COMMON_COLOR_PROFILES)
             lines.append(
-                f"UNSUPPORTED {key}: {camera.width}x{camera.height} at {camera.fps} fps is not a mode both the D435 "
-                f"and D405 stream ({supported}): set cameras: {key}: width, height and fps to one of them in the "
-                "robot config."
+                f"UNSUPPORTED {key}: {camera.width}x{camera.height} at {camera.fps} fps is not a mode both "
+                f"the D435 and D405 stream ({supported}): set cameras: {key}: width, height and fps to one "
+                "of them in the robot config."
             )
     return lines
 

@@ -1,4 +1,5 @@
-"""``lerobot-grids-demo``: dense SmolVLA against GridS on the offline tabletop task or Meta-World, with LeRobot's tools.
+"""``lerobot-grids-demo``: dense SmolVLA against GridS on the offline tabletop task or Meta-World, with
+LeRobot's tools.
 
 One run, offline on a CPU, into a new folder: records the scripted experts into a LeRobotDataset, trains
 the dense baseline and GridS (K = 16, 4, 1; other samplers and predictors with ``--models``) with

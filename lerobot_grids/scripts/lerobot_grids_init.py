@@ -1,7 +1,7 @@
 """``lerobot-grids-init``: write a fresh GridS policy checkpoint folder for ``lerobot-train --policy.path``.
 
-It builds the policy with LeRobot's ``make_policy`` for a dataset's features (``--policy.init_from`` included) and
-saves it with the policy type's own processors, without training: a start that can be inspected, shared or
+It builds the policy with LeRobot's ``make_policy`` for a dataset's features (``--policy.init_from`` included)
+and saves it with the policy type's own processors, without training: a start that can be inspected, shared or
 trained from several times (``lerobot-train --policy.type=...`` does the same in one step, on both LeRobot
 versions)::
 

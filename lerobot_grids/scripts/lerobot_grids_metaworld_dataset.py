@@ -1,7 +1,7 @@
 """``lerobot-grids-metaworld-dataset``: record Meta-World's scripted experts into a LeRobotDataset.
 
-Episode ``i`` of each task is the scene of seed ``--seed + i``, rendered as ``--env.type=meta_world_cpu`` renders
-it, written into a new folder (:mod:`lerobot_grids.envs.metaworld_dataset`).
+Episode ``i`` of each task is the scene of seed ``--seed + i``, rendered as ``--env.type=meta_world_cpu``
+renders it, written into a new folder (:mod:`lerobot_grids.envs.metaworld_dataset`).
 """
 
 import argparse

@@ -1,5 +1,5 @@
-"""``lerobot-grids-metaworld-rendering``: one policy's Meta-World success at ``meta_world_cpu``'s rendering and at
-LeRobot's own, on the same scenes (:mod:`lerobot_grids.evidence.metaworld_rendering`).
+"""``lerobot-grids-metaworld-rendering``: one policy's Meta-World success at ``meta_world_cpu``'s rendering
+and at LeRobot's own, on the same scenes (:mod:`lerobot_grids.evidence.metaworld_rendering`).
 
     lerobot-grids-metaworld-rendering --checkpoint <pretrained_model folder> --output <new file.json>
 """

@@ -1,10 +1,12 @@
-"""``lerobot-grids-model-card``: write a trained GridS policy's model card into its checkpoint folder, offline.
+"""``lerobot-grids-model-card``: write a trained GridS policy's model card into its checkpoint folder,
+offline.
 
     lerobot-grids-model-card outputs/train/<run>/checkpoints/last/pretrained_model
     hf upload <user>/<policy name> outputs/train/<run>/checkpoints/last/pretrained_model
 
-The card is the one LeRobot writes when it pushes a policy (``--policy.push_to_hub=true``), with the GridS section;
-with the Hub offline it is written without the Hub's validation. An existing ``README.md`` is never overwritten.
+The card is the one LeRobot writes when it pushes a policy (``--policy.push_to_hub=true``), with the GridS
+section; with the Hub offline it is written without the Hub's validation. An existing ``README.md`` is never
+overwritten.
 """
 
 import argparse

@@ -38,8 +38,8 @@ class GridSPolicyServer(policy_server.PolicyServer):
             mismatches = self.policy.feature_mismatches(features, cameras, check_camera_names=True)
             if mismatches:
                 message = (
-                    f"The {self.policy.name} policy does not fit this robot: {'; '.join(mismatches)}. Use a policy "
-                    "trained with this robot's joints and cameras. Nothing was sent to the robot."
+                    f"The {self.policy.name} policy does not fit this robot: {'; '.join(mismatches)}. Use a "
+                    "policy trained with this robot's joints and cameras. Nothing was sent to the robot."
                 )
                 self.logger.error(message)
                 self.policy = None

@@ -7,7 +7,8 @@ a dense ``smolvla`` checkpoint with its processors into a new folder, for ``--po
 
 ``--transformers5-copy-of <checkpoint>`` instead writes a copy of a checkpoint pretrained under transformers 4
 (LeRobot 0.4.4) that computes the same under transformers 5 (LeRobot 0.5+); the shipped
-``grids_tabletop_smolvla_transformers5`` is ``--transformers5-copy-of lerobot_grids/assets/grids_tabletop_smolvla``.
+``grids_tabletop_smolvla_transformers5`` is ``--transformers5-copy-of
+lerobot_grids/assets/grids_tabletop_smolvla``.
 """
 
 import argparse

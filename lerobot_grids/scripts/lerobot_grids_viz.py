@@ -19,7 +19,8 @@ from lerobot_grids.scripts import at_least
 
 def default_output_dir(checkpoint: str) -> Path:
     """``outputs/viz/<checkpoint name>-<date-time>``; a ``lerobot-train`` checkpoint
-    (``<run>/checkpoints/<step>/pretrained_model``) is named ``<run>_<step>``, a Hub repo id ``<user>_<name>``."""
+    (``<run>/checkpoints/<step>/pretrained_model``) is named ``<run>_<step>``, a Hub repo id
+    ``<user>_<name>``."""
     path = Path(checkpoint)
     if path.name == "pretrained_model" and path.parent.parent.name == "checkpoints":
         name = f"{path.parents[2].name}_{path.parent.name}"

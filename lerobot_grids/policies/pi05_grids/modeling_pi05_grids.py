@@ -41,8 +41,9 @@ class PI05GridsPolicy(PaliGemmaGridSPolicyMixin, PI05Policy):
     def __init__(self, config: PI05GridsConfig, **kwargs):
         if not compat.PI_ON_STOCK_TRANSFORMERS:
             raise ValueError(
-                f"pi05_grids needs LeRobot 0.5 or later (this is LeRobot {compat.LEROBOT_VERSION}): pi0.5's adaptive "
-                "RMS norm runs on stock transformers only since LeRobot 0.5. Install LeRobot 0.6 (Python 3.12: "
-                "pip install 'lerobot[pi]>=0.6,<0.7' lerobot_policy_grids), or use --policy.type=pi0_grids here."
+                f"pi05_grids needs LeRobot 0.5 or later (this is LeRobot {compat.LEROBOT_VERSION}): pi0.5's "
+                "adaptive RMS norm runs on stock transformers only since LeRobot 0.5. Install LeRobot 0.6 "
+                "(Python 3.12: pip install 'lerobot[pi]>=0.6,<0.7' lerobot_policy_grids), or use "
+                "--policy.type=pi0_grids here."
             )
         super().__init__(config, **kwargs)

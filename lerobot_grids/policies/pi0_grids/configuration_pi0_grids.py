@@ -76,19 +76,20 @@ class PaliGemmaGridSOptions:
             self.check_options()
 
     def check_options(self) -> None:
-        """LeRobot's ``PI0Config`` / ``PI05Config.__post_init__`` know only pi0's two Gemma variants: the options are
-        checked here instead."""
+        """LeRobot's ``PI0Config`` / ``PI05Config.__post_init__`` know only pi0's two Gemma variants: the
+        options are checked here instead."""
         PreTrainedConfig.__post_init__(self)
         if isinstance(self.grids, dict):  # as from make_policy_config("pi0_grids", grids={...})
             self.grids = GridSOptions(**self.grids)
         if self.grids.split_layer is not None:
             raise ValueError(
-                f"--policy.grids.split_layer={self.grids.split_layer} (sampling inside the vision tower) is a "
-                f"smolvla_grids option; {self.type} samples SigLIP's output tokens. Drop it."
+                f"--policy.grids.split_layer={self.grids.split_layer} (sampling inside the vision tower) is "
+                f"a smolvla_grids option; {self.type} samples SigLIP's output tokens. Drop it."
             )
         if self.n_action_steps > self.chunk_size:
             raise ValueError(
-                f"n_action_steps ({self.n_action_steps}) cannot be greater than chunk_size ({self.chunk_size})."
+                f"n_action_steps ({self.n_action_steps}) cannot be greater than chunk_size "
+                f"({self.chunk_size})."
             )
         for name in ("paligemma_variant", "action_expert_variant"):
             if getattr(self, name) not in GEMMA_VARIANTS:

@@ -40,7 +40,8 @@ class PI0GridsPytorch(PI0Pytorch):
 
 
 class PaliGemmaGridSPolicyMixin(GridSPolicyMixin):
-    """What ``pi0_grids`` and ``pi05_grids`` add to LeRobot's ``PI0Policy`` / ``PI05Policy`` (put before it)."""
+    """What ``pi0_grids`` and ``pi05_grids`` add to LeRobot's ``PI0Policy`` / ``PI05Policy`` (put before
+    it)."""
 
     model_class: type[nn.Module]  # the GridS ``PI0Pytorch`` / ``PI05Pytorch``
 
@@ -78,8 +79,8 @@ class PaliGemmaGridSPolicyMixin(GridSPolicyMixin):
         )
 
     def predict_action_chunk(self, batch: dict[str, Tensor], **kwargs) -> Tensor:
-        """LeRobot's action chunk (its ``select_action`` makes chunks here too), refused if it is not finite as
-        it would reach the motors (:meth:`check_finite`)."""
+        """LeRobot's action chunk (its ``select_action`` makes chunks here too), refused if it is not finite
+        as it would reach the motors (:meth:`check_finite`)."""
         self.check_acting_inputs(batch)
         return self.check_finite(super().predict_action_chunk(batch, **kwargs))
 

@@ -1,4 +1,5 @@
-"""pi0's backbone ``forward`` on stock transformers, for LeRobot 0.4.4 (whose pi0 needs openpi's patched fork).
+"""pi0's backbone ``forward`` on stock transformers, for LeRobot 0.4.4 (whose pi0 needs openpi's patched
+fork).
 
 LeRobot 0.4.4's pi0 is written against openpi's patched transformers (``transformers_replace`` in
 openpi, transformers 4.53.2) and refuses to run on any release from the package index. What pi0 uses
@@ -30,10 +31,10 @@ from transformers.models.gemma.modeling_gemma import apply_rotary_pos_emb
 
 
 class PrefixKeyValueCache:
-    """The prefix's keys and values per layer (pi0's ``past_key_values``), left as they are (openpi patch, 4.),
-    with room after them for a suffix: the first denoising step lays prefix and suffix out in one buffer per
-    layer, and each later step writes its suffix's keys and values there in place and attends to the whole,
-    instead of concatenating prefix and suffix anew in every layer and step."""
+    """The prefix's keys and values per layer (pi0's ``past_key_values``), left as they are (openpi patch,
+    4.), with room after them for a suffix: the first denoising step lays prefix and suffix out in one buffer
+    per layer, and each later step writes its suffix's keys and values there in place and attends to the
+    whole, instead of concatenating prefix and suffix anew in every layer and step."""
 
     def __init__(self):
         self.prefix: list[tuple[Tensor, Tensor]] = []
@@ -69,12 +70,13 @@ class PrefixKeyValueCache:
 def grouped_query_attention(
     query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, scale: float
 ) -> Tensor:
-    """Scaled dot-product attention of ``query [B, heads, T, D]`` over ``key``/``value [B, kv heads, S, D]`` (each
-    group of ``heads / kv heads`` consecutive query heads shares one key-value head, as in Gemma), with pi0's
-    additive ``mask [B, 1, T, S]``; ``[B, T, heads, D]``.
+    """Scaled dot-product attention of ``query [B, heads, T, D]`` over ``key``/``value [B, kv heads, S, D]``
+    (each group of ``heads / kv heads`` consecutive query heads shares one key-value head, as in Gemma), with
+    pi0's additive ``mask [B, 1, T, S]``; ``[B, T, heads, D]``.
 
     The heads of a group are folded into the query length, so torch's SDPA kernels (masks supported) attend to
-    the shared keys and values as they are, without copying them once per query head (transformers' ``repeat_kv``).
+    the shared keys and values as they are, without copying them once per query head (transformers'
+    ``repeat_kv``).
     """
     batch, heads, length, dim = query.shape
     groups = key.shape[1]
@@ -167,8 +169,8 @@ class OpenpiForwardOnStockTransformers:
         past: PrefixKeyValueCache | None,
         layer_index: int,
     ) -> tuple[list[Tensor], tuple[Tensor, Tensor]]:
-        """One pre-norm Gemma layer over the concatenated token streams, each with its own weights; attends to the
-        ``past`` prefix's keys and values of layer ``layer_index`` too, when given."""
+        """One pre-norm Gemma layer over the concatenated token streams, each with its own weights; attends to
+        the ``past`` prefix's keys and values of layer ``layer_index`` too, when given."""
         normed = [
             rms_norm(layer.input_layernorm, states) for layer, states in zip(layers, hidden, strict=True)
         ]

@@ -1,4 +1,5 @@
-"""The PaliGemma + action-expert backbone of pi0 and pi0.5, at configurable sizes, with GridS at ``embed_image``.
+"""The PaliGemma + action-expert backbone of pi0 and pi0.5, at configurable sizes, with GridS at
+``embed_image``.
 
 LeRobot builds this backbone at pi0's sizes only (``gemma_2b`` + ``gemma_300m``, So400m at 224x224). Here
 the same modules (LeRobot 0.5+: ``lerobot.policies.pi_gemma``'s, 0.4.4: stock transformers') are built
@@ -6,7 +7,8 @@ from :mod:`configuration_pi0_grids`'s variants, so tiny variants train on a CPU,
 names. Everything that runs is LeRobot's ``PaliGemmaWithExpertModel`` (0.5+: its ``forward`` with the
 ``DynamicCache`` prefix, adaptive RMS norm for pi0.5), except ``embed_image``: GridS takes the dense tokens
 of LeRobot's ``embed_image`` and returns K. On LeRobot 0.4.4, whose pi0 needs openpi's patched
-transformers, ``forward`` is :class:`~lerobot_grids.policies.pi0_grids.openpi_forward.OpenpiForwardOnStockTransformers`.
+transformers, ``forward`` is
+:class:`~lerobot_grids.policies.pi0_grids.openpi_forward.OpenpiForwardOnStockTransformers`.
 """
 
 import torch

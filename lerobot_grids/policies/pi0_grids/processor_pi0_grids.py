@@ -1,4 +1,5 @@
-"""Pre- and post-processors of ``pi0_grids``: LeRobot's pi0 pipelines, tokenising with ``config.tokenizer_name``."""
+"""Pre- and post-processors of ``pi0_grids``: LeRobot's pi0 pipelines, tokenising with
+``config.tokenizer_name``."""
 
 import inspect
 from collections.abc import Iterator

@@ -15,8 +15,8 @@ class SmolVLAGridsConfig(SmolVLAConfig):
 
     Attributes:
         grids: the GridS sampler applied to each camera's tokens (``--policy.grids.num_tokens=16``,
-            ``--policy.grids.sampler=dense`` for the unpruned baseline, ``--policy.grids.split_layer=4`` to sample
-            inside the vision tower after its 4th layer, ...).
+            ``--policy.grids.sampler=dense`` for the unpruned baseline, ``--policy.grids.split_layer=4`` to
+            sample inside the vision tower after its 4th layer, ...).
         init_from: Hub repo id or local folder of a dense ``smolvla`` checkpoint (for example
             ``lerobot/smolvla_base``) whose weights initialise every dense parameter of a fresh
             policy; only the GridS parameters start new. Ignored when loading a ``smolvla_grids``

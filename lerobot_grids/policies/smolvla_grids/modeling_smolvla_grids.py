@@ -4,10 +4,10 @@ GridS sits exactly at ``SmolVLMWithExpertModel.embed_image`` (dense 8x8 connecto
 out, paper §3.2); everything before and after is LeRobot's SmolVLA, unchanged. Every dense parameter
 keeps its LeRobot name, so dense ``smolvla`` weights load as they are (``--policy.init_from``).
 
-With ``--policy.grids.split_layer=L`` GridS samples inside the vision tower instead: its first L layers run on every
-patch, the points are predicted from their output (one feature per pixel-shuffle window), each point reads the 4x4
-window of patches the pixel shuffle would merge (:mod:`lerobot_grids.window_sampling`), and the remaining layers, the
-post-layernorm, the pixel shuffle and the connector run on those K windows only.
+With ``--policy.grids.split_layer=L`` GridS samples inside the vision tower instead: its first L layers run on
+every patch, the points are predicted from their output (one feature per pixel-shuffle window), each point
+reads the 4x4 window of patches the pixel shuffle would merge (:mod:`lerobot_grids.window_sampling`), and the
+remaining layers, the post-layernorm, the pixel shuffle and the connector run on those K windows only.
 """
 
 import torch
@@ -39,23 +39,26 @@ class SmolVLMWithExpertGridSModel(GridSBackboneMixin, SmolVLMWithExpertModel):
         return backbone
 
     def make_sampler(self, config: GridSConfig) -> GridSampler:
-        """The sampler of ``config``: on the connector's tokens, or with ``split_layer`` inside the vision tower
-        (points predicted from the tower's features, coordinates embedded at the language model's width)."""
+        """The sampler of ``config``: on the connector's tokens, or with ``split_layer`` inside the vision
+        tower (points predicted from the tower's features, coordinates embedded at the language model's
+        width)."""
         width = self.config.text_config.hidden_size
         if config.split_layer is None:
             return GridSampler(width, config)
         depth = self.config.vision_config.num_hidden_layers
         if config.split_layer > depth:
             raise ValueError(
-                f"--policy.grids.split_layer={config.split_layer} is beyond the vision tower's {depth} layers: give "
-                f"0 to {depth} (the layers that run on every patch before the points are predicted)."
+                f"--policy.grids.split_layer={config.split_layer} is beyond the vision tower's {depth} "
+                f"layers: give 0 to {depth} (the layers that run on every patch before the points are "
+                "predicted)."
             )
         return GridSampler(self.config.vision_config.hidden_size, config, context_dim=width, output_dim=width)
 
     def use_sampler(self, sampler: nn.Module) -> None:
-        """Sample with ``sampler`` from now on. Sampling inside the tower, the tower's layers after the split and its
-        post-layernorm see K windows instead of every patch: they train whatever ``freeze_vision_encoder`` and
-        ``train_expert_only`` say; every other vision layer is as SmolVLA's options have it."""
+        """Sample with ``sampler`` from now on. Sampling inside the tower, the tower's layers after the split
+        and its post-layernorm see K windows instead of every patch: they train whatever
+        ``freeze_vision_encoder`` and ``train_expert_only`` say; every other vision layer is as SmolVLA's
+        options have it."""
         self.grids = sampler
         vision = self.get_vlm_model().vision_model
         frozen = self.freeze_vision_encoder or self.train_expert_only
@@ -66,7 +69,8 @@ class SmolVLMWithExpertGridSModel(GridSBackboneMixin, SmolVLMWithExpertModel):
 
     @property
     def split_layer(self) -> int | None:
-        """The vision tower layers run on every patch before sampling inside it; ``None``: GridS samples its output."""
+        """The vision tower layers run on every patch before sampling inside it; ``None``: GridS samples its
+        output."""
         return self.grids.config.split_layer
 
     def grid_hw(self, image_hw: tuple[int, int]) -> tuple[int, int]:
@@ -86,10 +90,10 @@ class SmolVLMWithExpertGridSModel(GridSBackboneMixin, SmolVLMWithExpertModel):
         return self.sample_inside_the_tower(image, region)
 
     def sample_inside_the_tower(self, image: Tensor, region: Region | None = None) -> tuple[Tensor, Tensor]:
-        """``([B, K, C] tokens, [B, K, 2] points)``: SmolVLM's vision tower and connector, with GridS after layer
-        ``split_layer`` (see the module). With a point on each window of the lattice (K = all windows), the tokens are
-        the dense connector tokens: attention, MLPs and norms do not depend on the patches' order, and each patch
-        keeps the position embedding it got at the input."""
+        """``([B, K, C] tokens, [B, K, 2] points)``: SmolVLM's vision tower and connector, with GridS after
+        layer ``split_layer`` (see the module). With a point on each window of the lattice (K = all windows),
+        the tokens are the dense connector tokens: attention, MLPs and norms do not depend on the patches'
+        order, and each patch keeps the position embedding it got at the input."""
         vision, connector = self.get_vlm_model().vision_model, self.get_vlm_model().connector
         window = self.config.scale_factor
         pixels = image.to(dtype=vision.dtype)
@@ -144,7 +148,8 @@ class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
 
     def fully_trained_modules(self) -> list[str]:
         """The sampler and, sampling inside the vision tower, the tower's layers after the split and its
-        post-layernorm: they see K windows instead of every patch (:meth:`SmolVLMWithExpertGridSModel.use_sampler`)."""
+        post-layernorm: they see K windows instead of every patch
+        (:meth:`SmolVLMWithExpertGridSModel.use_sampler`)."""
         split = self.grids_backbone.split_layer
         if split is None:
             return super().fully_trained_modules()
