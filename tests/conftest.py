@@ -61,6 +61,23 @@ TINY_PI0_OPTIONS = {
     "push_to_hub": False,
 }
 
+# ACT at toy width, without ImageNet weights (offline); the test cameras' 48x64 images give ResNet-18 a 2x2
+# feature map.
+TINY_ACT_OPTIONS = {
+    "pretrained_backbone_weights": None,
+    "dim_model": 32,
+    "n_heads": 2,
+    "dim_feedforward": 64,
+    "n_encoder_layers": 2,
+    "n_decoder_layers": 1,
+    "latent_dim": 8,
+    "chunk_size": 4,
+    "n_action_steps": 4,
+    "device": "cpu",
+    "push_to_hub": False,
+}
+TINY_OPTIONS = {"pi0": TINY_PI0_OPTIONS, "pi05": TINY_PI0_OPTIONS, "act": TINY_ACT_OPTIONS}
+
 
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory) -> Path:
@@ -79,7 +96,7 @@ def make_config(
     policy_type: str = "smolvla_grids", dataset_root: Path | None = None, **options
 ) -> PreTrainedConfig:
     """A tiny policy config whose features are those of the test dataset."""
-    tiny = TINY_PI0_OPTIONS if policy_type.startswith("pi0") else TINY_POLICY_OPTIONS
+    tiny = TINY_OPTIONS.get(policy_type.removesuffix("_grids"), TINY_POLICY_OPTIONS)
     grids = options.get("grids", {})
     if policy_type == "smolvla_grids" and grids.get("sampler") != "dense":
         options["grids"] = {"num_tokens": 4, **grids}  # the test cameras (4:3) cover 3x4 of the tiny 4x4 grid

@@ -19,6 +19,7 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidat
 from huggingface_hub.repocard import ModelCard
 from huggingface_hub.utils import validate_repo_id
 from lerobot.configs.policies import PreTrainedConfig
+from lerobot.configs.types import NormalizationMode
 from lerobot.processor import PolicyProcessorPipeline, UnnormalizerProcessorStep
 from lerobot.processor.converters import policy_action_to_transition, transition_to_policy_action
 from lerobot.utils.constants import (
@@ -145,6 +146,7 @@ class GridSPolicyMixin:
 
     grids_prefix: str  # state-dict prefix of the GridS parameters
     dense_type: str  # the LeRobot policy type whose checkpoints ``init_from`` accepts
+    reads_instruction = True  # the family acts on the task's words (ACT does not)
 
     @property
     def grids_backbone(self) -> nn.Module:
@@ -451,13 +453,11 @@ class GridSPolicyMixin:
         default when the flag that sets it is left out: the policy would act on no instruction). Every acting
         path calls it before its chunk is made. Keys are named as the policy receives them, after any
         ``--rename_map``."""
-        if any(not str(task).strip() for task in batch.get("task") or []):
+        if self.reads_instruction and any(not str(task).strip() for task in batch.get("task") or []):
             raise ValueError(
                 f"The task is empty: this {self.name} policy acts on an instruction. Give the task it was "
-                "trained "
-                'on: lerobot-record --dataset.single_task="...", lerobot-rollout --task="...", the async '
-                "robot "
-                'client\'s --task="..." (lerobot-eval takes it from the env).'
+                'trained on: lerobot-record --dataset.single_task="...", lerobot-rollout --task="...", the '
+                'async robot client\'s --task="..." (lerobot-eval takes it from the env).'
             )
         empty_cameras = f"{OBS_IMAGES}.empty_camera_"
         missing = [
@@ -576,7 +576,10 @@ class GridSPolicyMixin:
             for key, value in batch.items()
             if key.startswith("observation.") and torch.is_tensor(value) and value.is_floating_point()
         }
-        images = [key for key in self.config.image_features if key in observations]
+        # Images reach the model in [0, 1] where the family leaves them unnormalised (SmolVLA, pi0); ACT's
+        # preprocessor normalises them with the dataset's mean and standard deviation.
+        unnormalised = self.config.normalization_mapping.get("VISUAL") == NormalizationMode.IDENTITY
+        images = [key for key in self.config.image_features if key in observations] if unnormalised else []
         if observations:
             bad = torch.stack(
                 [~value.isfinite().all() for value in observations.values()]
