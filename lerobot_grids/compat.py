@@ -48,13 +48,16 @@ Where the package patches or overrides LeRobot, on every version (nothing else o
   :func:`card_validated_where_online` (huggingface_hub's ``RepoCard.validate``, which LeRobot's
   ``generate_model_card`` calls, kept from failing with the Hub offline);
 - a LeRobot object's class swapped: ``SmolVLMWithExpertGridSModel.add_grids`` (SmolVLA's backbone, for its
-  ``embed_image``);
+  ``embed_image``); ``ACTGridSEncoder.add_grids`` and ``ACTGridSDecoder.add_grids`` (ACT's encoder and
+  decoder, for their ``forward``: relies on ``ACT.forward`` passing the encoder its tokens and ``pos_embed``,
+  the decoder ``encoder_pos_embed``);
 - LeRobot methods overridden in our subclasses: ``GridSPolicyMixin`` (``from_pretrained``, the strict
   ``_load_as_safetensor``, ``generate_model_card``, ``_get_default_peft_targets``, ``_validate_peft_config``),
   ``SmolVLAGridsPolicy`` (``_get_action_chunk``, ``prepare_images``, ``forward``),
   ``PaliGemmaGridSPolicyMixin`` (``__init__``, ``predict_action_chunk``, ``_preprocess_images``, ``forward``),
-  both backbones' ``embed_image``, ``GridSPolicyServer.SendPolicyInstructions``, ``RealSenseByNameCamera``
-  (``_find_serial_number_from_name``, ``connect``) and ``MetaWorldCPU`` (``reset``, ``_format_raw_obs``);
+  ``ACTGridsPolicy`` (``predict_action_chunk``, ``forward``), both backbones' ``embed_image``,
+  ``GridSPolicyServer.SendPolicyInstructions``, ``RealSenseByNameCamera`` (``_find_serial_number_from_name``,
+  ``connect``) and ``MetaWorldCPU`` (``reset``, ``_format_raw_obs``);
 - private LeRobot code called: ``PI0Policy._fix_pytorch_state_dict_keys`` (dense pi0 weights, ``init_from``).
 
 ``LEROBOT_OVERRIDES`` and ``LEROBOT_PATCHED_NAMES`` below hold the same as data; ``tests/test_compat.py``
@@ -103,9 +106,20 @@ LEROBOT_OVERRIDES = {
         "_preprocess_images",
         "forward",
     ),
+    "lerobot_grids.policies.act_grids.modeling_act_grids:ACTGridsPolicy": (
+        "from_pretrained",
+        "_load_as_safetensor",
+        "generate_model_card",
+        "_get_default_peft_targets",
+        "_validate_peft_config",
+        "predict_action_chunk",
+        "forward",
+    ),
     "lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids:SmolVLMWithExpertGridSModel": (
         "embed_image",
     ),
+    "lerobot_grids.policies.act_grids.modeling_act_grids:ACTGridSEncoder": ("forward",),
+    "lerobot_grids.policies.act_grids.modeling_act_grids:ACTGridSDecoder": ("forward",),
     "lerobot_grids.policies.pi0_grids.paligemma_with_expert:PaliGemmaWithExpertGridSModel": ("embed_image",),
     "lerobot_grids.scripts.lerobot_grids_policy_server:GridSPolicyServer": ("SendPolicyInstructions",),
     "lerobot_grids.cameras.camera_realsense_by_name:RealSenseByNameCamera": (

@@ -98,8 +98,10 @@ def make_config(
     """A tiny policy config whose features are those of the test dataset."""
     tiny = TINY_OPTIONS.get(policy_type.removesuffix("_grids"), TINY_POLICY_OPTIONS)
     grids = options.get("grids", {})
-    if policy_type == "smolvla_grids" and grids.get("sampler") != "dense":
-        options["grids"] = {"num_tokens": 4, **grids}  # the test cameras (4:3) cover 3x4 of the tiny 4x4 grid
+    # The test cameras (4:3) cover 3x4 of the tiny SmolVLM's 4x4 grid, and give ACT's ResNet a 2x2 feature
+    # map.
+    if policy_type in ("smolvla_grids", "act_grids") and grids.get("sampler") != "dense":
+        options["grids"] = {"num_tokens": 4, **grids}
     config = PreTrainedConfig.get_choice_class(policy_type)(**{**tiny, **options})
     if dataset_root is not None:
         features = dataset_to_policy_features(

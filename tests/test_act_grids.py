@@ -191,3 +191,30 @@ def test_lerobot_train_trains_act_grids(dataset_root, tmp_path):
     policy = ACTGridsPolicy.from_pretrained(saved)
     assert policy.config.grids.num_tokens == 2 and policy.config.pretrained_backbone_weights is None
     assert LeRobotDataset(DATASET_REPO_ID, root=dataset_root).meta.total_frames > 0
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("observation.state", r"observation 'observation.state' has non-finite values .* no action was made"),
+        ("observation.images.front", r"observation 'observation.images.front' has non-finite values"),
+    ],
+)
+def test_a_non_finite_observation_is_refused_on_every_acting_path(dataset_root, key, message):
+    policy = ACTGridsPolicy(act_config(dataset_root))
+    for act in (policy.select_action, policy.predict_action_chunk):
+        batch = make_batch(policy.config, dataset_root)
+        batch[key].view(-1)[0] = float("nan")
+        policy.reset()
+        with pytest.raises(ValueError, match=message):
+            act(batch)
+
+
+def test_a_non_finite_chunk_is_not_handed_out(dataset_root):
+    policy = ACTGridsPolicy(act_config(dataset_root))
+    with torch.no_grad():
+        policy.model.action_head.bias.fill_(float("nan"))
+    for act in (policy.select_action, policy.predict_action_chunk):
+        policy.reset()
+        with pytest.raises(RuntimeError, match="act_grids policy produced a non-finite action .* not sent"):
+            act(make_batch(policy.config, dataset_root))

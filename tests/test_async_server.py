@@ -26,6 +26,7 @@ POLICY_TYPES = [
     pytest.param(
         "pi05_grids", marks=pytest.mark.skipif(not compat.PI_ON_STOCK_TRANSFORMERS, reason="LeRobot 0.5+")
     ),
+    "act_grids",
 ]
 
 

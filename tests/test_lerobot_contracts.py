@@ -18,6 +18,7 @@ POLICY_TYPES = [
     pytest.param(
         "pi05_grids", marks=pytest.mark.skipif(not compat.PI_ON_STOCK_TRANSFORMERS, reason="LeRobot 0.5+")
     ),
+    "act_grids",
 ]
 
 
@@ -28,6 +29,10 @@ def _family_processors(config, stats):
         from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
 
         return make_smolvla_pre_post_processors(config, dataset_stats=stats)
+    if config.type == "act_grids":
+        from lerobot.policies.act.processor_act import make_act_pre_post_processors
+
+        return make_act_pre_post_processors(config, dataset_stats=stats)
     import inspect
 
     from lerobot_grids.policies.pi0_grids.processor_pi0_grids import tokenizer_named
@@ -89,7 +94,7 @@ def test_forward_and_select_action_leave_their_inputs_unchanged(dataset_root, po
 
 
 @pytest.mark.parametrize(
-    "policy_type", [t for t in POLICY_TYPES if getattr(t, "values", [t])[0] != "smolvla_grids"]
+    "policy_type", [t for t in POLICY_TYPES if getattr(t, "values", [t])[0].startswith("pi0")]
 )
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients(dataset_root, policy_type):
     """pi0/pi0.5's --policy.gradient_checkpointing=true recomputes activations in the backward pass: the same
