@@ -1,5 +1,7 @@
 """``act_grids``: LeRobot's ACT with GridS on each camera's feature map (numerics, loading, refusals)."""
 
+import json
+
 import pytest
 import torch
 from conftest import DATASET_REPO_ID, make_batch, make_config
@@ -218,3 +220,21 @@ def test_a_non_finite_chunk_is_not_handed_out(dataset_root):
         policy.reset()
         with pytest.raises(RuntimeError, match="act_grids policy produced a non-finite action .* not sent"):
             act(make_batch(policy.config, dataset_root))
+
+
+def test_the_so100_recipe_is_lerobots_act_with_16_tokens_per_camera():
+    """LeRobot's ACT defaults (its SO-100 tutorial trains them: 100k steps, batch 8, ImageNet ResNet-18), with
+    GridS at K = 16: decoded as lerobot-train decodes --config_path."""
+    import draccus
+    from lerobot.configs.train import TrainPipelineConfig
+    from lerobot.policies.act.configuration_act import ACTConfig
+
+    from lerobot_grids.configs import config_path
+
+    written = json.loads(config_path("act_grids_so100").read_text())
+    config = draccus.decode(TrainPipelineConfig, {**written, "dataset": {"repo_id": "user/so100_data"}})
+    assert isinstance(config.policy, ACTGridsConfig) and config.policy.grids.num_tokens == 16
+    assert (config.steps, config.batch_size) == (TrainPipelineConfig.steps, TrainPipelineConfig.batch_size)
+    acts = {name: getattr(ACTConfig(), name) for name in ACTConfig.__dataclass_fields__}
+    ours = {name: getattr(config.policy, name) for name in acts}
+    assert {name: value for name, value in ours.items() if value != acts[name]} == {}

@@ -113,7 +113,7 @@ def test_the_readmes_lerobot_commands_decode_into_lerobots_config_classes(monkey
         except Exception as error:  # which command failed, and why
             pytest.fail(f"{command} {' '.join(arguments)}: {error}")
         decoded.append(command)
-    assert decoded.count("lerobot-train") == 4 and decoded.count("lerobot-record") >= 2
+    assert decoded.count("lerobot-train") == 5 and decoded.count("lerobot-record") >= 2
     assert {"lerobot-calibrate", "lerobot-teleoperate"} <= set(decoded)
 
 
