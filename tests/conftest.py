@@ -20,13 +20,12 @@ from lerobot.configs.policies import PreTrainedConfig  # noqa: E402
 from lerobot.configs.types import FeatureType  # noqa: E402
 from lerobot.datasets.factory import resolve_delta_timestamps  # noqa: E402
 from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
-from lerobot.policies.factory import make_pre_post_processors  # noqa: E402
+from lerobot.policies.factory import get_policy_class, make_pre_post_processors  # noqa: E402
 
 import lerobot_grids.policies  # noqa: E402, F401  (registers the policy types)
 from lerobot_grids.backbones import TINY_PALIGEMMA_TOKENIZER, TINY_SMOLVLM  # noqa: E402
 from lerobot_grids.compat import dataset_to_policy_features  # noqa: E402
 from lerobot_grids.demo_dataset import make_so100_demo_dataset  # noqa: E402
-from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tools"))
@@ -112,34 +111,43 @@ def make_config(
     return config
 
 
-@pytest.fixture(scope="module")
-def checkpoint(dataset_root, tmp_path_factory) -> Path:
-    """A saved smolvla_grids policy for the SO-100 features (joints, cameras front and wrist), with LeRobot's
-    processors, as lerobot-train saves one."""
-    folder = tmp_path_factory.mktemp("ckpt") / "smolvla_grids"
-    config = make_config(dataset_root=dataset_root, grids={"num_tokens": 4})
-    SmolVLAGridsPolicy(config).save_pretrained(folder)
+def save_checkpoint(policy_type: str, dataset_root: Path, folder: Path, **options) -> Path:
+    """A saved policy of ``policy_type`` for the SO-100 features (joints, cameras front and wrist), with
+    LeRobot's processors, as lerobot-train saves one."""
+    config = make_config(policy_type, dataset_root=dataset_root, **options)
+    get_policy_class(policy_type)(config).save_pretrained(folder)
     stats = LeRobotDataset(DATASET_REPO_ID, root=dataset_root).meta.stats
     for processor in make_pre_post_processors(config, dataset_stats=stats):
         processor.save_pretrained(folder)
     return folder
 
 
+@pytest.fixture(scope="module")
+def checkpoint(dataset_root, tmp_path_factory) -> Path:
+    """A saved smolvla_grids policy (:func:`save_checkpoint`)."""
+    folder = tmp_path_factory.mktemp("ckpt") / "smolvla_grids"
+    return save_checkpoint("smolvla_grids", dataset_root, folder, grids={"num_tokens": 4})
+
+
+# The module whose bias is the last thing each type adds to its action output.
+ACTION_OUTPUT = {"smolvla_grids": "action_out_proj", "act_grids": "action_head"}
+
+
 def changed_copy(
     checkpoint: Path, folder: Path, file: str | None = None, change=None, action_bias: float | None = None
 ) -> Path:
-    """A copy of a saved smolvla_grids ``checkpoint`` (processors included) in ``folder``, whose safetensors
-    ``file`` is changed by ``change(tensors)``, and whose action head's output bias is ``action_bias`` if
-    given."""
+    """A copy of a saved GridS ``checkpoint`` (processors included) in ``folder``, whose safetensors ``file``
+    is changed by ``change(tensors)``, and whose action output's bias is ``action_bias`` if given."""
     shutil.copytree(checkpoint, folder)
     if file is not None:
         tensors = load_file(folder / file)
         change(tensors)
         save_file(tensors, folder / file)
     if action_bias is not None:
-        policy = SmolVLAGridsPolicy.from_pretrained(checkpoint)
+        policy_type = json.loads((checkpoint / "config.json").read_text())["type"]
+        policy = get_policy_class(policy_type).from_pretrained(checkpoint)
         with torch.no_grad():
-            policy.model.action_out_proj.bias.fill_(action_bias)
+            getattr(policy.model, ACTION_OUTPUT[policy_type]).bias.fill_(action_bias)
         policy.save_pretrained(folder)
     return folder
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO_ROOT, changed_copy
+from conftest import REPO_ROOT, changed_copy, save_checkpoint
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from simulated_hardware import (
     ERROR_OVERLOAD,
@@ -516,13 +516,19 @@ def deploy(tmp_path, follower, policy: Path, *extra: str, cameras: str = BOTH_CA
     )
 
 
-def test_deployment_moves_the_arm_at_most_one_step_limit_per_action(arms, tmp_path, checkpoint):
+@pytest.mark.parametrize("policy_type", ["smolvla_grids", "act_grids"])
+def test_deployment_moves_the_arm_at_most_one_step_limit_per_action(
+    arms, tmp_path, checkpoint, dataset_root, policy_type
+):
     """A policy whose action output is biased by +1000 (thousands of degrees once unnormalised): the shipped
     deploy (0.4.4) / rollout (0.6) config's max_relative_target lets each goal go at most 5 (degrees; percent
-    for the gripper) beyond where the servo is. LeRobot records the action the
-    policy asked for, before its clipping (record_loop's ``action_values`` on 0.4.4, ``send_next_action``'s
-    return on 0.6): each goal written is that action clipped around the present position, in raw steps."""
+    for the gripper) beyond where the servo is. LeRobot records the action the policy asked for, before its
+    clipping (record_loop's ``action_values`` on 0.4.4, ``send_next_action``'s return on 0.6): each goal
+    written is that action clipped around the present position, in raw steps. ACT reads the cameras' 640x480
+    frames as they come (a 15x20 feature map), SmolVLA resized with padding."""
     follower, _ = arms
+    if policy_type != "smolvla_grids":
+        checkpoint = save_checkpoint(policy_type, dataset_root, tmp_path / policy_type)
     pushing = changed_copy(checkpoint, tmp_path / "pushing", action_bias=1000.0)
     result = deploy(tmp_path, follower, pushing)
     assert result.returncode == 0, result.stderr[-3000:]
