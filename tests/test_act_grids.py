@@ -5,7 +5,6 @@ import json
 import pytest
 import torch
 from conftest import DATASET_REPO_ID, make_batch, make_config
-from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.policies.act.modeling_act import ACTPolicy, ACTSinusoidalPositionEmbedding2d
 from lerobot.utils.constants import OBS_IMAGES
 from test_lerobot_train import LEROBOT_TRAIN, lerobot_train
@@ -13,6 +12,7 @@ from test_lerobot_train import LEROBOT_TRAIN, lerobot_train
 from lerobot_grids.grids import grid_centres
 from lerobot_grids.policies.act_grids import ACTGridsConfig, ACTGridsPolicy
 from lerobot_grids.policies.act_grids.position_embedding import sinusoid_at_points
+from lerobot_grids.policies.grids_policy import write_model_card
 from lerobot_grids.policies.options import PolicyOptionError
 
 # 96x128 images give ResNet-18 a 3x4 feature map: 12 cells per camera.
@@ -192,7 +192,10 @@ def test_lerobot_train_trains_act_grids(dataset_root, tmp_path):
     saved = tmp_path / "run" / "checkpoints" / "000002" / "pretrained_model"
     policy = ACTGridsPolicy.from_pretrained(saved)
     assert policy.config.grids.num_tokens == 2 and policy.config.pretrained_backbone_weights is None
-    assert LeRobotDataset(DATASET_REPO_ID, root=dataset_root).meta.total_frames > 0
+    # Its model card, offline, as LeRobot writes one when it pushes (with the GridS section).
+    text = write_model_card(saved).read_text()
+    assert f"datasets: {DATASET_REPO_ID}" in text and "- grids" in text and "act_grids" in text
+    assert "This act policy feeds each camera to its transformer" in text and "| `num_tokens` | `2` |" in text
 
 
 @pytest.mark.parametrize(

@@ -702,9 +702,10 @@ def grids_card_section(config: PreTrainedConfig) -> str:
     """The model card's GridS section: what the policy is and its GridS settings."""
     settings = "\n".join(f"| `{name}` | `{value}` |" for name, value in vars(config.grids).items())
     dense_type = config.type.removesuffix("_grids")
+    reader = "transformer" if dense_type == "act" else "language model"
     return (
         "\n## GridS token pruning\n\n"
-        f"This {dense_type} policy feeds each camera to its language model as K tokens read by the "
+        f"This {dense_type} policy feeds each camera to its {reader} as K tokens read by the "
         'Differentiable Grid Sampler (GridS, "See What Matters", ICML 2026) at learned continuous '
         "points, instead of the dense image tokens. Load it with the `lerobot_policy_grids` package "
         "installed (`pip install lerobot_policy_grids`).\n\n"
