@@ -9,6 +9,7 @@ from lerobot.policies.act.modeling_act import ACTPolicy, ACTSinusoidalPositionEm
 from lerobot.utils.constants import OBS_IMAGES
 from test_lerobot_train import LEROBOT_TRAIN, lerobot_train
 
+from lerobot_grids.evidence.viz import visualise
 from lerobot_grids.grids import grid_centres
 from lerobot_grids.policies.act_grids import ACTGridsConfig, ACTGridsPolicy
 from lerobot_grids.policies.act_grids.position_embedding import sinusoid_at_points
@@ -196,6 +197,14 @@ def test_lerobot_train_trains_act_grids(dataset_root, tmp_path):
     text = write_model_card(saved).read_text()
     assert f"datasets: {DATASET_REPO_ID}" in text and "- grids" in text and "act_grids" in text
     assert "This act policy feeds each camera to its transformer" in text and "| `num_tokens` | `2` |" in text
+    # Where it looks, on the dataset it was trained on (lerobot-grids-viz's pictures and summary).
+    summary = visualise(str(saved), tmp_path / "viz", max_frames=4)
+    assert set(summary["cameras"]) == {"observation.images.front", "observation.images.wrist"}
+    for name in ("points_front.mp4", "points_wrist.png", "retention_front.png", "self_similarity_wrist.png"):
+        assert (tmp_path / "viz" / name).is_file(), name
+    assert all(
+        0 <= value <= 1 for camera in summary["cameras"].values() for value in camera["retention_per_frame"]
+    )
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 from lerobot.configs.policies import PreTrainedConfig
+from lerobot.configs.types import NormalizationMode
 from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
 from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 from lerobot.utils.constants import OBS_IMAGES
@@ -45,7 +46,8 @@ def load_policy(source: str, device: str):
     policy = get_policy_class(config.type).from_pretrained(source, config=config)
     if not hasattr(policy, "grids_backbone"):
         raise ValueError(
-            f"{source} is a {config.type!r} checkpoint: lerobot-grids-viz shows smolvla_grids and pi0_grids."
+            f"{source} is a {config.type!r} checkpoint: lerobot-grids-viz shows GridS policies "
+            "(smolvla_grids, pi0_grids, pi05_grids, act_grids)."
         )
     preprocessor, _ = make_pre_post_processors(policy.config, pretrained_path=source)
     return policy.eval(), preprocessor
@@ -84,9 +86,14 @@ def episode_count(repo_id: str, root: str | None) -> int:
     return LeRobotDatasetMetadata(repo_id, root=root).total_episodes
 
 
-def to_rgb(image: Tensor) -> np.ndarray:
-    """A ``[3, H, W]`` model input in [-1, 1] as an ``H x W x 3`` uint8 picture."""
-    return ((image.float().permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+def to_rgb(image: Tensor, normalised: bool = False) -> np.ndarray:
+    """A ``[3, H, W]`` model input in [-1, 1] as an ``H x W x 3`` uint8 picture; ``normalised`` (ACT's input,
+    normalised with the dataset's mean and standard deviation): each channel stretched over 0-255."""
+    pixels = image.float().permute(1, 2, 0).cpu().numpy()
+    if normalised:
+        low, high = pixels.min(axis=(0, 1)), pixels.max(axis=(0, 1))
+        return ((pixels - low) / np.maximum(high - low, 1e-6) * 255).round().astype(np.uint8)
+    return ((pixels + 1) * 127.5).clip(0, 255).astype(np.uint8)
 
 
 def draw_points(picture: np.ndarray, points: Tensor, grid_hw: tuple[int, int]) -> np.ndarray:
@@ -150,19 +157,20 @@ class CameraFrame:
 @torch.no_grad()
 def read_frame(policy, batch: dict) -> dict[str, CameraFrame]:
     """Each camera's :class:`CameraFrame` for one preprocessed frame, as the policy sees it."""
-    backbone, interpolation = policy.grids_backbone, policy.config.grids.interpolation
+    interpolation = policy.config.grids.interpolation
     images = policy.model_images(batch)  # also sets the instruction context and image regions of the sampler
+    normalised = policy.config.normalization_mapping.get("VISUAL") != NormalizationMode.IDENTITY
     frames = {}
     for camera, image, region in zip(
-        policy.config.image_features, images, backbone.image_regions, strict=False
+        policy.config.image_features, images, policy.grids_backbone.image_regions, strict=False
     ):
-        dense, grid_hw = backbone.dense_image_tokens(image)
-        tokens, points = backbone.sample_image(image, region)
+        dense, grid_hw = policy.dense_image_tokens(image)
+        tokens, points = policy.sample_image(image, region)
         # Eq. 5 compares the dense tokens with what was read from them (before coordinate encoding); for GridS
         # inside the tower: with what a read of the dense tokens at its points would keep.
         read = bilinear_sample(dense.view(1, *grid_hw, -1), points.to(dense.dtype), interpolation)
         retention = information_retention(dense, read)[0]
-        picture = to_rgb(image[0])
+        picture = to_rgb(image[0], normalised)
         frames[camera] = CameraFrame(
             points_picture=draw_points(picture, points[0], grid_hw),
             retention_picture=overlay_map(picture, retention, grid_hw),

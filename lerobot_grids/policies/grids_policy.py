@@ -559,6 +559,15 @@ class GridSPolicyMixin:
                     f"{feature.shape[-1]}x{feature.shape[-2]} image covers (the rest is padding)",
                 )
 
+    def dense_image_tokens(self, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """``([B, H*W, C] tokens, (H, W))``: one camera's dense image tokens, where the sampler reads them
+        (``image`` as :meth:`model_images` gives it)."""
+        return self.grids_backbone.dense_image_tokens(image)
+
+    def sample_image(self, image: Tensor, region: Region | None) -> tuple[Tensor, Tensor]:
+        """``([B, K, C] tokens, [B, K, 2] points)``: what the sampler reads of one camera's image."""
+        return self.grids_backbone.sample_image(image, region)
+
     def family_model_images(self, batch: dict) -> list[Tensor]:
         """Each camera's image as LeRobot's policy of the family prepares it for the backbone (no GridS
         checks)."""

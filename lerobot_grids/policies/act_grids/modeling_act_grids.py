@@ -147,6 +147,19 @@ class ACTGridsPolicy(GridSPolicyMixin, ACTPolicy):
             self.feature_grid(tuple(batch[key].shape[-2:])) for key in self.config.image_features
         ]
 
+    def model_images(self, batch: dict) -> list[Tensor]:
+        """Each camera's image as ACT's backbone receives it (normalised by the preprocessor, not resized)."""
+        self.start_images(batch)
+        return [batch[key] for key in self.config.image_features]
+
+    def dense_image_tokens(self, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """ACT's projected feature-map cells of ``image`` as ``[B, H*W, D]`` tokens, and the map's grid."""
+        cells = self.model.encoder_img_feat_input_proj(self.model.backbone(image)["feature_map"])
+        return cells.flatten(2).transpose(1, 2), tuple(cells.shape[-2:])
+
+    def sample_image(self, image: Tensor, region: Region | None) -> tuple[Tensor, Tensor]:
+        return self.grids(*self.dense_image_tokens(image), region=region)
+
     def predict_action_chunk(self, batch: dict[str, Tensor]) -> Tensor:
         """ACT's action chunk (``select_action`` makes it here too), refused if it is not finite as it would
         reach the motors (:meth:`check_finite`)."""
