@@ -401,7 +401,7 @@ def test_report_shows_the_speed_up_range_and_the_flops_without_the_vision_tower(
     assert pi0_tiny_results["environment"]["dtype"] == "float32" and pi0_tiny_results["repeats"] == 1
 
 
-@pytest.mark.parametrize("architecture", ["smolvla_tiny", "pi0_tiny"])
+@pytest.mark.parametrize("architecture", ["smolvla_tiny", "pi0_tiny", "act_tiny"])
 def test_deployment_calls_make_the_chunk_the_record_loop_and_the_async_server_act_on(architecture):
     """From one robot observation both paths make the same chunk (same noise): the record loop's action is the
     async server's first, both as they reach the motors (after the postprocessor)."""
@@ -424,3 +424,45 @@ def test_benchmark_times_the_deployment_chunk_of_every_variant(pi0_tiny_results)
         for label in bench.DEPLOYMENT:
             assert variant[f"seconds_{label}"] > 0
             assert variant[f"speedup_{label}"] == 1.0 if name == "dense" else variant[f"speedup_{label}"] > 0
+
+
+def _act_encoder_layer_flops(tokens: int, width: int, feedforward: int) -> int:
+    """One ACT encoder layer's matrix-product FLOPs: the attention's input and output projections, scores and
+    weighted sum, and the two feed-forward layers."""
+    projections = 2 * tokens * width * (3 * width) + 2 * tokens * width * width
+    attention = 2 * (2 * tokens * tokens * width)
+    return projections + attention + 2 * (2 * tokens * width * feedforward)
+
+
+def test_act_flops_match_a_hand_count_and_the_backbone_does_not_depend_on_the_sampler():
+    """act_tiny, two 96x128 cameras: a 3x4 feature map each, so 2 + 24 encoder tokens dense, 2 + 2K with GridS
+    and 2 with no image tokens; the encoder's FLOPs are the hand count at that length, the ResNet's the same
+    in every variant, and a training step adds the VAE encoder and the backward pass."""
+    results = bench.benchmark("act_tiny", [4, 1], [1], 0, 1, 0, "cpu", fake_flops=False, latency=False)
+    variants = results["variants"]
+    config = bench.ARCHITECTURES["act_tiny"]()
+    tokens = {"dense": 26, "K=4": 10, "K=1": 4, "no image tokens": 2}
+    assert {name: variant["prefix_tokens"] for name, variant in variants.items()} == tokens
+    for name, variant in variants.items():
+        inference = variant["flops_inference"]
+        assert inference["transformer encoder"] == config.n_encoder_layers * _act_encoder_layer_flops(
+            tokens[name], config.dim_model, config.dim_feedforward
+        ), name
+        assert inference["vision"] == variants["dense"]["flops_inference"]["vision"] > 0
+        assert (
+            variant["flops_training_step"]["vae encoder"] > 0
+            and variant["flops_training_step"]["backward"] > 0
+        )
+    decoder = [variants[name]["flops_inference"]["transformer decoder"] for name in tokens]
+    assert decoder == sorted(decoder, reverse=True) and decoder[0] > decoder[-1]  # cross-attention to fewer
+    table = bench.markdown_table(results)
+    assert "| variant | encoder tokens | inference GFLOPs (vision / encoder / decoder) |" in table
+
+
+def test_act_refuses_options_lerobots_act_does_not_have(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        lerobot_grids_bench.run(
+            ["--models", "act_tiny", "--dtype", "bfloat16", "--output-dir", str(tmp_path / "b")]
+        )
+    assert "LeRobot's ACT has no compile or dtype option" in capsys.readouterr().err.splitlines()[-1]
+    assert not (tmp_path / "b").exists()

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lerobot.configs.policies import PreTrainedConfig
 from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.policies.utils import prepare_observation_for_inference
 from torch import Tensor, nn
@@ -46,7 +47,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lerobot_grids.backbones import SMOLVLM2_500M, TINY_PALIGEMMA_TOKENIZER, TINY_SMOLVLM
 from lerobot_grids.compat import predict_action
+from lerobot_grids.evidence import bench_act
 from lerobot_grids.grids import GridSampler, GridSConfig
+from lerobot_grids.policies.act_grids.modeling_act_grids import ACTGridsPolicy
+from lerobot_grids.policies.act_grids.processor_act_grids import make_act_grids_pre_post_processors
 from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import PI0GridsConfig
 from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy
 from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_pre_post_processors
@@ -64,7 +68,7 @@ DENSE, NO_IMAGE_TOKENS = "dense", "no image tokens"
 ROBOT_CAMERA_HW = (480, 640)  # the RealSense mode of the shipped SO-100 configs
 ROBOT_TYPE, TASK = "so100_follower", "Pick up the cube and put it in the box."
 DEPLOYMENT = ("record_loop_chunk", "async_server_chunk")
-ARCHITECTURES: dict[str, Callable[[], SmolVLAGridsConfig | PI0GridsConfig]] = {
+ARCHITECTURES: dict[str, Callable[[], PreTrainedConfig]] = {
     "smolvla": lambda: SmolVLAGridsConfig(vlm_model_name=str(SMOLVLM2_500M), load_vlm_weights=False),
     "pi0": lambda: PI0GridsConfig(),
     "smolvla_tiny": lambda: SmolVLAGridsConfig(
@@ -77,6 +81,7 @@ ARCHITECTURES: dict[str, Callable[[], SmolVLAGridsConfig | PI0GridsConfig]] = {
         vocab_size=512,
         image_resolution=(112, 112),
     ),
+    **bench_act.ACT_ARCHITECTURES,
 }
 
 
@@ -111,6 +116,14 @@ def build_policy(
     ``--policy.dtype=bfloat16``; SmolVLA's VLM in bfloat16, as ``load_vlm_weights`` loads the pretrained one
     (the action expert stays float32). ``gradient_checkpointing``: pi0's
     ``--policy.gradient_checkpointing=true`` (SmolVLA has none)."""
+    if architecture in bench_act.ACT_ARCHITECTURES:
+        if compile_mode is not None or gradient_checkpointing or dtype != "float32":
+            raise ValueError(
+                "ACT is timed eager in float32 (LeRobot's ACT has no compile, dtype or gradient "
+                "checkpointing option): drop --compile-mode, --dtype and --gradient-checkpointing for "
+                "--models act."
+            )
+        return bench_act.build_act_policy(architecture, device, CAMERAS)
     config = ARCHITECTURES[architecture]()
     config.device = device
     if compile_mode is not None:
@@ -161,6 +174,8 @@ def image_resolution(config) -> int:
 def make_samplers(policy, ks: list[int], split_layers: list[int] = ()) -> dict[str, nn.Module]:
     """``dense``, ``K=k`` for each k, ``K=k in-tower L=l`` for each k and split layer l (SmolVLA: GridS inside
     the vision tower after its l-th layer), and ``no image tokens``, on the policy's device."""
+    if isinstance(policy, ACTGridsPolicy):
+        return bench_act.act_samplers(policy, ks, DENSE, NO_IMAGE_TOKENS)
     backbone = policy.grids_backbone
     device = next(policy.parameters()).device
     samplers = {DENSE: backbone.grids}
@@ -176,6 +191,8 @@ def make_samplers(policy, ks: list[int], split_layers: list[int] = ()) -> dict[s
 
 def make_inputs(policy, batch_size: int, device: str) -> dict[str, Tensor | list[Tensor]]:
     """Random model inputs of one batch: images in [-1, 1], a full-length instruction, state and actions."""
+    if isinstance(policy, ACTGridsPolicy):
+        return bench_act.act_inputs(policy, batch_size, device)
     config = policy.config
     size = image_resolution(config)
     with torch.device(device):
@@ -193,6 +210,8 @@ def make_inputs(policy, batch_size: int, device: str) -> dict[str, Tensor | list
 
 def inference_call(policy, inputs: dict) -> Tensor:
     """One action chunk: vision, prefix, and every denoising step."""
+    if isinstance(policy, ACTGridsPolicy):
+        return bench_act.act_inference(policy, inputs)
     with torch.no_grad():
         return policy.model.sample_actions(
             inputs["images"],
@@ -205,6 +224,8 @@ def inference_call(policy, inputs: dict) -> Tensor:
 
 
 def training_loss(policy, inputs: dict) -> Tensor:
+    if isinstance(policy, ACTGridsPolicy):
+        return bench_act.act_training_loss(policy, inputs)
     losses = policy.model.forward(
         inputs["images"],
         inputs["img_masks"],
@@ -232,7 +253,9 @@ def deployment_calls(policy, device: str) -> dict[str, Callable[[], object]]:
       LeRobot's policy server calls for each observation it gets) and the postprocessor over the chunk.
     """
     config = copy.copy(policy.config)
-    if isinstance(config, PI0GridsConfig):
+    if isinstance(policy, ACTGridsPolicy):
+        make_processors = make_act_grids_pre_post_processors
+    elif isinstance(config, PI0GridsConfig):
         config.tokenizer_name, make_processors = (
             str(TINY_PALIGEMMA_TOKENIZER),
             make_pi0_grids_pre_post_processors,
@@ -248,8 +271,11 @@ def deployment_calls(policy, device: str) -> dict[str, Callable[[], object]]:
         "q99": torch.ones(6),
     }
     config.device = device
+    # Unit statistics for the images too, where the family normalises them (ACT).
+    image_unit = {name: value[:3].view(3, 1, 1) for name, value in unit.items()}
     preprocessor, postprocessor = make_processors(
-        config, dataset_stats={"observation.state": unit, "action": unit}
+        config,
+        dataset_stats={"observation.state": unit, "action": unit, **dict.fromkeys(CAMERAS, image_unit)},
     )
     generator = np.random.default_rng(0)
     observation = {
@@ -322,10 +348,15 @@ def count_flops(policy, inputs: dict, training: bool) -> dict[str, int]:
         return hook
 
     handles = []
-    for module in vision_modules(policy):
-        handles += [module.register_forward_pre_hook(start), module.register_forward_hook(stop("vision"))]
-    grids = policy.grids_backbone.grids
-    handles += [grids.register_forward_pre_hook(start), grids.register_forward_hook(stop("grids"))]
+    if isinstance(policy, ACTGridsPolicy):
+        phase_modules = bench_act.act_phase_modules(policy)
+    else:
+        phase_modules = {"vision": vision_modules(policy), "grids": [policy.grids_backbone.grids]}
+    for phase, modules in phase_modules.items():
+        for module in modules:
+            handles += [module.register_forward_pre_hook(start), module.register_forward_hook(stop(phase))]
+    if isinstance(policy, ACTGridsPolicy):  # its transformer passes are hooked modules
+        return _counted(policy, inputs, training, counter, phases, handles)
     backbone_forward = policy.grids_backbone.forward
 
     def tracked_forward(
@@ -346,6 +377,17 @@ def count_flops(policy, inputs: dict, training: bool) -> dict[str, int]:
 
     policy.grids_backbone.forward = tracked_forward
     try:
+        return _counted(policy, inputs, training, counter, phases, handles)
+    finally:
+        del policy.grids_backbone.forward
+
+
+def _counted(
+    policy, inputs: dict, training: bool, counter: FlopCounterMode, phases: dict, handles: list
+) -> dict:
+    """Runs the call under ``counter`` (phases recorded by the hooks of ``handles``, removed after) and
+    returns the FLOPs by phase."""
+    try:
         with counter, sdpa_kernel(SDPBackend.MATH):
             if training:
                 loss = training_loss(policy, inputs)
@@ -355,7 +397,6 @@ def count_flops(policy, inputs: dict, training: bool) -> dict[str, int]:
             else:
                 inference_call(policy, inputs)
     finally:
-        del policy.grids_backbone.forward
         for handle in handles:
             handle.remove()
     total = counter.get_total_flops()
@@ -363,7 +404,10 @@ def count_flops(policy, inputs: dict, training: bool) -> dict[str, int]:
 
 
 def prefix_tokens(policy, inputs: dict) -> int:
-    """Tokens entering the language model per sample: image tokens of every camera, then the language."""
+    """Tokens entering the language model per sample: image tokens of every camera, then the language (ACT:
+    entering its transformer encoder)."""
+    if isinstance(policy, ACTGridsPolicy):
+        return bench_act.act_encoder_tokens(policy, inputs)
     with torch.no_grad():
         images = [image[:1] for image in inputs["images"]]
         embeddings, _, _ = policy.model.embed_prefix(
@@ -547,7 +591,7 @@ def count_variants(policy: nn.Module, samplers: dict[str, nn.Module], fake_flops
             samplers = {name: on_fake_tensors(sampler) for name, sampler in samplers.items()}
         one = make_inputs(policy, 1, "cpu" if fake_flops else device)
         for name, sampler in samplers.items():
-            policy.grids_backbone.use_sampler(sampler)
+            policy.use_sampler(sampler)
             counted[name] = {
                 "prefix_tokens": prefix_tokens(policy, one),
                 "flops_inference": count_flops(policy, one, training=False),
@@ -570,7 +614,7 @@ def _training_step(policy: nn.Module, inputs: dict, optimizer: torch.optim.Optim
 def _call_with_sampler(
     policy: nn.Module, sampler: nn.Module, call: Callable[[], None], device: str, peaks: dict, name: str
 ) -> None:
-    policy.grids_backbone.use_sampler(sampler)
+    policy.use_sampler(sampler)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     call()
@@ -652,10 +696,18 @@ def markdown_table(results: dict) -> str:
     )
     memory = sorted({key for v in variants.values() for key in v if key.startswith("peak_memory_mb_")})
     dense = variants[DENSE]
+    if results["architecture"] in bench_act.ACT_ARCHITECTURES:
+        phases, split_header, tokens = bench_act.PHASES, "vision / encoder / decoder", "encoder tokens"
+    else:
+        phases, split_header = (
+            ("vision", "language model prefix", "action expert"),
+            "vision / LM prefix / expert",
+        )
+        tokens = "prefix tokens"
     header = [
         "variant",
-        "prefix tokens",
-        "inference GFLOPs (vision / LM prefix / expert)",
+        tokens,
+        f"inference GFLOPs ({split_header})",
         "vs dense",
         "vs dense without the vision tower",
         "training-step GFLOPs",
@@ -670,9 +722,7 @@ def markdown_table(results: dict) -> str:
     rows = []
     for name, v in variants.items():
         inference, training = v["flops_inference"], v["flops_training_step"]
-        split = " / ".join(
-            f"{inference.get(p, 0) / 1e9:.4g}" for p in ("vision", "language model prefix", "action expert")
-        )
+        split = " / ".join(f"{inference.get(phase, 0) / 1e9:.4g}" for phase in phases)
         rows.append(
             [
                 name,

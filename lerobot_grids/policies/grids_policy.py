@@ -559,6 +559,10 @@ class GridSPolicyMixin:
                     f"{feature.shape[-1]}x{feature.shape[-2]} image covers (the rest is padding)",
                 )
 
+    def use_sampler(self, sampler: nn.Module) -> None:
+        """Sample with ``sampler`` from now on (the benchmark swaps variants this way)."""
+        self.grids_backbone.use_sampler(sampler)
+
     def dense_image_tokens(self, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
         """``([B, H*W, C] tokens, (H, W))``: one camera's dense image tokens, where the sampler reads them
         (``image`` as :meth:`model_images` gives it)."""

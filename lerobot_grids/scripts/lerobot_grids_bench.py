@@ -1,7 +1,7 @@
 """``lerobot-grids-bench``: FLOPs, latency and memory of GridS against the dense policy, in one run.
 
-Full-size ``smolvla`` and ``pi0`` with random weights (nothing is downloaded), dense against GridS with K
-tokens per camera and against no image tokens at all; writes ``results.json``, ``report.md`` and
+Full-size ``smolvla``, ``pi0`` and ``act`` with random weights (nothing is downloaded), dense against GridS
+with K tokens per camera and against no image tokens at all; writes ``results.json``, ``report.md`` and
 ``speedup.png`` into a new folder. What is measured, and how: :mod:`lerobot_grids.evidence.bench`.
 ``--render <results.json>`` writes the report and plot of a stored run again, from its results alone.
 """
@@ -18,6 +18,7 @@ import torch
 from lerobot.utils.utils import init_logging
 
 from lerobot_grids.evidence.bench import ARCHITECTURES, benchmark, bound_table, markdown_table, plot_speedups
+from lerobot_grids.evidence.bench_act import ACT_ARCHITECTURES
 from lerobot_grids.output_folder import check_new, output_folder
 from lerobot_grids.scripts import at_least
 
@@ -139,6 +140,12 @@ def run(argv: list[str]) -> Path:
         stored = json.loads(args.render.read_text())
         print(write_report(args.render.parent, stored["command"], stored["results"]))
         return args.render.parent
+    acts = [model for model in args.models if model in ACT_ARCHITECTURES]
+    if acts and (args.compile_mode is not None or args.dtype != "float32"):
+        parser.error(
+            f"--models {' '.join(acts)}: LeRobot's ACT has no compile or dtype option; time it eager in "
+            "float32 (leave out --compile-mode and --dtype), in a run of its own."
+        )
     output_dir = args.output_dir or Path("outputs/bench") / datetime.now().strftime("%Y%m%d-%H%M%S")
     try:
         check_new(output_dir)

@@ -103,16 +103,27 @@ class ACTGridsPolicy(GridSPolicyMixin, ACTPolicy):
 
     def __init__(self, config: ACTGridsConfig, **kwargs):
         super().__init__(config, **kwargs)
-        leading = 1 + bool(config.robot_state_feature) + bool(config.env_state_feature)
-        self.model.grids = ACTSequenceSampler(config.dim_model, config.grids, leading)
-        if config.grids.sampler != "dense":  # dense: LeRobot's ACT, untouched
-            ACTGridSEncoder.add_grids(self.model.encoder, self.model.grids)
-            ACTGridSDecoder.add_grids(self.model.decoder, self.model.grids)
+        self.use_sampler(ACTSequenceSampler(config.dim_model, config.grids, self.leading_tokens))
         self.check_camera_grids()
         if kwargs.get("dataset_meta") is not None:  # given by LeRobot's make_policy
             self.check_robot_features(kwargs["dataset_meta"])
         if config.init_from:
             self.load_dense_weights(config.init_from)
+
+    @property
+    def leading_tokens(self) -> int:
+        """ACT's encoder tokens before the cameras': the latent, the state, the environment state."""
+        return 1 + bool(self.config.robot_state_feature) + bool(self.config.env_state_feature)
+
+    def use_sampler(self, sampler: ACTSequenceSampler) -> None:
+        """Sample with ``sampler`` from now on (its weights at ``model.grids``); a ``dense`` one leaves ACT's
+        encoder and decoder LeRobot's own."""
+        self.model.grids = sampler
+        if sampler.config.sampler == "dense":
+            self.model.encoder.__class__, self.model.decoder.__class__ = ACTEncoder, ACTDecoder
+        else:
+            ACTGridSEncoder.add_grids(self.model.encoder, sampler)
+            ACTGridSDecoder.add_grids(self.model.decoder, sampler)
 
     @property
     def grids_backbone(self) -> ACTSequenceSampler:
