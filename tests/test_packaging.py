@@ -83,7 +83,7 @@ def test_plugin_loads_without_librealsense_and_the_camera_names_the_system_packa
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "['pi05_grids', 'pi0_grids', 'smolvla_grids']" in result.stdout
+    assert "['act_grids', 'pi05_grids', 'pi0_grids', 'smolvla_grids']" in result.stdout
     assert "pyrealsense2 loaded: False" in result.stdout
     assert "ERROR" in result.stdout and "install the system package libusb-1.0-0" in result.stdout
 
