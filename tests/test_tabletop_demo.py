@@ -397,3 +397,22 @@ def test_every_figure_of_the_readmes_summary_is_in_a_stored_report():
     ] == []
     assert [ratio for ratio in pointing if ratio not in demo_cells] == []
     assert [ratio for ratio in ratios if ratio not in bench_reports] == []
+
+
+def test_act_policies_train_from_their_own_recipe_and_compare_with_dense_act(tmp_path):
+    """``act`` and ``act_k4`` in a run beside SmolVLA's dense: trained from scratch with the benchmark's ACT
+    recipe (no SmolVLA base policy), evaluated on every variant, their tokens per camera those of ACT's 4x4
+    feature map at 128x128, and GridS on ACT compared with dense ACT."""
+    results = run_demo(tmp_path / "run", TINY, recipe=RECIPE, seeds=[1000], models=["dense", "act", "act_k4"])
+    units = {name: results["runs"][name]["1000"] for name in ("act", "act_k4")}
+    assert {name: unit["tokens_per_camera"] for name, unit in units.items()} == {"act": 16, "act_k4": 4}
+    for name, unit in units.items():
+        command = " ".join(unit["training"]["command"])
+        assert "act_grids_tabletop.json" in command and "vlm_model_name" not in command, name
+        assert set(unit["success"]) == set(TABLETOP.variants) and "pointing" not in unit, name
+    (claim,) = [check for check in results["checks"] if check["claim"].startswith("ACT GridS K=4")]
+    assert "reaches dense ACT's in-distribution success within 20 points" in claim["claim"]
+    assert claim["numbers"].endswith(f"vs ACT dense {results['success']['act']['default']:.0f}%")
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "| ACT dense |" in report and "| ACT GridS K=4 |" in report
+    assert label("act_k16") == "ACT GridS K=16" and model_overrides("act") == ["--policy.grids.sampler=dense"]

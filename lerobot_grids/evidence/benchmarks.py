@@ -25,6 +25,7 @@ class Benchmark:
     env_type: str  # lerobot-eval --env.type
     title: str  # what the report calls it
     recipe: str  # the lerobot-train config: a shipped config's name (lerobot_grids.configs) or a file
+    act_recipe: str  # the same for the ACT policies (act, act_k<K>)
     repo_id: str  # of the recorded expert dataset
     tasks: tuple[str, ...]  # evaluated one by one; () for an env with one task
     shifted_variants: tuple[str, ...]  # what the cameras see changed; never in the training data
@@ -100,6 +101,7 @@ TABLETOP = Benchmark(
     env_type="grids_tabletop",
     title="`grids_tabletop`",
     recipe="smolvla_grids_tabletop",
+    act_recipe="act_grids_tabletop",
     repo_id="local/grids_tabletop",
     tasks=(),
     shifted_variants=("distractors", "texture", "lighting", "camera"),
@@ -116,6 +118,7 @@ METAWORLD = Benchmark(
     env_type="meta_world_cpu",
     title="Meta-World (`meta_world_cpu`)",
     recipe="smolvla_grids_metaworld",
+    act_recipe="act_grids_metaworld",
     repo_id="local/grids_metaworld",
     # easy-group tasks whose object moves between episodes and is large in the image (pilot: reach's and
     # push's goals, a few pixels at 224x224, were near the floor for dense; docs/metaworld.md)

@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="policies to train: dense and <kind>_k<K>, kind one of "
         + ", ".join(KINDS)
+        + "; ACT: act (dense) and act_k<K>"
         + f" (default: {' '.join(default_models(FULL))}; --quick: without K=1)",
     )
     parser.add_argument(
