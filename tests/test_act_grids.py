@@ -7,7 +7,7 @@ import torch
 from conftest import DATASET_REPO_ID, make_batch, make_config
 from lerobot.policies.act.modeling_act import ACTPolicy, ACTSinusoidalPositionEmbedding2d
 from lerobot.utils.constants import OBS_IMAGES
-from test_lerobot_train import LEROBOT_TRAIN, lerobot_train
+from test_lerobot_train import LEROBOT_TRAIN, _tiny_args, lerobot_train
 
 from lerobot_grids.evidence.viz import visualise
 from lerobot_grids.grids import grid_centres
@@ -181,14 +181,11 @@ def test_lerobot_train_trains_act_grids(dataset_root, tmp_path):
         "--policy.n_action_steps=4",
         "--policy.device=cpu",
         "--policy.push_to_hub=false",
-        f"--dataset.repo_id={DATASET_REPO_ID}",
-        f"--dataset.root={dataset_root}",
-        f"--output_dir={tmp_path / 'run'}",
-        "--steps=2",
-        "--batch_size=2",
-        "--save_freq=2",
-        "--num_workers=0",
-        "--wandb.enable=false",
+        *[
+            option
+            for option in _tiny_args(dataset_root, tmp_path / "run", 2)
+            if not option.startswith("--policy.")
+        ],
     )
     saved = tmp_path / "run" / "checkpoints" / "000002" / "pretrained_model"
     policy = ACTGridsPolicy.from_pretrained(saved)

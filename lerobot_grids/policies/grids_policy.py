@@ -319,6 +319,16 @@ class GridSPolicyMixin:
             )
         logging.info("Initialised %s from %s; new GridS parameters: %d", self.name, named, len(missing))
 
+    def check_and_initialise(self, dataset_meta=None) -> None:
+        """Once the family's sampler is in place: refuse cameras whose grid is smaller than K, and data the
+        policy cannot fit (``dataset_meta``, given by LeRobot's ``make_policy``); then load the dense weights
+        of ``init_from``."""
+        self.check_camera_grids()
+        if dataset_meta is not None:
+            self.check_robot_features(dataset_meta)
+        if self.config.init_from:
+            self.load_dense_weights(self.config.init_from)
+
     def check_robot_features(self, dataset_meta) -> None:
         """Refuse data (a training dataset, or the robot's features that lerobot-record passes as a dataset)
         whose state or action differ from the policy's, or with more cameras than it has, before anything

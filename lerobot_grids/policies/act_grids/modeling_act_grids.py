@@ -104,11 +104,7 @@ class ACTGridsPolicy(GridSPolicyMixin, ACTPolicy):
     def __init__(self, config: ACTGridsConfig, **kwargs):
         super().__init__(config, **kwargs)
         self.use_sampler(ACTSequenceSampler(config.dim_model, config.grids, self.leading_tokens))
-        self.check_camera_grids()
-        if kwargs.get("dataset_meta") is not None:  # given by LeRobot's make_policy
-            self.check_robot_features(kwargs["dataset_meta"])
-        if config.init_from:
-            self.load_dense_weights(config.init_from)
+        self.check_and_initialise(kwargs.get("dataset_meta"))
 
     @property
     def leading_tokens(self) -> int:

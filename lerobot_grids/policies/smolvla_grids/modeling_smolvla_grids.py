@@ -132,11 +132,7 @@ class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
         # freezes the sampler: it is always trained.
         backbone = SmolVLMWithExpertGridSModel.add_grids(self.model.vlm_with_expert, config.grids)
         backbone.cameras = len(config.image_features)
-        self.check_camera_grids()
-        if kwargs.get("dataset_meta") is not None:  # given by LeRobot's make_policy
-            self.check_robot_features(kwargs["dataset_meta"])
-        if config.init_from:
-            self.load_dense_weights(config.init_from)
+        self.check_and_initialise(kwargs.get("dataset_meta"))
 
     @property
     def grids_backbone(self) -> SmolVLMWithExpertGridSModel:
