@@ -8,7 +8,7 @@ DEMO_DIR := outputs/demo/$(shell date +%Y%m%d-%H%M%S)
 # LeRobot 0.6 (Python >= 3.12) in its own environment, for make test-lerobot06.
 VENV06 := .venv-lerobot06
 PYTHON06 := $(VENV06)/bin/python
-LEROBOT06 := lerobot[smolvla,pi,feetech,intelrealsense,async,dataset,training,hardware]==0.6.1
+LEROBOT06 := lerobot[smolvla,pi,feetech,intelrealsense,async,dataset,training,hardware,viz]==0.6.1
 
 .PHONY: install test test-lerobot06 lint demo demo-quick demo-quick-installed demo-seeds demo-metaworld pretrain
 

@@ -5,10 +5,14 @@ on pseudo-terminals, and its RealSense camera to simulated devices (tests/simula
 run as users run them.
 """
 
+import contextlib
 import functools
 import json
+import math
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,9 +33,11 @@ from simulated_hardware import (
     SimulatedRealSense,
     patient_serial_adapter,
 )
+from test_live_view import logged_images, read_points
 
 from lerobot_grids import compat
 from lerobot_grids.configs import config_path, shipped_configs
+from lerobot_grids.grids import region_points_to_grid
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 
 LAUNCHER = Path(__file__).with_name("with_simulated_cameras.py")
@@ -564,6 +570,73 @@ def test_deployment_moves_the_arm_at_most_one_step_limit_per_action(
             clipped = min(max(action, to_unit(present) - STEP_LIMIT), to_unit(present) + STEP_LIMIT)
             assert abs(goal - to_raw(clipped)) <= 1, (name, action, goal, present)
         assert len(goals) >= len(actions)
+
+
+@contextlib.contextmanager
+def rerun_server(recording: Path):
+    """A rerun server on the loopback saving what it receives to ``recording`` (the ``rerun`` command of the
+    rerun-sdk that LeRobot's display uses); yields its port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [str(Path(sys.executable).with_name("rerun")), "--bind", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(
+        [*command, "--save", str(recording)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                message = server.communicate()[1][-2000:]
+                raise RuntimeError(f"The rerun server did not start: {message}") from None
+            time.sleep(0.2)
+    try:
+        yield port
+    finally:
+        server.send_signal(signal.SIGINT)  # it writes what it received and exits
+        server.wait(timeout=60)
+
+
+def test_the_live_view_shows_each_chunks_points_on_the_cameras_images(arms, tmp_path, checkpoint):
+    """The deployment command with LeRobot's display on, sending to a rerun server on the loopback: under
+    each camera's image as LeRobot logs it, the points of every action chunk the policy made, in the image's
+    pixels. The paper's predictor with its last layer's weights zeroed reads at its starting points whatever
+    the frame, so the points every chunk logs are known."""
+    follower, _ = arms
+    weight = "model.vlm_with_expert.grids.point_predictor.2.weight"
+    fixed = changed_copy(checkpoint, tmp_path / "fixed", "model.safetensors", lambda t: t[weight].zero_())
+    policy = SmolVLAGridsPolicy.from_pretrained(fixed)
+    camera_hw = (480, 640)
+    rows, cols = policy.token_grid(tuple(policy.image_cover(camera_hw).shape))
+    start = torch.sigmoid(policy.grids.point_predictor[-1].bias.detach()).view(-1, 2)
+    points = region_points_to_grid(start[None], (rows, cols), policy.image_region(camera_hw))[0]
+    expected = policy.points_in_camera(points, camera_hw)
+    recording = tmp_path / "live.rrd"
+    with rerun_server(recording) as port:
+        result = deploy(
+            tmp_path,
+            follower,
+            fixed,
+            "--display_data=true",
+            "--display_ip=127.0.0.1",
+            f"--display_port={port}",
+        )
+    assert result.returncode == 0, result.stderr[-3000:]
+    repo_id = (
+        "local/rollout_so100" if compat.POLICY_ON_ROBOT_COMMAND == "lerobot-rollout" else "local/eval_so100"
+    )
+    frames = LeRobotDataset(repo_id, root=tmp_path / "eval").num_frames
+    logged, images = read_points(recording), logged_images(recording)
+    assert {"observation.front", "observation.wrist"} <= images  # LeRobot's own logs of the cameras
+    assert set(logged) == {"observation.front/grids_points", "observation.wrist/grids_points"}
+    for chunks in logged.values():
+        assert len(chunks) == math.ceil(frames / policy.config.n_action_steps), (len(chunks), frames)
+        for chunk in chunks:
+            torch.testing.assert_close(torch.tensor(chunk), expected)
 
 
 def test_a_policy_for_other_features_is_refused_before_any_motor_command(arms, tmp_path, checkpoint):

@@ -12,6 +12,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from huggingface_hub import hf_hub_download
 from huggingface_hub.constants import CONFIG_NAME, SAFETENSORS_SINGLE_FILE
@@ -34,6 +35,7 @@ from torch import Tensor, nn
 
 from lerobot_grids import compat
 from lerobot_grids.grids import GridSampler, GridSConfig, Region, mean_pairwise_distance
+from lerobot_grids.policies import live_view
 
 # Below this mean pairwise distance (in units of the image side) the K points count as collapsed.
 COLLAPSE_THRESHOLD = 0.02
@@ -430,6 +432,26 @@ class GridSPolicyMixin:
                 )
         return actions
 
+    def finish_chunk(self, actions: Tensor) -> Tensor:
+        """What every acting path does with a new action chunk, before any of its actions is handed out:
+        refuse it if it is not finite (:meth:`check_finite`); where LeRobot's live display is on
+        (``--display_data=true``), show where the chunk's sampler read on each camera's image
+        (:mod:`lerobot_grids.policies.live_view`). With the display off, one look-up."""
+        actions = self.check_finite(actions)
+        recording = live_view.active_recording()
+        if recording is not None and self.config.grids.sampler != "dense":
+            live_view.log_points(recording, self.camera_points(), self.camera_image_hw)
+        return actions
+
+    def camera_points(self, item: int = 0) -> dict[str, np.ndarray]:
+        """``{camera key: [K, 2]}`` the last chunk's points of batch item ``item``, ``(x, y)`` in the pixels
+        of that camera's image (:meth:`points_in_camera`)."""
+        return {
+            camera: self.points_in_camera(points[item], self.camera_image_hw[camera]).numpy()
+            for camera, points in self.sampled_points().items()
+            if camera in self.camera_image_hw
+        }
+
     def check_training_batch(self, batch: dict) -> None:
         """Refuse a training batch with NaN or infinity in any input, naming the key and the dataset frames
         (LeRobot would train on it: the loss and every weight become NaN)."""
@@ -506,8 +528,11 @@ class GridSPolicyMixin:
             for key in self.config.image_features
             if key not in batch
         ]
+        self.camera_image_hw = {
+            key: tuple(batch[key].shape[-2:]) for key in self.grids_backbone.sampled_cameras if key in batch
+        }
         self.grids_backbone.image_regions = [
-            self.image_region(tuple(batch[key].shape[-2:])) if key in batch else None
+            self.image_region(self.camera_image_hw[key]) if key in batch else None
             for key in self.grids_backbone.sampled_cameras
         ]
         tokens = batch.get(OBS_LANGUAGE_TOKENS)
@@ -522,23 +547,30 @@ class GridSPolicyMixin:
         if self.config.grids.instruction:
             self.grids_backbone.grids_context = self.instruction_context(batch)
 
-    def image_region(self, image_hw: tuple[int, int]) -> Region | None:
-        """The token rows and columns a camera image of ``image_hw`` covers once the family's own
-        preprocessing (LeRobot's resize with padding: SmolVLA pads the top or the left, pi0 both sides) has
-        made it the backbone's input; ``None`` where it covers every token. Found by that preprocessing of a
-        white image (it stays 1, the padding is -1 or below), once per image size. The sampler reads inside it
-        only."""
-        if self.config.grids.sampler == "dense":
-            return None
-        regions = self.__dict__.setdefault("_image_regions", {})
-        if image_hw not in regions:
+    def image_cover(self, image_hw: tuple[int, int]) -> Tensor:
+        """``[H, W]`` boolean: the pixels of the backbone's input that a camera image of ``image_hw`` covers
+        once the family's own preprocessing (LeRobot's resize with padding: SmolVLA pads the top or the left,
+        pi0 both sides; ACT none) has made it that input. Found by that preprocessing of a white image (it
+        stays 1, the padding is -1 or below), once per image size."""
+        covers = self.__dict__.setdefault("_image_covers", {})
+        if image_hw not in covers:
             parameter = next(self.parameters())
             white = {
                 next(iter(self.config.image_features)): torch.ones(1, 3, *image_hw, device=parameter.device)
             }
             with torch.no_grad():
-                covered = self.family_model_images(white)[0][0].float().mean(dim=0) > 0  # [H, W] of the input
-            rows, cols = self.grids_backbone.grid_hw(tuple(covered.shape))
+                covers[image_hw] = (self.family_model_images(white)[0][0].float().mean(dim=0) > 0).cpu()
+        return covers[image_hw]
+
+    def image_region(self, image_hw: tuple[int, int]) -> Region | None:
+        """The token rows and columns a camera image of ``image_hw`` covers of the backbone's token grid
+        (:meth:`image_cover`); ``None`` where it covers every token. The sampler reads inside it only."""
+        if self.config.grids.sampler == "dense":
+            return None
+        regions = self.__dict__.setdefault("_image_regions", {})
+        if image_hw not in regions:
+            covered = self.image_cover(image_hw)
+            rows, cols = self.token_grid(tuple(covered.shape))
             row_size, col_size = covered.shape[0] // rows, covered.shape[1] // cols
             by_token = covered[: rows * row_size, : cols * col_size].reshape(rows, row_size, cols, col_size)
             token_rows = by_token.any(dim=(1, 2, 3)).nonzero().flatten().tolist()
@@ -546,6 +578,29 @@ class GridSPolicyMixin:
             region = (token_rows[0], token_rows[-1], token_cols[0], token_cols[-1])
             regions[image_hw] = None if region == (0, rows - 1, 0, cols - 1) else region
         return regions[image_hw]
+
+    def token_grid(self, input_hw: tuple[int, int]) -> tuple[int, int]:
+        """``(rows, columns)`` of the token grid the sampler reads for a backbone input of ``input_hw``."""
+        return self.grids_backbone.grid_hw(input_hw)
+
+    def points_in_camera(self, points: Tensor, image_hw: tuple[int, int]) -> Tensor:
+        """``[..., 2]`` sampled points (``(0, 0)`` the top-left token centre of the backbone's grid,
+        ``(1, 1)`` the bottom-right one) as ``(x, y)`` in the pixels of the camera image of ``image_hw`` they
+        were read from (``(0, 0)`` its top-left corner): through the token grid to the backbone's input, then
+        back through the resize with padding (:meth:`image_cover`)."""
+        covered = self.image_cover(image_hw)
+        input_hw = tuple(covered.shape)
+        rows, cols = self.token_grid(input_hw)
+        placed_rows = covered.any(dim=1).nonzero().flatten()
+        placed_cols = covered.any(dim=0).nonzero().flatten()
+        top, left = int(placed_rows[0]), int(placed_cols[0])
+        height, width = len(placed_rows), len(placed_cols)
+        points = points.detach().float().cpu()
+        x_input = (points[..., 0] * (cols - 1) + 0.5) * input_hw[1] / cols
+        y_input = (points[..., 1] * (rows - 1) + 0.5) * input_hw[0] / rows
+        return torch.stack(
+            [(x_input - left) * image_hw[1] / width, (y_input - top) * image_hw[0] / height], dim=-1
+        )
 
     def check_camera_grids(self) -> None:
         """Refuse, when the policy is made, more tokens per camera than a camera's image covers of the

@@ -143,6 +143,10 @@ class ACTGridsPolicy(GridSPolicyMixin, ACTPolicy):
         """ACT resizes and pads nothing: every cell of the feature map is the image's."""
         return None
 
+    def token_grid(self, input_hw: tuple[int, int]) -> tuple[int, int]:
+        """The backbone's feature map (:meth:`feature_grid`)."""
+        return self.feature_grid(input_hw)
+
     def check_camera_grids(self) -> None:
         """Refuse, when the policy is made, more tokens per camera than its feature map has cells."""
         for key, feature in self.config.image_features.items():
@@ -159,6 +163,10 @@ class ACTGridsPolicy(GridSPolicyMixin, ACTPolicy):
         self.start_images(batch)
         return [batch[key] for key in self.config.image_features]
 
+    def family_model_images(self, batch: dict) -> list[Tensor]:
+        """ACT's backbone reads each camera's image as it comes."""
+        return [batch[key] for key in self.config.image_features if key in batch]
+
     def dense_image_tokens(self, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
         """ACT's projected feature-map cells of ``image`` as ``[B, H*W, D]`` tokens, and the map's grid."""
         cells = self.model.encoder_img_feat_input_proj(self.model.backbone(image)["feature_map"])
@@ -169,10 +177,10 @@ class ACTGridsPolicy(GridSPolicyMixin, ACTPolicy):
 
     def predict_action_chunk(self, batch: dict[str, Tensor]) -> Tensor:
         """ACT's action chunk (``select_action`` makes it here too), refused if it is not finite as it would
-        reach the motors (:meth:`check_finite`)."""
+        reach the motors, its points shown where LeRobot's display is on (:meth:`finish_chunk`)."""
         self.check_acting_inputs(batch)
         self.start_images(batch)
-        return self.check_finite(super().predict_action_chunk(batch))
+        return self.finish_chunk(super().predict_action_chunk(batch))
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict]:
         """ACT's loss; the output dict adds ``grids_point_spread/<camera>`` (the collapse indicator)."""

@@ -76,9 +76,10 @@ class PaliGemmaGridSPolicyMixin(GridSPolicyMixin):
 
     def predict_action_chunk(self, batch: dict[str, Tensor], **kwargs) -> Tensor:
         """LeRobot's action chunk (its ``select_action`` makes chunks here too), refused if it is not finite
-        as it would reach the motors (:meth:`check_finite`)."""
+        as it would reach the motors, its points shown where LeRobot's display is on
+        (:meth:`finish_chunk`)."""
         self.check_acting_inputs(batch)
-        return self.check_finite(super().predict_action_chunk(batch, **kwargs))
+        return self.finish_chunk(super().predict_action_chunk(batch, **kwargs))
 
     def dense_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         """Keys of a dense checkpoint as LeRobot's ``from_pretrained`` maps them: openpi's renames, then the

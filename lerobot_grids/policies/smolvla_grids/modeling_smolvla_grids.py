@@ -157,9 +157,10 @@ class SmolVLAGridsPolicy(GridSPolicyMixin, SmolVLAPolicy):
 
     def _get_action_chunk(self, batch: dict[str, Tensor], noise: Tensor | None = None, **kwargs) -> Tensor:
         """SmolVLA's action chunk (``select_action`` and ``predict_action_chunk`` both make it here), refused
-        if it is not finite as it would reach the motors (:meth:`check_finite`)."""
+        if it is not finite as it would reach the motors, its points shown where LeRobot's display is on
+        (:meth:`finish_chunk`)."""
         self.check_acting_inputs(batch)
-        return self.check_finite(super()._get_action_chunk(batch, noise, **kwargs))
+        return self.finish_chunk(super()._get_action_chunk(batch, noise, **kwargs))
 
     def model_images(self, batch: dict) -> list[Tensor]:
         """Each camera's image as the backbone receives it (resized with padding, in [-1, 1])."""

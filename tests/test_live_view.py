@@ -1,0 +1,124 @@
+"""GridS points in LeRobot's live viewer (rerun): each action chunk's points, in the pixels of the camera
+image they were read from, under the entity LeRobot logs that image to; nothing while the display is off."""
+
+import pytest
+import rerun as rr
+import torch
+from conftest import make_batch
+from test_image_region import policy_and_batch
+from torch.nn.functional import adaptive_avg_pool2d
+
+from lerobot_grids.grids import bilinear_sample, region_points_to_grid
+from lerobot_grids.policies import live_view
+from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
+
+# Cameras resized with padding on the top (4:3) or the left (3:4) for SmolVLA, on both sides for pi0, as they
+# come for ACT.
+CAMERAS = [
+    ("smolvla_grids", (48, 64)),
+    ("smolvla_grids", (64, 48)),
+    ("smolvla_grids", (64, 64)),
+    ("pi0_grids", (48, 64)),
+    ("pi0_grids", (64, 48)),
+    ("act_grids", (48, 64)),
+]
+
+
+def read_points(path) -> dict[str, list]:
+    """``{entity: [[K, 2] points of each log]}`` of a rerun recording file, in the order they were logged."""
+    view = rr.dataframe.load_recording(str(path)).view(index="log_tick", contents="/**")
+    table = view.select().read_all()
+    columns = {
+        name.split(":")[0].lstrip("/"): table.column(name).to_pylist()
+        for name in table.column_names
+        if name.endswith(":Points2D:positions")
+    }
+    return {entity: [value for value in values if value is not None] for entity, values in columns.items()}
+
+
+def logged_images(path) -> set[str]:
+    """The entities a rerun recording file holds an image at."""
+    names = (
+        rr.dataframe.load_recording(str(path)).view(index="log_tick", contents="/**").select().schema.names
+    )
+    return {name.split(":")[0].lstrip("/") for name in names if ":Image:" in name or ":EncodedImage:" in name}
+
+
+@pytest.mark.parametrize(("policy_type", "image_hw"), CAMERAS)
+def test_a_point_names_the_camera_pixel_it_was_read_from(policy_type, image_hw):
+    """A ramp camera image (each pixel's value its own x and y): read at a point as the sampler reads its
+    token grid (bilinear interpolation between token centres), from the backbone's input pooled into
+    token-sized patches (a linear ramp's mean over a patch is its value at the patch centre), it gives back
+    the camera coordinates that ``points_in_camera`` names for the point."""
+    policy, _ = policy_and_batch(policy_type, image_hw, {})
+    height, width = image_hw
+    ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    key = next(iter(policy.config.image_features))
+
+    def backbone_input(image):
+        return policy.family_model_images({key: image[None]})[0][0].float()
+
+    ramp = backbone_input(torch.stack([xs / width, ys / height, torch.full_like(xs, 0.5)]))
+    rows, cols = policy.token_grid(tuple(ramp.shape[-2:]))
+    top, bottom, left, right = policy.image_region(image_hw) or (0, rows - 1, 0, cols - 1)
+
+    def patches(image):
+        return adaptive_avg_pool2d(image, (rows, cols)).permute(1, 2, 0)[None]
+
+    # The family's normalisation of a pixel value (SmolVLA and pi0: 2v - 1), from a black and a white image.
+    black = patches(backbone_input(torch.zeros(3, height, width)))[0, top, left]
+    white = patches(backbone_input(torch.ones(3, height, width)))[0, top, left]
+    torch.manual_seed(1)
+    points = region_points_to_grid(torch.rand(1, 32, 2), (rows, cols), (top, bottom, left, right))
+    read = (bilinear_sample(patches(ramp), points)[0] - black) / (white - black)
+    pixels = policy.points_in_camera(points[0], image_hw)
+    assert (pixels >= 0).all() and (pixels[:, 0] <= width).all() and (pixels[:, 1] <= height).all()
+    torch.testing.assert_close(read[:, 0] * width, pixels[:, 0], atol=0.05 * width / cols, rtol=0)
+    torch.testing.assert_close(read[:, 1] * height, pixels[:, 1], atol=0.05 * height / rows, rtol=0)
+
+
+def test_each_chunk_logs_its_points_on_each_cameras_image(checkpoint, dataset_root, tmp_path):
+    """Where LeRobot's display started a rerun recording, every new action chunk logs each camera's K points
+    (batch item 0, as the record and rollout loops act on one observation) under
+    ``observation.<camera>/grids_points``, beneath the image LeRobot logs at ``observation.<camera>``."""
+    policy = SmolVLAGridsPolicy.from_pretrained(checkpoint)
+    frames = make_batch(policy.config, dataset_root, size=3)
+    recording = rr.RecordingStream("lerobot_grids_test")
+    path = tmp_path / "live.rrd"
+    recording.save(path)
+    expected = []
+    with recording:  # the active recording, as LeRobot's init_rerun makes its own
+        for index in range(3):
+            policy.reset()
+            policy.select_action(
+                {
+                    key: value[index : index + 1] if isinstance(value, torch.Tensor | list) else value
+                    for key, value in frames.items()
+                }
+            )
+            expected.append(policy.camera_points())
+    recording.flush()
+    logged = read_points(path)
+    assert set(logged) == {"observation.front/grids_points", "observation.wrist/grids_points"}
+    for camera in ("front", "wrist"):
+        chunks = logged[f"observation.{camera}/grids_points"]
+        assert len(chunks) == 3
+        for points, chunk in zip(chunks, expected, strict=True):
+            assert len(points) == 4  # K
+            torch.testing.assert_close(
+                torch.tensor(points), torch.from_numpy(chunk[f"observation.images.{camera}"]).float()
+            )
+    # The frames differ, and so do their points: each log is its own chunk's.
+    front = logged["observation.front/grids_points"]
+    assert not torch.equal(torch.tensor(front[0]), torch.tensor(front[1]))
+
+
+def test_with_the_display_off_nothing_is_computed(checkpoint, dataset_root, monkeypatch):
+    policy = SmolVLAGridsPolicy.from_pretrained(checkpoint)
+    assert live_view.active_recording() is None
+
+    def refuse():
+        raise AssertionError("points mapped with the display off")
+
+    monkeypatch.setattr(policy, "camera_points", refuse)
+    assert torch.isfinite(policy.select_action(make_batch(policy.config, dataset_root, size=1))).all()
