@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from lerobot_grids.evidence import bench
+from lerobot_grids.policies import live_view
 from lerobot_grids.policies.pi0_grids.configuration_pi0_grids import TINY_GEMMA_VARIANTS
 from lerobot_grids.scripts import lerobot_grids_bench
 
@@ -180,7 +181,13 @@ def test_command_writes_json_markdown_and_plot_and_never_overwrites(tmp_path):
     report = (output / "report.md").read_text()
     assert "lerobot-grids-bench --models smolvla_tiny" in report and "| K=2 | 53 |" in report
     # The share of the time the bound saves, from the stored times of every round.
-    labels = ["inference_b1", "inference_b2", "record_loop_chunk", "async_server_chunk"]
+    labels = [
+        "inference_b1",
+        "inference_b2",
+        "record_loop_chunk",
+        "record_loop_chunk_display",
+        "async_server_chunk",
+    ]
     assert "| share of the time no image tokens saves | " + " | ".join(labels) + " |" in report
     shares = [
         bench.share_of_time_saved(variants["K=2"], variants["dense"], variants["no image tokens"], label)
@@ -196,11 +203,16 @@ def test_command_writes_json_markdown_and_plot_and_never_overwrites(tmp_path):
     )
     # On the console, a line as each measurement starts and ends: a long run on a CPU is not silent until it
     # ends.
-    starts = re.findall(r"smolvla_tiny (\w+) \((\d)/4\): 2 rounds of 3 variants", command.stderr)
+    starts = re.findall(r"smolvla_tiny (\w+) \((\d)/5\): 2 rounds of 3 variants", command.stderr)
     ends = re.findall(
         r"smolvla_tiny (\w+) done in \d+ s: K=2 [\d.]+x \[[\d.]+, [\d.]+\], no image tokens ", command.stderr
     )
     assert starts == [(label, str(i)) for i, label in enumerate(labels, start=1)] and ends == labels
+    # What LeRobot's display costs the loop's chunk-making step, from the two stored medians.
+    off, on = (
+        variants["K=2"][f"seconds_{label}"] for label in ("record_loop_chunk", "record_loop_chunk_display")
+    )
+    assert f"| K=2 | {1000 * off:.1f} | {1000 * on:.1f} | {on / off:.2f}x |" in report
     assert (output / "speedup.png").read_bytes()[:4] == b"\x89PNG"
     refused = subprocess.run(
         [str(Path(sys.executable).with_name("lerobot-grids-bench")), *args],
@@ -403,7 +415,9 @@ def test_report_shows_the_speed_up_range_and_the_flops_without_the_vision_tower(
 
 
 @pytest.mark.parametrize("architecture", ["smolvla_tiny", "pi0_tiny", "act_tiny"])
-def test_deployment_calls_make_the_chunk_the_record_loop_and_the_async_server_act_on(architecture):
+def test_deployment_calls_make_the_chunk_the_record_loop_and_the_async_server_act_on(
+    architecture, monkeypatch
+):
     """From one robot observation both paths make the same chunk (same noise): the record loop's action is the
     async server's first, both as they reach the motors (after the postprocessor)."""
     policy = bench.build_policy(architecture, "cpu")
@@ -418,6 +432,17 @@ def test_deployment_calls_make_the_chunk_the_record_loop_and_the_async_server_ac
     assert torch.equal(
         calls["record_loop_chunk"](), action
     )  # the queue was emptied: a new chunk, not the next action
+    # With the display on, GridS at K=2: the same action as with it off, the points logged into a recording
+    # that leaves no trace active.
+    policy.use_sampler(bench.make_samplers(policy, [2])["K=2"])
+    torch.manual_seed(0)
+    action = calls["record_loop_chunk"]()
+    torch.manual_seed(0)
+    points_logged = []
+    with monkeypatch.context() as patch:
+        patch.setattr(live_view, "log_points", lambda *args: points_logged.append(args))
+        assert torch.equal(calls["record_loop_chunk_display"](), action)
+    assert len(points_logged) == 1 and live_view.active_recording() is None
 
 
 def test_benchmark_times_the_deployment_chunk_of_every_variant(pi0_tiny_results):

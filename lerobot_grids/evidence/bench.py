@@ -26,6 +26,7 @@ LeRobot's record loop and its async policy server make it.
 import copy
 import gc
 import logging
+import os
 import platform
 import statistics
 import time
@@ -40,6 +41,7 @@ import torch
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.policies.utils import prepare_observation_for_inference
+from lerobot.utils.constants import OBS_IMAGES
 from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -67,7 +69,7 @@ LANGUAGE_TOKENS = 48  # both policies' default tokenizer_max_length
 DENSE, NO_IMAGE_TOKENS = "dense", "no image tokens"
 ROBOT_CAMERA_HW = (480, 640)  # the RealSense mode of the shipped SO-100 configs
 ROBOT_TYPE, TASK = "so100_follower", "Pick up the cube and put it in the box."
-DEPLOYMENT = ("record_loop_chunk", "async_server_chunk")
+DEPLOYMENT = ("record_loop_chunk", "record_loop_chunk_display", "async_server_chunk")
 ARCHITECTURES: dict[str, Callable[[], PreTrainedConfig]] = {
     "smolvla": lambda: SmolVLAGridsConfig(vlm_model_name=str(SMOLVLM2_500M), load_vlm_weights=False),
     "pi0": lambda: PI0GridsConfig(),
@@ -249,6 +251,10 @@ def deployment_calls(policy, device: str) -> dict[str, Callable[[], object]]:
     - ``record_loop_chunk``: LeRobot's ``predict_action``, what ``lerobot-record`` / ``lerobot-rollout`` call
       every step, with the policy's action queue emptied first, so that the call makes a chunk, as every
       ``n_action_steps``-th step of the loop does;
+    - ``record_loop_chunk_display``: the same step with LeRobot's display on (``--display_data=true``): a
+      rerun recording active, streamed to a file sink that discards it (as a viewer's stream leaves the loop
+      in the background), LeRobot's ``log_rerun_data`` of the step's observation and action as the loop calls
+      it, and the GridS points of the chunk (:mod:`lerobot_grids.policies.live_view`);
     - ``async_server_chunk``: the observation through the preprocessor, ``predict_action_chunk`` (what
       LeRobot's policy server calls for each observation it gets) and the postprocessor over the chunk.
     """
@@ -297,6 +303,27 @@ def deployment_calls(policy, device: str) -> dict[str, Callable[[], object]]:
             robot_type=ROBOT_TYPE,
         )
 
+    import rerun as rr
+    from lerobot.utils.visualization_utils import log_rerun_data
+
+    display = rr.RecordingStream("lerobot_grids_bench")
+    display.save(os.devnull)
+    # What the robot returns, under its own names (LeRobot logs them as observation.<name>).
+    robot_observation = {
+        **{camera.removeprefix(f"{OBS_IMAGES}."): observation[camera] for camera in CAMERAS},
+        **{f"joint_{i}.pos": float(value) for i, value in enumerate(observation["observation.state"])},
+    }
+
+    def record_loop_chunk_display():
+        with display:
+            action = record_loop_chunk()
+            values = action.flatten().tolist()
+            log_rerun_data(
+                observation=robot_observation,
+                action={f"joint_{i}.pos": value for i, value in enumerate(values)},
+            )
+            return action
+
     def async_server_chunk():
         with torch.inference_mode():
             batch = preprocessor(
@@ -304,7 +331,11 @@ def deployment_calls(policy, device: str) -> dict[str, Callable[[], object]]:
             )
             return postprocessor(policy.predict_action_chunk(batch))
 
-    return {"record_loop_chunk": record_loop_chunk, "async_server_chunk": async_server_chunk}
+    return {
+        "record_loop_chunk": record_loop_chunk,
+        "record_loop_chunk_display": record_loop_chunk_display,
+        "async_server_chunk": async_server_chunk,
+    }
 
 
 def vision_modules(policy) -> list[nn.Module]:
@@ -766,6 +797,22 @@ def bound_table(results: dict) -> str | None:
         if name not in (DENSE, NO_IMAGE_TOKENS)
     ]
     return _markdown(["share of the time no image tokens saves", *labels], rows)
+
+
+def display_table(results: dict) -> str | None:
+    """What LeRobot's display (``--display_data=true``) costs the record loop's step that makes a chunk, per
+    variant: the median milliseconds with the display off and on, and their ratio (on / off: 1.10x is a step
+    10% longer with the display); ``None`` where the display was not timed."""
+    off, on = "seconds_record_loop_chunk", "seconds_record_loop_chunk_display"
+    rows = [
+        [name, f"{1000 * v[off]:.1f}", f"{1000 * v[on]:.1f}", f"{v[on] / v[off]:.2f}x"]
+        for name, v in results["variants"].items()
+        if off in v and on in v
+    ]
+    if not rows:
+        return None
+    header = ["variant", "record loop chunk, display off (ms)", "display on (ms)", "time on / off"]
+    return _markdown(header, rows)
 
 
 def plot_speedups(all_results: list[dict], path: Path) -> None:

@@ -439,7 +439,8 @@ class GridSPolicyMixin:
         (:mod:`lerobot_grids.policies.live_view`). With the display off, one look-up."""
         actions = self.check_finite(actions)
         recording = live_view.active_recording()
-        if recording is not None and self.config.grids.sampler != "dense":
+        sampler = getattr(self.grids, "config", None)  # the sampler in use (the benchmark swaps them)
+        if recording is not None and sampler is not None and sampler.sampler != "dense":
             live_view.log_points(recording, self.camera_points(), self.camera_image_hw)
         return actions
 

@@ -17,7 +17,14 @@ from pathlib import Path
 import torch
 from lerobot.utils.utils import init_logging
 
-from lerobot_grids.evidence.bench import ARCHITECTURES, benchmark, bound_table, markdown_table, plot_speedups
+from lerobot_grids.evidence.bench import (
+    ARCHITECTURES,
+    benchmark,
+    bound_table,
+    display_table,
+    markdown_table,
+    plot_speedups,
+)
 from lerobot_grids.evidence.bench_act import ACT_ARCHITECTURES
 from lerobot_grids.output_folder import check_new, output_folder
 from lerobot_grids.scripts import at_least
@@ -46,6 +53,8 @@ def write_report(output_dir: Path, command: str, all_results: list[dict]) -> str
         report += [markdown_table(results), ""]
         if (shares := bound_table(results)) is not None:
             report += [shares, ""]
+        if (display := display_table(results)) is not None:
+            report += [display, ""]
     (output_dir / "report.md").write_text("\n".join(report))
     timed = [
         r
