@@ -52,7 +52,8 @@ Where the package patches or overrides LeRobot, on every version (nothing else o
   decoder, for their ``forward``: relies on ``ACT.forward`` passing the encoder its tokens and ``pos_embed``,
   the decoder ``encoder_pos_embed``);
 - LeRobot methods overridden in our subclasses: ``GridSPolicyMixin`` (``from_pretrained``, the strict
-  ``_load_as_safetensor``, ``generate_model_card``, ``_get_default_peft_targets``, ``_validate_peft_config``),
+  ``_load_as_safetensor``, ``push_model_to_hub`` (the card's picture uploaded first), ``generate_model_card``,
+  ``_get_default_peft_targets``, ``_validate_peft_config``),
   ``SmolVLAGridsPolicy`` (``_get_action_chunk``, ``prepare_images``, ``forward``),
   ``PaliGemmaGridSPolicyMixin`` (``__init__``, ``predict_action_chunk``, ``_preprocess_images``, ``forward``),
   ``ACTGridsPolicy`` (``predict_action_chunk``, ``forward``), both backbones' ``embed_image``,
@@ -88,6 +89,7 @@ LEROBOT_OVERRIDES = {
     "lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids:SmolVLAGridsPolicy": (
         "from_pretrained",
         "_load_as_safetensor",
+        "push_model_to_hub",
         "generate_model_card",
         "_get_default_peft_targets",
         "_validate_peft_config",
@@ -98,6 +100,7 @@ LEROBOT_OVERRIDES = {
     "lerobot_grids.policies.pi0_grids.modeling_pi0_grids:PI0GridsPolicy": (
         "from_pretrained",
         "_load_as_safetensor",
+        "push_model_to_hub",
         "generate_model_card",
         "_get_default_peft_targets",
         "_validate_peft_config",
@@ -109,6 +112,7 @@ LEROBOT_OVERRIDES = {
     "lerobot_grids.policies.act_grids.modeling_act_grids:ACTGridsPolicy": (
         "from_pretrained",
         "_load_as_safetensor",
+        "push_model_to_hub",
         "generate_model_card",
         "_get_default_peft_targets",
         "_validate_peft_config",

@@ -194,6 +194,7 @@ def test_lerobot_train_trains_act_grids(dataset_root, tmp_path):
     text = write_model_card(saved).read_text()
     assert f"datasets: {DATASET_REPO_ID}" in text and "- grids" in text and "act_grids" in text
     assert "This act policy feeds each camera to its transformer" in text and "| `num_tokens` | `2` |" in text
+    assert "](grids_points.png)" in text and (saved / "grids_points.png").read_bytes()[:4] == b"\x89PNG"
     # Where it looks, on the dataset it was trained on (lerobot-grids-viz's pictures and summary).
     summary = visualise(str(saved), tmp_path / "viz", max_frames=4)
     assert set(summary["cameras"]) == {"observation.images.front", "observation.images.wrist"}

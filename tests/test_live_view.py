@@ -1,15 +1,20 @@
 """GridS points in LeRobot's live viewer (rerun): each action chunk's points, in the pixels of the camera
 image they were read from, under the entity LeRobot logs that image to; nothing while the display is off."""
 
+import cv2
+import numpy as np
 import pytest
 import rerun as rr
 import torch
-from conftest import make_batch
+from conftest import DATASET_REPO_ID, make_batch
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.policies.factory import make_pre_post_processors
 from test_image_region import policy_and_batch
 from torch.nn.functional import adaptive_avg_pool2d
 
 from lerobot_grids.grids import bilinear_sample, region_points_to_grid
 from lerobot_grids.policies import live_view
+from lerobot_grids.policies.points_picture import CELL_HEIGHT, POINT_RGB, camera_frame, where_it_looks
 from lerobot_grids.policies.smolvla_grids.modeling_smolvla_grids import SmolVLAGridsPolicy
 
 # Cameras resized with padding on the top (4:3) or the left (3:4) for SmolVLA, on both sides for pi0, as they
@@ -122,3 +127,25 @@ def test_with_the_display_off_nothing_is_computed(checkpoint, dataset_root, monk
 
     monkeypatch.setattr(policy, "camera_points", refuse)
     assert torch.isfinite(policy.select_action(make_batch(policy.config, dataset_root, size=1))).all()
+
+
+def test_the_card_picture_draws_each_cameras_points_on_its_frames(checkpoint, dataset_root):
+    """Rows the cameras, columns frames evenly over the first episode, each frame as recorded (4:3, unpadded)
+    with a dot at each point the policy reads there, placed as the live view places them."""
+    policy = SmolVLAGridsPolicy.from_pretrained(checkpoint)
+    dataset = LeRobotDataset(DATASET_REPO_ID, root=dataset_root, episodes=[0])
+    preprocessor, _ = make_pre_post_processors(policy.config, pretrained_path=str(checkpoint))
+    picture = where_it_looks(policy, preprocessor, dataset, frames=2)
+    scale = CELL_HEIGHT / 48  # the test cameras' 48x64 frames
+    assert picture.shape == (2 * CELL_HEIGHT, 2 * round(64 * scale), 3)
+    for column, index in enumerate((0, dataset.num_frames - 1)):
+        images = policy.model_images(preprocessor(dataset[index]))
+        for row, camera in enumerate(policy.config.image_features):
+            region = policy.grids_backbone.image_regions[row]
+            points = policy.points_in_camera(policy.sample_image(images[row], region)[1][0], (48, 64))
+            for x, y in (points * scale).tolist():
+                pixel = picture[row * CELL_HEIGHT + int(y), column * round(64 * scale) + int(x)]
+                assert tuple(pixel) == POINT_RGB, (camera, index, x, y, pixel)
+    # Away from the dots, the frame as recorded.
+    first = cv2.resize(camera_frame(dataset[0]["observation.images.front"]), (round(64 * scale), CELL_HEIGHT))
+    assert (np.abs(picture[:CELL_HEIGHT, : first.shape[1]].astype(int) - first) <= 1).mean() > 0.9

@@ -292,7 +292,8 @@ def test_push_to_hub_uploads_config_weights_processors_and_card(
         policy_type, dataset_root=dataset_root, grids={"num_tokens": 4}, repo_id="user/so100_grids"
     )
     policy = get_policy_class(policy_type)(config)
-    train_config = TrainPipelineConfig(dataset=DatasetConfig(repo_id="user/so100"), policy=config)
+    dataset = DatasetConfig(repo_id=DATASET_REPO_ID, root=str(dataset_root))
+    train_config = TrainPipelineConfig(dataset=dataset, policy=config)
     policy.push_model_to_hub(train_config)  # LeRobot's own push, as lerobot-train calls it
     for processor in make_processors(config):
         processor.push_to_hub(config.repo_id)
@@ -309,6 +310,22 @@ def test_push_to_hub_uploads_config_weights_processors_and_card(
     card = files["README.md"].decode()
     assert "GridS token pruning" in card and "| `num_tokens` | `4` |" in card
     assert policy_type in card and fake_hub.validated_cards
+    # The picture of where it looks on the training data, beside the card that shows it.
+    assert "![Where this policy reads its images](grids_points.png)" in card
+    assert files["grids_points.png"][:4] == b"\x89PNG"
+
+
+def test_a_push_whose_dataset_cannot_be_read_goes_without_the_picture(dataset_root, fake_hub, caplog):
+    config = make_config(dataset_root=dataset_root, grids={"num_tokens": 4}, repo_id="user/so100_grids")
+    train_config = TrainPipelineConfig(dataset=DatasetConfig(repo_id="user/elsewhere"), policy=config)
+    SmolVLAGridsPolicy(config).push_model_to_hub(train_config)  # offline: the Hub's dataset is out of reach
+    files = fake_hub.files["user/so100_grids"]
+    assert "grids_points.png" not in files and "model.safetensors" in files
+    card = files["README.md"].decode()
+    assert "GridS token pruning" in card and "grids_points.png" not in card
+    assert "shows no picture of where the policy looks: the dataset user/elsewhere could not be read" in (
+        caplog.text
+    )
 
 
 def test_bfloat16_vlm_acts_and_trains_like_float32_within_its_precision(dataset_root):

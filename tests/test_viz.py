@@ -16,6 +16,7 @@ from test_lerobot_train import _tiny_args, lerobot_train
 from lerobot_grids.evidence import viz
 from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy
 from lerobot_grids.policies.pi0_grids.processor_pi0_grids import make_pi0_grids_pre_post_processors
+from lerobot_grids.policies.points_picture import POINT_RGB
 from lerobot_grids.scripts import lerobot_grids_viz
 
 
@@ -23,7 +24,7 @@ def test_points_are_drawn_at_their_token_centres():
     picture = np.zeros((128, 128, 3), dtype=np.uint8)
     drawn = viz.draw_points(picture, torch.tensor([[0.0, 0.0], [1.0, 1.0 / 3]]), (4, 4))
     # A 4x4 grid over 128 pixels: token centres at 16, 48, 80, 112.
-    assert tuple(drawn[16, 16]) == viz.POINT_RGB and tuple(drawn[48, 112]) == viz.POINT_RGB
+    assert tuple(drawn[16, 16]) == POINT_RGB and tuple(drawn[48, 112]) == POINT_RGB
     assert tuple(drawn[80, 80]) == (0, 0, 0)
 
 

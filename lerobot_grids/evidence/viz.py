@@ -35,9 +35,9 @@ from lerobot_grids.evidence.retention import information_retention, token_self_s
 from lerobot_grids.grids import bilinear_sample
 from lerobot_grids.output_folder import new_output_dir
 from lerobot_grids.policies.grids_policy import checkpoint_file
+from lerobot_grids.policies.points_picture import draw_dots
 
 TRAIN_CONFIG = "train_config.json"
-POINT_RGB = (255, 40, 200)
 
 
 def load_policy(source: str, device: str):
@@ -97,16 +97,15 @@ def to_rgb(image: Tensor, normalised: bool = False) -> np.ndarray:
 
 
 def draw_points(picture: np.ndarray, points: Tensor, grid_hw: tuple[int, int]) -> np.ndarray:
-    """The points (``(0, 0)`` top-left token centre, ``(1, 1)`` bottom-right) as dots on the picture."""
+    """The points (``(0, 0)`` top-left token centre, ``(1, 1)`` bottom-right) as dots on the picture of the
+    backbone's input."""
     height, width = picture.shape[:2]
     rows, cols = grid_hw
-    drawn = picture.copy()
-    radius = max(2, min(height, width) // 60)
-    for x, y in points.tolist():
-        centre = (int((x * (cols - 1) + 0.5) * width / cols), int((y * (rows - 1) + 0.5) * height / rows))
-        cv2.circle(drawn, centre, radius, POINT_RGB, thickness=-1)
-        cv2.circle(drawn, centre, radius, (255, 255, 255), thickness=1)
-    return drawn
+    pixels = torch.stack(
+        [(points[:, 0] * (cols - 1) + 0.5) * width / cols, (points[:, 1] * (rows - 1) + 0.5) * height / rows],
+        dim=-1,
+    )
+    return draw_dots(picture, pixels)
 
 
 def overlay_map(picture: np.ndarray, values: Tensor, grid_hw: tuple[int, int]) -> np.ndarray:

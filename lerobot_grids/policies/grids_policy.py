@@ -12,9 +12,10 @@ import math
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
-from huggingface_hub import hf_hub_download
+from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.constants import CONFIG_NAME, SAFETENSORS_SINGLE_FILE
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
 from huggingface_hub.repocard import ModelCard
@@ -36,6 +37,7 @@ from torch import Tensor, nn
 from lerobot_grids import compat
 from lerobot_grids.grids import GridSampler, GridSConfig, Region, mean_pairwise_distance
 from lerobot_grids.policies import live_view
+from lerobot_grids.policies.points_picture import CARD_PICTURE, where_it_looks
 
 # Below this mean pairwise distance (in units of the image side) the K points count as collapsed.
 COLLAPSE_THRESHOLD = 0.02
@@ -750,6 +752,52 @@ class GridSPolicyMixin:
                 )
         return loss_dict
 
+    def card_picture(self, repo_id: str, root: str | Path | None, preprocessor=None, video_backend=None):
+        """Where the policy looks on the first episode of the dataset ``repo_id`` (``root``: its local folder)
+        (:func:`~lerobot_grids.policies.points_picture.where_it_looks`), each frame through ``preprocessor``
+        (default: the policy type's with the dataset's statistics, as lerobot-train makes it); ``None``, with
+        a warning, where the dataset cannot be read: the card then goes without its picture."""
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+        from lerobot.policies.factory import make_pre_post_processors
+
+        try:
+            dataset = LeRobotDataset(repo_id, root=root, episodes=[0], video_backend=video_backend)
+        except Exception as error:  # noqa: BLE001  (the push goes on; the warning says why)
+            logging.warning(
+                "The model card shows no picture of where the policy looks: the dataset %s could not be "
+                "read (%s: %s).",
+                repo_id,
+                type(error).__name__,
+                error,
+            )
+            return None
+        if preprocessor is None:
+            preprocessor, _ = make_pre_post_processors(self.config, dataset_stats=dataset.meta.stats)
+        return where_it_looks(self, preprocessor, dataset)
+
+    def push_model_to_hub(self, cfg, *args, **kwargs):
+        """LeRobot's push (``lerobot-train --policy.push_to_hub=true``), whose card shows where the policy
+        looks on its training data (:meth:`card_picture`), uploaded first as ``grids_points.png``: LeRobot's
+        push uploads only the safetensors, json, yaml and md files of its folder."""
+        dataset = cfg.dataset
+        picture = self.card_picture(dataset.repo_id, dataset.root, video_backend=dataset.video_backend)
+        if picture is not None:
+            api = HfApi()
+            repo_id = api.create_repo(
+                repo_id=self.config.repo_id, private=self.config.private, exist_ok=True
+            ).repo_id
+            api.upload_file(
+                path_or_fileobj=png_bytes(picture),
+                path_in_repo=CARD_PICTURE,
+                repo_id=repo_id,
+                commit_message="Upload where the GridS policy looks (the model card's picture)",
+            )
+        self.card_shows_picture = picture is not None
+        try:
+            return super().push_model_to_hub(cfg, *args, **kwargs)
+        finally:
+            self.card_shows_picture = False
+
     def generate_model_card(
         self, dataset_repo_id: str, model_type: str, license: str | None, tags: list[str] | None, **kwargs
     ) -> ModelCard:
@@ -762,7 +810,8 @@ class GridSPolicyMixin:
             card = super().generate_model_card(
                 dataset_repo_id, model_type, license, [*(tags or []), "grids"], **kwargs
             )
-        card.text += grids_card_section(self.config)
+        picture = CARD_PICTURE if self.__dict__.get("card_shows_picture") else None
+        card.text += grids_card_section(self.config, picture)
         return card
 
 
@@ -777,33 +826,49 @@ def compat_revision_hint(dense_type: str) -> str:
     )
 
 
-def grids_card_section(config: PreTrainedConfig) -> str:
-    """The model card's GridS section: what the policy is and its GridS settings."""
+def grids_card_section(config: PreTrainedConfig, picture: str | None = None) -> str:
+    """The model card's GridS section: what the policy is, its GridS settings, and ``picture`` (a file beside
+    the card) of where it looks."""
     settings = "\n".join(f"| `{name}` | `{value}` |" for name, value in vars(config.grids).items())
     dense_type = config.type.removesuffix("_grids")
     reader = "transformer" if dense_type == "act" else "language model"
+    shown = (
+        f"\n![Where this policy reads its images]({picture})\n\n"
+        f"Where it reads: the {config.grids.num_tokens} points per camera (rows) on frames of the first "
+        "episode of its training data (columns).\n"
+        if picture
+        else ""
+    )
     return (
         "\n## GridS token pruning\n\n"
         f"This {dense_type} policy feeds each camera to its {reader} as K tokens read by the "
         'Differentiable Grid Sampler (GridS, "See What Matters", ICML 2026) at learned continuous '
         "points, instead of the dense image tokens. Load it with the `lerobot_policy_grids` package "
-        "installed (`pip install lerobot_policy_grids`).\n\n"
+        "installed (`pip install lerobot_policy_grids`).\n"
+        f"{shown}\n"
         f"| GridS setting | value |\n|---|---|\n{settings}\n"
     )
 
 
+def png_bytes(picture: np.ndarray) -> bytes:
+    """An ``H x W x 3`` RGB uint8 picture as a PNG file's bytes."""
+    return cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
 def write_model_card(checkpoint: Path) -> Path:
-    """The model card LeRobot writes when it pushes a policy (LeRobot's card with the GridS section), saved as
-    ``README.md`` in a GridS checkpoint folder (``.../pretrained_model``), so that the folder can be uploaded
-    as it is later (``hf upload``); works offline. The training run's ``train_config.json`` there names the
-    dataset."""
+    """The model card LeRobot writes when it pushes a policy (LeRobot's card with the GridS section and its
+    picture of where the policy looks), saved as ``README.md`` and ``grids_points.png`` in a GridS checkpoint
+    folder (``.../pretrained_model``), so that the folder can be uploaded as it is later (``hf upload``);
+    works offline. The training run's ``train_config.json`` there names the dataset, whose first episode the
+    picture shows through the checkpoint's own preprocessor."""
     from lerobot.configs.train import TrainPipelineConfig
-    from lerobot.policies.factory import get_policy_class
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
     checkpoint = Path(checkpoint)
-    card_path = checkpoint / "README.md"
-    if card_path.exists():
-        raise FileExistsError(f"{card_path} already exists (nothing is overwritten).")
+    card_path, picture_path = checkpoint / "README.md", checkpoint / CARD_PICTURE
+    for path in (card_path, picture_path):
+        if path.exists():
+            raise FileExistsError(f"{path} already exists (nothing is overwritten).")
     if not (checkpoint / "train_config.json").is_file():
         raise FileNotFoundError(
             f"{checkpoint} has no train_config.json: give the pretrained_model folder of a lerobot-train "
@@ -813,10 +878,13 @@ def write_model_card(checkpoint: Path) -> Path:
     policy = get_policy_class(train_config.policy.type).from_pretrained(checkpoint)
     if not isinstance(policy, GridSPolicyMixin):
         raise ValueError(f"{checkpoint} holds a {policy.config.type} policy, not a GridS one.")
-    config = policy.config
+    config, dataset = policy.config, train_config.dataset
+    preprocessor, _ = make_pre_post_processors(config, pretrained_path=str(checkpoint))
+    picture = policy.card_picture(dataset.repo_id, dataset.root, preprocessor, dataset.video_backend)
+    if picture is not None:
+        picture_path.write_bytes(png_bytes(picture))
+        policy.card_shows_picture = True
     extra = {"cfg": train_config} if compat.MODEL_CARD_TAKES_TRAIN_CONFIG else {}
-    card = policy.generate_model_card(
-        train_config.dataset.repo_id, config.type, config.license, config.tags, **extra
-    )
+    card = policy.generate_model_card(dataset.repo_id, config.type, config.license, config.tags, **extra)
     card.save(str(card_path))
     return card_path

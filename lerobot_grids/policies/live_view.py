@@ -12,8 +12,9 @@ import sys
 import numpy as np
 from lerobot.utils.constants import OBS_IMAGES, OBS_STR
 
+from lerobot_grids.policies.points_picture import POINT_RGB
+
 POINTS_ENTITY = "grids_points"
-POINT_RGB = (255, 40, 200)
 
 
 def active_recording():
