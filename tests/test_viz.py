@@ -8,10 +8,12 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import rerun as rr
 import torch
 from conftest import DATASET_REPO_ID, make_config
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from test_lerobot_train import _tiny_args, lerobot_train
+from test_live_view import logged_images, read_points
 
 from lerobot_grids.evidence import viz
 from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy
@@ -56,6 +58,23 @@ def test_a_training_checkpoint_needs_no_other_argument(dataset_root, tmp_path, m
         assert (output / f"self_similarity_{camera}.png").read_bytes()[:4] == b"\x89PNG"
         retention = summary["cameras"][f"observation.images.{camera}"]
         assert len(retention["retention_per_frame"]) == 5 and -1 <= retention["retention_mean"] <= 1
+    # The rerun recording: each frame as recorded with the points drawn on the pictures, the state and action.
+    points, images = read_points(output / "episode.rrd"), logged_images(output / "episode.rrd")
+    assert images == {"observation.front", "observation.wrist"}
+    view = rr.dataframe.load_recording(str(output / "episode.rrd")).view(index="frame_index", contents="/**")
+    table = view.select().read_all()
+    assert table.column("frame_index").to_pylist() == summary["frames"]
+    assert table.column("/action:Scalars:scalars").to_pylist()[0] == pytest.approx(
+        LeRobotDataset(DATASET_REPO_ID, root=dataset_root)[summary["frames"][0]]["action"].tolist()
+    )
+    for camera in ("front", "wrist"):
+        logged = points[f"observation.{camera}/grids_points"]
+        assert len(logged) == 5 and all(len(frame) == 3 for frame in logged)
+        # Drawn on the recorded 48x64 frame where points_<camera>.png draws them on the 128x128 input (the
+        # frame under 32 rows of padding): x scaled by 2, y by 2 after the padding.
+        strip = iio.imread(output / f"points_{camera}.png")
+        for x, y in logged[-1]:
+            assert tuple(strip[int(32 + 2 * y), 4 * 128 + int(2 * x)]) == POINT_RGB
     with pytest.raises(SystemExit):  # refused with the usage, before anything is loaded
         lerobot_grids_viz.main([str(checkpoint), "--output-dir", str(output)])
 

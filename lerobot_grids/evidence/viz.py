@@ -7,7 +7,10 @@ episode, writes per camera, on each frame as the policy sees it (resized with pa
 - ``retention_<camera>.png``: the information-retention map (App. I eq. 5) over the frame, and in
   ``summary.json`` its mean per frame and over the episode;
 - ``self_similarity_<camera>.png``: the token self-similarity of the dense tokens and of the K tokens
-  that reach the language model (Fig. 7 right), on the first frame.
+  that reach the language model (Fig. 7 right), on the first frame;
+- ``episode.rrd``: the episode's frames as recorded, with the points on them, the state and the recorded
+  action over time, to scrub through in rerun's viewer (``rerun episode.rrd``), under the entities of
+  LeRobot's live display.
 
 A checkpoint of a ``lerobot-train`` run needs no other argument: the dataset is read from the run's
 ``train_config.json`` beside the weights. Nothing is computed past the image embedding, so a checkpoint
@@ -22,22 +25,25 @@ from pathlib import Path
 import cv2
 import imageio.v3 as iio
 import numpy as np
+import rerun as rr
 import torch
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.configs.types import NormalizationMode
 from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
 from lerobot.policies.factory import get_policy_class, make_pre_post_processors
-from lerobot.utils.constants import OBS_IMAGES
+from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 from torch import Tensor
 
 import lerobot_grids.policies  # noqa: F401  (registers the policy types)
 from lerobot_grids.evidence.retention import information_retention, token_self_similarity
 from lerobot_grids.grids import bilinear_sample
 from lerobot_grids.output_folder import new_output_dir
+from lerobot_grids.policies import live_view
 from lerobot_grids.policies.grids_policy import checkpoint_file
-from lerobot_grids.policies.points_picture import draw_dots
+from lerobot_grids.policies.points_picture import camera_frame, draw_dots
 
 TRAIN_CONFIG = "train_config.json"
+RECORDING = "episode.rrd"
 
 
 def load_policy(source: str, device: str):
@@ -143,14 +149,16 @@ def save_self_similarity(dense: Tensor, sampled: Tensor, path: Path, title: str)
 
 @dataclass
 class CameraFrame:
-    """What one camera's frame shows: the K points drawn on it, its retention map (eq. 5) and that map's mean,
-    and the dense and sampled tokens (for the self-similarity plot)."""
+    """What one camera's frame shows: the K points drawn on it as the policy sees it, its retention map (eq.
+    5) and that map's mean, the dense and sampled tokens (for the self-similarity plot), and the points in the
+    pixels of the frame as recorded."""
 
     points_picture: np.ndarray
     retention_picture: np.ndarray
     retention_mean: float
     dense_tokens: Tensor
     sampled_tokens: Tensor
+    camera_pixels: np.ndarray
 
 
 @torch.no_grad()
@@ -176,6 +184,7 @@ def read_frame(policy, batch: dict) -> dict[str, CameraFrame]:
             retention_mean=retention.mean().item(),
             dense_tokens=dense[0],
             sampled_tokens=tokens[0],
+            camera_pixels=policy.points_in_camera(points[0], policy.camera_image_hw[camera]).numpy(),
         )
     return frames
 
@@ -202,9 +211,15 @@ def visualise(
     cameras = [key for key in policy.config.image_features if key in dataset.meta.camera_keys]
     frames = np.linspace(0, dataset.num_frames - 1, min(max_frames, dataset.num_frames)).round().astype(int)
     read = {camera: [] for camera in cameras}
+    recording = rr.RecordingStream("lerobot_grids_viz")
+    recording.save(output_dir / RECORDING)
     for index in frames:
-        for camera, frame in read_frame(policy, preprocessor(dataset[int(index)])).items():
-            read[camera].append(frame)
+        item = dataset[int(index)]
+        read_item = read_frame(policy, preprocessor(item))
+        for camera in cameras:
+            read[camera].append(read_item[camera])
+        log_frame(recording, item, {camera: read_item[camera].camera_pixels for camera in cameras})
+    recording.flush()
     summary = {
         "checkpoint": source,
         "dataset": repo_id,
@@ -217,6 +232,21 @@ def visualise(
     }
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def log_frame(recording, item: dict, camera_pixels: dict[str, np.ndarray]) -> None:
+    """One dataset frame into the episode's rerun recording, on its ``frame_index`` and ``timestamp``
+    timelines: each camera's frame as recorded at ``observation.<camera>`` with the policy's points on it
+    (``observation.<camera>/grids_points``: the live view's entities), the state and the recorded action."""
+    recording.set_time("frame_index", sequence=int(item["frame_index"]))
+    recording.set_time("timestamp", duration=float(item["timestamp"]))
+    sizes = {camera: tuple(item[camera].shape[-2:]) for camera in camera_pixels}
+    for camera in camera_pixels:
+        rr.log(live_view.camera_entity(camera), rr.Image(camera_frame(item[camera])), recording=recording)
+    live_view.log_points(recording, camera_pixels, sizes)
+    for key in (OBS_STATE, ACTION):
+        if key in item:
+            rr.log(key, rr.Scalars(item[key].float().flatten().numpy()), recording=recording)
 
 
 def write_camera(

@@ -24,10 +24,16 @@ def active_recording():
     return None if rerun is None else rerun.get_data_recording()
 
 
+def camera_entity(camera_key: str) -> str:
+    """The entity LeRobot's display logs a camera's image to: ``observation.<camera>`` (``log_rerun_data`` of
+    the robot's observation, whose keys are the camera names)."""
+    return f"{OBS_STR}.{camera_key.removeprefix(OBS_IMAGES + '.')}"
+
+
 def points_entity(camera_key: str) -> str:
-    """The entity of a camera's points: a child of the one LeRobot logs its image to
-    (``observation.images.front`` -> ``observation.front/grids_points``)."""
-    return f"{OBS_STR}.{camera_key.removeprefix(OBS_IMAGES + '.')}/{POINTS_ENTITY}"
+    """The entity of a camera's points: a child of its image's (``observation.images.front`` ->
+    ``observation.front/grids_points``), so that the viewer draws them on it."""
+    return f"{camera_entity(camera_key)}/{POINTS_ENTITY}"
 
 
 def log_points(

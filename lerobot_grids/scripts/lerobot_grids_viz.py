@@ -3,7 +3,8 @@
 For a ``smolvla_grids`` or ``pi0_grids`` checkpoint (local folder or Hub repo id) and one episode, writes
 per camera the K sampled points on the frames (``points_<camera>.mp4`` and ``.png``), the
 information-retention map (``retention_<camera>.png``, App. I eq. 5) and the token self-similarity
-(``self_similarity_<camera>.png``, Fig. 7 right), and ``summary.json``. A checkpoint of a
+(``self_similarity_<camera>.png``, Fig. 7 right), a rerun recording of the episode with the points,
+state and actions over time (``episode.rrd``: ``rerun episode.rrd``), and ``summary.json``. A checkpoint of a
 ``lerobot-train`` run needs no other argument: the dataset is read from the run's ``train_config.json``
 beside the weights. What each file shows: :mod:`lerobot_grids.evidence.viz`.
 """
