@@ -58,7 +58,9 @@ Where the package patches or overrides LeRobot, on every version (nothing else o
   ``PaliGemmaGridSPolicyMixin`` (``__init__``, ``predict_action_chunk``, ``_preprocess_images``, ``forward``),
   ``ACTGridsPolicy`` (``predict_action_chunk``, ``forward``), both backbones' ``embed_image``,
   ``GridSPolicyServer.SendPolicyInstructions``, ``RealSenseByNameCamera`` (``_find_serial_number_from_name``,
-  ``connect``) and ``MetaWorldCPU`` (``reset``, ``_format_raw_obs``);
+  ``connect``) and ``MetaWorldCPU`` (``reset``, ``_format_raw_obs``, ``render``); on LeRobot 0.6, where env
+  configs make their envs, ``create_envs`` of ``GridSTabletopEnv`` and ``MetaWorldCPUEnv`` (LeRobot's, after a
+  check);
 - private LeRobot code called: ``PI0Policy._fix_pytorch_state_dict_keys`` (dense pi0 weights, ``init_from``).
 
 ``LEROBOT_OVERRIDES`` and ``LEROBOT_PATCHED_NAMES`` below hold the same as data; ``tests/test_compat.py``
@@ -130,7 +132,7 @@ LEROBOT_OVERRIDES = {
         "_find_serial_number_from_name",
         "connect",
     ),
-    "lerobot_grids.envs.metaworld:MetaWorldCPU": ("reset", "_format_raw_obs"),
+    "lerobot_grids.envs.metaworld:MetaWorldCPU": ("reset", "_format_raw_obs", "render"),
 }
 LEROBOT_PATCHED_NAMES = (
     # route_family_processors, before 0.6.1

@@ -1,14 +1,22 @@
 """GridS points in LeRobot's live viewer (rerun): each action chunk's points, in the pixels of the camera
 image they were read from, under the entity LeRobot logs that image to; nothing while the display is off."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import cv2
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import rerun as rr
 import torch
-from conftest import DATASET_REPO_ID, make_batch
+from conftest import DATASET_REPO_ID, make_batch, make_config
+from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.policies.factory import make_pre_post_processors
+from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 from test_image_region import policy_and_batch
 from torch.nn.functional import adaptive_avg_pool2d
 
@@ -111,7 +119,7 @@ def test_each_chunk_logs_its_points_on_each_cameras_image(checkpoint, dataset_ro
         for points, chunk in zip(chunks, expected, strict=True):
             assert len(points) == 4  # K
             torch.testing.assert_close(
-                torch.tensor(points), torch.from_numpy(chunk[f"observation.images.{camera}"]).float()
+                torch.tensor(points), torch.from_numpy(chunk[f"observation.images.{camera}"][0]).float()
             )
     # The frames differ, and so do their points: each log is its own chunk's.
     front = logged["observation.front/grids_points"]
@@ -149,3 +157,78 @@ def test_the_card_picture_draws_each_cameras_points_on_its_frames(checkpoint, da
     # Away from the dots, the frame as recorded.
     first = cv2.resize(camera_frame(dataset[0]["observation.images.front"]), (round(64 * scale), CELL_HEIGHT))
     assert (np.abs(picture[:CELL_HEIGHT, : first.shape[1]].astype(int) - first) <= 1).mean() > 0.9
+
+
+def tabletop_policy(folder) -> tuple[Path, np.ndarray]:
+    """A tiny smolvla_grids policy for the tabletop's cameras (front and wrist, 128x128) whose points are
+    fixed (the paper's predictor with its last layer's weights zeroed reads at its starting points whatever
+    the frame), saved with its processors; and those points in the cameras' pixels."""
+    config = make_config(grids={"num_tokens": 4})
+    camera = PolicyFeature(type=FeatureType.VISUAL, shape=(3, 128, 128))
+    config.input_features = {
+        f"{OBS_IMAGES}.front": camera,
+        f"{OBS_IMAGES}.wrist": camera,
+        OBS_STATE: PolicyFeature(type=FeatureType.STATE, shape=(3,)),
+    }
+    config.output_features = {ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(3,))}
+    policy = SmolVLAGridsPolicy(config)
+    with torch.no_grad():
+        policy.grids.point_predictor[-1].weight.zero_()
+    policy.save_pretrained(folder)
+    unit = {"mean": torch.zeros(3), "std": torch.ones(3), "min": -torch.ones(3), "max": torch.ones(3)}
+    for processor in make_pre_post_processors(config, dataset_stats={OBS_STATE: unit, ACTION: unit}):
+        processor.save_pretrained(folder)
+    start = torch.sigmoid(policy.grids.point_predictor[-1].bias.detach()).view(1, -1, 2)
+    return folder, policy.points_in_camera(start[0], (128, 128)).numpy()
+
+
+def eval_video(policy: Path, output: Path, *options: str) -> np.ndarray:
+    """The frames of lerobot-eval's video of one tabletop episode (seed 1000, one env in this process)."""
+    command = [
+        sys.executable,
+        "-m",
+        "lerobot.scripts.lerobot_eval",
+        f"--policy.path={policy}",
+        "--env.type=grids_tabletop",
+        "--env.episode_length=8",
+        "--eval.n_episodes=1",
+        "--eval.batch_size=1",
+        "--eval.use_async_envs=false",
+        "--policy.device=cpu",
+        "--seed=1000",
+        f"--output_dir={output}",
+        *options,
+    ]
+    finished = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    [video] = output.rglob("*.mp4")
+    return iio.imread(video)
+
+
+def test_eval_videos_with_points_differ_only_where_the_points_are_drawn(tmp_path):
+    """``lerobot-eval --env.show_points=true`` (LeRobot's loop and video writer): the same episode as without
+    the option, each frame after the first chunk with dots at the policy's points on both cameras (front and
+    wrist side by side), and no other change beyond the video codec's blur around them."""
+    policy, points = tabletop_policy(tmp_path / "policy")
+    plain = eval_video(policy, tmp_path / "plain").astype(int)
+    shown = eval_video(policy, tmp_path / "shown", "--env.show_points=true").astype(int)
+    assert plain.shape == shown.shape and plain.shape[1:] == (128, 256, 3)
+    codec_blur = 64  # the most the video codec changes a pixel by, between two runs, away from any dot
+    assert np.abs(shown[0] - plain[0]).max() <= codec_blur  # rendered after the reset: no chunk, no points
+    dots = np.concatenate([points, points + [128, 0]])  # the front camera's, then the wrist's
+    ys, xs = np.mgrid[:128, :256]
+    near = np.min(np.hypot(xs[..., None] - dots[:, 0], ys[..., None] - dots[:, 1]), axis=-1) <= 2 + 6
+    for frame_plain, frame_shown in zip(plain[1:], shown[1:], strict=True):
+        changed = np.abs(frame_shown - frame_plain).max(-1) > codec_blur
+        assert changed.any() and not (changed & ~near).any()
+        for x, y in dots.astype(int):  # the dot's colour at each point (the codec keeps it near)
+            assert np.abs(frame_shown[y, x] - POINT_RGB).max() <= 90, (x, y, frame_shown[y, x])
+
+
+def test_points_are_not_shown_from_worker_processes():
+    from lerobot_grids.envs import GridSTabletopEnv
+
+    with pytest.raises(ValueError, match="add --eval.use_async_envs=false"):
+        GridSTabletopEnv(show_points=True).create_envs(n_envs=2, use_async_envs=True)

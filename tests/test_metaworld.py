@@ -14,6 +14,7 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.envs.configs import EnvConfig
 from lerobot.envs.factory import make_env
 from lerobot.envs.metaworld import TASK_DESCRIPTIONS, MetaworldEnv
+from lerobot.utils.constants import OBS_IMAGE
 
 from lerobot_grids.envs import MetaWorldCPUEnv
 from lerobot_grids.envs.configuration_metaworld import EnvOptionError
@@ -21,6 +22,8 @@ from lerobot_grids.envs.metaworld import MetaWorldCPU
 from lerobot_grids.envs.metaworld_dataset import record_metaworld_experts
 from lerobot_grids.evidence import benchmarks
 from lerobot_grids.evidence.demo import DemoScale, run_demo
+from lerobot_grids.policies import live_view
+from lerobot_grids.policies.points_picture import POINT_RGB
 from lerobot_grids.scripts.lerobot_grids_metaworld_rendering import main as rendering_check_main
 
 TASK = "reach-v3"  # its expert succeeds in about 45 steps
@@ -56,6 +59,26 @@ def test_the_reset_seed_places_the_objects_and_the_variants_change_only_the_imag
         assert np.abs(frames[variant]["pixels"].astype(int) - frames["default"]["pixels"]).mean() > 5, variant
         np.testing.assert_array_equal(frames[variant]["agent_pos"], frames["default"]["agent_pos"])
     assert not frames["blank"]["pixels"].any()
+
+
+def test_the_rendered_frame_shows_the_points_of_the_chunk_made_on_this_envs_observation():
+    """``show_points``: LeRobot's rendered frame is the observation's camera; after a step, the points the
+    policy published for this env's row (found by its observation, however normalised) are drawn on it, and
+    nothing else changes."""
+    env = MetaWorldCPU(TASK, show_points=True, **SMALL)
+    observation, _ = env.reset(seed=3)
+    plain = env.render()
+    np.testing.assert_array_equal(plain, observation["pixels"])  # the frame the policy reads
+    other = np.random.default_rng(0).random((1, 3, 64, 64))
+    image = observation["pixels"].transpose(2, 0, 1)[None] / 255 * 2 - 1  # normalised as SmolVLA's input
+    pixels = np.array([[[60.0, 5.0], [5.0, 60.0]], [[10.5, 20.5], [40.2, 50.9]]])  # row 1: this env's
+    live_view.publish_chunk({OBS_IMAGE: np.concatenate([other, image])}, {OBS_IMAGE: pixels})
+    env.step(np.zeros(4, dtype=np.float32))
+    drawn, lerobots = env.render(), MetaworldEnv.render(env)
+    assert tuple(drawn[20, 10]) == POINT_RGB and tuple(drawn[50, 40]) == POINT_RGB
+    ys, xs = np.nonzero((drawn != lerobots).any(-1))
+    assert (np.minimum(np.hypot(xs - 10, ys - 20), np.hypot(xs - 40, ys - 50)) <= 4).all()
+    env.close()
 
 
 def test_an_episode_ends_at_the_episode_length_and_the_expert_succeeds_within_it():

@@ -20,6 +20,7 @@ from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.envs.configs import EnvConfig, MetaworldEnv
 
 from lerobot_grids.envs.configuration_tabletop import GYM_NAMESPACE
+from lerobot_grids.envs.points_on_render import refuse_worker_processes
 
 METAWORLD_GYM_ID = "MetaWorldCPU-v0"
 INSTALL_HINT = "pip install 'lerobot_grids[metaworld]' (Meta-World 3.0.0 and a MuJoCo it runs on)"
@@ -38,6 +39,9 @@ class MetaWorldCPUEnv(MetaworldEnv):
     shadow_size: int = 0  # LeRobot's: 4096 (the model's own)
     multisamples: int = 0  # LeRobot's: 4 (the model's own)
     episode_length: int = 200  # LeRobot's metaworld env runs 500 steps whatever its config says
+    show_points: bool = (
+        False  # lerobot-eval's videos show the GridS policy's points (--eval.use_async_envs=false)
+    )
 
     def __post_init__(self):
         try:
@@ -89,9 +93,12 @@ class MetaWorldCPUEnv(MetaworldEnv):
             "shadow_size": self.shadow_size,
             "multisamples": self.multisamples,
             "episode_length": self.episode_length,
+            "show_points": self.show_points,
         }
 
     def create_envs(self, n_envs: int, use_async_envs: bool = False):
         """LeRobot 0.6's env factory: the one task through gymnasium, as LeRobot 0.4.4 makes it (not LeRobot's
-        Meta-World env class, which the parent's ``create_envs`` builds)."""
+        Meta-World env class, which the parent's ``create_envs`` builds), refusing worker processes where the
+        points are to be shown."""
+        refuse_worker_processes(self.show_points, use_async_envs, n_envs)
         return EnvConfig.create_envs(self, n_envs, use_async_envs)

@@ -2,7 +2,8 @@
 
 ``lerobot-eval --policy.path=<checkpoint> --env.type=grids_tabletop --env.variant=camera`` evaluates a
 policy with LeRobot's own loop. The features match the datasets of ``lerobot-grids-tabletop-dataset``
-(cameras ``front`` and ``wrist``, a 3-d state and action).
+(cameras ``front`` and ``wrist``, a 3-d state and action). ``--env.show_points=true`` draws a GridS policy's
+points on the frames of the evaluation's videos (:mod:`lerobot_grids.envs.points_on_render`).
 """
 
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.envs.configs import EnvConfig
 from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 
+from lerobot_grids.envs.points_on_render import refuse_worker_processes
 from lerobot_grids.envs.tabletop import VARIANTS
 
 GYM_NAMESPACE = "lerobot_grids"
@@ -24,6 +26,9 @@ class GridSTabletopEnv(EnvConfig):
     variant: str = "default"  # one of VARIANTS; training data comes from "default"
     image_size: int = 128
     episode_length: int = 20
+    show_points: bool = (
+        False  # lerobot-eval's videos show the GridS policy's points (--eval.use_async_envs=false)
+    )
     features: dict[str, PolicyFeature] = field(default_factory=dict)
     features_map: dict[str, str] = field(
         default_factory=lambda: {
@@ -57,4 +62,14 @@ class GridSTabletopEnv(EnvConfig):
 
     @property
     def gym_kwargs(self) -> dict:
-        return {"variant": self.variant, "image_size": self.image_size, "episode_length": self.episode_length}
+        return {
+            "variant": self.variant,
+            "image_size": self.image_size,
+            "episode_length": self.episode_length,
+            "show_points": self.show_points,
+        }
+
+    def create_envs(self, n_envs: int, use_async_envs: bool = False):
+        """LeRobot 0.6's env factory (its own), refusing worker processes where the points are to be shown."""
+        refuse_worker_processes(self.show_points, use_async_envs, n_envs)
+        return super().create_envs(n_envs, use_async_envs)

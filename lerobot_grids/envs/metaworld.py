@@ -24,6 +24,9 @@ if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):  # no s
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 from lerobot.envs.metaworld import MetaworldEnv  # noqa: E402
+from lerobot.utils.constants import OBS_IMAGE  # noqa: E402
+
+from lerobot_grids.envs.points_on_render import PointsOnRender  # noqa: E402
 
 VARIANTS = ("default", "camera", "lighting", "blank")
 LEROBOT_RENDERING = {"image_size": 480, "shadow_size": 4096, "multisamples": 4}
@@ -43,6 +46,7 @@ class MetaWorldCPU(MetaworldEnv):
         episode_length: int = 200,
         variant: str = "default",
         obs_type: str = "pixels_agent_pos",
+        show_points: bool = False,
     ):
         if variant not in VARIANTS:
             raise ValueError(f"Unknown Meta-World variant {variant!r}: choose one of {', '.join(VARIANTS)}.")
@@ -54,6 +58,7 @@ class MetaWorldCPU(MetaworldEnv):
         self._max_episode_steps = episode_length
         self._prepared = None  # the Meta-World env the settings were applied to
         self._last_raw_observation = None
+        self._points = PointsOnRender([OBS_IMAGE]) if show_points else None  # --env.show_points=true
 
     def _prepare(self) -> None:
         """The settings, on the Meta-World env (LeRobot 0.6 creates it at the first reset), before it
@@ -78,6 +83,8 @@ class MetaWorldCPU(MetaworldEnv):
         if seed is not None and self._env is not None:  # LeRobot 0.6 seeds the scene itself; 0.4.4 does not
             self._env.seeded_rand_vec = True
             self._env.seed(seed)
+        if self._points is not None:
+            self._points.reset()
         return super().reset(seed=seed, **kwargs)
 
     def _format_raw_obs(self, raw_obs: np.ndarray) -> dict:
@@ -86,7 +93,15 @@ class MetaWorldCPU(MetaworldEnv):
         observation = super()._format_raw_obs(raw_obs)
         if self.variant == "blank":
             observation["pixels"] = np.zeros_like(observation["pixels"])
+        if self._points is not None:
+            self._points.observed({OBS_IMAGE: observation["pixels"]})
         return observation
+
+    def render(self) -> np.ndarray:
+        """LeRobot's frame (the observation's camera), with the policy's points on it where asked
+        (``show_points``)."""
+        frame = super().render()
+        return frame if self._points is None else self._points.draw({OBS_IMAGE: frame})[OBS_IMAGE]
 
     def expert_action(self) -> np.ndarray:
         """The task's scripted expert (Meta-World's, as LeRobot maps it) on the last observation, in the

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 import cv2
 import gymnasium as gym
 import numpy as np
+from lerobot.utils.constants import OBS_IMAGES
+
+from lerobot_grids.envs.points_on_render import PointsOnRender
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 200, 30)}
 UNSEEN_COLOURS = [(150, 60, 200), (250, 130, 20)]  # purple, orange: never in the training data
@@ -61,6 +64,7 @@ class GridSTabletop(gym.Env):
         grasp_radius: float = 0.12,
         max_step: float = 0.15,
         render_mode: str = "rgb_array",
+        show_points: bool = False,
     ):
         if variant not in VARIANTS:
             raise ValueError(f"Unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}.")
@@ -84,6 +88,9 @@ class GridSTabletop(gym.Env):
         self._table_to_front = cv2.getPerspectiveTransform(TABLE_CORNERS, view)
         self._canvas_to_front = self._table_to_front @ np.linalg.inv(_table_to_canvas())
         self.task_description = self.task = ""
+        # The policy's points on the rendered frames (--env.show_points=true), by the policy's camera keys.
+        self._cameras = {f"{OBS_IMAGES}.{name}": name for name in ("front", "wrist")}
+        self._points = PointsOnRender(list(self._cameras)) if show_points else None
 
     # --- the scene ------------------------------------------------------------------------------------
     def reset(self, seed: int | None = None, options: dict | None = None):
@@ -100,6 +107,8 @@ class GridSTabletop(gym.Env):
             self.blocks += [Block(xy, rgb, round=True) for xy, rgb in zip(extra, UNSEEN_COLOURS, strict=True)]
         self.gripper_open, self.held, self.steps = 1.0, None, 0
         self._table = self._draw_table()
+        if self._points is not None:
+            self._points.reset()
         return self._observation(), {"is_success": False}
 
     def _free_places(self, count: int, taken: list[np.ndarray] = ()) -> list[np.ndarray]:
@@ -251,11 +260,17 @@ class GridSTabletop(gym.Env):
     def _observation(self) -> dict:
         canvas = self._blocks_on(self._table)  # both cameras see the same table
         self._pixels = {"front": self._front_image(canvas), "wrist": self._wrist_image(canvas)}
+        if self._points is not None:
+            self._points.observed({key: self._pixels[name] for key, name in self._cameras.items()})
         return {"pixels": self._pixels, "agent_pos": np.float32([*self.gripper_xy, self.gripper_open])}
 
     def render(self) -> np.ndarray:
-        """The last observation's front and wrist images side by side (what lerobot-eval saves as video)."""
-        return np.concatenate([self._pixels["front"], self._pixels["wrist"]], axis=1)
+        """The last observation's front and wrist images side by side (what lerobot-eval saves as video),
+        with the policy's points on them where asked (``show_points``)."""
+        frames = {key: self._pixels[name] for key, name in self._cameras.items()}
+        if self._points is not None:
+            frames = self._points.draw(frames)
+        return np.concatenate(list(frames.values()), axis=1)
 
 
 def _table_to_canvas() -> np.ndarray:

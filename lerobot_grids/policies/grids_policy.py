@@ -440,17 +440,22 @@ class GridSPolicyMixin:
         (``--display_data=true``), show where the chunk's sampler read on each camera's image
         (:mod:`lerobot_grids.policies.live_view`). With the display off, one look-up."""
         actions = self.check_finite(actions)
-        recording = live_view.active_recording()
         sampler = getattr(self.grids, "config", None)  # the sampler in use (the benchmark swaps them)
-        if recording is not None and sampler is not None and sampler.sampler != "dense":
-            live_view.log_points(recording, self.camera_points(), self.camera_image_hw)
+        if sampler is None or sampler.sampler == "dense":
+            return actions
+        recording = live_view.active_recording()
+        if recording is not None:
+            live_view.log_first_item(recording, self.camera_points(), self.camera_image_hw)
+        if live_view.chunks_wanted():
+            images = {key: image.float().cpu().numpy() for key, image in self.acting_images.items()}
+            live_view.publish_chunk(images, self.camera_points())
         return actions
 
-    def camera_points(self, item: int = 0) -> dict[str, np.ndarray]:
-        """``{camera key: [K, 2]}`` the last chunk's points of batch item ``item``, ``(x, y)`` in the pixels
-        of that camera's image (:meth:`points_in_camera`)."""
+    def camera_points(self) -> dict[str, np.ndarray]:
+        """``{camera key: [B, K, 2]}`` the last chunk's points, ``(x, y)`` in the pixels of that camera's
+        image (:meth:`points_in_camera`)."""
         return {
-            camera: self.points_in_camera(points[item], self.camera_image_hw[camera]).numpy()
+            camera: self.points_in_camera(points, self.camera_image_hw[camera]).numpy()
             for camera, points in self.sampled_points().items()
             if camera in self.camera_image_hw
         }
@@ -534,6 +539,8 @@ class GridSPolicyMixin:
         self.camera_image_hw = {
             key: tuple(batch[key].shape[-2:]) for key in self.grids_backbone.sampled_cameras if key in batch
         }
+        if live_view.chunks_wanted():  # the images the chunk is made from, published with it
+            self.acting_images = {key: batch[key] for key in self.camera_image_hw}
         self.grids_backbone.image_regions = [
             self.image_region(self.camera_image_hw[key]) if key in batch else None
             for key in self.grids_backbone.sampled_cameras
