@@ -61,6 +61,7 @@ def as_config(arguments: list[str]) -> dict:
 
 
 def lerobot_command_classes() -> dict[str, type]:
+    from lerobot.configs.eval import EvalPipelineConfig
     from lerobot.configs.train import TrainPipelineConfig
     from lerobot.scripts.lerobot_calibrate import CalibrateConfig
     from lerobot.scripts.lerobot_record import RecordConfig
@@ -71,6 +72,7 @@ def lerobot_command_classes() -> dict[str, type]:
         "lerobot-calibrate": CalibrateConfig,
         "lerobot-teleoperate": TeleoperateConfig,
         "lerobot-record": RecordConfig,
+        "lerobot-eval": EvalPipelineConfig,
     }
     if compat.POLICY_ON_ROBOT_COMMAND == "lerobot-rollout":
         from lerobot.scripts.lerobot_rollout import RolloutConfig
@@ -114,7 +116,7 @@ def test_the_readmes_lerobot_commands_decode_into_lerobots_config_classes(monkey
             pytest.fail(f"{command} {' '.join(arguments)}: {error}")
         decoded.append(command)
     assert decoded.count("lerobot-train") == 5 and decoded.count("lerobot-record") >= 2
-    assert {"lerobot-calibrate", "lerobot-teleoperate"} <= set(decoded)
+    assert {"lerobot-calibrate", "lerobot-teleoperate", "lerobot-eval"} <= set(decoded)
 
 
 def test_the_readmes_own_commands_and_import_exist(monkeypatch):

@@ -67,9 +67,10 @@ logger = logging.getLogger(__name__)
 CAMERAS = ("observation.images.front", "observation.images.wrist")
 LANGUAGE_TOKENS = 48  # both policies' default tokenizer_max_length
 DENSE, NO_IMAGE_TOKENS = "dense", "no image tokens"
+DISPLAY_ROUNDS = "display_off_on_seconds_by_round"  # (display off, display on) of the same call, per round
 ROBOT_CAMERA_HW = (480, 640)  # the RealSense mode of the shipped SO-100 configs
 ROBOT_TYPE, TASK = "so100_follower", "Pick up the cube and put it in the box."
-DEPLOYMENT = ("record_loop_chunk", "record_loop_chunk_display", "async_server_chunk")
+DEPLOYMENT = ("record_loop_chunk", "record_loop_display_pair", "async_server_chunk")
 ARCHITECTURES: dict[str, Callable[[], PreTrainedConfig]] = {
     "smolvla": lambda: SmolVLAGridsConfig(vlm_model_name=str(SMOLVLM2_500M), load_vlm_weights=False),
     "pi0": lambda: PI0GridsConfig(),
@@ -251,10 +252,12 @@ def deployment_calls(policy, device: str) -> dict[str, Callable[[], object]]:
     - ``record_loop_chunk``: LeRobot's ``predict_action``, what ``lerobot-record`` / ``lerobot-rollout`` call
       every step, with the policy's action queue emptied first, so that the call makes a chunk, as every
       ``n_action_steps``-th step of the loop does;
-    - ``record_loop_chunk_display``: the same step with LeRobot's display on (``--display_data=true``): a
-      rerun recording active, streamed to a file sink that discards it (as a viewer's stream leaves the loop
-      in the background), LeRobot's ``log_rerun_data`` of the step's observation and action as the loop calls
-      it, and the GridS points of the chunk (:mod:`lerobot_grids.policies.live_view`);
+    - ``record_loop_display_pair``: that step with LeRobot's display off, then on (``--display_data=true``: a
+      rerun recording active, streamed to a file sink that discards it as a viewer's stream leaves the loop
+      in the background, LeRobot's ``log_rerun_data`` of the step's observation and action as the loop calls
+      it, and the GridS points of the chunk, :mod:`lerobot_grids.policies.live_view`), back to back, the two
+      times of every call kept in the call's ``pairs`` by the sampler in use: what the display costs, paired
+      within a round (:func:`display_table`);
     - ``async_server_chunk``: the observation through the preprocessor, ``predict_action_chunk`` (what
       LeRobot's policy server calls for each observation it gets) and the postprocessor over the chunk.
     """
@@ -314,7 +317,13 @@ def deployment_calls(policy, device: str) -> dict[str, Callable[[], object]]:
         **{f"joint_{i}.pos": float(value) for i, value in enumerate(observation["observation.state"])},
     }
 
-    def record_loop_chunk_display():
+    pairs: dict[nn.Module, list[list[float]]] = defaultdict(list)
+
+    def record_loop_display_pair():
+        start = time.perf_counter()
+        record_loop_chunk()
+        synchronize(device)
+        middle = time.perf_counter()
         with display:
             action = record_loop_chunk()
             values = action.flatten().tolist()
@@ -322,7 +331,11 @@ def deployment_calls(policy, device: str) -> dict[str, Callable[[], object]]:
                 observation=robot_observation,
                 action={f"joint_{i}.pos": value for i, value in enumerate(values)},
             )
-            return action
+        synchronize(device)
+        pairs[policy.grids].append([middle - start, time.perf_counter() - middle])
+        return action
+
+    record_loop_display_pair.pairs = pairs
 
     def async_server_chunk():
         with torch.inference_mode():
@@ -333,7 +346,7 @@ def deployment_calls(policy, device: str) -> dict[str, Callable[[], object]]:
 
     return {
         "record_loop_chunk": record_loop_chunk,
-        "record_loop_chunk_display": record_loop_chunk_display,
+        "record_loop_display_pair": record_loop_display_pair,
         "async_server_chunk": async_server_chunk,
     }
 
@@ -588,6 +601,8 @@ def benchmark(
         started = time.monotonic()
         for name, measured in time_variants(policy, samplers, call, label, repeats, warmup, device).items():
             results["variants"][name].update(measured)
+            if kind == "record_loop_display_pair":  # the timed rounds' (off, on) seconds, after the warm-up
+                results["variants"][name][DISPLAY_ROUNDS] = call.pairs[samplers[name]][warmup:]
         _log_speedups(architecture, label, time.monotonic() - started, results["variants"])
     return results
 
@@ -801,17 +816,31 @@ def bound_table(results: dict) -> str | None:
 
 def display_table(results: dict) -> str | None:
     """What LeRobot's display (``--display_data=true``) costs the record loop's step that makes a chunk, per
-    variant: the median milliseconds with the display off and on, and their ratio (on / off: 1.10x is a step
-    10% longer with the display); ``None`` where the display was not timed."""
-    off, on = "seconds_record_loop_chunk", "seconds_record_loop_chunk_display"
-    rows = [
-        [name, f"{1000 * v[off]:.1f}", f"{1000 * v[on]:.1f}", f"{v[on] / v[off]:.2f}x"]
-        for name, v in results["variants"].items()
-        if off in v and on in v
-    ]
+    variant: the median milliseconds of the step with the display off and on, timed back to back in every
+    round, and the ratio on / off paired by round (median [interquartile range]: 1.10x is a step 10% longer
+    with the display); ``None`` where the display was not timed."""
+    rows = []
+    for name, variant in results["variants"].items():
+        if DISPLAY_ROUNDS not in variant:
+            continue
+        rounds = variant[DISPLAY_ROUNDS]
+        low, ratio, high = quartiles([on / off for off, on in rounds])
+        rows.append(
+            [
+                name,
+                f"{1000 * statistics.median(off for off, _ in rounds):.1f}",
+                f"{1000 * statistics.median(on for _, on in rounds):.1f}",
+                f"{ratio:.3f}x [{low:.3f}, {high:.3f}]",
+            ]
+        )
     if not rows:
         return None
-    header = ["variant", "record loop chunk, display off (ms)", "display on (ms)", "time on / off"]
+    header = [
+        "variant",
+        "record loop chunk, display off (ms)",
+        "display on (ms)",
+        "on / off, paired by round",
+    ]
     return _markdown(header, rows)
 
 
