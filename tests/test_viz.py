@@ -75,6 +75,18 @@ def test_a_training_checkpoint_needs_no_other_argument(dataset_root, tmp_path, m
         strip = iio.imread(output / f"points_{camera}.png")
         for x, y in logged[-1]:
             assert tuple(strip[int(32 + 2 * y), 4 * 128 + int(2 * x)]) == POINT_RGB
+    # Its middle frame as the viewer shows it: the recorded 48x64 frames side by side, the dots where the
+    # recording has the points, the frames as recorded elsewhere.
+    live = iio.imread(output / "live_view.png")
+    middle = summary["frames"][2]
+    assert live.shape == (48, 128, 3)
+    for offset, camera in ((0, "front"), (64, "wrist")):
+        for x, y in points[f"observation.{camera}/grids_points"][2]:
+            assert tuple(live[int(y), offset + int(x)]) == POINT_RGB
+    recorded = viz.camera_frame(
+        LeRobotDataset(DATASET_REPO_ID, root=dataset_root)[middle]["observation.images.front"]
+    )
+    assert (live[:, :64] == recorded).all(-1).mean() > 0.8
     with pytest.raises(SystemExit):  # refused with the usage, before anything is loaded
         lerobot_grids_viz.main([str(checkpoint), "--output-dir", str(output)])
 
