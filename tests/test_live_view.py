@@ -2,6 +2,7 @@
 image they were read from, under the entity LeRobot logs that image to; nothing while the display is off."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -232,3 +233,67 @@ def test_points_are_not_shown_from_worker_processes():
 
     with pytest.raises(ValueError, match="add --eval.use_async_envs=false"):
         GridSTabletopEnv(show_points=True).create_envs(n_envs=2, use_async_envs=True)
+
+
+def decoded(message):
+    """A Foxglove message as it goes on the wire (protobuf), decoded with its own schema."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    schema = message.get_schema()
+    pool = descriptor_pool.DescriptorPool()
+    for file in descriptor_pb2.FileDescriptorSet.FromString(bytes(schema.data)).file:
+        pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(schema.name)).FromString(
+        bytes(message.encode())
+    )
+
+
+class SentMessages:
+    """Stands for one Foxglove channel (the WebSocket's boundary): keeps what is logged on it."""
+
+    def __init__(self):
+        self.messages = []
+
+    def log(self, message, **_):
+        self.messages.append(decoded(message))
+
+
+def test_with_lerobots_foxglove_display_each_chunk_sends_its_points(checkpoint, dataset_root):
+    """LeRobot 0.6's other display backend, its Foxglove server started as ``--display_mode=foxglove`` starts
+    it (on the loopback): every chunk sends each camera's K points, in its image's pixels, as one
+    ``PointsAnnotation`` on the topic beside the image's, through LeRobot's channel cache."""
+    visualization = pytest.importorskip("lerobot.utils.foxglove_visualization", reason="LeRobot 0.6's")
+    try:
+        import foxglove  # noqa: F401
+    except ImportError as error:  # its native library needs libusb-1.0 on the machine
+        pytest.skip(f"foxglove-sdk does not load here: {error}")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    visualization.init_foxglove(host="127.0.0.1", port=port)
+    try:
+        channels = live_view.active_foxglove_channels()
+        assert channels == {}
+        sent = {camera: SentMessages() for camera in ("front", "wrist")}
+        channels.update({f"/observation/images/{camera}/grids_points": sent[camera] for camera in sent})
+        policy = SmolVLAGridsPolicy.from_pretrained(checkpoint)
+        frames = make_batch(policy.config, dataset_root, size=2)
+        expected = []
+        for index in range(2):
+            policy.reset()
+            policy.select_action(
+                {
+                    key: value[index : index + 1] if isinstance(value, torch.Tensor | list) else value
+                    for key, value in frames.items()
+                }
+            )
+            expected.append(policy.camera_points())
+    finally:
+        visualization.shutdown_foxglove()
+    assert live_view.active_foxglove_channels() is None
+    for camera, channel in sent.items():
+        assert len(channel.messages) == 2
+        for message, chunk in zip(channel.messages, expected, strict=True):
+            (annotation,) = message.points
+            points = [[point.x, point.y] for point in annotation.points]
+            np.testing.assert_allclose(points, chunk[f"observation.images.{camera}"][0], rtol=0, atol=1e-4)

@@ -443,9 +443,9 @@ class GridSPolicyMixin:
         sampler = getattr(self.grids, "config", None)  # the sampler in use (the benchmark swaps them)
         if sampler is None or sampler.sampler == "dense":
             return actions
-        recording = live_view.active_recording()
-        if recording is not None:
-            live_view.log_first_item(recording, self.camera_points(), self.camera_image_hw)
+        recording, channels = live_view.active_recording(), live_view.active_foxglove_channels()
+        if recording is not None or channels is not None:
+            live_view.show_first_item(self.camera_points(), self.camera_image_hw, recording, channels)
         if live_view.chunks_wanted():
             images = {key: image.float().cpu().numpy() for key, image in self.acting_images.items()}
             live_view.publish_chunk(images, self.camera_points())
