@@ -18,6 +18,7 @@ from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.policies.factory import make_pre_post_processors
 from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
+from rerun_recording import read_points
 from test_image_region import policy_and_batch
 from torch.nn.functional import adaptive_avg_pool2d
 
@@ -36,26 +37,6 @@ CAMERAS = [
     ("pi0_grids", (64, 48)),
     ("act_grids", (48, 64)),
 ]
-
-
-def read_points(path) -> dict[str, list]:
-    """``{entity: [[K, 2] points of each log]}`` of a rerun recording file, in the order they were logged."""
-    view = rr.dataframe.load_recording(str(path)).view(index="log_tick", contents="/**")
-    table = view.select().read_all()
-    columns = {
-        name.split(":")[0].lstrip("/"): table.column(name).to_pylist()
-        for name in table.column_names
-        if name.endswith(":Points2D:positions")
-    }
-    return {entity: [value for value in values if value is not None] for entity, values in columns.items()}
-
-
-def logged_images(path) -> set[str]:
-    """The entities a rerun recording file holds an image at."""
-    names = (
-        rr.dataframe.load_recording(str(path)).view(index="log_tick", contents="/**").select().schema.names
-    )
-    return {name.split(":")[0].lstrip("/") for name in names if ":Image:" in name or ":EncodedImage:" in name}
 
 
 @pytest.mark.parametrize(("policy_type", "image_hw"), CAMERAS)

@@ -25,6 +25,7 @@ import torch
 import yaml
 from conftest import REPO_ROOT, changed_copy, save_checkpoint
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from rerun_recording import logged_images, read_points
 from simulated_hardware import (
     ERROR_OVERLOAD,
     SO100_MOTOR_IDS,
@@ -33,7 +34,6 @@ from simulated_hardware import (
     SimulatedRealSense,
     patient_serial_adapter,
 )
-from test_live_view import logged_images, read_points
 
 from lerobot_grids import compat
 from lerobot_grids.configs import config_path, shipped_configs

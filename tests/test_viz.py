@@ -8,12 +8,11 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import rerun as rr
 import torch
 from conftest import DATASET_REPO_ID, make_config
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from rerun_recording import logged_components, logged_images, read_points
 from test_lerobot_train import _tiny_args, lerobot_train
-from test_live_view import logged_images, read_points
 
 from lerobot_grids.evidence import viz
 from lerobot_grids.policies.pi0_grids.modeling_pi0_grids import PI0GridsPolicy
@@ -61,10 +60,11 @@ def test_a_training_checkpoint_needs_no_other_argument(dataset_root, tmp_path, m
     # The rerun recording: each frame as recorded with the points drawn on the pictures, the state and action.
     points, images = read_points(output / "episode.rrd"), logged_images(output / "episode.rrd")
     assert images == {"observation.front", "observation.wrist"}
-    view = rr.dataframe.load_recording(str(output / "episode.rrd")).view(index="frame_index", contents="/**")
-    table = view.select().read_all()
-    assert table.column("frame_index").to_pylist() == summary["frames"]
-    assert table.column("/action:Scalars:scalars").to_pylist()[0] == pytest.approx(
+    by_frame = logged_components(output / "episode.rrd", index="frame_index")
+    assert [frame for frame, _ in by_frame["observation.front:Image:buffer"]] == summary["frames"]
+    first_frame, first_action = by_frame["action:Scalars:scalars"][0]
+    assert first_frame == summary["frames"][0]
+    assert first_action == pytest.approx(
         LeRobotDataset(DATASET_REPO_ID, root=dataset_root)[summary["frames"][0]]["action"].tolist()
     )
     for camera in ("front", "wrist"):

@@ -11,7 +11,7 @@ episode, writes per camera, on each frame as the policy sees it (resized with pa
 - ``episode.rrd``: the episode's frames as recorded, with the points on them, the state and the recorded
   action over time, to scrub through in rerun's viewer (``rerun episode.rrd``), under the entities of
   LeRobot's live display; ``live_view.png``: its middle frame as the viewer shows it (each camera's image with
-  its points), read back from the recording.
+  its points).
 
 A checkpoint of a ``lerobot-train`` run needs no other argument: the dataset is read from the run's
 ``train_config.json`` beside the weights. Nothing is computed past the image embedding, so a checkpoint
@@ -45,7 +45,7 @@ from lerobot_grids.policies.points_picture import camera_frame, draw_dots
 
 TRAIN_CONFIG = "train_config.json"
 RECORDING = "episode.rrd"
-LIVE_VIEW = "live_view.png"  # a frame of the recording as the viewer shows it
+LIVE_VIEW = "live_view.png"  # the recording's middle frame as the viewer shows it
 
 
 def load_policy(source: str, device: str):
@@ -215,17 +215,16 @@ def visualise(
     read = {camera: [] for camera in cameras}
     recording = rr.RecordingStream("lerobot_grids_viz")
     recording.save(output_dir / RECORDING)
-    frame_indices = []
-    for index in frames:
+    for position, index in enumerate(frames):
         item = dataset[int(index)]
         read_item = read_frame(policy, preprocessor(item))
         for camera in cameras:
             read[camera].append(read_item[camera])
-        log_frame(recording, item, {camera: read_item[camera].camera_pixels for camera in cameras})
-        frame_indices.append(int(item["frame_index"]))
+        camera_pixels = {camera: read_item[camera].camera_pixels for camera in cameras}
+        log_frame(recording, item, camera_pixels)
+        if position == len(frames) // 2:
+            iio.imwrite(output_dir / LIVE_VIEW, live_view_picture(item, camera_pixels))
     recording.flush()
-    middle = frame_indices[len(frame_indices) // 2]
-    iio.imwrite(output_dir / LIVE_VIEW, recording_frame(output_dir / RECORDING, middle, cameras))
     summary = {
         "checkpoint": source,
         "dataset": repo_id,
@@ -240,22 +239,10 @@ def visualise(
     return summary
 
 
-def recording_frame(path: Path, frame_index: int, cameras: list[str]) -> np.ndarray:
-    """Frame ``frame_index`` of a rerun recording holding the live view's entities (``episode.rrd``) as the
-    viewer shows it: each camera's image with its GridS points drawn on it, read back from the recording, the
-    cameras side by side."""
-    table = (
-        rr.dataframe.load_recording(str(path)).view(index="frame_index", contents="/**").select().read_all()
-    )
-    row = table.column("frame_index").to_pylist().index(frame_index)
-    pictures = []
-    for camera in cameras:
-        entity = "/" + live_view.camera_entity(camera)
-        (image_format,) = table.column(f"{entity}:Image:format")[row].as_py()
-        (buffer,) = table.column(f"{entity}:Image:buffer")[row].as_py()
-        image = np.asarray(buffer, dtype=np.uint8).reshape(image_format["height"], image_format["width"], 3)
-        points = table.column(f"/{live_view.points_entity(camera)}:Points2D:positions")[row].as_py()
-        pictures.append(draw_dots(image, np.asarray(points)))
+def live_view_picture(item: dict, camera_pixels: dict[str, np.ndarray]) -> np.ndarray:
+    """A frame as the viewer shows it from what :func:`log_frame` logs: each camera's frame as recorded with
+    its points drawn where they are logged, the cameras side by side."""
+    pictures = [draw_dots(camera_frame(item[camera]), pixels) for camera, pixels in camera_pixels.items()]
     height = max(picture.shape[0] for picture in pictures)
     return np.concatenate([np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0))) for p in pictures], axis=1)
 
