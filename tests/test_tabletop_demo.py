@@ -63,10 +63,15 @@ def demo(tmp_path_factory):
     return output_dir, results, finished, partial
 
 
+def _metric(eval_info: Path, metric: str) -> list:
+    """One of the per-episode metrics of LeRobot's ``eval_info.json``, over its tasks."""
+    tasks = json.loads(eval_info.read_text())["per_task"]
+    return [value for task in tasks for value in task["metrics"][metric]]
+
+
 def _successes(output_dir: Path, name: str, seed: int, variant: str) -> list[bool]:
     """The episodes LeRobot's evaluation wrote for one policy, seed and variant, one by one."""
-    info = json.loads((output_dir / "eval" / name / f"seed{seed}" / variant / "eval_info.json").read_text())
-    return [success for task in info["per_task"] for success in task["metrics"]["successes"]]
+    return _metric(output_dir / "eval" / name / f"seed{seed}" / variant / "eval_info.json", "successes")
 
 
 def test_demo_trains_evaluates_and_reports_every_policy_seed_and_variant(demo):
@@ -198,26 +203,52 @@ def test_demo_policies_and_their_lerobot_train_options():
             model_overrides(bad)
 
 
-def test_lerobot_eval_command_evaluates_a_demo_checkpoint(demo, tmp_path):
-    _, results, *_ = demo
+def test_a_stored_run_has_portable_checkpoints_that_lerobot_eval_evaluates_as_the_run_did(demo, tmp_path):
+    """``--store``: the run's report with its first seed's checkpoints, which name no path of the machine they
+    were trained on; ``lerobot-eval`` of a stored checkpoint, from the repository root, measures on the same
+    scenes what the run measured."""
+    output_dir, results, *_ = demo
+    stored = tmp_path / "stored"
+    with pytest.raises(SystemExit):  # a policy without a finished first seed: refused, nothing written
+        main(["--store", str(output_dir), "--output-dir", str(stored), "--models", "grids_k16"])
+    assert not stored.exists()
+    main(["--store", str(output_dir), "--output-dir", str(stored), "--models", "dense", "instructed_k4"])
+    checkpoint = stored / "checkpoints" / "instructed_k4"
+    assert "train_config.json" not in {path.name for path in checkpoint.iterdir()}
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert config["vlm_model_name"] == "lerobot_grids/assets/tiny_smolvlm" and config["init_from"] is None
+    for path in checkpoint.glob("*.json"):
+        assert str(REPO_ROOT) not in path.read_text() and str(output_dir) not in path.read_text(), path.name
+    report = (stored / "report.md").read_text()
+    assert f"--policy.path={checkpoint} --env.type=grids_tabletop" in report and "/train/" not in report
+    assert json.loads((stored / "results.json").read_text())["success"] == results["success"]
+    with pytest.raises(SystemExit):  # the folder exists now: never overwritten
+        main(["--store", str(output_dir), "--output-dir", str(stored)])
     command = [
         sys.executable,
         "-m",
         "lerobot.scripts.lerobot_eval",
-        f"--policy.path={results['runs']['instructed_k4']['1000']['checkpoint']}",
+        f"--policy.path={checkpoint}",
         "--env.type=grids_tabletop",
         "--env.variant=camera",
-        "--eval.n_episodes=2",
-        "--eval.batch_size=2",
+        f"--eval.n_episodes={TINY.eval_episodes}",
+        f"--eval.batch_size={TINY.eval_episodes}",
         "--policy.device=cpu",
         f"--output_dir={tmp_path / 'eval'}",
     ]
     finished = subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300
+        command,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+        cwd=REPO_ROOT,
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
-    overall = json.loads((tmp_path / "eval" / "eval_info.json").read_text())["overall"]
-    assert overall["n_episodes"] == 2 and 0 <= overall["pc_success"] <= 100
+    run_eval = output_dir / "eval" / "instructed_k4" / "seed1000" / "camera" / "eval_info.json"
+    stored_eval = tmp_path / "eval" / "eval_info.json"
+    for metric in ("successes", "sum_rewards"):
+        assert _metric(stored_eval, metric) == pytest.approx(_metric(run_eval, metric))
 
 
 def test_distances_to_mask_in_token_pitches():

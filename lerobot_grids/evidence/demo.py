@@ -597,7 +597,7 @@ def write_report(results: dict, output_dir: Path) -> str:
         *(_per_task_section(results, benchmark) if benchmark.tasks else []),
         *(_pointing_section(results, results["scale"]) if benchmark.measures_pointing else []),
         *_checks_and_plots_section(results),
-        *_commands_section(results, benchmark),
+        *_commands_section(results, benchmark, output_dir),
     ]
     report = "\n".join(lines) + "\n"
     (output_dir / "report.md").write_text(report)
@@ -718,22 +718,34 @@ def _checks_and_plots_section(results: dict) -> list[str]:
     return lines
 
 
-def _commands_section(results: dict, benchmark: Benchmark) -> list[str]:
-    """``lerobot-eval`` lines that evaluate each policy's first-seed checkpoint as the run did."""
+def _commands_section(results: dict, benchmark: Benchmark, output_dir: Path) -> list[str]:
+    """``lerobot-eval`` lines that evaluate, as the run did, each policy's first-seed checkpoint that is kept
+    with the run (in its folder: all of them in a run's own folder, those ``--store`` stored in a stored
+    copy)."""
     first = {name: units[min(units, key=int)]["checkpoint"] for name, units in results["runs"].items()}
+    kept = {name: Path(path) for name, path in first.items() if _inside(Path(path), output_dir)}
+    if not kept:
+        return ["## The same evaluations from the command line", "", "No checkpoint is kept with this run."]
+    left_out = [label(name) for name in results["success"] if name not in kept]
     return [
         "## The same evaluations from the command line",
         "",
         "```bash",
         *[
-            eval_command(Path(first[name]), benchmark, task, "default", results["scale"]["eval_episodes"])
+            eval_command(kept[name], benchmark, task, "default", results["scale"]["eval_episodes"])
             for name in results["success"]
+            if name in kept
             for task in benchmark.tasks or (None,)
         ],
         "```",
         "",
         "(`--env.variant=` any of " + ", ".join([*benchmark.variants, "blank"]) + ".)",
+        *(["", "Not stored with the run: " + ", ".join(left_out) + "."] if left_out else []),
     ]
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.absolute().is_relative_to(folder.absolute())
 
 
 def _pointing_section(results: dict, scale: dict) -> list[str]:

@@ -6,7 +6,8 @@ the dense baseline and GridS (K = 16, 4, 1; other samplers and predictors with `
 ``lerobot-train`` from the shipped pretrained base policy, once per ``--seeds`` seed, evaluates them with
 LeRobot's evaluation loop in distribution and out of it, measures where the sampler looks, and writes
 ``report.md``, ``results.json`` and plots. ``--quick`` is the same pipeline at CI scale. A run that was
-interrupted continues with ``--resume`` (same options); ``--render`` writes a run folder's report again.
+interrupted continues with ``--resume`` (same options); ``--render`` writes a run folder's report again;
+``--store`` copies a run's report with its first seed's checkpoints into the repository's ``docs/``.
 The pipeline and its checks: :mod:`lerobot_grids.evidence.demo`.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from lerobot_grids.evidence.benchmarks import BENCHMARKS
 from lerobot_grids.evidence.demo import FULL, KINDS, SCALES, default_models, render, run_demo
+from lerobot_grids.evidence.store_run import store_run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="write the report and plots of a run folder again from what it stored, and exit",
     )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        metavar="RUN_DIR",
+        default=None,
+        help="store a run folder (finished or not) in --output-dir, a new folder (e.g. docs/demo/<name>), "
+        "with the first seed's checkpoints of --models (default: dense and every GridS policy at K=16 and "
+        "K=1), made to run from the repository root on any machine, and exit",
+    )
     return parser
 
 
@@ -88,9 +99,19 @@ def command_line(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.render is not None and args.store is not None:
+        parser.error("--render and --store are two separate commands: give one.")
     if args.render is not None:
         results = render(args.render)
         output_dir = args.render
+    elif args.store is not None:
+        if args.output_dir is None:
+            parser.error("--store needs --output-dir, the new folder to store the run in (docs/demo/<name>).")
+        try:
+            results = store_run(args.store, args.output_dir, args.models)
+        except (ValueError, FileExistsError, FileNotFoundError) as error:
+            parser.error(str(error))
+        output_dir = args.output_dir
     else:
         if args.resume and args.output_dir is None:
             parser.error("--resume needs the --output-dir of the run to finish.")
