@@ -19,6 +19,7 @@ from lerobot_grids.point_predictors import AttentionPointPredictor
 SAMPLERS = ("grids", "dense", "random", "topk")
 PREDICTORS = ("mlp", "attention")
 POOLINGS = ("mean", "max")
+ATTENTION_PRIORS = ("token", "share")
 INTERPOLATIONS = ("bilinear", "nearest")
 
 
@@ -45,6 +46,10 @@ class GridSConfig:
             gradient with respect to the points.
         coord_injection: add a coordinate-encoder embedding of each point to its sample (§3.2;
             switched off in the Tab. 12 ablation).
+        attention_prior: width of the ``attention`` predictor's Gaussian prior around each point's anchor:
+            ``token``, one token pitch whatever K; ``share``, half the side of each point's share of the grid,
+            ``sqrt(H * W / K) / 2`` token pitches (one pitch for K=16 on an 8x8 grid, two for K=4, four for
+            K=1): fewer points each reach further.
         predictor_hidden_dim: hidden width of the point-predicting MLP.
         coord_encoder_hidden_dim: hidden width of the coordinate encoder.
         split_layer: sample inside the vision tower (``smolvla_grids`` only): its first ``split_layer`` layers
@@ -59,6 +64,7 @@ class GridSConfig:
     predictor: str = "mlp"
     instruction: bool = False
     pooling: str = "mean"
+    attention_prior: str = "token"
     interpolation: str = "bilinear"
     coord_injection: bool = True
     predictor_hidden_dim: int = 256
@@ -75,6 +81,7 @@ class GridSConfig:
                 "--policy.grids.sampler=grids."
             )
         _check_choice("pooling", self.pooling, POOLINGS)
+        _check_choice("attention_prior", self.attention_prior, ATTENTION_PRIORS)
         _check_choice("interpolation", self.interpolation, INTERPOLATIONS)
         if self.num_tokens < 1:
             raise ValueError(
@@ -114,14 +121,15 @@ class GridSConfig:
             "dense": [
                 "num_tokens",
                 "pooling",
+                "attention_prior",
                 "interpolation",
                 "coord_injection",
                 "predictor_hidden_dim",
                 "coord_encoder_hidden_dim",
             ],
-            "random": ["pooling", "interpolation", "predictor_hidden_dim"],
-            "topk": ["pooling", "interpolation", "predictor_hidden_dim"],
-            "grids": ["pooling"] if self.predictor == "attention" else [],
+            "random": ["pooling", "attention_prior", "interpolation", "predictor_hidden_dim"],
+            "topk": ["pooling", "attention_prior", "interpolation", "predictor_hidden_dim"],
+            "grids": ["pooling"] if self.predictor == "attention" else ["attention_prior"],
         }[self.sampler]
         if not self.coord_injection and "coord_encoder_hidden_dim" not in unused:
             unused.append("coord_encoder_hidden_dim")
@@ -132,6 +140,7 @@ class GridSConfig:
 READ_BY = {
     "num_tokens": "sampler=dense keeps every token",
     "pooling": "only the mlp predictor of sampler=grids pools the tokens",
+    "attention_prior": "only the attention predictor of sampler=grids has a prior (predictor=attention)",
     "interpolation": "only sampler=grids reads between token centres",
     "coord_injection": "sampler=dense adds no coordinate embedding",
     "predictor_hidden_dim": "only sampler=grids predicts points",
@@ -333,7 +342,13 @@ class GridSampler(nn.Module):
         with contextlib.nullcontext() if device == "meta" else torch.autocast(device, enabled=False):
             if self.config.predictor == "attention":
                 pitch = 1 / max(height - 1, width - 1, 1)
-                return self.attention_predictor(tokens, grid_centres(grid_hw, tokens.device), pitch, context)
+                width_in_pitches = (
+                    1.0
+                    if self.config.attention_prior == "token"
+                    else math.sqrt(height * width / self.config.num_tokens) / 2
+                )
+                centres = grid_centres(grid_hw, tokens.device)
+                return self.attention_predictor(tokens, centres, width_in_pitches * pitch, context)
             pooled = tokens.mean(dim=1) if self.config.pooling == "mean" else tokens.amax(dim=1)
             pooled = pooled.to(self.context_norm.weight.dtype)
             if self.config.instruction:

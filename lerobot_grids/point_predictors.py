@@ -17,8 +17,8 @@ class AttentionPointPredictor(nn.Module):
 
     ``score[k, j] = q_k . key(token_j) / sqrt(d) - |c_j - s_k|^2 / (2 sigma^2)``, softmax over ``j``, points
     ``p_k = sum_j w_kj c_j`` for token centres ``c_j``. The second term is a Gaussian prior around learned
-    anchors ``s_k`` (one token pitch ``sigma`` wide) that start at ``start_points``: training starts from
-    spread points, and the content term moves them. Differentiable end to end.
+    anchors ``s_k`` (``sigma`` wide, about a token pitch) that start at ``start_points``: training starts
+    from spread points, and the content term moves them. Differentiable end to end.
     """
 
     def __init__(
@@ -43,8 +43,8 @@ class AttentionPointPredictor(nn.Module):
         else:
             self.context_queries = None
 
-    def forward(self, tokens: Tensor, centres: Tensor, pitch: float, context: Tensor | None = None) -> Tensor:
-        """``centres [N, 2]`` of the tokens, ``pitch`` the distance between neighbouring centres."""
+    def forward(self, tokens: Tensor, centres: Tensor, sigma: float, context: Tensor | None = None) -> Tensor:
+        """``centres [N, 2]`` of the tokens, ``sigma`` the prior's width (in the centres' units)."""
         dtype = self.key.weight.dtype
         keys = self.key(self.token_norm(tokens.to(dtype)))  # [B, N, d]
         queries = self.queries.expand(tokens.shape[0], -1, -1)
@@ -53,6 +53,6 @@ class AttentionPointPredictor(nn.Module):
             queries = queries + shift.view_as(queries)
         scores = queries @ keys.transpose(1, 2) / keys.shape[-1] ** 0.5  # [B, K, N]
         centres = centres.to(dtype)
-        prior = -torch.cdist(self.anchors, centres).square() / (2 * pitch**2)  # [K, N]
+        prior = -torch.cdist(self.anchors, centres).square() / (2 * sigma**2)  # [K, N]
         weights = torch.softmax(scores + prior, dim=-1)
         return weights @ centres

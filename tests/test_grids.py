@@ -189,6 +189,8 @@ def test_initial_points_are_spread_and_collapse_indicator_detects_collapse():
             {"predictor": "attention", "pooling": "max"},
             r"pooling='max' has no effect \(only the mlp predictor",
         ),
+        ({"attention_prior": "share"}, r"attention_prior='share' has no effect \(only the attention"),
+        ({"predictor": "attention", "attention_prior": "wide"}, "Unknown GridS attention_prior 'wide'"),
         ({"sampler": "topk", "interpolation": "nearest"}, "interpolation='nearest' has no effect"),
         ({"sampler": "random", "predictor_hidden_dim": 8}, "predictor_hidden_dim=8 has no effect"),
         (

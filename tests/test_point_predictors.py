@@ -94,6 +94,29 @@ def test_attention_points_follow_the_content():
         torch.testing.assert_close(points[0, 0], centres[index], atol=0.02, rtol=0)
 
 
+@pytest.mark.parametrize(("num_tokens", "pitches"), [(16, 1.0), (4, 2.0), (1, 4.0)])
+def test_the_share_prior_is_half_the_side_of_each_points_share_of_the_grid(num_tokens, pitches):
+    """With the content term silenced (zero keys), a point is the prior-weighted mean of the token centres:
+    ``attention_prior=share`` weighs them with a Gaussian ``sqrt(64 / K) / 2`` token pitches wide on an 8x8
+    grid, ``token`` with one pitch whatever K; the two agree at K=16."""
+    grid_hw, pitch = (8, 8), 1 / 7
+    centres = grid_centres(grid_hw, dtype=torch.float64)
+    tokens = torch.randn(1, 64, DIM, dtype=torch.float64)
+    points = {}
+    for prior in ("token", "share"):
+        grids = sampler(predictor="attention", num_tokens=num_tokens, attention_prior=prior)
+        with torch.no_grad():
+            grids.attention_predictor.key.weight.zero_()
+            grids.attention_predictor.key.bias.zero_()
+            grids.attention_predictor.anchors.fill_(0.2)  # off-centre: the prior's width moves the mean
+        points[prior] = grids.predict_points(tokens, grid_hw, None)[0]
+    for prior, sigma in (("token", pitch), ("share", pitches * pitch)):
+        weights = torch.softmax(-(centres - 0.2).square().sum(-1) / (2 * sigma**2), dim=0)
+        expected = (weights[:, None] * centres).sum(0).expand(num_tokens, 2)
+        torch.testing.assert_close(points[prior], expected)
+    assert torch.equal(points["token"], points["share"]) == (num_tokens == 16)
+
+
 @pytest.mark.parametrize("predictor", ["mlp", "attention"])
 def test_instruction_moves_the_points_once_learned_and_is_required(predictor):
     grids = sampler(predictor=predictor, instruction=True)

@@ -107,6 +107,11 @@ KINDS = {
     "grids": ("GridS", ["--policy.grids.sampler=grids"]),
     "attention": ("GridS attention", ["--policy.grids.sampler=grids", "--policy.grids.predictor=attention"]),
     "instructed": ("GridS attention+instruction", ATTENTION_INSTRUCTION),
+    # the same with each point's prior as wide as its share of the grid (issue 28: explain K)
+    "instructed_share": (
+        "GridS attention+instruction, share prior",
+        [*ATTENTION_INSTRUCTION, "--policy.grids.attention_prior=share"],
+    ),
     # GridS inside the vision tower after its first layer (of the tiny tower's two), attention+instruction
     # predictor; intower_l0 and intower_l2 split before the first layer and after the last (the trade-off over
     # L, issue 18)
