@@ -140,6 +140,17 @@ def test_bad_arguments_are_refused_before_any_work_and_leave_nothing(
     assert list((tmp_path / "elsewhere").iterdir()) == []
 
 
+def test_a_checkpoint_without_its_training_run_asks_for_the_dataset(checkpoint, tmp_path, capsys):
+    """A stored checkpoint (``lerobot-grids-demo --store`` keeps no train_config.json) names no dataset."""
+    stored = tmp_path / "stored"
+    shutil.copytree(checkpoint, stored, ignore=shutil.ignore_patterns("train_config.json"))
+    with pytest.raises(SystemExit) as exit_info:
+        lerobot_grids_viz.main([str(stored), "--output-dir", str(tmp_path / "viz")])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and "has no train_config.json" in last and "--dataset-repo-id" in last
+    assert not (tmp_path / "viz").exists()
+
+
 def test_a_failed_run_leaves_no_output_folder(checkpoint, dataset_root, tmp_path, monkeypatch):
     folder = _run_started_elsewhere(checkpoint, dataset_root, tmp_path / "work")
     monkeypatch.setattr(lerobot_grids_viz, "visualise", lambda *args, **kwargs: 1 / 0)

@@ -68,6 +68,11 @@ def dataset_of_run(source: str) -> tuple[str, str | None, str | None]:
     A dataset root the run was given relative to the folder it was started from is found from there: a local
     ``<run>/checkpoints/<step>/pretrained_model`` whose run was written to a relative ``output_dir`` tells
     that folder, wherever this command is run from."""
+    if os.path.isdir(source) and not os.path.isfile(os.path.join(source, TRAIN_CONFIG)):
+        raise FileNotFoundError(
+            f"{source} has no {TRAIN_CONFIG} to find its training dataset in (a stored checkpoint keeps "
+            "none): give the dataset with --dataset-repo-id (and --dataset-root for a local one)."
+        )
     train = json.loads(Path(checkpoint_file(source, TRAIN_CONFIG)).read_text())
     dataset, root = train["dataset"], train["dataset"].get("root")
     if (
