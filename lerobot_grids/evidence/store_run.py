@@ -103,9 +103,11 @@ def store_run(run_dir: Path, output_dir: Path, names: list[str] | None = None) -
         shutil.copyfile(run_dir / "run.json", output_dir / "run.json")
         shutil.copytree(run_dir / "units", output_dir / "units")
         for name, checkpoint in checkpoints.items():
-            destination = output_dir / CHECKPOINTS / name
-            store_checkpoint(checkpoint, destination)
-            path = unit_path(output_dir, name, first)
-            unit = {**json.loads(path.read_text()), "checkpoint": str(from_here(destination))}
+            store_checkpoint(checkpoint, output_dir / CHECKPOINTS / name)
+        for path in (output_dir / "units").rglob("*.json"):  # each unit names its checkpoint from here
+            unit = json.loads(path.read_text())
+            name, seed = unit["name"], unit["seed"]
+            stored = output_dir / CHECKPOINTS / name if seed == first and name in checkpoints else None
+            unit["checkpoint"] = str(from_here(stored or Path(unit["checkpoint"])))
             path.write_text(json.dumps(unit, indent=2))
         return render(output_dir)
