@@ -583,7 +583,11 @@ def rerun_server(recording: Path):
         port = probe.getsockname()[1]
     command = [str(Path(sys.executable).with_name("rerun")), "--bind", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(
-        [*command, "--save", str(recording)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [*command, "--save", str(recording)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: the command and the viewer binary it starts
     )
     deadline = time.monotonic() + 60
     while True:
@@ -598,9 +602,24 @@ def rerun_server(recording: Path):
             time.sleep(0.2)
     try:
         yield port
+        settled(recording)
     finally:
-        server.send_signal(signal.SIGINT)  # it writes what it received and exits
-        server.wait(timeout=60)
+        # The whole group, by SIGTERM: a SIGINT reaches only the command, and not at all where the test runner
+        # was started with SIGINT ignored (nohup, a background job), which its children inherit.
+        os.killpg(server.pid, signal.SIGTERM)
+        server.communicate(timeout=60)
+
+
+def settled(path: Path, quiet_s: float = 1.0, limit_s: float = 60.0):
+    """Waits until the file at ``path`` has stopped growing for ``quiet_s`` (the server has written what it
+    received)."""
+    deadline, size = time.monotonic() + limit_s, -1
+    while time.monotonic() < deadline:
+        current = path.stat().st_size if path.exists() else -1
+        if current == size:
+            return
+        size = current
+        time.sleep(quiet_s)
 
 
 def test_the_live_view_shows_each_chunks_points_on_the_cameras_images(arms, tmp_path, checkpoint):
