@@ -229,7 +229,7 @@ def visualise(
         log_frame(recording, item, camera_pixels)
         if position == len(frames) // 2:
             iio.imwrite(output_dir / LIVE_VIEW, live_view_picture(item, camera_pixels))
-    recording.flush()
+    recording.disconnect()  # closes the file, complete, before anything reads it
     summary = {
         "checkpoint": source,
         "dataset": repo_id,
