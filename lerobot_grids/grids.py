@@ -52,11 +52,10 @@ class GridSConfig:
             K=1): fewer points each reach further.
         predictor_hidden_dim: hidden width of the point-predicting MLP.
         coord_encoder_hidden_dim: hidden width of the coordinate encoder.
-        split_layer: sample inside the vision tower (``smolvla_grids`` only): its first ``split_layer`` layers
-        run on
-            every patch, the points are predicted from their output, and the remaining layers run on the patch
-            windows read at the points only (:mod:`lerobot_grids.window_sampling`); ``None`` samples the
-            tower's output tokens (the paper's place).
+        split_layer: sample inside the vision tower (``smolvla_grids`` only): its first ``split_layer``
+            layers run on every patch, the points are predicted from their output, and the remaining layers
+            run on the patch windows read at the points only (:mod:`lerobot_grids.window_sampling`); ``None``
+            samples the tower's output tokens (the paper's place).
     """
 
     num_tokens: int = 16
