@@ -252,6 +252,32 @@ def test_a_stored_run_has_portable_checkpoints_that_lerobot_eval_evaluates_as_th
         assert _metric(stored_eval, metric) == pytest.approx(_metric(run_eval, metric))
 
 
+def test_a_stored_run_continues_in_a_copy_and_is_stored_again_with_its_checkpoints(demo, tmp_path, monkeypatch):
+    """A long run goes on elsewhere: a copy of its stored folder resumes (its demonstrations, which a stored run
+    does not keep, recorded again byte for byte), and the copy is stored again once the first stored folder is
+    gone, with the checkpoints the copy holds."""
+    output_dir, results, *_ = demo
+    stored, continued, restored = tmp_path / "stored", tmp_path / "continued", tmp_path / "restored"
+    main(["--store", str(output_dir), "--output-dir", str(stored), "--models", "dense", "instructed_k4"])
+    shutil.copytree(stored, continued)
+    shutil.rmtree(stored)
+    ran = []
+    monkeypatch.setattr(demo_module, "run_unit", lambda name, seed, *_: ran.append((name, seed)))
+    run_demo(continued, TINY, recipe=RECIPE, seeds=SEEDS, models=[*MODELS, "grids_k4"], resume=True)
+    assert ran == [("grids_k4", 1000), ("grids_k4", 1001)]
+    recorded = sorted(path.relative_to(output_dir) for path in (output_dir / "dataset").rglob("*") if path.is_file())
+    assert recorded and recorded == sorted(
+        path.relative_to(continued) for path in (continued / "dataset").rglob("*") if path.is_file()
+    )
+    for path in recorded:
+        assert (continued / path).read_bytes() == (output_dir / path).read_bytes(), path
+    main(["--store", str(continued), "--output-dir", str(restored), "--models", "dense", "instructed_k4"])
+    for name in ("dense", "instructed_k4"):
+        trained = Path(results["runs"][name]["1000"]["checkpoint"]) / "model.safetensors"
+        assert (restored / "checkpoints" / name / "model.safetensors").read_bytes() == trained.read_bytes()
+    assert json.loads((restored / "results.json").read_text())["success"] == results["success"]
+
+
 def test_distances_to_mask_in_token_pitches():
     masks = np.zeros((1, 80, 80), bool)
     masks[0, 35:45, 35:45] = True  # a 10 x 10 block in the middle

@@ -857,7 +857,8 @@ def run_demo(
     """The run (see the module's docstring) into ``output_dir``, a new folder; with ``resume``, a folder an
     earlier run with the same plan (scale, recipe, seeds, policies) left unfinished: its finished units are
     kept, the others run, in the order of ``models``. ``models`` may add policies to a resumed run (never drop
-    any): its plan and command become this call's."""
+    any): its plan and command become this call's. A copy of a stored run (``--store``) resumes too: its
+    demonstrations, which it does not keep, are recorded again from the same scenes."""
     models, seeds = list(models or default_models(scale)), list(seeds)
     _check_models_and_seeds(models, seeds)
     recipe = str(recipe or benchmark.recipe)
@@ -878,6 +879,8 @@ def run_demo(
     dataset_root = output_dir / "dataset"
     if not resume:
         _start(output_dir, plan, benchmark, scale, command)
+    elif not dataset_root.is_dir():  # a stored run (docs/demo/<name>) continued in a copy keeps no dataset
+        benchmark.record(dataset_root, scale.episodes)  # the same scenes, the same demonstrations
     # Seed by seed: after the first seed the run compares every policy already (a single-seed result).
     units = [
         (name, seed) for seed in seeds for name in models if not unit_path(output_dir, name, seed).is_file()

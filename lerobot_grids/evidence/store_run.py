@@ -6,6 +6,10 @@ policy at K=16 and K=1), each a few MB, and writes the report, results and plots
 ``lerobot-eval`` lines pointing at the stored checkpoints. A stored checkpoint names no path of the machine it
 was trained on, so that ``lerobot-eval --policy.path=<stored checkpoint>`` runs from the repository root
 anywhere: see :func:`store_checkpoint`.
+
+A long run continues across machines this way: copy its stored folder, ``--resume`` the copy (the
+demonstrations are recorded again), and store the copy again; units stored before keep their checkpoints,
+which the copy holds.
 """
 
 import json
@@ -93,6 +97,8 @@ def store_run(run_dir: Path, output_dir: Path, names: list[str] | None = None) -
     checkpoints = {}
     for name in names:
         checkpoint = Path(json.loads(unit_path(run_dir, name, first).read_text())["checkpoint"])
+        if not checkpoint.is_dir() and (run_dir / CHECKPOINTS / name).is_dir():
+            checkpoint = run_dir / CHECKPOINTS / name  # a stored run continued in a copy: its own checkpoint
         if not checkpoint.is_dir():
             raise FileNotFoundError(
                 f"{name}'s checkpoint {checkpoint} is not there: run --store from the folder the run was "
