@@ -252,10 +252,10 @@ def test_a_stored_run_has_portable_checkpoints_that_lerobot_eval_evaluates_as_th
         assert _metric(stored_eval, metric) == pytest.approx(_metric(run_eval, metric))
 
 
-def test_a_stored_run_continues_in_a_copy_and_is_stored_again_with_its_checkpoints(demo, tmp_path, monkeypatch):
-    """A long run goes on elsewhere: a copy of its stored folder resumes (its demonstrations, which a stored run
-    does not keep, recorded again byte for byte), and the copy is stored again once the first stored folder is
-    gone, with the checkpoints the copy holds."""
+def test_a_stored_run_continues_in_a_copy_and_is_stored_again(demo, tmp_path, monkeypatch):
+    """A long run goes on elsewhere: a copy of its stored folder resumes (its demonstrations, which a stored
+    run does not keep, recorded again byte for byte), and the copy is stored again once the first stored
+    folder is gone, with the checkpoints the copy holds."""
     output_dir, results, *_ = demo
     stored, continued, restored = tmp_path / "stored", tmp_path / "continued", tmp_path / "restored"
     main(["--store", str(output_dir), "--output-dir", str(stored), "--models", "dense", "instructed_k4"])
@@ -265,11 +265,12 @@ def test_a_stored_run_continues_in_a_copy_and_is_stored_again_with_its_checkpoin
     monkeypatch.setattr(demo_module, "run_unit", lambda name, seed, *_: ran.append((name, seed)))
     run_demo(continued, TINY, recipe=RECIPE, seeds=SEEDS, models=[*MODELS, "grids_k4"], resume=True)
     assert ran == [("grids_k4", 1000), ("grids_k4", 1001)]
-    recorded = sorted(path.relative_to(output_dir) for path in (output_dir / "dataset").rglob("*") if path.is_file())
-    assert recorded and recorded == sorted(
-        path.relative_to(continued) for path in (continued / "dataset").rglob("*") if path.is_file()
-    )
-    for path in recorded:
+    recorded = [
+        sorted(path.relative_to(run) for path in (run / "dataset").rglob("*") if path.is_file())
+        for run in (output_dir, continued)
+    ]
+    assert recorded[0] and recorded[0] == recorded[1]
+    for path in recorded[0]:
         assert (continued / path).read_bytes() == (output_dir / path).read_bytes(), path
     main(["--store", str(continued), "--output-dir", str(restored), "--models", "dense", "instructed_k4"])
     for name in ("dense", "instructed_k4"):
