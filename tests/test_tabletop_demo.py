@@ -261,6 +261,7 @@ def test_a_stored_run_continues_in_a_copy_and_is_stored_again(demo, tmp_path, mo
     main(["--store", str(output_dir), "--output-dir", str(stored), "--models", "dense", "instructed_k4"])
     shutil.copytree(stored, continued)
     shutil.rmtree(stored)
+    (continued / "dataset.recording").mkdir()  # a recording interrupted before: set aside, recorded anew
     ran = []
     monkeypatch.setattr(demo_module, "run_unit", lambda name, seed, *_: ran.append((name, seed)))
     run_demo(continued, TINY, recipe=RECIPE, seeds=SEEDS, models=[*MODELS, "grids_k4"], resume=True)
@@ -270,6 +271,7 @@ def test_a_stored_run_continues_in_a_copy_and_is_stored_again(demo, tmp_path, mo
         for run in (output_dir, continued)
     ]
     assert recorded[0] and recorded[0] == recorded[1]
+    assert len(list(continued.glob("dataset.recording.interrupted-*"))) == 1
     for path in recorded[0]:
         assert (continued / path).read_bytes() == (output_dir / path).read_bytes(), path
     main(["--store", str(continued), "--output-dir", str(restored), "--models", "dense", "instructed_k4"])

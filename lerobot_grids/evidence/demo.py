@@ -880,7 +880,7 @@ def run_demo(
     if not resume:
         _start(output_dir, plan, benchmark, scale, command)
     elif not dataset_root.is_dir():  # a stored run (docs/demo/<name>) continued in a copy keeps no dataset
-        benchmark.record(dataset_root, scale.episodes)  # the same scenes, the same demonstrations
+        _record_again(dataset_root, benchmark, scale)
     # Seed by seed: after the first seed the run compares every policy already (a single-seed result).
     units = [
         (name, seed) for seed in seeds for name in models if not unit_path(output_dir, name, seed).is_file()
@@ -888,6 +888,15 @@ def run_demo(
     for name, seed in tqdm(units, desc="policies x seeds"):
         run_unit(name, seed, output_dir, dataset_root, scale, recipe_path, benchmark)
     return render(output_dir)
+
+
+def _record_again(dataset_root: Path, benchmark: Benchmark, scale: DemoScale) -> None:
+    """The run's demonstrations recorded again (the same scenes give the same episodes), into a folder that
+    takes the dataset's name once it is complete; what an interrupted recording left is set aside."""
+    recording = dataset_root.with_name(f"{dataset_root.name}.recording")
+    _set_aside(recording)
+    benchmark.record(recording, scale.episodes)
+    recording.rename(dataset_root)
 
 
 def _check_models_and_seeds(models: list[str], seeds: list[int]) -> None:
