@@ -70,10 +70,12 @@ demo-seeds: $(INSTALLED)
 		--output-dir $(or $(RESUME),$(DEMO_DIR)) $(if $(RESUME),--resume)
 
 # The same comparison on Meta-World (button-press, plate-slide, door-open, window-open; LeRobot's env rendered for a
-# CPU): dense, GridS with the paper's predictor and with attention+instruction at K = 16, 4, 1, top-k and random at
-# K = 16, three training seeds, seed by seed (27 trainings, about 18 h on 2 CPU cores). Interrupted? make demo-metaworld
-# RESUME=outputs/demo/<date-time> continues it.
-DEMO_METAWORLD_MODELS := dense grids_k16 instructed_k16 topk_k16 random_k16 grids_k4 instructed_k4 grids_k1 instructed_k1
+# CPU): dense, GridS with the paper's predictor and with attention+instruction at K = 16, 4, 1 (and at K = 4 with the
+# wider attention prior), top-k and random at K = 16, three training seeds, seed by seed (30 trainings, about 20 h on 2
+# CPU cores). Interrupted? make demo-metaworld RESUME=outputs/demo/<date-time> continues it; a run stored with --store
+# continues from a copy of its folder the same way (its demonstrations are recorded again).
+DEMO_METAWORLD_MODELS := dense grids_k16 instructed_k16 topk_k16 random_k16 grids_k4 instructed_k4 grids_k1 instructed_k1 \
+	instructed_share_k4
 demo-metaworld: $(INSTALLED)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/lerobot-grids-demo --benchmark metaworld --seeds 1000 1001 1002 \
 		--models $(DEMO_METAWORLD_MODELS) --output-dir $(or $(RESUME),$(DEMO_DIR)) $(if $(RESUME),--resume)
