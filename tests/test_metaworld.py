@@ -81,6 +81,27 @@ def test_the_rendered_frame_shows_the_points_of_the_chunk_made_on_this_envs_obse
     env.close()
 
 
+@pytest.mark.parametrize("variant", ["default", "camera", "blank"])
+def test_the_rendered_frame_is_lerobots_frame_of_the_state_without_drawing_it_again(variant):
+    """What ``lerobot-eval`` records as video: LeRobot's own frame of the current state, pixel for pixel
+    (after a reset, after steps, after a reset to another scene), taken from the last observation's
+    rendering without rendering again; ``blank`` shows the scene."""
+    env = MetaWorldCPU(TASK, variant=variant, **SMALL)
+    for seed in (3, 4):
+        env.reset(seed=seed)
+        for step in range(3):
+            if step:
+                env.step(np.array([0.5, -0.5, 0.2, 1.0], dtype=np.float32))
+            draws, draw = [], env._env.render
+            env._env.render = lambda draw=draw, draws=draws: draws.append(1) or draw()
+            frame = env.render()
+            assert draws == []
+            np.testing.assert_array_equal(frame, MetaworldEnv.render(env))
+            assert draws == [1] and frame.any()
+            del env._env.render
+    env.close()
+
+
 def test_an_episode_ends_at_the_episode_length_and_the_expert_succeeds_within_it():
     env = MetaWorldCPU(TASK, **SMALL)
     env.reset(seed=0)

@@ -58,6 +58,7 @@ class MetaWorldCPU(MetaworldEnv):
         self._max_episode_steps = episode_length
         self._prepared = None  # the Meta-World env the settings were applied to
         self._last_raw_observation = None
+        self._frame = None  # the camera's frame of the current state, as the last observation rendered it
         self._points = PointsOnRender([OBS_IMAGE]) if show_points else None  # --env.show_points=true
 
     def _prepare(self) -> None:
@@ -91,6 +92,7 @@ class MetaWorldCPU(MetaworldEnv):
         self._prepare()
         self._last_raw_observation = raw_obs
         observation = super()._format_raw_obs(raw_obs)
+        self._frame = observation["pixels"]
         if self.variant == "blank":
             observation["pixels"] = np.zeros_like(observation["pixels"])
         if self._points is not None:
@@ -98,9 +100,11 @@ class MetaWorldCPU(MetaworldEnv):
         return observation
 
     def render(self) -> np.ndarray:
-        """LeRobot's frame (the observation's camera), with the policy's points on it where asked
-        (``show_points``)."""
-        frame = super().render()
+        """LeRobot's frame (the observation's camera) of the current state, with the policy's points on it
+        where asked (``show_points``). The state has not moved since the last observation was rendered, so
+        that frame is returned instead of drawing the same one again: ``lerobot-eval``'s videos (10 episodes
+        of every evaluation) cost no rendering. ``blank`` shows the scene, not the black observation."""
+        frame = super().render() if self._frame is None else self._frame.copy()
         return frame if self._points is None else self._points.draw({OBS_IMAGE: frame})[OBS_IMAGE]
 
     def expert_action(self) -> np.ndarray:
