@@ -78,7 +78,9 @@ def test_the_rendered_frame_shows_the_points_of_the_chunk_made_on_this_envs_obse
     assert tuple(drawn[20, 10]) == POINT_RGB and tuple(drawn[50, 40]) == POINT_RGB
     ys, xs = np.nonzero((drawn != lerobots).any(-1))
     assert (np.minimum(np.hypot(xs - 10, ys - 20), np.hypot(xs - 40, ys - 50)) <= 4).all()
-    env.close()
+    assert live_view.chunks_wanted()
+    env.close()  # the policy stops publishing its chunks (a policy made later in this process maps no points)
+    assert not live_view.chunks_wanted()
 
 
 @pytest.mark.parametrize("variant", ["default", "camera", "blank"])

@@ -107,6 +107,11 @@ class MetaWorldCPU(MetaworldEnv):
         frame = super().render() if self._frame is None else self._frame.copy()
         return frame if self._points is None else self._points.draw({OBS_IMAGE: frame})[OBS_IMAGE]
 
+    def close(self) -> None:
+        if self._points is not None:
+            self._points.close()
+        super().close()
+
     def expert_action(self) -> np.ndarray:
         """The task's scripted expert (Meta-World's, as LeRobot maps it) on the last observation, in the
         action space's bounds."""

@@ -59,9 +59,13 @@ class PointsOnRender:
     def __init__(self, cameras: list[str]):
         if multiprocessing.parent_process() is not None:
             raise RuntimeError(IN_WORKER_PROCESS)
-        live_view.want_chunks()
+        live_view.want_chunks(self)
         self.cameras = cameras
         self.reset()
+
+    def close(self) -> None:
+        """The env is closed: the policy stops publishing its chunks for it."""
+        live_view.stop_wanting_chunks(self)
 
     def reset(self) -> None:
         """A new episode: no chunk made on it yet."""

@@ -272,6 +272,11 @@ class GridSTabletop(gym.Env):
             frames = self._points.draw(frames)
         return np.concatenate(list(frames.values()), axis=1)
 
+    def close(self) -> None:
+        if self._points is not None:
+            self._points.close()
+        super().close()
+
 
 def _table_to_canvas() -> np.ndarray:
     """Table units -> top-down canvas pixels (far side up)."""

@@ -10,14 +10,15 @@ LeRobot's ``init_rerun`` started in this process, or ``None`` in a dictionary lo
 :func:`active_foxglove_channels` LeRobot's Foxglove server the same way.
 
 On the frames an env renders for ``lerobot-eval``'s videos: an env asked to show the points
-(``--env.show_points=true``, :mod:`lerobot_grids.envs.points_on_render`) calls :func:`want_chunks`, and from
-then on every action chunk the policy makes in this process is published (:func:`publish_chunk`) with the
+(``--env.show_points=true``, :mod:`lerobot_grids.envs.points_on_render`) calls :func:`want_chunks`, and until
+it is closed every action chunk the policy makes in this process is published (:func:`publish_chunk`) with the
 camera images it was made from, for the env to find its own row of the batch.
 """
 
 import itertools
 import sys
 import time
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,19 +133,23 @@ class PublishedChunk:
     pixels: dict[str, np.ndarray]
 
 
-_chunks_wanted = False
+_listeners = weakref.WeakSet()  # what draws the chunks' points: the open envs' PointsOnRender
 _latest: PublishedChunk | None = None
 _serials = itertools.count()
 
 
-def want_chunks() -> None:
-    """From now on, :func:`publish_chunk` keeps every chunk the policy makes in this process."""
-    global _chunks_wanted
-    _chunks_wanted = True
+def want_chunks(listener) -> None:
+    """Until ``listener`` stops wanting them (:func:`stop_wanting_chunks`, or it is gone),
+    :func:`publish_chunk` keeps every chunk the policy makes in this process."""
+    _listeners.add(listener)
+
+
+def stop_wanting_chunks(listener) -> None:
+    _listeners.discard(listener)
 
 
 def chunks_wanted() -> bool:
-    return _chunks_wanted
+    return len(_listeners) > 0
 
 
 def publish_chunk(images: dict[str, np.ndarray], pixels: dict[str, np.ndarray]) -> None:
