@@ -4,17 +4,23 @@ dataset, ``lerobot-eval`` on it, and the GridS-against-dense comparison at a tin
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import draccus
+import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
+from lerobot.configs.policies import PreTrainedConfig
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.envs.configs import EnvConfig
 from lerobot.envs.factory import make_env
 from lerobot.envs.metaworld import TASK_DESCRIPTIONS, MetaworldEnv
 from lerobot.utils.constants import OBS_IMAGE
+from safetensors.torch import load_file
 
 from lerobot_grids.envs import MetaWorldCPUEnv
 from lerobot_grids.envs.configuration_metaworld import EnvOptionError
@@ -22,8 +28,12 @@ from lerobot_grids.envs.metaworld import MetaWorldCPU
 from lerobot_grids.envs.metaworld_dataset import record_metaworld_experts
 from lerobot_grids.evidence import benchmarks
 from lerobot_grids.evidence.demo import DemoScale, run_demo
+from lerobot_grids.evidence.points_under_shift import points_under_shift
+from lerobot_grids.evidence.viz import load_policy
 from lerobot_grids.policies import live_view
 from lerobot_grids.policies.points_picture import POINT_RGB
+from lerobot_grids.policies.smolvla_grids import SmolVLAGridsPolicy
+from lerobot_grids.scripts.lerobot_grids_metaworld_points import main as points_main
 from lerobot_grids.scripts.lerobot_grids_metaworld_rendering import main as rendering_check_main
 
 TASK = "reach-v3"  # its expert succeeds in about 45 steps
@@ -230,3 +240,78 @@ def test_the_rendering_check_evaluates_one_policy_at_both_renderings_on_the_same
         rendering_check_main(
             ["--checkpoint", results["runs"]["dense"]["1000"]["checkpoint"], "--output", str(output)]
         )
+
+
+@pytest.fixture(scope="module")
+def tiny_grids_checkpoint(tiny_run, tmp_path_factory):
+    """The tiny run's dense policy with a GridS K=4 sampler (the paper's predictor, new) put in, saved with
+    its processors: a GridS checkpoint without another training."""
+    _, results = tiny_run
+    dense = Path(results["runs"]["dense"]["1000"]["checkpoint"])
+    folder = tmp_path_factory.mktemp("grids") / "grids_k4"
+    shutil.copytree(dense, folder)
+    config = PreTrainedConfig.from_pretrained(dense)
+    config.grids = dataclasses.replace(config.grids, sampler="grids", num_tokens=4)
+    torch.manual_seed(0)
+    policy = SmolVLAGridsPolicy(config)
+    missing, unexpected = policy.load_state_dict(load_file(dense / "model.safetensors"), strict=False)
+    assert missing and all(key.startswith(policy.grids_prefix) for key in missing) and not unexpected
+    policy.save_pretrained(folder)
+    return folder
+
+
+def test_the_points_command_measures_the_layout_and_its_move_with_the_camera(tiny_grids_checkpoint, tmp_path):
+    output = tmp_path / "points"
+    points_main(
+        [
+            "--checkpoints",
+            str(tiny_grids_checkpoint),
+            "--output-dir",
+            str(output),
+            "--tasks",
+            TASK,
+            "--scenes",
+            "2",
+            "--image-size",
+            str(SMALL["image_size"]),
+        ]
+    )
+    result = json.loads((output / "points.json").read_text())
+    summary = result["policies"]["grids_k4"]
+    assert summary["tokens_per_camera"] == 4 and set(summary["move"]) == {"camera"}
+    # the predictor reads the image: its points differ between scenes and when the camera moves
+    assert summary["layout_change_within_task"] > 1e-3 and summary["move"]["camera"] > 1e-3
+    assert summary["layout_change_over_tasks"] == pytest.approx(
+        summary["layout_change_within_task"]
+    )  # one task
+    picture = iio.imread(output / "points_grids_k4.png")
+    assert picture.shape[0] == 2 * picture.shape[1]  # in distribution above, the camera moved below
+    assert (picture == POINT_RGB).all(-1).any()
+
+
+def test_a_fixed_layout_has_no_layout_change_and_does_not_move_with_the_camera(tiny_grids_checkpoint):
+    policy, preprocessor = load_policy(str(tiny_grids_checkpoint), "cpu")
+    with torch.no_grad():  # the paper's predictor with no weight on the image: its starting layout, always
+        policy.grids.point_predictor[-1].weight.zero_()
+    summary, _ = points_under_shift(policy, preprocessor, [TASK], ["camera"], 2, 1000, SMALL["image_size"])
+    assert summary["layout_change_within_task"] == pytest.approx(0, abs=1e-6)
+    assert summary["move"]["camera"] == pytest.approx(0, abs=1e-6)
+
+
+def test_the_points_command_refuses_a_dense_policy_and_an_existing_folder(
+    tiny_run, tiny_grids_checkpoint, tmp_path, capsys
+):
+    _, results = tiny_run
+    for checkpoints, output, message in (
+        (
+            [results["runs"]["dense"]["1000"]["checkpoint"]],
+            tmp_path / "new",
+            "sample no points (a dense sampler",
+        ),
+        ([str(tiny_grids_checkpoint)], tiny_grids_checkpoint.parent, "already exists and is not empty"),
+        ([str(tiny_grids_checkpoint)] * 2, tmp_path / "new", "must differ"),
+    ):
+        with pytest.raises(SystemExit):
+            points_main(["--checkpoints", *checkpoints, "--output-dir", str(output)])
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "new").exists()
