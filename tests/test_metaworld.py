@@ -14,6 +14,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.envs.configs import EnvConfig
@@ -27,7 +28,7 @@ from lerobot_grids.envs.configuration_metaworld import EnvOptionError
 from lerobot_grids.envs.metaworld import MetaWorldCPU
 from lerobot_grids.envs.metaworld_dataset import record_metaworld_experts
 from lerobot_grids.evidence import benchmarks
-from lerobot_grids.evidence.demo import DemoScale, run_demo
+from lerobot_grids.evidence.demo import DemoScale, label, run_demo
 from lerobot_grids.evidence.points_under_shift import points_under_shift
 from lerobot_grids.evidence.viz import load_policy
 from lerobot_grids.policies import live_view
@@ -315,3 +316,26 @@ def test_the_points_command_refuses_a_dense_policy_and_an_existing_folder(
             points_main(["--checkpoints", *checkpoints, "--output-dir", str(output)])
         assert message in capsys.readouterr().err
         assert not (tmp_path / "new").exists()
+
+
+def test_the_stored_points_table_is_what_the_stored_measurement_wrote():
+    """docs/metaworld.md's "Where the points go" rows are the stored points.json's numbers, with the command
+    that wrote them and a picture for each policy."""
+    stored = REPO_ROOT / "docs" / "demo" / "metaworld-points"
+    results = json.loads((stored / "points.json").read_text())
+    analysis = (REPO_ROOT / "docs" / "metaworld.md").read_text().splitlines()
+    assert results["command"].startswith("lerobot-grids-metaworld-points --checkpoints")
+    assert len(results["policies"]) >= 4
+    for name, summary in results["policies"].items():
+        measures = (
+            summary["layout_change_within_task"],
+            summary["layout_change_over_tasks"],
+            summary["move"]["camera"],
+        )
+        row = (
+            f"| {label(name)} | {summary['tokens_per_camera']} | "
+            + " | ".join(f"{m:.2f}" for m in measures)
+            + " |"
+        )
+        assert row in analysis, row
+        assert (stored / f"points_{name}.png").is_file()
