@@ -29,8 +29,9 @@ from lerobot_grids.envs.metaworld import MetaWorldCPU
 from lerobot_grids.envs.metaworld_dataset import record_metaworld_experts
 from lerobot_grids.evidence import benchmarks
 from lerobot_grids.evidence.demo import DemoScale, label, run_demo
-from lerobot_grids.evidence.points_under_shift import points_under_shift
+from lerobot_grids.evidence.points_under_shift import layout_moved_in_training, points_under_shift
 from lerobot_grids.evidence.viz import load_policy
+from lerobot_grids.grids import spread_points
 from lerobot_grids.policies import live_view
 from lerobot_grids.policies.points_picture import POINT_RGB
 from lerobot_grids.policies.smolvla_grids import SmolVLAGridsPolicy
@@ -297,6 +298,15 @@ def test_a_fixed_layout_has_no_layout_change_and_does_not_move_with_the_camera(t
     summary, _ = points_under_shift(policy, preprocessor, [TASK], ["camera"], 2, 1000, SMALL["image_size"])
     assert summary["layout_change_within_task"] == pytest.approx(0, abs=1e-6)
     assert summary["move"]["camera"] == pytest.approx(0, abs=1e-6)
+    assert summary["layout_moved_in_training"] == pytest.approx(0, abs=1e-6)  # a new predictor's bias
+    grid_hw = tuple(summary["token_grid"])
+    start = spread_points(4)
+    moved = start + torch.sign(0.5 - start) * 0.5 / (grid_hw[1] - 1) * torch.tensor(
+        [1.0, 0.0]
+    )  # half a pitch
+    with torch.no_grad():
+        policy.grids.point_predictor[-1].bias.copy_(torch.logit(moved).flatten())
+    assert layout_moved_in_training(policy.grids, grid_hw) == pytest.approx(0.5, abs=1e-5)
 
 
 def test_the_points_command_refuses_a_dense_policy_and_an_existing_folder(
@@ -331,6 +341,7 @@ def test_the_stored_points_table_is_what_the_stored_measurement_wrote():
             summary["layout_change_within_task"],
             summary["layout_change_over_tasks"],
             summary["move"]["camera"],
+            summary["layout_moved_in_training"],
         )
         row = (
             f"| {label(name)} | {summary['tokens_per_camera']} | "

@@ -7,7 +7,10 @@ distribution (``default``) and under each shifted variant (the same scene, the c
   token pitches: 0 for one fixed layout whatever the image), within each task (mean over the tasks) and over
   every scene of every task;
 - how far each point moves when the camera does (token pitches, the same scene under both variants); the
-  points of a fixed layout stay where they were in the image while the scene moves under them.
+  points of a fixed layout stay where they were in the image while the scene moves under them;
+- how far training moved the predictor's layout parameters from the layout it starts from
+  (:func:`~lerobot_grids.grids.spread_points`): the paper's predictor's output bias (through its sigmoid), the
+  attention predictor's anchors; token pitches, each point's distance averaged.
 
 A picture per policy: the first scene of each task (columns), one row per variant, the points drawn on the
 image as the policy sees it.
@@ -24,6 +27,7 @@ from lerobot_grids.envs import MetaWorldCPUEnv
 from lerobot_grids.envs.metaworld import MetaWorldCPU
 from lerobot_grids.evidence.pointing import layout_change
 from lerobot_grids.evidence.viz import draw_points, to_rgb
+from lerobot_grids.grids import GridSampler, spread_points
 
 DEFAULT = "default"
 
@@ -42,6 +46,21 @@ def first_frame_points(
     grid_hw = policy.dense_image_tokens(image)[1]
     normalised = policy.config.normalization_mapping.get("VISUAL") != NormalizationMode.IDENTITY
     return points, grid_hw, draw_points(to_rgb(image[0], normalised), points, grid_hw)
+
+
+def layout_moved_in_training(sampler: GridSampler, grid_hw: tuple[int, int]) -> float | None:
+    """Mean distance (token pitches) of the predictor's layout parameters from their starting layout; ``None``
+    for a sampler without a predictor (top-k, random)."""
+    config = sampler.config
+    if config.sampler != "grids":
+        return None
+    if config.predictor == "attention":
+        layout = sampler.attention_predictor.anchors
+    else:
+        layout = torch.sigmoid(sampler.point_predictor[-1].bias).view(config.num_tokens, 2)
+    pitch = torch.tensor([grid_hw[1] - 1, grid_hw[0] - 1], dtype=torch.float64)
+    moved = (layout.detach().double() - spread_points(config.num_tokens)) * pitch
+    return moved.norm(dim=-1).mean().item()
 
 
 def points_under_shift(
@@ -90,5 +109,6 @@ def points_under_shift(
         "layout_change_within_task": float(np.mean([layout([task]) for task in tasks])),
         "layout_change_over_tasks": layout(tasks),
         "move": {variant: move(variant) for variant in variants},
+        "layout_moved_in_training": layout_moved_in_training(policy.grids, grid_hw),
     }
     return summary, np.concatenate(rows, axis=0)
