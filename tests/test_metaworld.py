@@ -321,6 +321,11 @@ def test_the_points_command_refuses_a_dense_policy_and_an_existing_folder(
         ),
         ([str(tiny_grids_checkpoint)], tiny_grids_checkpoint.parent, "already exists and is not empty"),
         ([str(tiny_grids_checkpoint)] * 2, tmp_path / "new", "must differ"),
+        (
+            [str(tiny_grids_checkpoint), "--tasks", "push-v2"],
+            tmp_path / "new",
+            "--tasks='push-v2' is not one",
+        ),
     ):
         with pytest.raises(SystemExit):
             points_main(["--checkpoints", *checkpoints, "--output-dir", str(output)])

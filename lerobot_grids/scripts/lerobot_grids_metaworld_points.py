@@ -15,6 +15,8 @@ from pathlib import Path
 import imageio.v3 as iio
 from lerobot.configs.policies import PreTrainedConfig
 
+from lerobot_grids.envs import MetaWorldCPUEnv
+from lerobot_grids.envs.configuration_metaworld import EnvOptionError
 from lerobot_grids.envs.metaworld import VARIANTS
 from lerobot_grids.evidence.benchmarks import METAWORLD
 from lerobot_grids.evidence.demo import EVAL_SEED
@@ -64,6 +66,13 @@ def main(argv: list[str] | None = None) -> None:
             f"--checkpoints: {', '.join(pointless)} sample no points (a dense sampler, or not a GridS "
             "policy); give GridS checkpoints."
         )
+    for task in args.tasks:
+        try:
+            MetaWorldCPUEnv(task=task, image_size=args.image_size)
+        except EnvOptionError as error:
+            parser.error(
+                str(error).replace("--env.task", "--tasks").replace("--env.image_size", "--image-size")
+            )
     try:
         check_new(args.output_dir)
     except FileExistsError as error:
